@@ -1,0 +1,102 @@
+//! [`Batch`]: the unit of data that flows between nodes.
+
+use std::sync::Arc;
+
+use arrow_array::{BooleanArray, RecordBatch, UInt64Array};
+use arrow_schema::ArrowError;
+
+/// An Arrow `RecordBatch` plus where each of its rows came from.
+///
+/// Cloning is cheap (Arrow buffers are reference-counted), which is how fan-out shares one batch
+/// between consumers without copying it.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    /// The rows.
+    pub data: RecordBatch,
+    /// The provenance of each row, kept in step with `data` by every transform.
+    pub origin: Origin,
+}
+
+/// Where rows came from: one input file and the absolute line of each row in it.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    /// The input file, as shown in messages.
+    pub file: Option<Arc<str>>,
+    /// Absolute 1-based physical line of the first byte of each row's record; same length as the
+    /// batch.
+    pub lines: UInt64Array,
+}
+
+impl Batch {
+    /// A batch whose rows came from `file` at `lines`.
+    ///
+    /// # Panics
+    /// If `lines` and `data` differ in length: that is a bug in the caller, not bad input.
+    pub fn new(data: RecordBatch, file: Option<Arc<str>>, lines: UInt64Array) -> Self {
+        assert_eq!(
+            data.num_rows(),
+            lines.len(),
+            "a batch needs one line number per row"
+        );
+        Self {
+            data,
+            origin: Origin { file, lines },
+        }
+    }
+
+    /// Number of rows.
+    pub fn num_rows(&self) -> usize {
+        self.data.num_rows()
+    }
+
+    /// The rows where `mask` is true, with their provenance.
+    pub fn filter(&self, mask: &BooleanArray) -> Result<Batch, ArrowError> {
+        let data = arrow_select::filter::filter_record_batch(&self.data, mask)?;
+        let lines = arrow_select::filter::filter(&self.origin.lines, mask)?;
+        let lines = lines
+            .as_any()
+            .downcast_ref::<UInt64Array>()
+            .cloned()
+            .ok_or_else(|| ArrowError::ComputeError("line numbers lost their type".into()))?;
+        Ok(Batch {
+            data,
+            origin: Origin {
+                file: self.origin.file.clone(),
+                lines,
+            },
+        })
+    }
+
+    /// The same rows with different columns (a transform's output for the same rows).
+    pub fn with_data(&self, data: RecordBatch) -> Result<Batch, ArrowError> {
+        if data.num_rows() != self.num_rows() {
+            return Err(ArrowError::InvalidArgumentError(format!(
+                "replacement data has {} rows, the batch has {}",
+                data.num_rows(),
+                self.num_rows()
+            )));
+        }
+        Ok(Batch {
+            data,
+            origin: self.origin.clone(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::{ArrayRef, Int32Array};
+
+    #[test]
+    fn filter_keeps_line_numbers_in_step() {
+        let col: ArrayRef = Arc::new(Int32Array::from(vec![1, 2, 3]));
+        let data = RecordBatch::try_from_iter([("a", col)]).unwrap();
+        let batch = Batch::new(data, Some("f.csv".into()), UInt64Array::from(vec![2, 3, 5]));
+        let kept = batch
+            .filter(&BooleanArray::from(vec![true, false, true]))
+            .unwrap();
+        assert_eq!(kept.num_rows(), 2);
+        assert_eq!(kept.origin.lines.values().as_ref(), &[2, 5]);
+    }
+}

@@ -1,0 +1,95 @@
+//! The traits a plugin implements.
+//!
+//! Each node has two halves. The *config* half is parsed from YAML at plan time and is pure: it
+//! declares schemas and the files it touches, and opens nothing. Its `build` makes the *runtime*
+//! half, which opens files and moves batches. The executor owns threads, channels and metrics;
+//! plugins never spawn threads or count rows.
+
+use std::fmt::Debug;
+use std::path::PathBuf;
+
+use arrow_schema::SchemaRef;
+
+use crate::batch::Batch;
+use crate::error::{BuildError, RunError};
+
+/// What a node's `build` gets to know about its place in the pipeline.
+#[derive(Debug, Clone)]
+pub struct BuildCx {
+    /// The node's name, for messages.
+    pub node: String,
+    /// Rows per batch a source should aim for.
+    pub chunk_size: usize,
+}
+
+/// What a node's config parser gets to know about its place in the pipeline.
+#[derive(Debug, Clone)]
+pub struct NodeCx {
+    /// The node's name.
+    pub node: String,
+    /// The pipeline-wide `Settings.ChunkSize`.
+    pub chunk_size: usize,
+}
+
+/// A parsed source config.
+pub trait SourceConfig: Debug + Send + Sync {
+    /// The schema of every batch this source will emit.
+    fn output_schema(&self) -> SchemaRef;
+    /// Files this source reads (so a sink cannot overwrite them).
+    fn files_read(&self) -> Vec<PathBuf> {
+        Vec::new()
+    }
+    /// Open the input.
+    fn build(&self, cx: &BuildCx) -> Result<Box<dyn Source>, BuildError>;
+}
+
+/// A running source.
+pub trait Source: Send {
+    /// The next batch, or `None` at the end of the input. An `Err` ends the run.
+    fn next_batch(&mut self) -> Result<Option<Batch>, RunError>;
+}
+
+/// A parsed transform config.
+pub trait TransformConfig: Debug + Send + Sync {
+    /// The schema of the batches this transform emits, given its input schema.
+    fn output_schema(&self, input: &SchemaRef) -> Result<SchemaRef, String>;
+    /// Whether batches may be processed concurrently (output order is kept either way).
+    fn parallel(&self) -> bool {
+        false
+    }
+    /// Prepare the transform.
+    fn build(&self, input: SchemaRef, cx: &BuildCx) -> Result<Box<dyn Transform>, BuildError>;
+}
+
+/// A running transform. Rows missing from the output of [`Transform::apply`] count as filtered.
+pub trait Transform: Send + Sync {
+    /// Transform one batch. An `Err` ends the run.
+    fn apply(&self, batch: Batch) -> Result<Batch, RunError>;
+}
+
+/// A parsed sink config.
+pub trait SinkConfig: Debug + Send + Sync {
+    /// Check that the sink can write batches of this schema.
+    fn check_input(&self, _input: &SchemaRef) -> Result<(), String> {
+        Ok(())
+    }
+    /// Files this sink writes (so no two sinks write one file, and no sink overwrites an input).
+    fn files_written(&self) -> Vec<PathBuf> {
+        Vec::new()
+    }
+    /// Prepare the output (nothing visible is changed until [`Sink::commit`]).
+    fn build(&self, input: SchemaRef, cx: &BuildCx) -> Result<Box<dyn Sink>, BuildError>;
+}
+
+/// A running sink. Writes are staged; the executor calls `finish` on every sink and, only if the
+/// whole run succeeded, `commit` on every sink. A sink dropped without `commit` must leave every
+/// existing file untouched and remove what it staged.
+pub trait Sink: Send {
+    /// Stage one batch.
+    fn write(&mut self, batch: &Batch) -> Result<(), RunError>;
+    /// Make the staged output durable (flush, fsync) without making it visible. Returns the number
+    /// of rows the sink wrote, which the executor checks against the rows it delivered.
+    fn finish(&mut self) -> Result<u64, RunError>;
+    /// Make the output visible (e.g. rename over the target).
+    fn commit(self: Box<Self>) -> Result<(), RunError>;
+}

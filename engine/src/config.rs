@@ -1,0 +1,578 @@
+//! Reading configuration out of the YAML tree.
+//!
+//! [`MapReader`] is how the engine and every plugin read a YAML map: keys match case-insensitively,
+//! every key that is read is remembered, and [`MapReader::finish`] reports every key nobody read,
+//! with a "did you mean" drawn from the keys that were asked for. Errors are pushed into a
+//! [`ConfigCx`] instead of being returned, so one pass finds all of them.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::error::{ConfigError, ConfigErrorKind, ConfigErrors, Location};
+use crate::vars::Variables;
+use crate::yaml::{Mark, Node, Value};
+
+/// Shared state while reading a pipeline file: where it is, its variables, and the errors so far.
+#[derive(Debug)]
+pub struct ConfigCx {
+    file: Arc<PathBuf>,
+    base_dir: PathBuf,
+    vars: Variables,
+    errors: Vec<ConfigError>,
+}
+
+impl ConfigCx {
+    /// A context for the pipeline file `file`; relative paths resolve against `base_dir`.
+    pub fn new(file: PathBuf, base_dir: PathBuf, vars: Variables) -> Self {
+        Self {
+            file: Arc::new(file),
+            base_dir,
+            vars,
+            errors: Vec::new(),
+        }
+    }
+
+    /// The pipeline file.
+    pub fn file(&self) -> &Path {
+        &self.file
+    }
+
+    /// The directory relative paths resolve against.
+    pub fn base_dir(&self) -> &Path {
+        &self.base_dir
+    }
+
+    /// The position `mark` in the pipeline file.
+    pub fn location(&self, mark: Mark) -> Option<Location> {
+        (mark.line > 0).then(|| Location {
+            file: self.file.clone(),
+            line: mark.line,
+            column: mark.column,
+        })
+    }
+
+    /// The variables, for defining more while reading.
+    pub fn vars_mut(&mut self) -> &mut Variables {
+        &mut self.vars
+    }
+
+    /// Record an error.
+    pub fn push(&mut self, error: ConfigError) {
+        self.errors.push(error);
+    }
+
+    /// Record an error of `kind` at `path`/`mark`.
+    pub fn error(&mut self, kind: ConfigErrorKind, path: &str, mark: Mark) {
+        let location = self.location(mark);
+        self.push(ConfigError::new(kind, path, location));
+    }
+
+    /// Record an error with a hint.
+    pub fn error_with_hint(&mut self, kind: ConfigErrorKind, path: &str, mark: Mark, hint: &str) {
+        let location = self.location(mark);
+        self.push(ConfigError::new(kind, path, location).with_hint(hint));
+    }
+
+    /// Whether any error was recorded.
+    pub fn has_errors(&self) -> bool {
+        !self.errors.is_empty()
+    }
+
+    /// `value` if no error was recorded, else every error.
+    pub fn finish<T>(self, value: T) -> Result<T, ConfigErrors> {
+        if self.errors.is_empty() {
+            Ok(value)
+        } else {
+            Err(ConfigErrors(self.errors))
+        }
+    }
+
+    /// Substitute `{Variables}` in `text`, recording an error (and returning `None`) on failure.
+    pub fn substitute(&mut self, text: &str, path: &str, mark: Mark) -> Option<String> {
+        match self.vars.substitute(text) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                let hint = "write `{{` and `}}` for literal braces; define variables under `Variables:` or with `--var NAME=VALUE`";
+                self.error_with_hint(ConfigErrorKind::Variable(e.to_string()), path, mark, hint);
+                None
+            }
+        }
+    }
+
+    /// Resolve a path written in the pipeline file: relative paths are relative to its directory.
+    pub fn resolve_path(&self, written: &str) -> PathBuf {
+        let p = Path::new(written);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            normalize(&self.base_dir.join(p))
+        }
+    }
+}
+
+/// Lexically clean a path (`a/./b/../c` → `a/c`) so equal paths compare equal without touching disk.
+pub fn normalize(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    out.push("..");
+                }
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
+/// A value read from a map, with its YAML path and position.
+#[derive(Debug, Clone, Copy)]
+pub struct Field<'n> {
+    /// The value node.
+    pub node: &'n Node,
+    /// Where the key was written.
+    pub mark: Mark,
+}
+
+#[derive(Debug)]
+struct Entry<'n> {
+    key: &'n str,
+    key_mark: Mark,
+    value: &'n Node,
+    used: bool,
+}
+
+/// Reads one YAML map; see the module docs.
+#[derive(Debug)]
+pub struct MapReader<'n> {
+    path: String,
+    mark: Mark,
+    entries: Vec<Entry<'n>>,
+    asked: Vec<&'static str>,
+}
+
+impl<'n> MapReader<'n> {
+    /// Start reading `node`, which must be a map (`Null` reads as an empty map).
+    pub fn new(node: &'n Node, path: impl Into<String>, cx: &mut ConfigCx) -> Option<Self> {
+        let path = path.into();
+        let items: &[(Node, Node)] = match &node.value {
+            Value::Map(items) => items,
+            Value::Null => &[],
+            _ => {
+                let found = node.kind_name().to_string();
+                let kind = ConfigErrorKind::InvalidValue {
+                    expected: "a map of keys".into(),
+                    found,
+                };
+                cx.error(kind, &path, node.mark);
+                return None;
+            }
+        };
+        let mut entries: Vec<Entry<'n>> = Vec::with_capacity(items.len());
+        for (k, v) in items {
+            let Some(key) = k.as_scalar() else {
+                let kind = ConfigErrorKind::InvalidValue {
+                    expected: "a plain key".into(),
+                    found: k.kind_name().into(),
+                };
+                cx.error(kind, &path, k.mark);
+                continue;
+            };
+            if let Some(first) = entries.iter().find(|e| e.key.eq_ignore_ascii_case(key)) {
+                let kind = ConfigErrorKind::DuplicateKey {
+                    key: key.to_string(),
+                    first: first.key.to_string(),
+                };
+                cx.error(kind, &path, k.mark);
+                continue;
+            }
+            entries.push(Entry {
+                key,
+                key_mark: k.mark,
+                value: v,
+                used: false,
+            });
+        }
+        Some(Self {
+            path,
+            mark: node.mark,
+            entries,
+            asked: Vec::new(),
+        })
+    }
+
+    /// The YAML path of this map.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// Where this map starts.
+    pub fn mark(&self) -> Mark {
+        self.mark
+    }
+
+    /// The YAML path of `key` in this map.
+    pub fn key_path(&self, key: &str) -> String {
+        if self.path.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}.{key}", self.path)
+        }
+    }
+
+    /// Take the value of `key` (case-insensitive); `Null` values count as absent.
+    pub fn take(&mut self, key: &'static str) -> Option<Field<'n>> {
+        self.asked.push(key);
+        let entry = self
+            .entries
+            .iter_mut()
+            .find(|e| e.key.eq_ignore_ascii_case(key))?;
+        entry.used = true;
+        (entry.value.value != Value::Null).then_some(Field {
+            node: entry.value,
+            mark: entry.key_mark,
+        })
+    }
+
+    /// Take every entry (for free-form maps such as `Variables`).
+    pub fn take_all(&mut self) -> Vec<(&'n str, Mark, &'n Node)> {
+        self.entries
+            .iter_mut()
+            .map(|e| {
+                e.used = true;
+                (e.key, e.key_mark, e.value)
+            })
+            .collect()
+    }
+
+    /// Whether `key` is present (without taking it).
+    pub fn has(&self, key: &str) -> bool {
+        self.entries.iter().any(|e| e.key.eq_ignore_ascii_case(key))
+    }
+
+    /// A scalar as written, without variable substitution (for code such as scripts).
+    pub fn raw_string(&mut self, cx: &mut ConfigCx, key: &'static str) -> Option<String> {
+        let field = self.take(key)?;
+        match field.node.as_scalar() {
+            Some(s) => Some(s.to_string()),
+            None => {
+                self.wrong_shape(cx, key, field, "a string");
+                None
+            }
+        }
+    }
+
+    /// A scalar with `{Variables}` substituted.
+    pub fn string(&mut self, cx: &mut ConfigCx, key: &'static str) -> Option<String> {
+        let raw = self.raw_string(cx, key)?;
+        let path = self.key_path(key);
+        let mark = self.entry_mark(key);
+        cx.substitute(&raw, &path, mark)
+    }
+
+    /// Like [`Self::string`], but a missing (or null) key is an error.
+    pub fn required_string(&mut self, cx: &mut ConfigCx, key: &'static str) -> Option<String> {
+        let present = self
+            .entries
+            .iter()
+            .any(|e| e.key.eq_ignore_ascii_case(key) && e.value.value != Value::Null);
+        if !present {
+            self.take(key);
+            self.missing(cx, key);
+            return None;
+        }
+        self.string(cx, key)
+    }
+
+    /// Record that a required `key` is missing.
+    pub fn missing(&self, cx: &mut ConfigCx, key: &str) {
+        cx.error(
+            ConfigErrorKind::MissingKey(key.to_string()),
+            &self.path,
+            self.mark,
+        );
+    }
+
+    /// A path, substituted and resolved against the pipeline file's directory.
+    pub fn path_value(&mut self, cx: &mut ConfigCx, key: &'static str) -> Option<PathBuf> {
+        let s = self.string(cx, key)?;
+        if s.is_empty() {
+            self.invalid(cx, key, "a non-empty path", "\"\"");
+            return None;
+        }
+        Some(cx.resolve_path(&s))
+    }
+
+    /// `true`/`false` (also `yes`/`no`, any case).
+    pub fn bool(&mut self, cx: &mut ConfigCx, key: &'static str) -> Option<bool> {
+        let s = self.string(cx, key)?;
+        match s.to_ascii_lowercase().as_str() {
+            "true" | "yes" => Some(true),
+            "false" | "no" => Some(false),
+            _ => {
+                self.invalid(cx, key, "true or false", &format!("{s:?}"));
+                None
+            }
+        }
+    }
+
+    /// A whole number in `min..=max`.
+    pub fn integer(
+        &mut self,
+        cx: &mut ConfigCx,
+        key: &'static str,
+        min: u64,
+        max: u64,
+    ) -> Option<u64> {
+        let s = self.string(cx, key)?;
+        match s.trim().replace('_', "").parse::<u64>() {
+            Ok(n) if (min..=max).contains(&n) => Some(n),
+            _ => {
+                self.invalid(
+                    cx,
+                    key,
+                    &format!("a whole number from {min} to {max}"),
+                    &format!("{s:?}"),
+                );
+                None
+            }
+        }
+    }
+
+    /// One of a fixed set of words (case-insensitive).
+    pub fn choice<T: Copy>(
+        &mut self,
+        cx: &mut ConfigCx,
+        key: &'static str,
+        choices: &[(&str, T)],
+    ) -> Option<T> {
+        let s = self.string(cx, key)?;
+        if let Some((_, v)) = choices.iter().find(|(name, _)| name.eq_ignore_ascii_case(&s)) {
+            return Some(*v);
+        }
+        let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
+        self.invalid(
+            cx,
+            key,
+            &format!("one of {}", names.join(", ")),
+            &format!("{s:?}"),
+        );
+        None
+    }
+
+    /// A single-byte character such as a delimiter. Accepts the character itself, an escape
+    /// (`\t`), or a name (`tab`, `comma`, `pipe`, `semicolon`, `space`).
+    pub fn single_byte(&mut self, cx: &mut ConfigCx, key: &'static str) -> Option<u8> {
+        let s = self.string(cx, key)?;
+        let byte = parse_single_byte(&s);
+        if byte.is_none() {
+            self.invalid(
+                cx,
+                key,
+                "a single-byte (ASCII) character such as \",\", \"\\t\", \"|\" or \";\"",
+                &format!("{s:?}"),
+            );
+            return None;
+        }
+        byte
+    }
+
+    /// A list; each item is handed back with its YAML path.
+    pub fn list(&mut self, cx: &mut ConfigCx, key: &'static str) -> Option<Vec<(String, &'n Node)>> {
+        let field = self.take(key)?;
+        let path = self.key_path(key);
+        match &field.node.value {
+            Value::Seq(items) => Some(
+                items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, n)| (format!("{path}[{i}]"), n))
+                    .collect(),
+            ),
+            _ => {
+                self.wrong_shape(cx, key, field, "a list");
+                None
+            }
+        }
+    }
+
+    /// A nested map.
+    pub fn map(&mut self, cx: &mut ConfigCx, key: &'static str) -> Option<MapReader<'n>> {
+        let field = self.take(key)?;
+        MapReader::new(field.node, self.key_path(key), cx)
+    }
+
+    /// A key of the original system: if present, it is an error that names the replacement.
+    pub fn legacy(&mut self, cx: &mut ConfigCx, key: &'static str, replacement: &str) {
+        let path = self.path.clone();
+        if let Some(entry) = self
+            .entries
+            .iter_mut()
+            .find(|e| e.key.eq_ignore_ascii_case(key))
+        {
+            entry.used = true;
+            let kind = ConfigErrorKind::LegacyKey {
+                key: entry.key.to_string(),
+                replacement: replacement.to_string(),
+            };
+            cx.error(kind, &path, entry.key_mark);
+        }
+    }
+
+    /// Report an invalid value for `key`.
+    pub fn invalid(&self, cx: &mut ConfigCx, key: &str, expected: &str, found: &str) {
+        let kind = ConfigErrorKind::InvalidValue {
+            expected: expected.to_string(),
+            found: found.to_string(),
+        };
+        cx.error(kind, &self.key_path(key), self.entry_mark(key));
+    }
+
+    /// Where `key` was written (or the map itself if it was not).
+    pub fn entry_mark(&self, key: &str) -> Mark {
+        self.entries
+            .iter()
+            .find(|e| e.key.eq_ignore_ascii_case(key))
+            .map_or(self.mark, |e| e.key_mark)
+    }
+
+    fn wrong_shape(&self, cx: &mut ConfigCx, key: &str, field: Field<'_>, expected: &str) {
+        let kind = ConfigErrorKind::InvalidValue {
+            expected: expected.to_string(),
+            found: field.node.kind_name().to_string(),
+        };
+        cx.error(kind, &self.key_path(key), field.mark);
+    }
+
+    /// Report every key nobody read.
+    pub fn finish(self, cx: &mut ConfigCx) {
+        for e in self.entries.iter().filter(|e| !e.used) {
+            let suggestion = closest(e.key, &self.asked).map(str::to_string);
+            let kind = ConfigErrorKind::UnknownKey {
+                key: e.key.to_string(),
+                suggestion,
+            };
+            cx.error(kind, &self.path, e.key_mark);
+        }
+    }
+}
+
+/// A single-byte character as written in a config: the character itself, an escape (`\t`), or a
+/// name (`tab`, `comma`, `pipe`, `semicolon`, `space`). Line breaks and non-ASCII are refused.
+pub fn parse_single_byte(s: &str) -> Option<u8> {
+    let byte = match s.to_ascii_lowercase().as_str() {
+        "\\t" | "tab" => b'\t',
+        "comma" => b',',
+        "pipe" => b'|',
+        "semicolon" => b';',
+        "space" => b' ',
+        _ if s.len() == 1 && s.is_ascii() => s.as_bytes()[0],
+        _ => return None,
+    };
+    (!matches!(byte, b'\n' | b'\r')).then_some(byte)
+}
+
+/// The candidate closest to `word`, if it is close enough to be a likely typo.
+pub fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    let word = word.to_ascii_lowercase();
+    candidates
+        .iter()
+        .map(|c| (strsim::jaro_winkler(&word, &c.to_ascii_lowercase()), *c))
+        .filter(|(score, _)| *score >= 0.85)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::yaml;
+
+    fn cx() -> ConfigCx {
+        let mut vars = Variables::new();
+        vars.define("Dir", "/data");
+        ConfigCx::new("p.yaml".into(), "/base".into(), vars)
+    }
+
+    fn messages(cx: ConfigCx) -> Vec<String> {
+        match cx.finish(()) {
+            Ok(()) => vec![],
+            Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn keys_match_case_insensitively_and_unknown_keys_are_reported() {
+        let node = yaml::parse("filePath: a.csv\nDelimter: ';'\n").unwrap();
+        let mut cx = cx();
+        let mut m = MapReader::new(&node, "Config", &mut cx).unwrap();
+        assert_eq!(m.string(&mut cx, "FilePath").as_deref(), Some("a.csv"));
+        assert_eq!(m.single_byte(&mut cx, "Delimiter"), None);
+        m.finish(&mut cx);
+        assert_eq!(
+            messages(cx),
+            ["p.yaml:2:1: Config: unknown key `Delimter` (did you mean `Delimiter`?)"]
+        );
+    }
+
+    #[test]
+    fn legacy_keys_name_their_replacement() {
+        let node = yaml::parse("AppendMode: true\n").unwrap();
+        let mut cx = cx();
+        let mut m = MapReader::new(&node, "Config", &mut cx).unwrap();
+        m.legacy(&mut cx, "AppendMode", "use `OutputMode: append`");
+        m.finish(&mut cx);
+        assert_eq!(
+            messages(cx),
+            ["p.yaml:1:1: Config: `AppendMode` is not supported: use `OutputMode: append`"]
+        );
+    }
+
+    #[test]
+    fn duplicate_keys_differing_in_case_are_errors() {
+        let node = yaml::parse("Name: a\nname: b\n").unwrap();
+        let mut cx = cx();
+        let m = MapReader::new(&node, "", &mut cx).unwrap();
+        m.finish(&mut cx);
+        let msgs = messages(cx);
+        assert_eq!(msgs.len(), 2, "{msgs:?}"); // the duplicate, and the unread first key
+        assert!(msgs[0].contains("duplicate key `name`"), "{msgs:?}");
+    }
+
+    #[test]
+    fn values_are_substituted_and_paths_resolved() {
+        let node = yaml::parse("FilePath: '{Dir}/x.csv'\nOut: rel/../y.csv\nN: 12\n").unwrap();
+        let mut cx = cx();
+        let mut m = MapReader::new(&node, "", &mut cx).unwrap();
+        assert_eq!(
+            m.path_value(&mut cx, "FilePath"),
+            Some(PathBuf::from("/data/x.csv"))
+        );
+        assert_eq!(
+            m.path_value(&mut cx, "Out"),
+            Some(PathBuf::from("/base/y.csv"))
+        );
+        assert_eq!(m.integer(&mut cx, "N", 1, 10), None);
+        m.finish(&mut cx);
+        assert_eq!(
+            messages(cx),
+            ["p.yaml:3:1: N: expected a whole number from 1 to 10, found \"12\""]
+        );
+    }
+
+    #[test]
+    fn delimiters_accept_escapes_and_names() {
+        let node = yaml::parse("A: \"\\t\"\nB: '\\t'\nC: pipe\nD: ab\n").unwrap();
+        let mut cx = cx();
+        let mut m = MapReader::new(&node, "", &mut cx).unwrap();
+        assert_eq!(m.single_byte(&mut cx, "A"), Some(b'\t'));
+        assert_eq!(m.single_byte(&mut cx, "B"), Some(b'\t'));
+        assert_eq!(m.single_byte(&mut cx, "C"), Some(b'|'));
+        assert_eq!(m.single_byte(&mut cx, "D"), None);
+        m.finish(&mut cx);
+        assert_eq!(messages(cx).len(), 1);
+    }
+}

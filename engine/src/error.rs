@@ -1,0 +1,425 @@
+//! Error types, grouped by when they can happen.
+//!
+//! - [`ConfigError`]: found while loading and planning, before any file is opened. Always collected,
+//!   never returned one at a time, so `validate` can print every problem at once.
+//! - [`BuildError`]: found while opening files and preparing nodes, before any row moves.
+//! - [`RunError`]: the run itself failed. A bad row is a [`RowError`] value carrying its exact
+//!   position; under a fail-fast policy it ends the run, later it can become a reject record.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// A position in the pipeline file (1-based line and column).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    /// The pipeline file.
+    pub file: Arc<PathBuf>,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file.display(), self.line, self.column)
+    }
+}
+
+/// What is wrong with a piece of configuration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigErrorKind {
+    /// The file is not valid YAML, or cannot be read.
+    #[error("{0}")]
+    Syntax(String),
+    /// A key that nothing reads.
+    #[error("unknown key `{key}`{}", suggest(suggestion.as_deref()))]
+    UnknownKey {
+        /// The key as written.
+        key: String,
+        /// The closest known key, if one is close.
+        suggestion: Option<String>,
+    },
+    /// A key of the original C# system that has a replacement here.
+    #[error("`{key}` is not supported: {replacement}")]
+    LegacyKey {
+        /// The key as written.
+        key: String,
+        /// What to write instead.
+        replacement: String,
+    },
+    /// A required key is absent.
+    #[error("missing required key `{0}`")]
+    MissingKey(String),
+    /// The same key twice in one map (keys match case-insensitively).
+    #[error("duplicate key `{key}` (keys match case-insensitively; first written as `{first}`)")]
+    DuplicateKey {
+        /// The second spelling.
+        key: String,
+        /// The first spelling.
+        first: String,
+    },
+    /// A value of the wrong shape or out of range.
+    #[error("expected {expected}, found {found}")]
+    InvalidValue {
+        /// What is allowed.
+        expected: String,
+        /// What was written (quoted, truncated).
+        found: String,
+    },
+    /// A `{Name}` placeholder that could not be substituted.
+    #[error("{0}")]
+    Variable(String),
+    /// A plugin type no registered plugin has.
+    #[error("unknown plugin type `{name}`{}; known types: {known}", suggest(suggestion.as_deref()))]
+    UnknownType {
+        /// The type as written.
+        name: String,
+        /// The closest known type.
+        suggestion: Option<String>,
+        /// Every registered type, comma-separated.
+        known: String,
+    },
+    /// A problem with the graph of nodes and connections, or with the schemas flowing through it.
+    #[error("{0}")]
+    Graph(String),
+}
+
+fn suggest(suggestion: Option<&str>) -> String {
+    suggestion
+        .map(|s| format!(" (did you mean `{s}`?)"))
+        .unwrap_or_default()
+}
+
+/// One configuration problem: what, where (YAML path and file position) and how to fix it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// What is wrong.
+    pub kind: ConfigErrorKind,
+    /// Dotted YAML path, e.g. `Pipeline.Plugins[read].Config.FilePath`.
+    pub path: String,
+    /// Where in the file, when known.
+    pub location: Option<Location>,
+    /// A one-line suggestion.
+    pub hint: Option<String>,
+}
+
+impl ConfigError {
+    /// A new error without a hint.
+    pub fn new(kind: ConfigErrorKind, path: impl Into<String>, location: Option<Location>) -> Self {
+        Self {
+            kind,
+            path: path.into(),
+            location,
+            hint: None,
+        }
+    }
+
+    /// Attach a hint.
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(loc) = &self.location {
+            write!(f, "{loc}: ")?;
+        }
+        if !self.path.is_empty() {
+            write!(f, "{}: ", self.path)?;
+        }
+        write!(f, "{}", self.kind)?;
+        if let Some(hint) = &self.hint {
+            write!(f, "\n  hint: {hint}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Every configuration problem found in one pass; never empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// A node could not be prepared (file missing, directory not writable, ...). No row has moved yet.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// An I/O failure on a named path.
+    #[error("node `{node}`: cannot {action} {}: {source}", path.display())]
+    Io {
+        /// The node.
+        node: String,
+        /// What was attempted ("open", "create directory", ...).
+        action: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Anything else, with a message that names the problem.
+    #[error("node `{node}`: {message}")]
+    Invalid {
+        /// The node.
+        node: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Where in the processing of a row a problem arose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Stage {
+    /// Splitting bytes into records and fields.
+    Parse,
+    /// Converting a field to its declared type.
+    Convert,
+    /// A validation rule.
+    Validate,
+    /// A user script.
+    Script,
+    /// Writing to an output.
+    Sink,
+}
+
+impl Stage {
+    /// The stable lower-case name used in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Parse => "parse",
+            Stage::Convert => "convert",
+            Stage::Validate => "validate",
+            Stage::Script => "script",
+            Stage::Sink => "sink",
+        }
+    }
+}
+
+/// The fixed, documented classification of row problems.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RowErrorKind {
+    /// A quoted field that never closes before the end of the input.
+    UnterminatedQuote,
+    /// More fields than the header or schema.
+    TooManyFields,
+    /// Fewer fields than the header or schema.
+    TooFewFields,
+    /// Bytes that are not UTF-8.
+    InvalidUtf8,
+    /// A value that does not parse as the declared type.
+    TypeConversion,
+    /// An empty value in a non-nullable column.
+    NullInRequired,
+    /// A record larger than the configured limit.
+    RecordTooLarge,
+}
+
+impl RowErrorKind {
+    /// The stable upper-case name used in reports and reject files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RowErrorKind::UnterminatedQuote => "UNTERMINATED_QUOTE",
+            RowErrorKind::TooManyFields => "TOO_MANY_FIELDS",
+            RowErrorKind::TooFewFields => "TOO_FEW_FIELDS",
+            RowErrorKind::InvalidUtf8 => "INVALID_UTF8",
+            RowErrorKind::TypeConversion => "TYPE_CONVERSION",
+            RowErrorKind::NullInRequired => "NULL_IN_REQUIRED",
+            RowErrorKind::RecordTooLarge => "RECORD_TOO_LARGE",
+        }
+    }
+}
+
+/// A column named in a row error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnRef {
+    /// Column name.
+    pub name: String,
+    /// 0-based position in the record.
+    pub index: usize,
+}
+
+/// One bad row, with everything needed to find and fix it. This is also the shape of a future
+/// reject record, so every field a reject file needs is here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowError {
+    /// The node that found it.
+    pub node: String,
+    /// Where in processing.
+    pub stage: Stage,
+    /// The classification.
+    pub kind: RowErrorKind,
+    /// The input file, when the row came from one.
+    pub file: Option<Arc<str>>,
+    /// Absolute 1-based physical line of the first byte of the record.
+    pub line: Option<u64>,
+    /// 1-based record ordinal in the file (the header counts).
+    pub record: Option<u64>,
+    /// Byte offset of the problem (or of the record start) in the file.
+    pub byte_offset: Option<u64>,
+    /// The column, when the problem is in one field.
+    pub column: Option<ColumnRef>,
+    /// The offending value, when there is one.
+    pub value: Option<String>,
+    /// What is wrong.
+    pub message: String,
+    /// How to fix it.
+    pub hint: Option<String>,
+}
+
+/// Values longer than this are cut in messages (never in reject files).
+const SHOWN_VALUE_CHARS: usize = 80;
+
+/// Quote and truncate a value for a one-line message.
+pub fn quote_value(value: &str) -> String {
+    let mut shown: String = value.chars().take(SHOWN_VALUE_CHARS).collect();
+    if shown.len() < value.len() {
+        shown.push('…');
+    }
+    format!("{shown:?}")
+}
+
+impl fmt::Display for RowError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "node `{}`: ", self.node)?;
+        match (&self.file, self.line) {
+            (Some(file), Some(line)) => write!(f, "{file}:{line}: ")?,
+            (Some(file), None) => write!(f, "{file}: ")?,
+            (None, Some(line)) => write!(f, "line {line}: ")?,
+            (None, None) => {}
+        }
+        if let Some(col) = &self.column {
+            write!(f, "column `{}` (#{}): ", col.name, col.index + 1)?;
+        }
+        write!(f, "{}: {}", self.kind.as_str(), self.message)?;
+        if let Some(value) = &self.value {
+            write!(f, "\n  value: {}", quote_value(value))?;
+        }
+        if let Some(offset) = self.byte_offset {
+            write!(f, "\n  byte offset: {offset}")?;
+        }
+        if let Some(hint) = &self.hint {
+            write!(f, "\n  hint: {hint}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The run failed after it started moving rows.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    /// A bad row under the fail-fast policy.
+    #[error("{0}")]
+    Row(Box<RowError>),
+    /// An I/O failure while reading or writing.
+    #[error("node `{node}`: cannot {action} {}: {source}", path.display())]
+    Io {
+        /// The node.
+        node: String,
+        /// What was attempted.
+        action: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A node failed for a reason of its own.
+    #[error("node `{node}`: {message}")]
+    Node {
+        /// The node.
+        node: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The run was interrupted (Ctrl-C); outputs were left untouched.
+    #[error("interrupted; no output was changed")]
+    Cancelled,
+    /// An invariant broke: this is a bug in FlowEngine.
+    #[error("internal error (a bug in FlowEngine; please report it): {0}")]
+    Internal(String),
+}
+
+impl From<RowError> for RunError {
+    fn from(e: RowError) -> Self {
+        RunError::Row(Box::new(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn row_error_names_file_line_column_value_and_hint() {
+        let e = RowError {
+            node: "read".into(),
+            stage: Stage::Convert,
+            kind: RowErrorKind::TypeConversion,
+            file: Some("in.csv".into()),
+            line: Some(14),
+            record: Some(13),
+            byte_offset: None,
+            column: Some(ColumnRef {
+                name: "balance".into(),
+                index: 2,
+            }),
+            value: Some("12,50".into()),
+            message: "cannot parse as decimal(12,2)".into(),
+            hint: Some("use `.` as the decimal separator".into()),
+        };
+        assert_eq!(
+            e.to_string(),
+            "node `read`: in.csv:14: column `balance` (#3): TYPE_CONVERSION: cannot parse as decimal(12,2)\n  value: \"12,50\"\n  hint: use `.` as the decimal separator"
+        );
+    }
+
+    #[test]
+    fn long_values_are_truncated_in_messages() {
+        let long = "x".repeat(200);
+        let shown = quote_value(&long);
+        assert!(shown.chars().count() < 90, "{shown}");
+        assert!(shown.ends_with("…\""));
+    }
+
+    #[test]
+    fn config_error_renders_location_path_and_hint() {
+        let loc = Location {
+            file: Arc::new(PathBuf::from("p.yaml")),
+            line: 3,
+            column: 5,
+        };
+        let e = ConfigError::new(
+            ConfigErrorKind::UnknownKey {
+                key: "FilPath".into(),
+                suggestion: Some("FilePath".into()),
+            },
+            "Pipeline.Plugins[read].Config",
+            Some(loc),
+        );
+        assert_eq!(
+            e.to_string(),
+            "p.yaml:3:5: Pipeline.Plugins[read].Config: unknown key `FilPath` (did you mean `FilePath`?)"
+        );
+    }
+}

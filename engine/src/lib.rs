@@ -1,0 +1,36 @@
+//! FlowEngine's core: from a pipeline file to rows moving between plugins.
+//!
+//! The stages, each a type and each testable alone:
+//!
+//! 1. [`pipeline::load`] reads the YAML into a [`pipeline::PipelineConfig`], with variables defined.
+//! 2. [`plan::Plan::new`] (or [`plan::load_plan`] for both steps) resolves plugin types through a
+//!    [`registry::Registry`], parses every plugin's `Config`, checks the graph and propagates Arrow
+//!    schemas. It opens no file and collects every error: this is `flowengine validate`.
+//! 3. [`plan::Plan::build`] opens inputs and stages outputs, giving an [`exec::Pipeline`].
+//! 4. [`exec::Pipeline::run`] moves [`batch::Batch`]es between node threads over bounded channels
+//!    and returns a [`metrics::RunSummary`] that accounts for every row.
+//!
+//! The engine knows no plugin and no command line: plugins implement the traits in [`component`]
+//! and register themselves in a [`registry::Registry`].
+
+pub mod batch;
+pub mod component;
+pub mod config;
+pub mod datefmt;
+pub mod error;
+pub mod exec;
+pub mod metrics;
+pub mod pipeline;
+pub mod plan;
+pub mod registry;
+pub mod schema;
+pub mod vars;
+pub mod yaml;
+
+pub use batch::Batch;
+pub use error::{BuildError, ConfigError, ConfigErrors, RowError, RunError};
+pub use exec::{Pipeline, RunOutcome};
+pub use metrics::RunSummary;
+pub use pipeline::LoadOptions;
+pub use plan::{load_plan, Plan};
+pub use registry::Registry;

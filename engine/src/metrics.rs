@@ -1,0 +1,181 @@
+//! Per-node counters and the run summary. Recorded by the executor, never by plugins.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// Counters for one node.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct NodeSummary {
+    /// Node name.
+    pub name: String,
+    /// `source`, `transform` or `sink`.
+    pub role: &'static str,
+    /// Plugin type.
+    #[serde(rename = "type")]
+    pub type_name: &'static str,
+    /// Rows received (for a source: rows read from its input).
+    pub rows_in: u64,
+    /// Rows emitted (for a sink: rows written).
+    pub rows_out: u64,
+    /// Rows a transform dropped on purpose.
+    pub rows_filtered: u64,
+    /// Rows rejected as bad data.
+    pub rows_rejected: u64,
+    /// Batches received (for a source: batches read).
+    pub batches_in: u64,
+    /// Batches emitted.
+    pub batches_out: u64,
+    /// Time spent inside the plugin's own code, in milliseconds.
+    pub busy_ms: f64,
+}
+
+/// How the run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Every source was read and every sink committed.
+    Succeeded,
+    /// The run stopped on an error; no output was changed.
+    Failed,
+}
+
+/// What a run did, for people (stderr) and machines (`--json`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunSummary {
+    /// Pipeline name.
+    pub pipeline: String,
+    /// Outcome.
+    pub status: Status,
+    /// Loading, planning and opening files, in milliseconds.
+    pub setup_ms: f64,
+    /// Moving rows, in milliseconds.
+    pub processing_ms: f64,
+    /// Rows read by all sources.
+    pub rows_read: u64,
+    /// Rows written by all sinks.
+    pub rows_written: u64,
+    /// `rows_read` per second of processing.
+    pub rows_per_sec: f64,
+    /// One entry per node, in declaration order.
+    pub nodes: Vec<NodeSummary>,
+    /// The error that ended the run, if it failed.
+    pub error: Option<String>,
+}
+
+/// Milliseconds with microsecond resolution.
+pub fn millis(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
+impl RunSummary {
+    /// The summary as aligned text.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let status = match self.status {
+            Status::Succeeded => "succeeded",
+            Status::Failed => "FAILED",
+        };
+        out.push_str(&format!("pipeline `{}` {status}\n", self.pipeline));
+        out.push_str(&format!(
+            "  setup {}, processing {}; {} rows read ({} rows/s), {} rows written\n",
+            human_duration(self.setup_ms),
+            human_duration(self.processing_ms),
+            group(self.rows_read),
+            group(self.rows_per_sec.round() as u64),
+            group(self.rows_written),
+        ));
+        let header = ["node", "role", "rows in", "rows out", "filtered", "rejected", "batches", "busy"];
+        let mut rows: Vec<[String; 8]> = vec![header.map(str::to_string)];
+        for n in &self.nodes {
+            rows.push([
+                n.name.clone(),
+                n.role.to_string(),
+                group(n.rows_in),
+                group(n.rows_out),
+                group(n.rows_filtered),
+                group(n.rows_rejected),
+                group(n.batches_in.max(n.batches_out)),
+                human_duration(n.busy_ms),
+            ]);
+        }
+        let widths: Vec<usize> = (0..8)
+            .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+            .collect();
+        for r in &rows {
+            out.push_str("  ");
+            for (c, cell) in r.iter().enumerate() {
+                let pad = widths[c] - cell.chars().count();
+                if c < 2 {
+                    out.push_str(cell);
+                    out.push_str(&" ".repeat(pad));
+                } else {
+                    out.push_str(&" ".repeat(pad));
+                    out.push_str(cell);
+                }
+                out.push_str(if c + 1 < r.len() { "  " } else { "\n" });
+            }
+        }
+        out
+    }
+}
+
+fn human_duration(ms: f64) -> String {
+    if ms < 1000.0 {
+        format!("{ms:.1} ms")
+    } else {
+        format!("{:.2} s", ms / 1000.0)
+    }
+}
+
+/// `1234567` → `1,234,567`.
+fn group(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_grouped() {
+        assert_eq!(group(0), "0");
+        assert_eq!(group(999), "999");
+        assert_eq!(group(1000), "1,000");
+        assert_eq!(group(1234567), "1,234,567");
+    }
+
+    #[test]
+    fn render_aligns_the_node_table() {
+        let summary = RunSummary {
+            pipeline: "p".into(),
+            status: Status::Succeeded,
+            setup_ms: 1.0,
+            processing_ms: 2000.0,
+            rows_read: 1000,
+            rows_written: 1000,
+            rows_per_sec: 500.0,
+            nodes: vec![NodeSummary {
+                name: "read".into(),
+                role: "source",
+                type_name: "DelimitedSource",
+                rows_in: 1000,
+                rows_out: 1000,
+                batches_out: 1,
+                ..Default::default()
+            }],
+            error: None,
+        };
+        let text = summary.render();
+        assert!(text.starts_with("pipeline `p` succeeded\n  setup 1.0 ms, processing 2.00 s; 1,000 rows read (500 rows/s), 1,000 rows written\n"), "{text}");
+        assert!(text.contains("  read  source    1,000     1,000"), "{text}");
+    }
+}

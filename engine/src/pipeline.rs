@@ -1,0 +1,322 @@
+//! The structural part of a pipeline file: `Variables`, `Pipeline`, `Settings`, `Plugins`,
+//! `Connections`. Plugin `Config` maps stay as YAML nodes here; the plan hands them to plugins.
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Local};
+
+use crate::config::{normalize, ConfigCx, MapReader};
+use crate::error::{ConfigError, ConfigErrorKind, ConfigErrors};
+use crate::vars::Variables;
+use crate::yaml::{self, Mark, Node, Value};
+
+/// Inputs to loading besides the file itself.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// `--var NAME=VALUE` overrides, highest precedence.
+    pub vars: Vec<(String, String)>,
+    /// The run's start time (`RunDate`).
+    pub now: DateTime<Local>,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            vars: Vec::new(),
+            now: Local::now(),
+        }
+    }
+}
+
+/// Pipeline-wide settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// Rows per batch (sources may override).
+    pub chunk_size: usize,
+    /// Batches buffered on each connection before the producer waits.
+    pub channel_capacity: usize,
+    /// Worker threads for parallel transforms; `None` means one per core.
+    pub threads: Option<usize>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            chunk_size: 8192,
+            channel_capacity: 4,
+            threads: None,
+        }
+    }
+}
+
+/// One `Plugins:` entry.
+#[derive(Debug, Clone)]
+pub struct PluginEntry {
+    /// `Name`.
+    pub name: String,
+    /// `Type`, as written.
+    pub type_name: String,
+    /// Where `Type` was written.
+    pub type_mark: Mark,
+    /// The `Config` map (or `Null`).
+    pub config: Node,
+    /// YAML path of the entry, e.g. `Pipeline.Plugins[read]`.
+    pub path: String,
+    /// Where the entry starts.
+    pub mark: Mark,
+}
+
+/// One `Connections:` entry.
+#[derive(Debug, Clone)]
+pub struct ConnectionEntry {
+    /// `From`: a node name, optionally `node.port`.
+    pub from: String,
+    /// `To`: a node name.
+    pub to: String,
+    /// YAML path of the entry.
+    pub path: String,
+    /// Where the entry starts.
+    pub mark: Mark,
+}
+
+/// A pipeline file, structurally checked.
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    /// `Pipeline.Name`, substituted.
+    pub name: String,
+    /// `Pipeline.Settings`.
+    pub settings: Settings,
+    /// `Pipeline.Plugins`.
+    pub plugins: Vec<PluginEntry>,
+    /// `Pipeline.Connections`.
+    pub connections: Vec<ConnectionEntry>,
+}
+
+/// Read and parse `path`, define its variables, and read its structure. Errors so far are in the
+/// returned context; the config is `None` only when the file could not be read as a pipeline at all.
+pub fn load(path: &Path, opts: &LoadOptions) -> Result<(Option<PipelineConfig>, ConfigCx), ConfigErrors> {
+    let fail = |message: String, mark: Option<Mark>| {
+        let location = mark.map(|m| crate::error::Location {
+            file: std::sync::Arc::new(path.to_path_buf()),
+            line: m.line,
+            column: m.column,
+        });
+        ConfigErrors(vec![ConfigError::new(
+            ConfigErrorKind::Syntax(message),
+            "",
+            location,
+        )])
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| fail(format!("cannot read pipeline file {}: {e}", path.display()), None))?;
+    let root = yaml::parse(&text).map_err(|e| fail(format!("invalid YAML: {}", e.message), Some(e.mark)))?;
+
+    let absolute = absolute(path);
+    let base_dir = absolute
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    let vars = Variables::with_builtins(&absolute, opts.now);
+    let mut cx = ConfigCx::new(path.to_path_buf(), base_dir, vars);
+    let config = read_root(&root, &mut cx, &opts.vars);
+    Ok((config, cx))
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        normalize(path)
+    } else {
+        let cwd = std::env::current_dir().unwrap_or_default();
+        normalize(&cwd.join(path))
+    }
+}
+
+fn read_root(
+    root: &Node,
+    cx: &mut ConfigCx,
+    overrides: &[(String, String)],
+) -> Option<PipelineConfig> {
+    let mut top = MapReader::new(root, "", cx)?;
+    if let Some(mut vars) = top.map(cx, "Variables") {
+        read_variables(&mut vars, cx);
+    }
+    for (name, value) in overrides {
+        cx.vars_mut().define(name, value);
+    }
+    let pipeline = top.map(cx, "Pipeline");
+    if pipeline.is_none() && !top.has("Pipeline") {
+        top.missing(cx, "Pipeline");
+    }
+    top.finish(cx);
+    read_pipeline(pipeline?, cx)
+}
+
+fn read_variables(map: &mut MapReader<'_>, cx: &mut ConfigCx) {
+    for (name, mark, value) in map.take_all() {
+        let path = map.key_path(name);
+        let valid_name = name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid_name {
+            let kind = ConfigErrorKind::InvalidValue {
+                expected: "a variable name of letters, digits and `_`".into(),
+                found: format!("{name:?}"),
+            };
+            cx.error(kind, &path, mark);
+            continue;
+        }
+        match &value.value {
+            Value::Scalar(s) => cx.vars_mut().define(name, s),
+            Value::Null => cx.vars_mut().define(name, ""),
+            _ => {
+                let kind = ConfigErrorKind::InvalidValue {
+                    expected: "a scalar value".into(),
+                    found: value.kind_name().into(),
+                };
+                cx.error(kind, &path, value.mark);
+            }
+        }
+    }
+}
+
+fn read_pipeline(mut p: MapReader<'_>, cx: &mut ConfigCx) -> Option<PipelineConfig> {
+    let name = p.required_string(cx, "Name");
+    p.take("Version");
+    p.take("Description");
+    p.take("Metadata");
+    let settings = match p.map(cx, "Settings") {
+        Some(mut s) => {
+            let settings = read_settings(&mut s, cx);
+            s.finish(cx);
+            settings
+        }
+        None => Settings::default(),
+    };
+    let plugins = read_plugins(&mut p, cx);
+    let connections = read_connections(&mut p, cx);
+    let pipeline_mark = p.mark();
+    let path = p.path().to_string();
+    if plugins.as_ref().is_some_and(Vec::is_empty) {
+        let kind = ConfigErrorKind::InvalidValue {
+            expected: "at least one plugin".into(),
+            found: "an empty list".into(),
+        };
+        cx.error(kind, &format!("{path}.Plugins"), pipeline_mark);
+    }
+    p.finish(cx);
+    Some(PipelineConfig {
+        name: name?,
+        settings,
+        plugins: plugins?,
+        connections: connections.unwrap_or_default(),
+    })
+}
+
+const NOT_YET_ERROR_POLICY: &str =
+    "not supported yet: every bad row ends the run with an error naming its file, line and column";
+
+fn read_settings(s: &mut MapReader<'_>, cx: &mut ConfigCx) -> Settings {
+    let defaults = Settings::default();
+    let chunk_size = s
+        .integer(cx, "ChunkSize", 1, 1 << 20)
+        .map_or(defaults.chunk_size, |n| n as usize);
+    let channel_capacity = s
+        .integer(cx, "ChannelCapacity", 1, 1024)
+        .map_or(defaults.channel_capacity, |n| n as usize);
+    let threads = s.integer(cx, "Threads", 1, 1024).map(|n| n as usize);
+    for key in ["ErrorHandling", "MaxErrors", "DeadLetter", "SkipMalformedRows"] {
+        s.legacy(cx, key, NOT_YET_ERROR_POLICY);
+    }
+    s.legacy(cx, "MaxDegreeOfParallelism", "use `Settings.Threads`");
+    s.legacy(cx, "ExecutionMode", "nodes always run concurrently; remove it (use `Settings.Threads` to limit workers)");
+    s.legacy(
+        cx,
+        "DefaultChannel",
+        "connections are bounded channels; use `Settings.ChannelCapacity`",
+    );
+    for key in ["TimeoutMs", "Retry", "Monitoring", "Custom"] {
+        s.legacy(cx, key, "this setting of the original system had no effect; remove it");
+    }
+    Settings {
+        chunk_size,
+        channel_capacity,
+        threads,
+    }
+}
+
+fn read_plugins(p: &mut MapReader<'_>, cx: &mut ConfigCx) -> Option<Vec<PluginEntry>> {
+    let present = p.has("Plugins");
+    let items = p.list(cx, "Plugins");
+    if !present {
+        p.missing(cx, "Plugins");
+    }
+    let mut plugins = Vec::new();
+    for (path, node) in items? {
+        let Some(mut m) = MapReader::new(node, path.clone(), cx) else {
+            continue;
+        };
+        let name = m.required_string(cx, "Name");
+        // Name the entry by its plugin name in later messages: `Plugins[read]` beats `Plugins[3]`.
+        let path = match &name {
+            Some(n) => format!("{}[{n}]", path.rsplit_once('[').map_or(&*path, |(a, _)| a)),
+            None => path,
+        };
+        let type_mark = m.entry_mark("Type");
+        let type_name = m.required_string(cx, "Type");
+        let config = m.take("Config").map_or(
+            Node {
+                value: Value::Null,
+                mark: m.mark(),
+            },
+            |f| f.node.clone(),
+        );
+        m.take("Description");
+        m.take("Metadata");
+        m.legacy(cx, "Assembly", "plugins are compiled into flowengine; remove `Assembly`");
+        let mark = m.mark();
+        m.finish(cx);
+        if let (Some(name), Some(type_name)) = (name, type_name) {
+            plugins.push(PluginEntry {
+                name,
+                type_name,
+                type_mark,
+                config,
+                path,
+                mark,
+            });
+        }
+    }
+    Some(plugins)
+}
+
+fn read_connections(p: &mut MapReader<'_>, cx: &mut ConfigCx) -> Option<Vec<ConnectionEntry>> {
+    let items = p.list(cx, "Connections")?;
+    let mut connections = Vec::new();
+    for (path, node) in items {
+        let Some(mut m) = MapReader::new(node, path.clone(), cx) else {
+            continue;
+        };
+        let from = m.required_string(cx, "From");
+        let to = m.required_string(cx, "To");
+        m.legacy(
+            cx,
+            "Channel",
+            "connections are bounded channels; use `Settings.ChannelCapacity`",
+        );
+        for key in ["FromPort", "ToPort"] {
+            m.legacy(cx, key, "write the port as `From: node.port`");
+        }
+        let mark = m.mark();
+        m.finish(cx);
+        if let (Some(from), Some(to)) = (from, to) {
+            connections.push(ConnectionEntry {
+                from,
+                to,
+                path,
+                mark,
+            });
+        }
+    }
+    Some(connections)
+}

@@ -1,0 +1,451 @@
+//! From a pipeline file to a checked graph of typed nodes. Does no I/O.
+//!
+//! Every problem is recorded, not just the first: unknown types, bad plugin configs, unknown or
+//! duplicate names, cycles (with the chain), misplaced sources and sinks, unconnected nodes, schema
+//! mismatches where several inputs meet, and outputs that would overwrite inputs or each other.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use arrow_schema::SchemaRef;
+
+use crate::component::{NodeCx, SinkConfig, SourceConfig, TransformConfig};
+use crate::config::{closest, ConfigCx, MapReader};
+use crate::error::{ConfigErrorKind, ConfigErrors};
+use crate::pipeline::{self, LoadOptions, PipelineConfig, PluginEntry, Settings};
+use crate::registry::{Parser, Registry};
+use crate::yaml::Mark;
+
+/// A node's role and typed config.
+#[derive(Debug)]
+pub enum NodeKind {
+    /// Produces batches.
+    Source(Box<dyn SourceConfig>),
+    /// Consumes and produces batches.
+    Transform(Box<dyn TransformConfig>),
+    /// Consumes batches.
+    Sink(Box<dyn SinkConfig>),
+}
+
+impl NodeKind {
+    /// `source`, `transform` or `sink`.
+    pub fn role(&self) -> &'static str {
+        match self {
+            NodeKind::Source(_) => "source",
+            NodeKind::Transform(_) => "transform",
+            NodeKind::Sink(_) => "sink",
+        }
+    }
+}
+
+/// A node in the plan.
+#[derive(Debug)]
+pub struct PlanNode {
+    /// Its unique name.
+    pub name: String,
+    /// The plugin type as registered.
+    pub type_name: &'static str,
+    /// Role and config.
+    pub kind: NodeKind,
+    /// Indexes of edges into this node.
+    pub inputs: Vec<usize>,
+    /// Indexes of edges out of this node.
+    pub outputs: Vec<usize>,
+    /// The schema of the batches it receives (none for sources).
+    pub input_schema: Option<SchemaRef>,
+    /// The schema of the batches it emits (none for sinks).
+    pub output_schema: Option<SchemaRef>,
+}
+
+/// A connection between two nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Edge {
+    /// Producing node index.
+    pub from: usize,
+    /// Consuming node index.
+    pub to: usize,
+}
+
+/// A checked pipeline, ready to build.
+#[derive(Debug)]
+pub struct Plan {
+    /// The pipeline's name, substituted.
+    pub name: String,
+    /// Pipeline-wide settings.
+    pub settings: Settings,
+    /// Nodes in declaration order.
+    pub nodes: Vec<PlanNode>,
+    /// Connections.
+    pub edges: Vec<Edge>,
+    /// Node indexes in topological order.
+    pub order: Vec<usize>,
+}
+
+/// Load a pipeline file and plan it: everything `flowengine validate` checks.
+pub fn load_plan(path: &Path, opts: &LoadOptions, registry: &Registry) -> Result<Plan, ConfigErrors> {
+    let (config, mut cx) = pipeline::load(path, opts)?;
+    let plan = config.and_then(|c| Plan::new(c, registry, &mut cx));
+    let plan = cx.finish(plan)?;
+    plan.ok_or_else(|| {
+        let msg = "internal error (a bug in FlowEngine): planning failed without an error";
+        ConfigErrors(vec![crate::error::ConfigError::new(
+            ConfigErrorKind::Graph(msg.into()),
+            "",
+            None,
+        )])
+    })
+}
+
+impl Plan {
+    /// Plan `config`, recording every problem in `cx`. Returns `None` when the graph itself is
+    /// unusable; otherwise a plan (which is only valid if `cx` has no errors).
+    pub fn new(config: PipelineConfig, registry: &Registry, cx: &mut ConfigCx) -> Option<Plan> {
+        if config.plugins.is_empty() {
+            return None; // already reported while reading `Plugins`
+        }
+        let mut nodes = Vec::with_capacity(config.plugins.len());
+        let mut by_name: HashMap<String, usize> = HashMap::new();
+        let mut graph_ok = true;
+        for entry in &config.plugins {
+            if let Some(&first) = by_name.get(&entry.name) {
+                let msg = format!(
+                    "duplicate plugin name `{}` (first used by plugin #{})",
+                    entry.name,
+                    first + 1
+                );
+                cx.error(ConfigErrorKind::Graph(msg), &entry.path, entry.mark);
+                graph_ok = false;
+                continue;
+            }
+            let Some(node) = parse_node(entry, registry, cx, &config.settings) else {
+                graph_ok = false;
+                continue;
+            };
+            by_name.insert(entry.name.clone(), nodes.len());
+            nodes.push(node);
+        }
+        let names: Vec<&str> = config.plugins.iter().map(|p| p.name.as_str()).collect();
+        let mut edges: Vec<Edge> = Vec::new();
+        for conn in &config.connections {
+            let from = resolve_endpoint(&conn.from, &by_name, &names, cx, &conn.path, "From", conn.mark);
+            let to = resolve_endpoint(&conn.to, &by_name, &names, cx, &conn.path, "To", conn.mark);
+            let (Some(from), Some(to)) = (from, to) else {
+                graph_ok = false;
+                continue;
+            };
+            let edge = Edge { from, to };
+            if edges.contains(&edge) {
+                let msg = format!("duplicate connection {} -> {}", conn.from, conn.to);
+                cx.error(ConfigErrorKind::Graph(msg), &conn.path, conn.mark);
+                continue;
+            }
+            nodes[from].outputs.push(edges.len());
+            nodes[to].inputs.push(edges.len());
+            edges.push(edge);
+        }
+        if !graph_ok {
+            return None;
+        }
+        let mut plan = Plan {
+            name: config.name,
+            settings: config.settings,
+            nodes,
+            edges,
+            order: Vec::new(),
+        };
+        let marks: Vec<(String, Mark)> = config
+            .plugins
+            .iter()
+            .map(|p| (p.path.clone(), p.mark))
+            .collect();
+        let find = |name: &str| {
+            config
+                .plugins
+                .iter()
+                .find(|p| p.name == name)
+                .map(|p| (p.path.clone(), p.mark))
+                .unwrap_or_else(|| marks[0].clone())
+        };
+        if !plan.check_roles(cx, &find) {
+            return Some(plan);
+        }
+        match plan.topological_order() {
+            Ok(order) => plan.order = order,
+            Err(chain) => {
+                let (path, mark) = find(&chain[0]);
+                let msg = format!("the connections form a cycle: {}", chain.join(" -> "));
+                cx.error(ConfigErrorKind::Graph(msg), &path, mark);
+                return Some(plan);
+            }
+        }
+        plan.propagate_schemas(cx, &find);
+        plan.check_files(cx, &find);
+        Some(plan)
+    }
+
+    fn check_roles(&self, cx: &mut ConfigCx, find: &dyn Fn(&str) -> (String, Mark)) -> bool {
+        let mut problems: Vec<(&str, String)> = Vec::new();
+        if !self.nodes.iter().any(|n| matches!(n.kind, NodeKind::Source(_))) {
+            problems.push((&self.nodes[0].name, "the pipeline has no source".into()));
+        }
+        for n in &self.nodes {
+            let (ins, outs) = (n.inputs.len(), n.outputs.len());
+            let name = n.name.as_str();
+            let problem = match n.kind {
+                NodeKind::Source(_) if ins > 0 => Some(format!(
+                    "source `{name}` cannot have inputs, but {} connects to it",
+                    self.input_names(n)
+                )),
+                NodeKind::Sink(_) if outs > 0 => Some(format!(
+                    "sink `{name}` cannot have outputs, but it connects to {}",
+                    self.output_names(n)
+                )),
+                _ if ins == 0 && outs == 0 => Some(format!(
+                    "plugin `{name}` is not connected; add a `Connections` entry or remove it"
+                )),
+                NodeKind::Source(_) if outs == 0 => {
+                    Some(format!("source `{name}` has no output connection"))
+                }
+                NodeKind::Sink(_) if ins == 0 => Some(format!("sink `{name}` has no input connection")),
+                NodeKind::Transform(_) if ins == 0 => {
+                    Some(format!("transform `{name}` has no input connection"))
+                }
+                NodeKind::Transform(_) if outs == 0 => Some(format!(
+                    "transform `{name}` has no output connection; its rows would be lost"
+                )),
+                _ => None,
+            };
+            problems.extend(problem.map(|p| (name, p)));
+        }
+        for (name, msg) in &problems {
+            let (path, mark) = find(name);
+            cx.error(ConfigErrorKind::Graph(msg.clone()), &path, mark);
+        }
+        problems.is_empty()
+    }
+
+    fn input_names(&self, n: &PlanNode) -> String {
+        let names: Vec<&str> = n
+            .inputs
+            .iter()
+            .map(|&e| self.nodes[self.edges[e].from].name.as_str())
+            .collect();
+        format!("`{}`", names.join("`, `"))
+    }
+
+    fn output_names(&self, n: &PlanNode) -> String {
+        let names: Vec<&str> = n
+            .outputs
+            .iter()
+            .map(|&e| self.nodes[self.edges[e].to].name.as_str())
+            .collect();
+        format!("`{}`", names.join("`, `"))
+    }
+
+    /// Kahn's order, or the names along one cycle (first name repeated at the end).
+    fn topological_order(&self) -> Result<Vec<usize>, Vec<String>> {
+        let mut indegree: Vec<usize> = self.nodes.iter().map(|n| n.inputs.len()).collect();
+        let mut ready: Vec<usize> = (0..self.nodes.len()).filter(|&i| indegree[i] == 0).rev().collect();
+        let mut order = Vec::with_capacity(self.nodes.len());
+        while let Some(i) = ready.pop() {
+            order.push(i);
+            for &e in &self.nodes[i].outputs {
+                let to = self.edges[e].to;
+                indegree[to] -= 1;
+                if indegree[to] == 0 {
+                    ready.push(to);
+                }
+            }
+        }
+        if order.len() == self.nodes.len() {
+            return Ok(order);
+        }
+        Err(self.find_cycle(&indegree))
+    }
+
+    /// Walk backwards from any node left with inputs; within the leftover nodes every node has a
+    /// leftover predecessor, so the walk must revisit a node, and that loop is a cycle.
+    fn find_cycle(&self, indegree: &[usize]) -> Vec<String> {
+        let start = (0..self.nodes.len())
+            .find(|&i| indegree[i] > 0)
+            .unwrap_or_default();
+        let mut seen: Vec<usize> = vec![start];
+        let mut current = start;
+        loop {
+            let prev = self.nodes[current]
+                .inputs
+                .iter()
+                .map(|&e| self.edges[e].from)
+                .find(|&p| indegree[p] > 0)
+                .unwrap_or(current);
+            if let Some(pos) = seen.iter().position(|&s| s == prev) {
+                let mut cycle: Vec<String> = seen[pos..]
+                    .iter()
+                    .rev()
+                    .map(|&i| self.nodes[i].name.clone())
+                    .collect();
+                cycle.push(cycle[0].clone());
+                return cycle;
+            }
+            seen.push(prev);
+            current = prev;
+        }
+    }
+
+    fn propagate_schemas(&mut self, cx: &mut ConfigCx, find: &dyn Fn(&str) -> (String, Mark)) {
+        for &i in &self.order.clone() {
+            let input = self.merged_input_schema(i, cx, find);
+            let node = &mut self.nodes[i];
+            let (path, mark) = find(&node.name);
+            let fail = |cx: &mut ConfigCx, msg: String| {
+                cx.error(ConfigErrorKind::Graph(msg), &path, mark);
+            };
+            node.input_schema = input.clone();
+            match (&node.kind, input) {
+                (NodeKind::Source(s), _) => node.output_schema = Some(s.output_schema()),
+                (NodeKind::Transform(t), Some(input)) => match t.output_schema(&input) {
+                    Ok(s) => node.output_schema = Some(s),
+                    Err(msg) => fail(cx, format!("`{}`: {msg}", node.name)),
+                },
+                (NodeKind::Sink(s), Some(input)) => {
+                    if let Err(msg) = s.check_input(&input) {
+                        fail(cx, format!("`{}`: {msg}", node.name));
+                    }
+                }
+                // An upstream error was already reported.
+                (_, None) => {}
+            }
+        }
+    }
+
+    /// The schema arriving at node `i`; several inputs must agree exactly.
+    fn merged_input_schema(
+        &self,
+        i: usize,
+        cx: &mut ConfigCx,
+        find: &dyn Fn(&str) -> (String, Mark),
+    ) -> Option<SchemaRef> {
+        let node = &self.nodes[i];
+        let mut schemas = node.inputs.iter().map(|&e| {
+            let from = &self.nodes[self.edges[e].from];
+            (from.name.as_str(), from.output_schema.clone())
+        });
+        let (first_name, first) = schemas.next()?;
+        let first = first?;
+        for (name, schema) in schemas {
+            let schema = schema?;
+            if let Some(diff) = crate::schema::describe_difference(&first, &schema) {
+                let (path, mark) = find(&node.name);
+                let msg = format!(
+                    "the inputs of `{}` have different schemas: `{first_name}` vs `{name}`: {diff}",
+                    node.name
+                );
+                cx.error(ConfigErrorKind::Graph(msg), &path, mark);
+                return None;
+            }
+        }
+        Some(first)
+    }
+
+    fn check_files(&self, cx: &mut ConfigCx, find: &dyn Fn(&str) -> (String, Mark)) {
+        let mut read = Vec::new();
+        let mut written: Vec<(std::path::PathBuf, &str)> = Vec::new();
+        for n in &self.nodes {
+            match &n.kind {
+                NodeKind::Source(s) => read.extend(s.files_read().into_iter().map(|p| (p, n.name.as_str()))),
+                NodeKind::Sink(s) => written.extend(s.files_written().into_iter().map(|p| (p, n.name.as_str()))),
+                NodeKind::Transform(_) => {}
+            }
+        }
+        for (i, (path, sink)) in written.iter().enumerate() {
+            let (ypath, mark) = find(sink);
+            if let Some((_, source)) = read.iter().find(|(p, _)| p == path) {
+                let msg = format!(
+                    "sink `{sink}` would overwrite {}, which source `{source}` reads",
+                    path.display()
+                );
+                cx.error(ConfigErrorKind::Graph(msg), &ypath, mark);
+            }
+            if let Some((_, other)) = written[..i].iter().find(|(p, _)| p == path) {
+                let msg = format!(
+                    "sinks `{other}` and `{sink}` both write {}",
+                    path.display()
+                );
+                cx.error(ConfigErrorKind::Graph(msg), &ypath, mark);
+            }
+        }
+    }
+}
+
+fn parse_node(
+    entry: &PluginEntry,
+    registry: &Registry,
+    cx: &mut ConfigCx,
+    settings: &Settings,
+) -> Option<PlanNode> {
+    let Some((type_name, parser)) = registry.lookup(&entry.type_name) else {
+        let names = registry.names();
+        let kind = ConfigErrorKind::UnknownType {
+            name: entry.type_name.clone(),
+            suggestion: closest(&entry.type_name, &names).map(str::to_string),
+            known: names.join(", "),
+        };
+        cx.error(kind, &format!("{}.Type", entry.path), entry.type_mark);
+        return None;
+    };
+    let node_cx = NodeCx {
+        node: entry.name.clone(),
+        chunk_size: settings.chunk_size,
+    };
+    let mut map = MapReader::new(&entry.config, format!("{}.Config", entry.path), cx)?;
+    let kind = match parser {
+        Parser::Source(parse) => parse(&mut map, cx, &node_cx).map(NodeKind::Source),
+        Parser::Transform(parse) => parse(&mut map, cx, &node_cx).map(NodeKind::Transform),
+        Parser::Sink(parse) => parse(&mut map, cx, &node_cx).map(NodeKind::Sink),
+    };
+    map.finish(cx);
+    Some(PlanNode {
+        name: entry.name.clone(),
+        type_name,
+        kind: kind?,
+        inputs: Vec::new(),
+        outputs: Vec::new(),
+        input_schema: None,
+        output_schema: None,
+    })
+}
+
+fn resolve_endpoint(
+    written: &str,
+    by_name: &HashMap<String, usize>,
+    names: &[&str],
+    cx: &mut ConfigCx,
+    path: &str,
+    key: &str,
+    mark: Mark,
+) -> Option<usize> {
+    if let Some(&i) = by_name.get(written) {
+        return Some(i);
+    }
+    let path = format!("{path}.{key}");
+    if let Some((node, port)) = written.split_once('.') {
+        if by_name.contains_key(node) {
+            let msg = format!("plugin `{node}` has no output port `{port}`");
+            cx.error(ConfigErrorKind::Graph(msg), &path, mark);
+            return None;
+        }
+    }
+    // A name that failed to parse was declared: do not call it unknown.
+    if names.contains(&written) {
+        return None;
+    }
+    let suggestion = closest(written, names)
+        .map(|s| format!(" (did you mean `{s}`?)"))
+        .unwrap_or_default();
+    let msg = format!(
+        "unknown plugin `{written}`{suggestion}; plugins are: {}",
+        names.join(", ")
+    );
+    cx.error(ConfigErrorKind::Graph(msg), &path, mark);
+    None
+}

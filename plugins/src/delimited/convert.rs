@@ -1,0 +1,473 @@
+//! Converting fields of decoded records into typed Arrow arrays, one column at a time.
+//!
+//! Conversion is strict: a value either parses exactly as the declared type or is an error that
+//! names the value and what was expected. Nothing is rounded, clamped or silently nulled.
+
+use std::sync::Arc;
+
+use arrow_array::builder::{BooleanBufferBuilder, PrimitiveBuilder};
+use arrow_array::types::{
+    ArrowPrimitiveType, Date32Type, Decimal128Type, Float32Type, Float64Type, Int32Type, Int64Type,
+    TimestampMicrosecondType,
+};
+use arrow_array::{ArrayRef, BooleanArray, StringArray};
+use arrow_buffer::{Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone};
+use flowengine_engine::error::RowErrorKind;
+use flowengine_engine::schema::ColumnType;
+
+use super::decode::Records;
+
+/// How to read one output column.
+#[derive(Debug, Clone)]
+pub struct ColumnReader {
+    /// Column name (for messages).
+    pub name: String,
+    /// Declared type.
+    pub ty: ColumnType,
+    /// Empty fields become null (else: error, or "" for strings).
+    pub nullable: bool,
+    /// strftime pattern for dates and datetimes.
+    pub format: Option<String>,
+    /// Which field of the record feeds this column.
+    pub field: usize,
+    /// Trim spaces and tabs around the value.
+    pub trim: bool,
+}
+
+/// Why a value was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConvertError {
+    /// Record index within the batch.
+    pub record: usize,
+    /// Column index within the schema.
+    pub column: usize,
+    /// Classification.
+    pub kind: RowErrorKind,
+    /// The value as read (lossy UTF-8).
+    pub value: String,
+    /// What is wrong.
+    pub message: String,
+    /// How to fix it.
+    pub hint: String,
+}
+
+/// Convert every column; on failure, the error of the earliest record (then leftmost column).
+pub fn convert(records: &Records, columns: &[ColumnReader]) -> Result<Vec<ArrayRef>, ConvertError> {
+    let mut arrays = Vec::with_capacity(columns.len());
+    let mut first_error: Option<ConvertError> = None;
+    for (c, col) in columns.iter().enumerate() {
+        match convert_column(records, col) {
+            Ok(a) => arrays.push(a),
+            Err(mut e) => {
+                e.column = c;
+                if first_error.as_ref().is_none_or(|f| e.record < f.record) {
+                    first_error = Some(e);
+                }
+            }
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(arrays),
+    }
+}
+
+/// The field of record `r` for `col`, trimmed if asked. Records were checked for width before
+/// conversion, so a missing field only happens with ragged-row tolerance and reads as empty.
+fn field<'r>(records: &'r Records, r: usize, col: &ColumnReader) -> &'r [u8] {
+    let raw = records.field(r, col.field).unwrap_or(b"");
+    if col.trim {
+        raw.trim_ascii()
+    } else {
+        raw
+    }
+}
+
+fn fail(r: usize, kind: RowErrorKind, value: &[u8], message: String, hint: &str) -> ConvertError {
+    ConvertError {
+        record: r,
+        column: 0,
+        kind,
+        value: String::from_utf8_lossy(value).into_owned(),
+        message,
+        hint: hint.to_string(),
+    }
+}
+
+fn null_in_required(r: usize, col: &ColumnReader) -> ConvertError {
+    fail(
+        r,
+        RowErrorKind::NullInRequired,
+        b"",
+        format!("empty value in non-nullable {} column", col.ty),
+        "set `Nullable: true` on the column if empty values are allowed",
+    )
+}
+
+fn convert_column(records: &Records, col: &ColumnReader) -> Result<ArrayRef, ConvertError> {
+    match &col.ty {
+        ColumnType::Utf8 => strings(records, col),
+        ColumnType::Int32 => primitive::<Int32Type>(records, col, parse_int::<i32>),
+        ColumnType::Int64 => primitive::<Int64Type>(records, col, parse_int::<i64>),
+        ColumnType::Float32 => primitive::<Float32Type>(records, col, parse_float::<f32>),
+        ColumnType::Float64 => primitive::<Float64Type>(records, col, parse_float::<f64>),
+        ColumnType::Bool => booleans(records, col),
+        ColumnType::Date => {
+            let format = col.format.as_deref().unwrap_or("%Y-%m-%d");
+            primitive::<Date32Type>(records, col, |v| parse_date(v, format))
+        }
+        ColumnType::Decimal { precision, scale } => {
+            let (p, s) = (*precision, *scale);
+            let array = primitive::<Decimal128Type>(records, col, |v| parse_decimal(v, p, s))?;
+            let array = array
+                .as_any()
+                .downcast_ref::<arrow_array::Decimal128Array>()
+                .cloned()
+                .and_then(|a| a.with_precision_and_scale(p, s).ok())
+                .expect("precision and scale were validated at plan time");
+            Ok(Arc::new(array))
+        }
+        ColumnType::Timestamp { tz } => {
+            let tz = tz
+                .as_deref()
+                .map(|t| t.parse::<arrow_array::timezone::Tz>())
+                .transpose()
+                .expect("time zones are validated at plan time");
+            let format = col.format.as_deref();
+            let array =
+                primitive::<TimestampMicrosecondType>(records, col, |v| parse_timestamp(v, format, tz.as_ref()))?;
+            let array = array
+                .as_any()
+                .downcast_ref::<arrow_array::TimestampMicrosecondArray>()
+                .cloned()
+                .expect("a timestamp array")
+                .with_timezone_opt(col.ty.to_arrow_tz());
+            Ok(Arc::new(array))
+        }
+    }
+}
+
+/// Extension to get the time zone of a timestamp column type.
+trait TzOf {
+    fn to_arrow_tz(&self) -> Option<Arc<str>>;
+}
+
+impl TzOf for ColumnType {
+    fn to_arrow_tz(&self) -> Option<Arc<str>> {
+        match self {
+            ColumnType::Timestamp { tz } => tz.clone(),
+            _ => None,
+        }
+    }
+}
+
+/// A parse failure: the message and the hint.
+type Refusal = (String, &'static str);
+
+fn primitive<T: ArrowPrimitiveType>(
+    records: &Records,
+    col: &ColumnReader,
+    parse: impl Fn(&[u8]) -> Result<T::Native, Refusal>,
+) -> Result<ArrayRef, ConvertError> {
+    let mut builder = PrimitiveBuilder::<T>::with_capacity(records.len());
+    for r in 0..records.len() {
+        let v = field(records, r, col);
+        if v.is_empty() {
+            if !col.nullable {
+                return Err(null_in_required(r, col));
+            }
+            builder.append_null();
+            continue;
+        }
+        match parse(v) {
+            Ok(x) => builder.append_value(x),
+            Err((message, hint)) => {
+                return Err(fail(r, RowErrorKind::TypeConversion, v, message, hint));
+            }
+        }
+    }
+    Ok(Arc::new(builder.finish()))
+}
+
+fn strings(records: &Records, col: &ColumnReader) -> Result<ArrayRef, ConvertError> {
+    let n = records.len();
+    let mut offsets: Vec<i32> = Vec::with_capacity(n + 1);
+    let mut values: Vec<u8> = Vec::new();
+    let mut valid = BooleanBufferBuilder::new(n);
+    offsets.push(0);
+    for r in 0..n {
+        let v = field(records, r, col);
+        values.extend_from_slice(v);
+        let end = i32::try_from(values.len()).map_err(|_| {
+            fail(
+                r,
+                RowErrorKind::RecordTooLarge,
+                b"",
+                "a batch's text in one column exceeds 2 GiB".into(),
+                "lower `ChunkSize`",
+            )
+        })?;
+        offsets.push(end);
+        valid.append(!(v.is_empty() && col.nullable));
+    }
+    if let Err(e) = std::str::from_utf8(&values) {
+        let bad = e.valid_up_to();
+        // The record whose value holds the first invalid byte.
+        let r = offsets.partition_point(|&o| (o as usize) <= bad).saturating_sub(1);
+        let v = field(records, r, col);
+        return Err(fail(
+            r,
+            RowErrorKind::InvalidUtf8,
+            v,
+            "the value is not valid UTF-8".into(),
+            "convert the file to UTF-8 (e.g. `iconv -f latin1 -t utf-8`)",
+        ));
+    }
+    let nulls = NullBuffer::new(valid.finish());
+    let nulls = (nulls.null_count() > 0).then_some(nulls);
+    let array = StringArray::try_new(
+        OffsetBuffer::new(ScalarBuffer::from(offsets)),
+        Buffer::from_vec(values),
+        nulls,
+    )
+    .expect("offsets are monotonic and values were validated as UTF-8");
+    Ok(Arc::new(array))
+}
+
+fn booleans(records: &Records, col: &ColumnReader) -> Result<ArrayRef, ConvertError> {
+    let mut out: Vec<Option<bool>> = Vec::with_capacity(records.len());
+    for r in 0..records.len() {
+        let v = field(records, r, col);
+        if v.is_empty() {
+            if !col.nullable {
+                return Err(null_in_required(r, col));
+            }
+            out.push(None);
+            continue;
+        }
+        let b = match v.to_ascii_lowercase().as_slice() {
+            b"true" | b"t" | b"yes" | b"y" | b"1" => true,
+            b"false" | b"f" | b"no" | b"n" | b"0" => false,
+            _ => {
+                return Err(fail(
+                    r,
+                    RowErrorKind::TypeConversion,
+                    v,
+                    "expected a boolean".into(),
+                    "booleans are true/false, t/f, yes/no, y/n or 1/0 (any case)",
+                ))
+            }
+        };
+        out.push(Some(b));
+    }
+    Ok(Arc::new(BooleanArray::from(out)))
+}
+
+fn as_str(v: &[u8]) -> Result<&str, Refusal> {
+    std::str::from_utf8(v).map_err(|_| ("the value is not valid UTF-8".into(), "convert the file to UTF-8"))
+}
+
+fn parse_int<T: std::str::FromStr + lexical_core::FromLexical>(v: &[u8]) -> Result<T, Refusal> {
+    lexical_core::parse::<T>(v).map_err(|e| match e {
+        lexical_core::Error::Overflow(_) | lexical_core::Error::Underflow(_) => (
+            format!("the number does not fit a {}-bit integer", std::mem::size_of::<T>() * 8),
+            "declare the column as int64 (or decimal(38,0) for larger values)",
+        ),
+        _ => (
+            "expected a whole number".into(),
+            "integers are digits with an optional sign, e.g. -42; use double or decimal(p,s) for fractions",
+        ),
+    })
+}
+
+fn parse_float<T: lexical_core::FromLexical>(v: &[u8]) -> Result<T, Refusal> {
+    lexical_core::parse::<T>(v).map_err(|_| {
+        (
+            "expected a number".into(),
+            "numbers use `.` as the decimal point and no thousands separators, e.g. 1234.5 or 1.2e3",
+        )
+    })
+}
+
+fn parse_date(v: &[u8], format: &str) -> Result<i32, Refusal> {
+    let date = if format == "%Y-%m-%d" {
+        iso_date(v)
+    } else {
+        as_str(v).ok().and_then(|s| NaiveDate::parse_from_str(s, format).ok())
+    };
+    let refusal = || {
+        (
+            format!("expected a date in the format `{format}`"),
+            "set the column's `Format` to match the file, e.g. `dd/MM/yyyy` or `%d/%m/%Y`",
+        )
+    };
+    let date = date.ok_or_else(refusal)?;
+    Ok(Date32Type::from_naive_date(date))
+}
+
+/// `YYYY-MM-DD`, the common case, without going through chrono's format interpreter.
+fn iso_date(v: &[u8]) -> Option<NaiveDate> {
+    if v.len() != 10 || v[4] != b'-' || v[7] != b'-' {
+        return None;
+    }
+    let num = |s: &[u8]| -> Option<u32> {
+        s.iter().try_fold(0u32, |acc, &b| {
+            b.is_ascii_digit().then(|| acc * 10 + u32::from(b - b'0'))
+        })
+    };
+    NaiveDate::from_ymd_opt(num(&v[0..4])? as i32, num(&v[5..7])?, num(&v[8..10])?)
+}
+
+fn parse_timestamp(
+    v: &[u8],
+    format: Option<&str>,
+    tz: Option<&arrow_array::timezone::Tz>,
+) -> Result<i64, Refusal> {
+    let s = as_str(v)?;
+    let refusal = |detail: &str| -> Refusal {
+        (
+            match format {
+                Some(f) => format!("expected a date and time in the format `{f}`{detail}"),
+                None => format!("expected an ISO 8601 date and time such as 2024-01-31T13:45:00{detail}"),
+            },
+            "set the column's `Format` to match the file, e.g. `dd/MM/yyyy HH:mm` or `%d/%m/%Y %H:%M`",
+        )
+    };
+    let utc: NaiveDateTime = match format {
+        None => {
+            let parsed = match tz {
+                Some(tz) => arrow_cast::parse::string_to_datetime(tz, s).map(|d| d.naive_utc()),
+                None => arrow_cast::parse::string_to_datetime(&chrono::Utc, s).map(|d| d.naive_utc()),
+            };
+            parsed.map_err(|_| refusal(""))?
+        }
+        Some(f) if f.contains("%z") || f.contains("%:z") || f.contains("%#z") => DateTime::parse_from_str(s, f)
+            .map_err(|_| refusal(""))?
+            .naive_utc(),
+        Some(f) => {
+            let local = NaiveDateTime::parse_from_str(s, f)
+                .or_else(|_| NaiveDate::parse_from_str(s, f).map(|d| d.and_time(chrono::NaiveTime::MIN)))
+                .map_err(|_| refusal(""))?;
+            match tz {
+                None => local,
+                Some(tz) => tz
+                    .from_local_datetime(&local)
+                    .single()
+                    .ok_or_else(|| refusal(": this local time is ambiguous or skipped in the time zone"))?
+                    .naive_utc(),
+            }
+        }
+    };
+    Ok(utc.and_utc().timestamp_micros())
+}
+
+/// Exact decimal parsing: `[+-]digits[.digits]`, at most `scale` fraction digits, at most
+/// `precision - scale` integer digits. Never through a float, never rounded.
+fn parse_decimal(v: &[u8], precision: u8, scale: i8) -> Result<i128, Refusal> {
+    let scale = scale as usize;
+    let (negative, digits) = match v.first() {
+        Some(b'-') => (true, &v[1..]),
+        Some(b'+') => (false, &v[1..]),
+        _ => (false, v),
+    };
+    let (int_part, frac_part) = match digits.iter().position(|&b| b == b'.') {
+        Some(i) => (&digits[..i], &digits[i + 1..]),
+        None => (digits, &digits[digits.len()..]),
+    };
+    let bad = || {
+        (
+            format!("expected a decimal number for decimal({precision},{scale})"),
+            "decimals are digits with an optional sign and `.`, e.g. -1234.56, with no thousands separators or exponent",
+        )
+    };
+    if int_part.is_empty() && frac_part.is_empty()
+        || !int_part.iter().chain(frac_part).all(u8::is_ascii_digit)
+    {
+        return Err(bad());
+    }
+    if frac_part.len() > scale {
+        return Err((
+            format!(
+                "the value has {} digits after the point; decimal({precision},{scale}) keeps {scale}",
+                frac_part.len()
+            ),
+            "FlowEngine never rounds silently: widen the scale or fix the value",
+        ));
+    }
+    let int_digits = int_part.iter().skip_while(|&&b| b == b'0').count();
+    if int_digits > precision as usize - scale {
+        return Err((
+            format!(
+                "the value has {int_digits} digits before the point; decimal({precision},{scale}) allows {}",
+                precision as usize - scale
+            ),
+            "widen the precision",
+        ));
+    }
+    let mut n: i128 = 0;
+    for &b in int_part.iter().chain(frac_part) {
+        n = n * 10 + i128::from(b - b'0');
+    }
+    for _ in frac_part.len()..scale {
+        n *= 10;
+    }
+    Ok(if negative { -n } else { n })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimals_are_exact_and_never_rounded() {
+        assert_eq!(parse_decimal(b"123.45", 12, 2), Ok(12345));
+        assert_eq!(parse_decimal(b"-0.5", 12, 2), Ok(-50));
+        assert_eq!(parse_decimal(b"+7", 12, 2), Ok(700));
+        assert_eq!(parse_decimal(b".25", 12, 2), Ok(25));
+        assert_eq!(parse_decimal(b"9999999999.99", 12, 2), Ok(999999999999));
+        assert!(parse_decimal(b"1.234", 12, 2).unwrap_err().0.contains("3 digits after"));
+        assert!(parse_decimal(b"12345678901", 12, 2).unwrap_err().0.contains("11 digits before"));
+        assert!(parse_decimal(b"1,5", 12, 2).is_err());
+        assert!(parse_decimal(b"1e3", 12, 2).is_err());
+        assert!(parse_decimal(b"-", 12, 2).is_err());
+        assert!(parse_decimal(b".", 12, 2).is_err());
+        assert_eq!(
+            parse_decimal(b"12345678901234567890123456789012345678", 38, 0),
+            Ok(12345678901234567890123456789012345678)
+        );
+    }
+
+    #[test]
+    fn integers_are_strict() {
+        assert_eq!(parse_int::<i32>(b"-42"), Ok(-42));
+        assert!(parse_int::<i32>(b"1.0").is_err());
+        assert!(parse_int::<i32>(b"2147483648").unwrap_err().0.contains("32-bit"));
+        assert!(parse_int::<i64>(b" 1").is_err());
+    }
+
+    #[test]
+    fn dates_in_iso_and_custom_formats() {
+        assert_eq!(parse_date(b"1970-01-02", "%Y-%m-%d"), Ok(1));
+        assert_eq!(parse_date(b"02/01/1970", "%d/%m/%Y"), Ok(1));
+        assert!(parse_date(b"2024-02-30", "%Y-%m-%d").is_err());
+        assert!(parse_date(b"2024-1-5", "%Y-%m-%d").is_err());
+    }
+
+    #[test]
+    fn timestamps_with_formats_and_zones() {
+        assert_eq!(parse_timestamp(b"1970-01-01T00:00:01", None, None), Ok(1_000_000));
+        assert_eq!(parse_timestamp(b"1970-01-01 00:00:01.5", None, None), Ok(1_500_000));
+        assert_eq!(
+            parse_timestamp(b"01/01/1970 01:00", Some("%d/%m/%Y %H:%M"), None),
+            Ok(3_600_000_000)
+        );
+        let paris: arrow_array::timezone::Tz = "Europe/Paris".parse().unwrap();
+        assert_eq!(
+            parse_timestamp(b"01/01/1970 01:00", Some("%d/%m/%Y %H:%M"), Some(&paris)),
+            Ok(0)
+        );
+        assert_eq!(parse_timestamp(b"1970-01-02", Some("%Y-%m-%d"), None), Ok(86_400_000_000));
+        assert!(parse_timestamp(b"yesterday", None, None).is_err());
+    }
+}

@@ -1,0 +1,58 @@
+//! Delimited text files (CSV, TSV, PSV, ...): the source, the sink, and what they share.
+
+pub mod convert;
+pub mod decode;
+pub mod encode;
+pub mod sink;
+pub mod source;
+
+use flowengine_engine::config::{parse_single_byte, ConfigCx, MapReader};
+
+use decode::Dialect;
+
+/// Read `Delimiter`, `Quote` and `Escape`. `Quote: ""` (or `none`) turns quoting off.
+pub(crate) fn read_dialect(m: &mut MapReader<'_>, cx: &mut ConfigCx) -> Option<Dialect> {
+    let defaults = Dialect::default();
+    let delimiter = if m.has("Delimiter") {
+        m.single_byte(cx, "Delimiter")?
+    } else {
+        m.take("Delimiter");
+        defaults.delimiter
+    };
+    let quote = match m.string(cx, "Quote") {
+        None => defaults.quote,
+        Some(q) if q.is_empty() || q.eq_ignore_ascii_case("none") => None,
+        Some(q) => match parse_single_byte(&q) {
+            Some(b) => Some(b),
+            None => {
+                m.invalid(cx, "Quote", "a single-byte character, or \"\" for no quoting", &format!("{q:?}"));
+                return None;
+            }
+        },
+    };
+    let escape = if m.has("Escape") {
+        Some(m.single_byte(cx, "Escape")?)
+    } else {
+        m.take("Escape");
+        None
+    };
+    if quote == Some(delimiter) {
+        m.invalid(cx, "Quote", "a quote character different from the delimiter", &format!("{:?}", delimiter as char));
+        return None;
+    }
+    Some(Dialect {
+        delimiter,
+        quote,
+        escape,
+    })
+}
+
+/// Only UTF-8 is read and written; say so instead of misreading another encoding.
+pub(crate) fn check_encoding(m: &mut MapReader<'_>, cx: &mut ConfigCx) {
+    if let Some(enc) = m.string(cx, "Encoding") {
+        let norm = enc.to_ascii_lowercase().replace(['-', '_'], "");
+        if norm != "utf8" {
+            m.invalid(cx, "Encoding", "UTF-8 (the only encoding supported; convert other files with iconv)", &format!("{enc:?}"));
+        }
+    }
+}

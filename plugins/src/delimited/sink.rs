@@ -1,0 +1,370 @@
+//! `DelimitedSink`: batches to a delimited file, written atomically.
+//!
+//! Output goes to a temporary file in the target's directory. `finish` flushes and fsyncs it;
+//! `commit` renames it over the target and fsyncs the directory. A sink dropped before `commit`
+//! (failed or interrupted run) deletes the temporary file, so the target is never half-written.
+
+use std::fs::{self, File};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use arrow_schema::{DataType, SchemaRef};
+use flowengine_engine::component::{BuildCx, NodeCx, Sink, SinkConfig};
+use flowengine_engine::config::{ConfigCx, MapReader};
+use flowengine_engine::datefmt;
+use flowengine_engine::error::{BuildError, RunError};
+use flowengine_engine::Batch;
+use tempfile::NamedTempFile;
+
+use super::encode::{Encoder, OutputColumn};
+use super::read_dialect;
+
+/// What to do when the target exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputMode {
+    /// Replace it (atomically).
+    Replace,
+    /// Refuse to run.
+    Create,
+    /// Add rows after its existing rows (no second header).
+    Append,
+}
+
+#[derive(Debug, Clone)]
+struct Mapping {
+    source: String,
+    output: String,
+    format: Option<String>,
+}
+
+/// Parsed `DelimitedSink` config.
+#[derive(Debug, Clone)]
+pub struct DelimitedSinkConfig {
+    path: PathBuf,
+    delimiter: u8,
+    quote: u8,
+    include_headers: bool,
+    crlf: bool,
+    bom: bool,
+    mode: OutputMode,
+    create_directories: bool,
+    mappings: Option<Vec<Mapping>>,
+}
+
+/// Parse a `DelimitedSink` `Config` map.
+pub fn parse(m: &mut MapReader<'_>, cx: &mut ConfigCx, _node: &NodeCx) -> Option<Box<dyn SinkConfig>> {
+    let path = m.required_string(cx, "FilePath").map(|p| cx.resolve_path(&p));
+    let dialect = read_dialect(m, cx);
+    if dialect.is_some_and(|d| d.escape.is_some()) {
+        m.invalid(cx, "Escape", "no escape character (the sink doubles quotes, as RFC 4180 says)", "an escape character");
+    }
+    let include_headers = m.bool(cx, "IncludeHeaders").unwrap_or(true);
+    let crlf = m
+        .choice(cx, "LineEnding", &[("lf", false), ("crlf", true), ("\n", false), ("\r\n", true)])
+        .unwrap_or(false);
+    let bom = m.bool(cx, "Bom").unwrap_or(false);
+    let mode = m
+        .choice(
+            cx,
+            "OutputMode",
+            &[("replace", OutputMode::Replace), ("create", OutputMode::Create), ("append", OutputMode::Append)],
+        )
+        .unwrap_or(OutputMode::Replace);
+    let create_directories = m.bool(cx, "CreateDirectories").unwrap_or(true);
+    super::check_encoding(m, cx);
+    let mappings = read_mappings(m, cx);
+    m.legacy(cx, "AppendMode", "use `OutputMode: append`");
+    m.legacy(cx, "OverwriteExisting", "use `OutputMode: replace` (the default) or `OutputMode: create`");
+    m.legacy(cx, "HasHeaders", "on a sink, write `IncludeHeaders`");
+    m.legacy(cx, "CreateDirectory", "use `CreateDirectories`");
+    for key in ["BufferSize", "FlushInterval"] {
+        m.legacy(cx, key, "FlowEngine sizes and flushes its buffers itself; remove it");
+    }
+    m.legacy(cx, "InputSchema", "a sink takes the schema of its input; use `ColumnMappings` to select or rename");
+    let dialect = dialect?;
+    let Some(quote) = dialect.quote else {
+        m.invalid(cx, "Quote", "a quote character (the sink must be able to quote values)", "\"\"");
+        return None;
+    };
+    Some(Box::new(DelimitedSinkConfig {
+        path: path?,
+        delimiter: dialect.delimiter,
+        quote,
+        include_headers,
+        crlf,
+        bom,
+        mode,
+        create_directories,
+        mappings: mappings?,
+    }))
+}
+
+/// `None` on error; `Some(None)` when there are no mappings.
+fn read_mappings(m: &mut MapReader<'_>, cx: &mut ConfigCx) -> Option<Option<Vec<Mapping>>> {
+    let Some(items) = m.list(cx, "ColumnMappings") else {
+        return Some(None);
+    };
+    let mut out = Vec::new();
+    let mut ok = true;
+    for (path, node) in items {
+        let Some(mut e) = MapReader::new(node, path, cx) else {
+            ok = false;
+            continue;
+        };
+        let source = e.required_string(cx, "SourceColumn");
+        let output = e.string(cx, "OutputColumn");
+        let format = e.string(cx, "Format").and_then(|f| {
+            match datefmt::to_strftime(&f).and_then(|p| datefmt::validate_strftime(&p).map(|()| p)) {
+                Ok(p) => Some(p),
+                Err(err) => {
+                    e.invalid(cx, "Format", "a date format such as `yyyy-MM-dd` or `%Y-%m-%d`", &format!("{f:?} ({err})"));
+                    None
+                }
+            }
+        });
+        e.finish(cx);
+        match source {
+            Some(source) => out.push(Mapping {
+                output: output.unwrap_or_else(|| source.clone()),
+                source,
+                format,
+            }),
+            None => ok = false,
+        }
+    }
+    ok.then_some(Some(out))
+}
+
+impl DelimitedSinkConfig {
+    fn output_columns(&self, input: &SchemaRef) -> Result<Vec<OutputColumn>, String> {
+        let Some(mappings) = &self.mappings else {
+            return Ok(input
+                .fields()
+                .iter()
+                .enumerate()
+                .map(|(i, f)| OutputColumn {
+                    input: i,
+                    name: f.name().clone(),
+                    format: None,
+                })
+                .collect());
+        };
+        let names: Vec<&str> = input.fields().iter().map(|f| f.name().as_str()).collect();
+        mappings
+            .iter()
+            .map(|mp| {
+                let i = names
+                    .iter()
+                    .position(|n| n.eq_ignore_ascii_case(&mp.source))
+                    .ok_or_else(|| {
+                        format!(
+                            "`ColumnMappings` names `{}`, which is not an input column; input columns are: {}",
+                            mp.source,
+                            names.join(", ")
+                        )
+                    })?;
+                let ty = input.field(i).data_type();
+                if mp.format.is_some() && !matches!(ty, DataType::Date32 | DataType::Timestamp(..)) {
+                    return Err(format!(
+                        "`Format` on column `{}` applies only to date and datetime columns, not {ty}",
+                        mp.source
+                    ));
+                }
+                Ok(OutputColumn {
+                    input: i,
+                    name: mp.output.clone(),
+                    format: mp.format.clone(),
+                })
+            })
+            .collect()
+    }
+}
+
+impl SinkConfig for DelimitedSinkConfig {
+    fn check_input(&self, input: &SchemaRef) -> Result<(), String> {
+        self.output_columns(input).map(|_| ())
+    }
+
+    fn files_written(&self) -> Vec<PathBuf> {
+        vec![self.path.clone()]
+    }
+
+    fn build(&self, input: SchemaRef, cx: &BuildCx) -> Result<Box<dyn Sink>, BuildError> {
+        let node = cx.node.clone();
+        let io = |action, path: &Path, source| BuildError::Io {
+            node: node.clone(),
+            action,
+            path: path.to_path_buf(),
+            source,
+        };
+        let columns = self.output_columns(&input).map_err(|message| BuildError::Invalid {
+            node: node.clone(),
+            message,
+        })?;
+        let encoder = Encoder::new(self.delimiter, self.quote, self.crlf, columns);
+        let dir = self
+            .path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
+        if !dir.is_dir() {
+            if !self.create_directories {
+                let e = std::io::Error::new(std::io::ErrorKind::NotFound, "directory does not exist (CreateDirectories is false)");
+                return Err(io("write to", &dir, e));
+            }
+            fs::create_dir_all(&dir).map_err(|e| io("create directory", &dir, e))?;
+        }
+        let exists = self.path.exists();
+        if exists && self.mode == OutputMode::Create {
+            return Err(BuildError::Invalid {
+                node,
+                message: format!(
+                    "{} already exists and `OutputMode` is create; use `OutputMode: replace` or `append`",
+                    self.path.display()
+                ),
+            });
+        }
+        let name = self.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let mut temp = tempfile::Builder::new()
+            .prefix(&format!(".{name}."))
+            .suffix(".tmp")
+            .tempfile_in(&dir)
+            .map_err(|e| io("create a temporary file in", &dir, e))?;
+        let mut head = Vec::new();
+        let appending = exists && self.mode == OutputMode::Append;
+        let mut needs_header = self.include_headers;
+        if appending {
+            needs_header &= self
+                .copy_existing(&encoder, temp.as_file_mut(), &mut head)
+                .map_err(|e| match e {
+                    AppendError::Io(e) => io("append to", &self.path, e),
+                    AppendError::Header(message) => BuildError::Invalid { node: node.clone(), message },
+                })?;
+        } else if self.bom {
+            head.extend_from_slice(b"\xEF\xBB\xBF");
+        }
+        if needs_header {
+            encoder.header(&mut head);
+        }
+        temp.as_file_mut().write_all(&head).map_err(|e| io("write", temp.path(), e))?;
+        Ok(Box::new(DelimitedSink {
+            node: cx.node.clone(),
+            target: self.path.clone(),
+            dir,
+            temp: Some(temp),
+            encoder,
+            buf: Vec::with_capacity(1 << 20),
+            rows: 0,
+            no_clobber: self.mode == OutputMode::Create,
+        }))
+    }
+}
+
+enum AppendError {
+    Io(std::io::Error),
+    Header(String),
+}
+
+impl DelimitedSinkConfig {
+    /// Copy the existing file into the staging file. Returns whether a header is still needed (the
+    /// file was empty). An existing header must match ours: appending must not mix layouts.
+    fn copy_existing(&self, encoder: &Encoder, temp: &mut File, head: &mut Vec<u8>) -> Result<bool, AppendError> {
+        let mut existing = File::open(&self.path).map_err(AppendError::Io)?;
+        let len = existing.metadata().map_err(AppendError::Io)?.len();
+        if len == 0 {
+            return Ok(true);
+        }
+        if self.include_headers {
+            let mut first = Vec::new();
+            BufReader::new(&mut existing).read_until(b'\n', &mut first).map_err(AppendError::Io)?;
+            let first = first.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&first);
+            let mut ours = Vec::new();
+            encoder.header(&mut ours);
+            let trim = |s: &[u8]| s.trim_ascii_end().to_vec();
+            if trim(first) != trim(&ours) {
+                return Err(AppendError::Header(format!(
+                    "cannot append to {}: its header is {:?} but this pipeline writes {:?}",
+                    self.path.display(),
+                    String::from_utf8_lossy(&trim(first)),
+                    String::from_utf8_lossy(&trim(&ours)),
+                )));
+            }
+            existing.seek(SeekFrom::Start(0)).map_err(AppendError::Io)?;
+        }
+        std::io::copy(&mut existing, temp).map_err(AppendError::Io)?;
+        let mut last = [0u8];
+        existing.seek(SeekFrom::Start(len - 1)).map_err(AppendError::Io)?;
+        existing.read_exact(&mut last).map_err(AppendError::Io)?;
+        if last[0] != b'\n' {
+            head.extend_from_slice(encoder.line_ending());
+        }
+        Ok(false)
+    }
+}
+
+/// A running `DelimitedSink`.
+struct DelimitedSink {
+    node: String,
+    target: PathBuf,
+    dir: PathBuf,
+    temp: Option<NamedTempFile>,
+    encoder: Encoder,
+    buf: Vec<u8>,
+    rows: u64,
+    no_clobber: bool,
+}
+
+impl DelimitedSink {
+    fn io(&self, action: &'static str, source: std::io::Error) -> RunError {
+        RunError::Io {
+            node: self.node.clone(),
+            action,
+            path: self.target.clone(),
+            source,
+        }
+    }
+
+    fn temp(&mut self) -> Result<&mut NamedTempFile, RunError> {
+        let node = self.node.clone();
+        self.temp.as_mut().ok_or_else(|| RunError::Internal(format!("sink `{node}` used after commit")))
+    }
+}
+
+impl Sink for DelimitedSink {
+    fn write(&mut self, batch: &Batch) -> Result<(), RunError> {
+        self.buf.clear();
+        let mut buf = std::mem::take(&mut self.buf);
+        let encoded = self.encoder.encode(&batch.data, &mut buf);
+        let result = match encoded {
+            Ok(()) => self.temp()?.as_file_mut().write_all(&buf).map_err(|e| self.io("write", e)),
+            Err(e) => Err(RunError::Node {
+                node: self.node.clone(),
+                message: format!("cannot format a value: {e}"),
+            }),
+        };
+        self.buf = buf;
+        result?;
+        self.rows += batch.num_rows() as u64;
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<u64, RunError> {
+        let file = self.temp()?.as_file_mut();
+        let synced = file.flush().and_then(|()| file.sync_all());
+        synced.map_err(|e| self.io("write", e))?;
+        Ok(self.rows)
+    }
+
+    fn commit(mut self: Box<Self>) -> Result<(), RunError> {
+        let temp = self.temp.take().ok_or_else(|| RunError::Internal("sink committed twice".into()))?;
+        let persisted = if self.no_clobber {
+            temp.persist_noclobber(&self.target)
+        } else {
+            temp.persist(&self.target)
+        };
+        persisted.map_err(|e| self.io("replace", e.error))?;
+        // The rename is durable only once the directory entry is.
+        File::open(&self.dir).and_then(|d| d.sync_all()).map_err(|e| self.io("sync the directory of", e))
+    }
+}

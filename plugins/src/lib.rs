@@ -1,0 +1,24 @@
+//! FlowEngine's built-in plugins, and the one list that registers them.
+//!
+//! | type | role | module |
+//! |---|---|---|
+//! | `DelimitedSource` | source | [`delimited::source`] |
+//! | `DelimitedSink` | sink | [`delimited::sink`] |
+
+pub mod delimited;
+
+use flowengine_engine::registry::{Parser, Registry};
+
+/// Register every built-in plugin. This is the only place a plugin is named.
+pub fn register_builtin(registry: &mut Registry) {
+    registry
+        .register("DelimitedSource", Parser::Source(delimited::source::parse))
+        .register("DelimitedSink", Parser::Sink(delimited::sink::parse));
+}
+
+/// A registry holding every built-in plugin.
+pub fn builtin_registry() -> Registry {
+    let mut registry = Registry::new();
+    register_builtin(&mut registry);
+    registry
+}
