@@ -1,1 +1,209 @@
-fn main() {}
+//! `flowengine`: run and validate pipeline files.
+//!
+//! This is the only place that knows about the command line and exit codes:
+//! 0 success, 1 configuration or validation error (no data moved), 2 runtime failure.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use clap::{Args, Parser, Subcommand};
+use flowengine_engine::{load_plan, BuildError, ConfigErrors, LoadOptions, Plan, RunError, RunSummary};
+
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// Set by Ctrl-C; the executor polls it between batches.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Run YAML-declared pipelines over delimited files, on Apache Arrow.
+#[derive(Debug, Parser)]
+#[command(name = "flowengine", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a pipeline: read, transform, write; print a summary to stderr.
+    Run(RunArgs),
+    /// Check a pipeline without opening any data file; report every error at once.
+    Validate(CommonArgs),
+    /// List the plugin types this build knows.
+    Plugins,
+}
+
+#[derive(Debug, Args)]
+struct CommonArgs {
+    /// The pipeline file (YAML).
+    pipeline: PathBuf,
+    /// Set a variable, overriding `Variables:` and built-ins (repeatable).
+    #[arg(long = "var", visible_alias = "variable", value_name = "NAME=VALUE", value_parser = parse_var)]
+    vars: Vec<(String, String)>,
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Print the plan (nodes, connections, schemas) before running.
+    #[arg(short, long)]
+    verbose: bool,
+    /// Print the summary as one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_var(s: &str) -> Result<(String, String), String> {
+    let (name, value) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected NAME=VALUE, found {s:?}"))?;
+    let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !valid {
+        return Err(format!("{name:?} is not a variable name (letters, digits and `_`)"));
+    }
+    Ok((name.to_string(), value.to_string()))
+}
+
+/// Why a command failed, and so its exit code.
+enum Failure {
+    Config(ConfigErrors),
+    Build(BuildError),
+    Run(RunError),
+}
+
+impl Failure {
+    fn exit_code(&self) -> u8 {
+        match self {
+            Failure::Config(_) | Failure::Build(_) => 1,
+            Failure::Run(_) => 2,
+        }
+    }
+
+    fn report(&self) {
+        let mut err = std::io::stderr().lock();
+        let _ = match self {
+            Failure::Config(errors) => {
+                for e in &errors.0 {
+                    let _ = writeln!(err, "error: {e}");
+                }
+                let n = errors.0.len();
+                writeln!(err, "{n} configuration error{}", if n == 1 { "" } else { "s" })
+            }
+            Failure::Build(e) => writeln!(err, "error: {e}"),
+            Failure::Run(e) => writeln!(err, "error: {e}"),
+        };
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse_from(legacy_args(std::env::args_os().collect())) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 1 } else { 0 });
+        }
+    };
+    let result = match cli.command {
+        Command::Run(args) => run(args),
+        Command::Validate(args) => validate(args),
+        Command::Plugins => {
+            let registry = flowengine_plugins::builtin_registry();
+            let mut out = std::io::stdout().lock();
+            for name in registry.names() {
+                let _ = writeln!(out, "{name}");
+            }
+            Ok(())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            failure.report();
+            ExitCode::from(failure.exit_code())
+        }
+    }
+}
+
+/// The original tool ran `flowengine pipeline.yaml [-v]`; keep that working as `run`.
+fn legacy_args(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let looks_like_pipeline = args.get(1).is_some_and(|a| {
+        let a = a.to_string_lossy();
+        a.ends_with(".yaml") || a.ends_with(".yml")
+    });
+    if looks_like_pipeline {
+        args.insert(1, "run".into());
+    }
+    args
+}
+
+fn plan(common: &CommonArgs) -> Result<Plan, Failure> {
+    let opts = LoadOptions {
+        vars: common.vars.clone(),
+        ..LoadOptions::default()
+    };
+    let registry = flowengine_plugins::builtin_registry();
+    load_plan(&common.pipeline, &opts, &registry).map_err(Failure::Config)
+}
+
+fn validate(args: CommonArgs) -> Result<(), Failure> {
+    let plan = plan(&args)?;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "pipeline `{}` is valid: {}", plan.name, describe(&plan));
+    Ok(())
+}
+
+/// `read -> write, read -> audit` style description of the graph.
+fn describe(plan: &Plan) -> String {
+    let edges: Vec<String> = plan
+        .edges
+        .iter()
+        .map(|e| format!("{} -> {}", plan.nodes[e.from].name, plan.nodes[e.to].name))
+        .collect();
+    format!("{} plugins; {}", plan.nodes.len(), edges.join(", "))
+}
+
+fn run(args: RunArgs) -> Result<(), Failure> {
+    let started = Instant::now();
+    let plan = plan(&args.common)?;
+    if args.verbose {
+        print_plan(&plan);
+    }
+    let pipeline = plan.build().map_err(Failure::Build)?;
+    // Without a handler the default Ctrl-C kills the process: staged temp files would be left
+    // behind. With it, the run stops between batches and every sink removes what it staged.
+    let _ = ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst));
+    let setup = started.elapsed();
+    let mut outcome = pipeline.run(&INTERRUPTED);
+    outcome.summary.setup_ms = flowengine_engine::metrics::millis(setup);
+    report_summary(&outcome.summary, args.json);
+    outcome.result.map_err(Failure::Run)
+}
+
+fn print_plan(plan: &Plan) {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "plan `{}`: {}", plan.name, describe(plan));
+    for &i in &plan.order {
+        let n = &plan.nodes[i];
+        let _ = writeln!(err, "  {} ({} {})", n.name, n.kind.role(), n.type_name);
+        if let Some(schema) = n.output_schema.as_ref().or(n.input_schema.as_ref()) {
+            for f in schema.fields() {
+                let null = if f.is_nullable() { ", nullable" } else { "" };
+                let _ = writeln!(err, "    {}: {}{null}", f.name(), f.data_type());
+            }
+        }
+    }
+}
+
+fn report_summary(summary: &RunSummary, json: bool) {
+    let _ = std::io::stderr().lock().write_all(summary.render().as_bytes());
+    if json {
+        let mut out = std::io::stdout().lock();
+        // A closed stdout (e.g. `| head`) is not a failure of the run.
+        let _ = serde_json::to_writer(&mut out, summary).map(|()| writeln!(out));
+    }
+}

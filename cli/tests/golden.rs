@@ -1,1 +1,262 @@
-fn main(){}
+//! Golden cases: every folder under `testdata/cases/` and `examples/` is one test.
+//!
+//! A case folder holds `pipeline.yaml`, its inputs, and `expected/`:
+//! - `cmd`: optional, the arguments (default `run pipeline.yaml`), whitespace-separated;
+//! - `cwd`: optional, the folder (relative to the case) to run in;
+//! - `out/`: never copied, so a local run of an example cannot hide its outputs;
+//! - `expected/exit_code`: the exit code (default 0);
+//! - `expected/stderr`: lines that must appear in stderr, in order, each as part of a line, after
+//!   normalisation (timings masked, runs of spaces collapsed, the work folder shown as `<dir>`);
+//! - `expected/out/...`: every file the run created or changed, byte for byte; the set of such
+//!   files must match exactly, so a stray temporary file fails the case;
+//! - `expected/unordered`: optional, output paths whose lines are compared as sorted sets (fan-in
+//!   interleaves batches in arrival order).
+//!
+//! The case runs in a copy of its folder, under a watchdog. `FLOWENGINE_BLESS=1 cargo test --test
+//! golden` rewrites `expected/` from what the runs did.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use libtest_mimic::{Arguments, Failed, Trial};
+
+const WATCHDOG: Duration = Duration::from_secs(60);
+
+fn main() {
+    let args = Arguments::from_args();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut trials = Vec::new();
+    for group in ["testdata/cases", "examples"] {
+        let Ok(dir) = std::fs::read_dir(root.join(group)) else {
+            continue;
+        };
+        let mut cases: Vec<PathBuf> = dir
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.join("pipeline.yaml").is_file())
+            .collect();
+        cases.sort();
+        for case in cases {
+            let name = format!("{group}/{}", case.file_name().unwrap().to_string_lossy());
+            trials.push(Trial::test(name.clone(), move || run_case(&name, &case)));
+        }
+    }
+    libtest_mimic::run(&args, trials).exit();
+}
+
+fn bless() -> bool {
+    std::env::var_os("FLOWENGINE_BLESS").is_some_and(|v| v != "0")
+}
+
+fn run_case(name: &str, case: &Path) -> Result<(), Failed> {
+    let work = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("golden")
+        .join(name);
+    let _ = std::fs::remove_dir_all(&work);
+    let skipped = ["expected", "cmd", "cwd", "out"].map(|n| case.join(n));
+    copy_tree(case, &work, &|p| skipped.iter().any(|s| s == p))?;
+    let before = snapshot(&work)?;
+
+    let cmd = std::fs::read_to_string(case.join("cmd")).unwrap_or_else(|_| "run pipeline.yaml".into());
+    let args: Vec<&str> = cmd.split_whitespace().collect();
+    let cwd = read_opt(&case.join("cwd")).map_or_else(|| work.clone(), |c| work.join(c.trim()));
+    let (code, stderr) = run_with_watchdog(&work, &cwd, &args)?;
+    let stderr = normalize(&stderr, &work);
+
+    let after = snapshot(&work)?;
+    let outputs: BTreeMap<String, Vec<u8>> = after
+        .into_iter()
+        .filter(|(path, bytes)| before.get(path) != Some(bytes))
+        .collect();
+
+    let expected = case.join("expected");
+    if bless() {
+        return write_expectations(&expected, code, &stderr, &outputs);
+    }
+    let want_code: i32 = read_opt(&expected.join("exit_code"))
+        .map(|s| s.trim().parse().expect("exit_code holds a number"))
+        .unwrap_or(0);
+    let mut problems = Vec::new();
+    if code != want_code {
+        problems.push(format!("exit code {code}, expected {want_code}"));
+    }
+    if let Some(want) = read_opt(&expected.join("stderr")) {
+        if let Err(missing) = contains_in_order(&stderr, &want) {
+            problems.push(format!("stderr lacks (in order): {missing:?}"));
+        }
+    }
+    let unordered: Vec<String> = read_opt(&expected.join("unordered"))
+        .map(|s| s.lines().map(str::to_string).collect())
+        .unwrap_or_default();
+    let want_out = snapshot(&expected.join("out")).unwrap_or_default();
+    for (path, want) in &want_out {
+        match outputs.get(path) {
+            None => problems.push(format!("output {path} was not written")),
+            Some(got) if unordered.contains(path) => {
+                if sorted_lines(got) != sorted_lines(want) {
+                    problems.push(format!("output {path} differs (as a set of lines)\n{}", diff(want, got)));
+                }
+            }
+            Some(got) if got != want => problems.push(format!("output {path} differs\n{}", diff(want, got))),
+            Some(_) => {}
+        }
+    }
+    for path in outputs.keys().filter(|p| !want_out.contains_key(*p)) {
+        problems.push(format!("unexpected output file {path}"));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{}\n--- stderr ---\n{}", problems.join("\n"), stderr.join("\n")).into())
+    }
+}
+
+fn run_with_watchdog(work: &Path, cwd: &Path, args: &[&str]) -> Result<(i32, String), Failed> {
+    let stderr_path = work.with_extension("stderr");
+    let stderr_file = std::fs::File::create(&stderr_path).map_err(|e| e.to_string())?;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_flowengine"))
+        .args(args)
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr_file)
+        .spawn()
+        .map_err(|e| format!("cannot start flowengine: {e}"))?;
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+            break status;
+        }
+        if started.elapsed() > WATCHDOG {
+            let _ = child.kill();
+            return Err(format!("hung: still running after {WATCHDOG:?}").into());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let stderr = std::fs::read_to_string(&stderr_path).map_err(|e| e.to_string())?;
+    // A signal (crash) has no exit code: report it as such rather than as a number.
+    let code = status.code().ok_or_else(|| format!("killed by a signal: {status}\n{stderr}"))?;
+    Ok((code, stderr))
+}
+
+/// Mask what varies between runs: timings, rates, alignment, the work folder.
+fn normalize(stderr: &str, work: &Path) -> Vec<String> {
+    let work = work.to_string_lossy();
+    stderr
+        .lines()
+        .map(|line| {
+            let line = line.replace(&*work, "<dir>");
+            let tokens: Vec<&str> = line.split_whitespace().collect();
+            let mut out: Vec<String> = Vec::with_capacity(tokens.len());
+            let mut i = 0;
+            while i < tokens.len() {
+                let number = tokens[i].trim_start_matches('(').replace(',', "");
+                let next = tokens.get(i + 1).copied().unwrap_or("");
+                let unit = next.trim_end_matches([',', ';', ')']);
+                if number.parse::<f64>().is_ok() && matches!(unit, "ms" | "s" | "rows/s") {
+                    out.push(format!("<{}>{}", if unit == "rows/s" { "rate" } else { "time" }, &next[unit.len()..]));
+                    i += 2;
+                } else {
+                    out.push(tokens[i].to_string());
+                    i += 1;
+                }
+            }
+            let indent = if line.starts_with(' ') { "  " } else { "" };
+            format!("{indent}{}", out.join(" "))
+        })
+        .collect()
+}
+
+fn contains_in_order(actual: &[String], want: &str) -> Result<(), String> {
+    let mut lines = actual.iter();
+    for w in want.lines().filter(|l| !l.trim().is_empty()) {
+        if !lines.any(|a| a.contains(w)) {
+            return Err(w.to_string());
+        }
+    }
+    Ok(())
+}
+
+fn write_expectations(
+    expected: &Path,
+    code: i32,
+    stderr: &[String],
+    outputs: &BTreeMap<String, Vec<u8>>,
+) -> Result<(), Failed> {
+    let _ = std::fs::remove_dir_all(expected.join("out"));
+    std::fs::create_dir_all(expected).map_err(|e| e.to_string())?;
+    if code == 0 {
+        let _ = std::fs::remove_file(expected.join("exit_code"));
+    } else {
+        std::fs::write(expected.join("exit_code"), format!("{code}\n")).map_err(|e| e.to_string())?;
+    }
+    std::fs::write(expected.join("stderr"), stderr.join("\n") + "\n").map_err(|e| e.to_string())?;
+    for (path, bytes) in outputs {
+        let target = expected.join("out").join(path);
+        std::fs::create_dir_all(target.parent().unwrap()).map_err(|e| e.to_string())?;
+        std::fs::write(target, bytes).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+fn read_opt(path: &Path) -> Option<String> {
+    std::fs::read_to_string(path).ok()
+}
+
+/// Every file under `dir`, by `/`-separated relative path.
+fn snapshot(dir: &Path) -> Result<BTreeMap<String, Vec<u8>>, Failed> {
+    let mut files = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).map_err(|e| format!("{}: {e}", d.display()))? {
+            let path = entry.map_err(|e| e.to_string())?.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let rel = path.strip_prefix(dir).unwrap().to_string_lossy().replace('\\', "/");
+                files.insert(rel, std::fs::read(&path).map_err(|e| e.to_string())?);
+            }
+        }
+    }
+    Ok(files)
+}
+
+fn copy_tree(from: &Path, to: &Path, skip: &dyn Fn(&Path) -> bool) -> Result<(), Failed> {
+    std::fs::create_dir_all(to).map_err(|e| e.to_string())?;
+    for entry in std::fs::read_dir(from).map_err(|e| e.to_string())? {
+        let path = entry.map_err(|e| e.to_string())?.path();
+        if skip(&path) {
+            continue;
+        }
+        let target = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            copy_tree(&path, &target, skip)?;
+        } else {
+            std::fs::copy(&path, &target).map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(())
+}
+
+fn sorted_lines(bytes: &[u8]) -> Vec<&[u8]> {
+    let mut lines: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
+    lines.sort();
+    lines
+}
+
+/// The first differing line, enough to see what went wrong.
+fn diff(want: &[u8], got: &[u8]) -> String {
+    let (want, got) = (String::from_utf8_lossy(want), String::from_utf8_lossy(got));
+    let (w, g): (Vec<&str>, Vec<&str>) = (want.lines().collect(), got.lines().collect());
+    let at = w.iter().zip(&g).position(|(a, b)| a != b).unwrap_or(w.len().min(g.len()));
+    format!(
+        "  first difference at line {}:\n  expected: {:?}\n  actual:   {:?}\n  ({} lines expected, {} actual)",
+        at + 1,
+        w.get(at).unwrap_or(&"<end>"),
+        g.get(at).unwrap_or(&"<end>"),
+        w.len(),
+        g.len()
+    )
+}

@@ -226,9 +226,14 @@ impl SinkConfig for DelimitedSinkConfig {
             });
         }
         let name = self.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let mut temp = tempfile::Builder::new()
-            .prefix(&format!(".{name}."))
-            .suffix(".tmp")
+        let prefix = format!(".{name}.");
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(&prefix).suffix(".tmp");
+        // Temporary files are private (0600); the output should get the ordinary mode, or keep the
+        // mode of the file it replaces.
+        #[cfg(unix)]
+        builder.permissions(output_permissions(&self.path));
+        let mut temp = builder
             .tempfile_in(&dir)
             .map_err(|e| io("create a temporary file in", &dir, e))?;
         let mut head = Vec::new();
@@ -259,6 +264,13 @@ impl SinkConfig for DelimitedSinkConfig {
             no_clobber: self.mode == OutputMode::Create,
         }))
     }
+}
+
+#[cfg(unix)]
+fn output_permissions(target: &Path) -> fs::Permissions {
+    use std::os::unix::fs::PermissionsExt;
+    // For a new file the process umask still applies at creation, as for any file.
+    fs::metadata(target).map_or_else(|_| fs::Permissions::from_mode(0o666), |m| m.permissions())
 }
 
 enum AppendError {
