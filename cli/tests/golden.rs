@@ -156,7 +156,9 @@ fn normalize(stderr: &str, work: &Path) -> Vec<String> {
                 let next = tokens.get(i + 1).copied().unwrap_or("");
                 let unit = next.trim_end_matches([',', ';', ')']);
                 if number.parse::<f64>().is_ok() && matches!(unit, "ms" | "s" | "rows/s") {
-                    out.push(format!("<{}>{}", if unit == "rows/s" { "rate" } else { "time" }, &next[unit.len()..]));
+                    let open = if tokens[i].starts_with('(') { "(" } else { "" };
+                    let what = if unit == "rows/s" { "rate" } else { "time" };
+                    out.push(format!("{open}<{what}>{}", &next[unit.len()..]));
                     i += 2;
                 } else {
                     out.push(tokens[i].to_string());

@@ -214,7 +214,7 @@ fn read_pipeline(mut p: MapReader<'_>, cx: &mut ConfigCx) -> Option<PipelineConf
 }
 
 const NOT_YET_ERROR_POLICY: &str =
-    "not supported yet: every bad row ends the run with an error naming its file, line and column";
+    "error policies are not implemented yet; every bad row ends the run with an error naming its file, line and column";
 
 fn read_settings(s: &mut MapReader<'_>, cx: &mut ConfigCx) -> Settings {
     let defaults = Settings::default();

@@ -124,7 +124,12 @@ impl Plan {
             by_name.insert(entry.name.clone(), nodes.len());
             nodes.push(node);
         }
-        let names: Vec<&str> = config.plugins.iter().map(|p| p.name.as_str()).collect();
+        let mut names: Vec<&str> = Vec::with_capacity(config.plugins.len());
+        for p in &config.plugins {
+            if !names.contains(&p.name.as_str()) {
+                names.push(&p.name);
+            }
+        }
         let mut edges: Vec<Edge> = Vec::new();
         for conn in &config.connections {
             let from = resolve_endpoint(&conn.from, &by_name, &names, cx, &conn.path, "From", conn.mark);

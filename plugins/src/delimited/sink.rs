@@ -60,7 +60,7 @@ pub fn parse(m: &mut MapReader<'_>, cx: &mut ConfigCx, _node: &NodeCx) -> Option
     }
     let include_headers = m.bool(cx, "IncludeHeaders").unwrap_or(true);
     let crlf = m
-        .choice(cx, "LineEnding", &[("lf", false), ("crlf", true), ("\n", false), ("\r\n", true)])
+        .choice(cx, "LineEnding", &[("lf", false), ("crlf", true)])
         .unwrap_or(false);
     let bom = m.bool(cx, "Bom").unwrap_or(false);
     let mode = m

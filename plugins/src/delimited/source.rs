@@ -53,7 +53,7 @@ pub fn parse(m: &mut MapReader<'_>, cx: &mut ConfigCx, node: &NodeCx) -> Option<
         m.legacy(
             cx,
             key,
-            "not supported yet: every bad row ends the run with an error naming its file, line and column",
+            "error policies are not implemented yet; every bad row ends the run with an error naming its file, line and column",
         );
     }
     let columns = match m.map(cx, "OutputSchema") {
