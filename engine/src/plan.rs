@@ -284,13 +284,12 @@ impl Plan {
                 .find(|&p| indegree[p] > 0)
                 .unwrap_or(current);
             if let Some(pos) = seen.iter().position(|&s| s == prev) {
-                let mut cycle: Vec<String> = seen[pos..]
-                    .iter()
-                    .rev()
-                    .map(|&i| self.nodes[i].name.clone())
-                    .collect();
-                cycle.push(cycle[0].clone());
-                return cycle;
+                let mut cycle: Vec<usize> = seen[pos..].iter().rev().copied().collect();
+                // Start at the plugin declared first, so the message does not depend on the walk.
+                let first = (0..cycle.len()).min_by_key(|&k| cycle[k]).unwrap_or(0);
+                cycle.rotate_left(first);
+                cycle.push(cycle[0]);
+                return cycle.iter().map(|&i| self.nodes[i].name.clone()).collect();
             }
             seen.push(prev);
             current = prev;

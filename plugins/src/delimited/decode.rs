@@ -267,3 +267,86 @@ impl Decoder {
         self.offset += consumed.len() as u64;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Decode `input` fed in pieces of `step` bytes.
+    fn decode_in_steps(input: &[u8], step: usize) -> Result<Records, UnterminatedQuote> {
+        let mut d = Decoder::new(Dialect::default(), 1, 0);
+        let mut records = Records::default();
+        let mut pending: Vec<u8> = Vec::new();
+        for chunk in input.chunks(step.max(1)) {
+            pending.extend_from_slice(chunk);
+            let used = d.decode(&pending, false, &mut records, usize::MAX)?;
+            pending.drain(..used);
+        }
+        d.decode(&pending, true, &mut records, usize::MAX)?;
+        assert!(d.is_done());
+        Ok(records)
+    }
+
+    fn fields(r: &Records, i: usize) -> Vec<String> {
+        (0..r.field_count(i))
+            .map(|k| String::from_utf8(r.field(i, k).unwrap().to_vec()).unwrap())
+            .collect()
+    }
+
+    const SAMPLE: &[u8] = b"a,b\r\n\"x\ny\",2\n\n\n\"q\"\"uote\",\"\"\nlast,no newline";
+
+    #[test]
+    fn lines_are_absolute_across_quoted_newlines_and_blank_lines() {
+        let r = decode_in_steps(SAMPLE, 1 << 20).unwrap();
+        assert_eq!(r.len(), 4);
+        assert_eq!(r.lines, [1, 2, 6, 7]);
+        assert_eq!(fields(&r, 1), ["x\ny", "2"]);
+        assert_eq!(fields(&r, 2), ["q\"uote", ""]);
+        assert_eq!(fields(&r, 3), ["last", "no newline"]);
+        assert_eq!(r.offsets[1], 5);
+        assert_eq!(r.raw(1), b"\"x\ny\",2\n");
+    }
+
+    #[test]
+    fn any_chunking_gives_the_same_records() {
+        let whole = decode_in_steps(SAMPLE, 1 << 20).unwrap();
+        for step in 1..=SAMPLE.len() {
+            let r = decode_in_steps(SAMPLE, step).unwrap();
+            assert_eq!(r.lines, whole.lines, "step {step}");
+            assert_eq!(r.offsets, whole.offsets, "step {step}");
+            for i in 0..r.len() {
+                assert_eq!(fields(&r, i), fields(&whole, i), "step {step}");
+                assert_eq!(r.raw(i), whole.raw(i), "step {step}");
+            }
+        }
+    }
+
+    #[test]
+    fn long_fields_and_many_fields_grow_the_buffers() {
+        let long = "x".repeat(100_000);
+        let many = vec!["f"; 500].join(",");
+        let input = format!("{long},\"{long}\"\n{many}\n");
+        let r = decode_in_steps(input.as_bytes(), 4096).unwrap();
+        assert_eq!(r.field(0, 1).unwrap().len(), 100_000);
+        assert_eq!(r.field_count(1), 500);
+    }
+
+    #[test]
+    fn an_unclosed_quote_at_the_end_is_reported_at_its_line() {
+        let err = decode_in_steps(b"a,b\n1,\"open\n2,3\n", 3).unwrap_err();
+        assert_eq!(err, UnterminatedQuote { line: 2, offset: 4 });
+    }
+
+    #[test]
+    fn decoding_stops_at_the_limit_and_resumes() {
+        let mut d = Decoder::new(Dialect::default(), 1, 0);
+        let mut r = Records::default();
+        let input = b"1\n2\n3\n";
+        let used = d.decode(input, true, &mut r, 2).unwrap();
+        assert_eq!(r.len(), 2);
+        r.clear();
+        d.decode(&input[used..], true, &mut r, 2).unwrap();
+        assert_eq!(fields(&r, 0), ["3"]);
+        assert_eq!(r.lines, [3]);
+    }
+}

@@ -551,3 +551,6 @@ fn drive_sink(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,338 @@
+//! Executor behaviour with stand-in plugins: order under parallelism, fan-in and fan-out with tiny
+//! channels, failure and panic propagation without hangs, interruption, cycles.
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use arrow_array::{BooleanArray, Int64Array, RecordBatch, UInt64Array};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+
+use crate::component::{BuildCx, NodeCx, Sink, SinkConfig, Source, SourceConfig, Transform, TransformConfig};
+use crate::config::{ConfigCx, MapReader};
+use crate::error::{BuildError, ConfigErrors, RunError};
+use crate::registry::{Parser, Registry};
+use crate::{load_plan, Batch, LoadOptions, RunOutcome};
+
+/// What each test sink received, by sink name (names are unique per test).
+fn collected() -> &'static Mutex<HashMap<String, (Vec<i64>, bool)>> {
+    static SINKS: OnceLock<Mutex<HashMap<String, (Vec<i64>, bool)>>> = OnceLock::new();
+    SINKS.get_or_init(Default::default)
+}
+
+fn schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]))
+}
+
+#[derive(Debug)]
+struct Numbers {
+    batches: u64,
+    rows: u64,
+}
+
+fn parse_numbers(m: &mut MapReader<'_>, cx: &mut ConfigCx, _: &NodeCx) -> Option<Box<dyn SourceConfig>> {
+    Some(Box::new(Numbers {
+        batches: m.integer(cx, "Batches", 0, 1 << 20)?,
+        rows: m.integer(cx, "Rows", 1, 1 << 20)?,
+    }))
+}
+
+impl SourceConfig for Numbers {
+    fn output_schema(&self) -> SchemaRef {
+        schema()
+    }
+    fn build(&self, _: &BuildCx) -> Result<Box<dyn Source>, BuildError> {
+        Ok(Box::new(NumbersRun {
+            next: 0,
+            end: self.batches * self.rows,
+            rows: self.rows,
+        }))
+    }
+}
+
+struct NumbersRun {
+    next: u64,
+    end: u64,
+    rows: u64,
+}
+
+impl Source for NumbersRun {
+    fn next_batch(&mut self) -> Result<Option<Batch>, RunError> {
+        if self.next >= self.end {
+            return Ok(None);
+        }
+        let values: Vec<i64> = (self.next..self.next + self.rows).map(|v| v as i64).collect();
+        let lines = UInt64Array::from((self.next..self.next + self.rows).map(|v| v + 2).collect::<Vec<_>>());
+        self.next += self.rows;
+        let data = RecordBatch::try_new(schema(), vec![Arc::new(Int64Array::from(values))]).unwrap();
+        Ok(Some(Batch::new(data, None, lines)))
+    }
+}
+
+/// Keeps even numbers; optionally fails or panics on the batch starting at a given number.
+#[derive(Debug)]
+struct Evens {
+    parallel: bool,
+    fail_at: Option<i64>,
+    panic_at: Option<i64>,
+}
+
+fn parse_evens(m: &mut MapReader<'_>, cx: &mut ConfigCx, _: &NodeCx) -> Option<Box<dyn TransformConfig>> {
+    Some(Box::new(Evens {
+        parallel: m.bool(cx, "Parallel").unwrap_or(false),
+        fail_at: m.integer(cx, "FailAt", 0, u64::MAX).map(|v| v as i64),
+        panic_at: m.integer(cx, "PanicAt", 0, u64::MAX).map(|v| v as i64),
+    }))
+}
+
+impl TransformConfig for Evens {
+    fn output_schema(&self, input: &SchemaRef) -> Result<SchemaRef, String> {
+        Ok(input.clone())
+    }
+    fn parallel(&self) -> bool {
+        self.parallel
+    }
+    fn build(&self, _: SchemaRef, _: &BuildCx) -> Result<Box<dyn Transform>, BuildError> {
+        Ok(Box::new(EvensRun {
+            fail_at: self.fail_at,
+            panic_at: self.panic_at,
+        }))
+    }
+}
+
+struct EvensRun {
+    fail_at: Option<i64>,
+    panic_at: Option<i64>,
+}
+
+impl Transform for EvensRun {
+    fn apply(&self, batch: Batch) -> Result<Batch, RunError> {
+        let n = batch.data.column(0).as_any().downcast_ref::<Int64Array>().unwrap().clone();
+        let first = n.value(0);
+        // Uneven work so that parallel batches finish out of order.
+        std::thread::sleep(Duration::from_micros((first as u64 * 7919) % 500));
+        if self.fail_at == Some(first) {
+            return Err(RunError::Node {
+                node: "evens".into(),
+                message: format!("refused batch at {first}"),
+            });
+        }
+        assert!(self.panic_at != Some(first), "deliberate panic at {first}");
+        let mask: BooleanArray = n.iter().map(|v| v.map(|v| v % 2 == 0)).collect();
+        Ok(batch.filter(&mask).unwrap())
+    }
+}
+
+#[derive(Debug)]
+struct Collect;
+
+fn parse_collect(_: &mut MapReader<'_>, _: &mut ConfigCx, _: &NodeCx) -> Option<Box<dyn SinkConfig>> {
+    Some(Box::new(Collect))
+}
+
+impl SinkConfig for Collect {
+    fn build(&self, _: SchemaRef, cx: &BuildCx) -> Result<Box<dyn Sink>, BuildError> {
+        collected().lock().unwrap().insert(cx.node.clone(), (Vec::new(), false));
+        Ok(Box::new(CollectRun {
+            name: cx.node.clone(),
+            values: Vec::new(),
+        }))
+    }
+}
+
+struct CollectRun {
+    name: String,
+    values: Vec<i64>,
+}
+
+impl Sink for CollectRun {
+    fn write(&mut self, batch: &Batch) -> Result<(), RunError> {
+        let n = batch.data.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
+        // Provenance must stay in step with the data through every transform.
+        for (v, line) in n.values().iter().zip(batch.origin.lines.values().iter()) {
+            assert_eq!(*v as u64 + 2, *line);
+        }
+        self.values.extend(n.values().iter());
+        Ok(())
+    }
+    fn finish(&mut self) -> Result<u64, RunError> {
+        collected().lock().unwrap().get_mut(&self.name).unwrap().0 = self.values.clone();
+        Ok(self.values.len() as u64)
+    }
+    fn commit(self: Box<Self>) -> Result<(), RunError> {
+        collected().lock().unwrap().get_mut(&self.name).unwrap().1 = true;
+        Ok(())
+    }
+}
+
+fn registry() -> Registry {
+    let mut r = Registry::new();
+    r.register("Numbers", Parser::Source(parse_numbers))
+        .register("Evens", Parser::Transform(parse_evens))
+        .register("Collect", Parser::Sink(parse_collect));
+    r
+}
+
+fn plan(name: &str, yaml: &str) -> Result<crate::Plan, ConfigErrors> {
+    let path = std::env::temp_dir().join(format!("flowengine-exec-{}-{name}.yaml", std::process::id()));
+    std::fs::write(&path, yaml).unwrap();
+    let plan = load_plan(&path, &LoadOptions::default(), &registry());
+    let _ = std::fs::remove_file(&path);
+    plan
+}
+
+fn run(name: &str, yaml: &str, interrupt: bool) -> RunOutcome {
+    let plan = plan(name, yaml).unwrap_or_else(|e| panic!("{e}"));
+    let flag = AtomicBool::new(interrupt);
+    // A hang must fail the test, not stall the suite.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let pipeline = plan.build().unwrap();
+    std::thread::spawn(move || {
+        let _ = tx.send(pipeline.run(&flag));
+    });
+    rx.recv_timeout(Duration::from_secs(30)).expect("the run hung")
+}
+
+fn sink(name: &str) -> (Vec<i64>, bool) {
+    collected().lock().unwrap().get(name).cloned().unwrap_or_default()
+}
+
+fn chain(sink: &str, settings: &str, transform: &str) -> String {
+    format!(
+        "Pipeline:
+  Name: t
+  Settings: {{ {settings} }}
+  Plugins:
+    - {{ Name: src, Type: Numbers, Config: {{ Batches: 60, Rows: 10 }} }}
+    - {{ Name: t, Type: Evens, Config: {{ {transform} }} }}
+    - {{ Name: {sink}, Type: Collect }}
+  Connections:
+    - {{ From: src, To: t }}
+    - {{ From: t, To: {sink} }}
+"
+    )
+}
+
+#[test]
+fn parallel_transform_keeps_source_order_and_accounts_for_every_row() {
+    let out = run("par", &chain("par_sink", "ChannelCapacity: 1, Threads: 4", "Parallel: true"), false);
+    out.result.unwrap();
+    let (values, committed) = sink("par_sink");
+    assert!(committed);
+    assert_eq!(values, (0..600).filter(|v| v % 2 == 0).collect::<Vec<_>>());
+    let t = &out.summary.nodes[1];
+    assert_eq!((t.rows_in, t.rows_out, t.rows_filtered), (600, 300, 300));
+    assert_eq!(out.summary.rows_read, 600);
+    assert_eq!(out.summary.rows_written, 300);
+}
+
+#[test]
+fn a_failing_transform_ends_the_run_without_committing() {
+    for parallel in [false, true] {
+        let name = format!("fail_sink_{parallel}");
+        let yaml = chain(&name, "ChannelCapacity: 1", &format!("Parallel: {parallel}, FailAt: 250"));
+        let out = run(&name, &yaml, false);
+        let err = out.result.unwrap_err().to_string();
+        assert!(err.contains("refused batch at 250"), "{err}");
+        assert!(!sink(&name).1, "a failed run must not commit");
+        assert_eq!(out.summary.status, crate::metrics::Status::Failed);
+    }
+}
+
+#[test]
+fn a_panicking_transform_is_an_internal_error_not_a_hang() {
+    let out = run("panic", &chain("panic_sink", "ChannelCapacity: 1", "PanicAt: 100"), false);
+    let err = out.result.unwrap_err();
+    assert!(matches!(err, RunError::Internal(_)), "{err}");
+    assert!(err.to_string().contains("deliberate panic at 100"), "{err}");
+    assert!(!sink("panic_sink").1);
+}
+
+#[test]
+fn an_interrupt_stops_the_run_and_commits_nothing() {
+    let out = run("int", &chain("int_sink", "", ""), true);
+    assert!(matches!(out.result, Err(RunError::Cancelled)));
+    assert!(!sink("int_sink").1);
+}
+
+#[test]
+fn a_diamond_with_single_slot_channels_does_not_deadlock() {
+    let yaml = "Pipeline:
+  Name: diamond
+  Settings: { ChannelCapacity: 1 }
+  Plugins:
+    - { Name: src, Type: Numbers, Config: { Batches: 200, Rows: 3 } }
+    - { Name: left, Type: Evens }
+    - { Name: right, Type: Evens, Config: { Parallel: true } }
+    - { Name: diamond_sink, Type: Collect }
+    - { Name: diamond_raw, Type: Collect }
+  Connections:
+    - { From: src, To: left }
+    - { From: src, To: right }
+    - { From: src, To: diamond_raw }
+    - { From: left, To: diamond_sink }
+    - { From: right, To: diamond_sink }
+";
+    let out = run("diamond", yaml, false);
+    out.result.unwrap();
+    let (mut values, committed) = sink("diamond_sink");
+    assert!(committed);
+    values.sort_unstable();
+    let evens: Vec<i64> = (0..600).filter(|v| v % 2 == 0).flat_map(|v| [v, v]).collect();
+    assert_eq!(values, evens, "fan-in delivers both copies of every row");
+    assert_eq!(sink("diamond_raw").0, (0..600).collect::<Vec<_>>(), "fan-out keeps order per consumer");
+}
+
+#[test]
+fn cycles_are_reported_with_their_chain() {
+    let yaml = "Pipeline:
+  Name: cyc
+  Plugins:
+    - { Name: src, Type: Numbers, Config: { Batches: 1, Rows: 1 } }
+    - { Name: a, Type: Evens }
+    - { Name: b, Type: Evens }
+    - { Name: c, Type: Evens }
+    - { Name: out, Type: Collect }
+  Connections:
+    - { From: src, To: a }
+    - { From: a, To: b }
+    - { From: b, To: c }
+    - { From: c, To: a }
+    - { From: c, To: out }
+";
+    let err = plan("cyc", yaml).unwrap_err().to_string();
+    assert!(err.contains("the connections form a cycle: a -> b -> c -> a"), "{err}");
+}
+
+#[test]
+fn transforms_must_be_connected_on_both_sides() {
+    let yaml = "Pipeline:
+  Name: dangling
+  Plugins:
+    - { Name: src, Type: Numbers, Config: { Batches: 1, Rows: 1 } }
+    - { Name: t, Type: Evens }
+    - { Name: out, Type: Collect }
+  Connections:
+    - { From: src, To: out }
+    - { From: src, To: t }
+";
+    let err = plan("dangling", yaml).unwrap_err().to_string();
+    assert!(err.contains("transform `t` has no output connection; its rows would be lost"), "{err}");
+}
+
+#[test]
+fn empty_sources_still_commit_sinks() {
+    let yaml = "Pipeline:
+  Name: empty
+  Plugins:
+    - { Name: src, Type: Numbers, Config: { Batches: 0, Rows: 1 } }
+    - { Name: empty_sink, Type: Collect }
+  Connections:
+    - { From: src, To: empty_sink }
+";
+    let out = run("empty", yaml, false);
+    out.result.unwrap();
+    assert_eq!(sink("empty_sink"), (vec![], true));
+    assert_eq!(out.summary.rows_read, 0);
+}
