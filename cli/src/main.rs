@@ -10,7 +10,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand};
-use flowengine_engine::{load_plan, BuildError, ConfigErrors, LoadOptions, Plan, RunError, RunSummary};
+use flowengine_engine::{
+    load_plan, BuildError, ConfigErrors, LoadOptions, Plan, RunError, RunSummary,
+};
 
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
@@ -61,10 +63,15 @@ fn parse_var(s: &str) -> Result<(String, String), String> {
     let (name, value) = s
         .split_once('=')
         .ok_or_else(|| format!("expected NAME=VALUE, found {s:?}"))?;
-    let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    let valid = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
     if !valid {
-        return Err(format!("{name:?} is not a variable name (letters, digits and `_`)"));
+        return Err(format!(
+            "{name:?} is not a variable name (letters, digits and `_`)"
+        ));
     }
     Ok((name.to_string(), value.to_string()))
 }
@@ -92,7 +99,11 @@ impl Failure {
                     let _ = writeln!(err, "error: {e}");
                 }
                 let n = errors.0.len();
-                writeln!(err, "{n} configuration error{}", if n == 1 { "" } else { "s" })
+                writeln!(
+                    err,
+                    "{n} configuration error{}",
+                    if n == 1 { "" } else { "s" }
+                )
             }
             Failure::Build(e) => writeln!(err, "error: {e}"),
             Failure::Run(e) => writeln!(err, "error: {e}"),
@@ -153,7 +164,12 @@ fn plan(common: &CommonArgs) -> Result<Plan, Failure> {
 fn validate(args: CommonArgs) -> Result<(), Failure> {
     let plan = plan(&args)?;
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "pipeline `{}` is valid: {}", plan.name, describe(&plan));
+    let _ = writeln!(
+        out,
+        "pipeline `{}` is valid: {}",
+        plan.name,
+        describe(&plan)
+    );
     Ok(())
 }
 
@@ -200,7 +216,9 @@ fn print_plan(plan: &Plan) {
 }
 
 fn report_summary(summary: &RunSummary, json: bool) {
-    let _ = std::io::stderr().lock().write_all(summary.render().as_bytes());
+    let _ = std::io::stderr()
+        .lock()
+        .write_all(summary.render().as_bytes());
     if json {
         let mut out = std::io::stdout().lock();
         // A closed stdout (e.g. `| head`) is not a failure of the run.

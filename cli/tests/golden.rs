@@ -59,7 +59,8 @@ fn run_case(name: &str, case: &Path) -> Result<(), Failed> {
     copy_tree(case, &work, &|p| skipped.iter().any(|s| s == p))?;
     let before = snapshot(&work)?;
 
-    let cmd = std::fs::read_to_string(case.join("cmd")).unwrap_or_else(|_| "run pipeline.yaml".into());
+    let cmd =
+        std::fs::read_to_string(case.join("cmd")).unwrap_or_else(|_| "run pipeline.yaml".into());
     let args: Vec<&str> = cmd.split_whitespace().collect();
     let cwd = read_opt(&case.join("cwd")).map_or_else(|| work.clone(), |c| work.join(c.trim()));
     let (code, stderr) = run_with_watchdog(&work, &cwd, &args)?;
@@ -96,10 +97,15 @@ fn run_case(name: &str, case: &Path) -> Result<(), Failed> {
             None => problems.push(format!("output {path} was not written")),
             Some(got) if unordered.contains(path) => {
                 if sorted_lines(got) != sorted_lines(want) {
-                    problems.push(format!("output {path} differs (as a set of lines)\n{}", diff(want, got)));
+                    problems.push(format!(
+                        "output {path} differs (as a set of lines)\n{}",
+                        diff(want, got)
+                    ));
                 }
             }
-            Some(got) if got != want => problems.push(format!("output {path} differs\n{}", diff(want, got))),
+            Some(got) if got != want => {
+                problems.push(format!("output {path} differs\n{}", diff(want, got)))
+            }
             Some(_) => {}
         }
     }
@@ -109,7 +115,12 @@ fn run_case(name: &str, case: &Path) -> Result<(), Failed> {
     if problems.is_empty() {
         Ok(())
     } else {
-        Err(format!("{}\n--- stderr ---\n{}", problems.join("\n"), stderr.join("\n")).into())
+        Err(format!(
+            "{}\n--- stderr ---\n{}",
+            problems.join("\n"),
+            stderr.join("\n")
+        )
+        .into())
     }
 }
 
@@ -137,7 +148,9 @@ fn run_with_watchdog(work: &Path, cwd: &Path, args: &[&str]) -> Result<(i32, Str
     };
     let stderr = std::fs::read_to_string(&stderr_path).map_err(|e| e.to_string())?;
     // A signal (crash) has no exit code: report it as such rather than as a number.
-    let code = status.code().ok_or_else(|| format!("killed by a signal: {status}\n{stderr}"))?;
+    let code = status
+        .code()
+        .ok_or_else(|| format!("killed by a signal: {status}\n{stderr}"))?;
     Ok((code, stderr))
 }
 
@@ -192,7 +205,8 @@ fn write_expectations(
     if code == 0 {
         let _ = std::fs::remove_file(expected.join("exit_code"));
     } else {
-        std::fs::write(expected.join("exit_code"), format!("{code}\n")).map_err(|e| e.to_string())?;
+        std::fs::write(expected.join("exit_code"), format!("{code}\n"))
+            .map_err(|e| e.to_string())?;
     }
     std::fs::write(expected.join("stderr"), stderr.join("\n") + "\n").map_err(|e| e.to_string())?;
     for (path, bytes) in outputs {
@@ -217,7 +231,11 @@ fn snapshot(dir: &Path) -> Result<BTreeMap<String, Vec<u8>>, Failed> {
             if path.is_dir() {
                 stack.push(path);
             } else {
-                let rel = path.strip_prefix(dir).unwrap().to_string_lossy().replace('\\', "/");
+                let rel = path
+                    .strip_prefix(dir)
+                    .unwrap()
+                    .to_string_lossy()
+                    .replace('\\', "/");
                 files.insert(rel, std::fs::read(&path).map_err(|e| e.to_string())?);
             }
         }
@@ -252,7 +270,11 @@ fn sorted_lines(bytes: &[u8]) -> Vec<&[u8]> {
 fn diff(want: &[u8], got: &[u8]) -> String {
     let (want, got) = (String::from_utf8_lossy(want), String::from_utf8_lossy(got));
     let (w, g): (Vec<&str>, Vec<&str>) = (want.lines().collect(), got.lines().collect());
-    let at = w.iter().zip(&g).position(|(a, b)| a != b).unwrap_or(w.len().min(g.len()));
+    let at = w
+        .iter()
+        .zip(&g)
+        .position(|(a, b)| a != b)
+        .unwrap_or(w.len().min(g.len()));
     format!(
         "  first difference at line {}:\n  expected: {:?}\n  actual:   {:?}\n  ({} lines expected, {} actual)",
         at + 1,

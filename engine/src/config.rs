@@ -350,7 +350,10 @@ impl<'n> MapReader<'n> {
         choices: &[(&str, T)],
     ) -> Option<T> {
         let s = self.string(cx, key)?;
-        if let Some((_, v)) = choices.iter().find(|(name, _)| name.eq_ignore_ascii_case(&s)) {
+        if let Some((_, v)) = choices
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(&s))
+        {
             return Some(*v);
         }
         let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
@@ -381,7 +384,11 @@ impl<'n> MapReader<'n> {
     }
 
     /// A list; each item is handed back with its YAML path.
-    pub fn list(&mut self, cx: &mut ConfigCx, key: &'static str) -> Option<Vec<(String, &'n Node)>> {
+    pub fn list(
+        &mut self,
+        cx: &mut ConfigCx,
+        key: &'static str,
+    ) -> Option<Vec<(String, &'n Node)>> {
         let field = self.take(key)?;
         let path = self.key_path(key);
         match &field.node.value {

@@ -85,7 +85,9 @@ impl RunSummary {
             group(self.rows_per_sec.round() as u64),
             group(self.rows_written),
         ));
-        let header = ["node", "role", "rows in", "rows out", "filtered", "rejected", "batches", "busy"];
+        let header = [
+            "node", "role", "rows in", "rows out", "filtered", "rejected", "batches", "busy",
+        ];
         let mut rows: Vec<[String; 8]> = vec![header.map(str::to_string)];
         for n in &self.nodes {
             rows.push([
@@ -133,7 +135,7 @@ fn group(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, ch) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(ch);

@@ -94,7 +94,10 @@ pub struct PipelineConfig {
 
 /// Read and parse `path`, define its variables, and read its structure. Errors so far are in the
 /// returned context; the config is `None` only when the file could not be read as a pipeline at all.
-pub fn load(path: &Path, opts: &LoadOptions) -> Result<(Option<PipelineConfig>, ConfigCx), ConfigErrors> {
+pub fn load(
+    path: &Path,
+    opts: &LoadOptions,
+) -> Result<(Option<PipelineConfig>, ConfigCx), ConfigErrors> {
     let fail = |message: String, mark: Option<Mark>| {
         let location = mark.map(|m| crate::error::Location {
             file: std::sync::Arc::new(path.to_path_buf()),
@@ -107,9 +110,14 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<(Option<PipelineConfig>, 
             location,
         )])
     };
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| fail(format!("cannot read pipeline file {}: {e}", path.display()), None))?;
-    let root = yaml::parse(&text).map_err(|e| fail(format!("invalid YAML: {}", e.message), Some(e.mark)))?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        fail(
+            format!("cannot read pipeline file {}: {e}", path.display()),
+            None,
+        )
+    })?;
+    let root = yaml::parse(&text)
+        .map_err(|e| fail(format!("invalid YAML: {}", e.message), Some(e.mark)))?;
 
     let absolute = absolute(path);
     let base_dir = absolute
@@ -225,18 +233,31 @@ fn read_settings(s: &mut MapReader<'_>, cx: &mut ConfigCx) -> Settings {
         .integer(cx, "ChannelCapacity", 1, 1024)
         .map_or(defaults.channel_capacity, |n| n as usize);
     let threads = s.integer(cx, "Threads", 1, 1024).map(|n| n as usize);
-    for key in ["ErrorHandling", "MaxErrors", "DeadLetter", "SkipMalformedRows"] {
+    for key in [
+        "ErrorHandling",
+        "MaxErrors",
+        "DeadLetter",
+        "SkipMalformedRows",
+    ] {
         s.legacy(cx, key, NOT_YET_ERROR_POLICY);
     }
     s.legacy(cx, "MaxDegreeOfParallelism", "use `Settings.Threads`");
-    s.legacy(cx, "ExecutionMode", "nodes always run concurrently; remove it (use `Settings.Threads` to limit workers)");
+    s.legacy(
+        cx,
+        "ExecutionMode",
+        "nodes always run concurrently; remove it (use `Settings.Threads` to limit workers)",
+    );
     s.legacy(
         cx,
         "DefaultChannel",
         "connections are bounded channels; use `Settings.ChannelCapacity`",
     );
     for key in ["TimeoutMs", "Retry", "Monitoring", "Custom"] {
-        s.legacy(cx, key, "this setting of the original system had no effect; remove it");
+        s.legacy(
+            cx,
+            key,
+            "this setting of the original system had no effect; remove it",
+        );
     }
     Settings {
         chunk_size,
@@ -273,7 +294,11 @@ fn read_plugins(p: &mut MapReader<'_>, cx: &mut ConfigCx) -> Option<Vec<PluginEn
         );
         m.take("Description");
         m.take("Metadata");
-        m.legacy(cx, "Assembly", "plugins are compiled into flowengine; remove `Assembly`");
+        m.legacy(
+            cx,
+            "Assembly",
+            "plugins are compiled into flowengine; remove `Assembly`",
+        );
         let mark = m.mark();
         m.finish(cx);
         if let (Some(name), Some(type_name)) = (name, type_name) {

@@ -82,7 +82,11 @@ pub struct Plan {
 }
 
 /// Load a pipeline file and plan it: everything `flowengine validate` checks.
-pub fn load_plan(path: &Path, opts: &LoadOptions, registry: &Registry) -> Result<Plan, ConfigErrors> {
+pub fn load_plan(
+    path: &Path,
+    opts: &LoadOptions,
+    registry: &Registry,
+) -> Result<Plan, ConfigErrors> {
     let (config, mut cx) = pipeline::load(path, opts)?;
     let plan = config.and_then(|c| Plan::new(c, registry, &mut cx));
     let plan = cx.finish(plan)?;
@@ -132,7 +136,9 @@ impl Plan {
         }
         let mut edges: Vec<Edge> = Vec::new();
         for conn in &config.connections {
-            let from = resolve_endpoint(&conn.from, &by_name, &names, cx, &conn.path, "From", conn.mark);
+            let from = resolve_endpoint(
+                &conn.from, &by_name, &names, cx, &conn.path, "From", conn.mark,
+            );
             let to = resolve_endpoint(&conn.to, &by_name, &names, cx, &conn.path, "To", conn.mark);
             let (Some(from), Some(to)) = (from, to) else {
                 graph_ok = false;
@@ -190,7 +196,11 @@ impl Plan {
 
     fn check_roles(&self, cx: &mut ConfigCx, find: &dyn Fn(&str) -> (String, Mark)) -> bool {
         let mut problems: Vec<(&str, String)> = Vec::new();
-        if !self.nodes.iter().any(|n| matches!(n.kind, NodeKind::Source(_))) {
+        if !self
+            .nodes
+            .iter()
+            .any(|n| matches!(n.kind, NodeKind::Source(_)))
+        {
             problems.push((&self.nodes[0].name, "the pipeline has no source".into()));
         }
         for n in &self.nodes {
@@ -211,7 +221,9 @@ impl Plan {
                 NodeKind::Source(_) if outs == 0 => {
                     Some(format!("source `{name}` has no output connection"))
                 }
-                NodeKind::Sink(_) if ins == 0 => Some(format!("sink `{name}` has no input connection")),
+                NodeKind::Sink(_) if ins == 0 => {
+                    Some(format!("sink `{name}` has no input connection"))
+                }
                 NodeKind::Transform(_) if ins == 0 => {
                     Some(format!("transform `{name}` has no input connection"))
                 }
@@ -250,7 +262,10 @@ impl Plan {
     /// Kahn's order, or the names along one cycle (first name repeated at the end).
     fn topological_order(&self) -> Result<Vec<usize>, Vec<String>> {
         let mut indegree: Vec<usize> = self.nodes.iter().map(|n| n.inputs.len()).collect();
-        let mut ready: Vec<usize> = (0..self.nodes.len()).filter(|&i| indegree[i] == 0).rev().collect();
+        let mut ready: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| indegree[i] == 0)
+            .rev()
+            .collect();
         let mut order = Vec::with_capacity(self.nodes.len());
         while let Some(i) = ready.pop() {
             order.push(i);
@@ -356,8 +371,12 @@ impl Plan {
         let mut written: Vec<(std::path::PathBuf, &str)> = Vec::new();
         for n in &self.nodes {
             match &n.kind {
-                NodeKind::Source(s) => read.extend(s.files_read().into_iter().map(|p| (p, n.name.as_str()))),
-                NodeKind::Sink(s) => written.extend(s.files_written().into_iter().map(|p| (p, n.name.as_str()))),
+                NodeKind::Source(s) => {
+                    read.extend(s.files_read().into_iter().map(|p| (p, n.name.as_str())))
+                }
+                NodeKind::Sink(s) => {
+                    written.extend(s.files_written().into_iter().map(|p| (p, n.name.as_str())))
+                }
                 NodeKind::Transform(_) => {}
             }
         }
@@ -371,10 +390,7 @@ impl Plan {
                 cx.error(ConfigErrorKind::Graph(msg), &ypath, mark);
             }
             if let Some((_, other)) = written[..i].iter().find(|(p, _)| p == path) {
-                let msg = format!(
-                    "sinks `{other}` and `{sink}` both write {}",
-                    path.display()
-                );
+                let msg = format!("sinks `{other}` and `{sink}` both write {}", path.display());
                 cx.error(ConfigErrorKind::Graph(msg), &ypath, mark);
             }
         }

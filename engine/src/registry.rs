@@ -7,7 +7,8 @@ use crate::config::{ConfigCx, MapReader};
 
 /// Parses a source's `Config` map. Record errors in the `ConfigCx` and return `None` on failure;
 /// unread keys are reported by the engine afterwards.
-pub type SourceParser = fn(&mut MapReader<'_>, &mut ConfigCx, &NodeCx) -> Option<Box<dyn SourceConfig>>;
+pub type SourceParser =
+    fn(&mut MapReader<'_>, &mut ConfigCx, &NodeCx) -> Option<Box<dyn SourceConfig>>;
 /// Parses a transform's `Config` map.
 pub type TransformParser =
     fn(&mut MapReader<'_>, &mut ConfigCx, &NodeCx) -> Option<Box<dyn TransformConfig>>;

@@ -61,7 +61,8 @@ pub enum ColumnType {
 }
 
 /// Names accepted in `Type:`, for error messages.
-pub const TYPE_NAMES: &str = "string, int32, int64, float32, double, decimal(p,s), bool, date, datetime";
+pub const TYPE_NAMES: &str =
+    "string, int32, int64, float32, double, decimal(p,s), bool, date, datetime";
 
 impl ColumnType {
     /// Parse a written type name (case-insensitive, aliases allowed).
@@ -232,7 +233,9 @@ fn read_column(node: &Node, path: &str, cx: &mut ConfigCx) -> Option<ColumnSpec>
         (Some(a), _) | (None, Some(a)) => a,
         (None, None) => false,
     };
-    let index = m.integer(cx, "Index", 0, u32::MAX as u64).map(|i| i as usize);
+    let index = m
+        .integer(cx, "Index", 0, u32::MAX as u64)
+        .map(|i| i as usize);
     let format = m.string(cx, "Format");
     let tz = m.string(cx, "TimeZone");
     m.take("Description");
@@ -309,9 +312,12 @@ pub fn describe_difference(a: &Schema, b: &Schema) -> Option<String> {
     for (i, fa) in a.fields().iter().enumerate() {
         match b.fields().get(i) {
             None => diffs.push(format!("`{}` is missing on one side", fa.name())),
-            Some(fb) if fa.name() != fb.name() => {
-                diffs.push(format!("column {} is `{}` vs `{}`", i + 1, fa.name(), fb.name()))
-            }
+            Some(fb) if fa.name() != fb.name() => diffs.push(format!(
+                "column {} is `{}` vs `{}`",
+                i + 1,
+                fa.name(),
+                fb.name()
+            )),
             Some(fb) if fa.data_type() != fb.data_type() => diffs.push(format!(
                 "`{}` is {} vs {}",
                 fa.name(),
@@ -348,7 +354,9 @@ mod tests {
         );
         assert!(ColumnType::parse("decimal").is_err());
         assert!(ColumnType::parse("decimal(2,3)").is_err());
-        assert!(ColumnType::parse("guid").unwrap_err().contains("expected one of"));
+        assert!(ColumnType::parse("guid")
+            .unwrap_err()
+            .contains("expected one of"));
     }
 
     #[test]
@@ -386,10 +394,7 @@ mod tests {
     fn schema_differences_name_the_columns() {
         let a = Schema::new(vec![Field::new("a", DataType::Int32, false)]);
         let b = Schema::new(vec![Field::new("a", DataType::Utf8, false)]);
-        assert_eq!(
-            describe_difference(&a, &b).unwrap(),
-            "`a` is Int32 vs Utf8"
-        );
+        assert_eq!(describe_difference(&a, &b).unwrap(), "`a` is Int32 vs Utf8");
         assert_eq!(describe_difference(&a, &a), None);
     }
 }

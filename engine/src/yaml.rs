@@ -71,12 +71,10 @@ pub struct SyntaxError {
 pub fn parse(text: &str) -> Result<Node, SyntaxError> {
     let mut builder = TreeBuilder::default();
     let mut parser = Parser::new_from_str(text);
-    parser
-        .load(&mut builder, false)
-        .map_err(|e| SyntaxError {
-            message: e.info().to_string(),
-            mark: to_mark(e.marker()),
-        })?;
+    parser.load(&mut builder, false).map_err(|e| SyntaxError {
+        message: e.info().to_string(),
+        mark: to_mark(e.marker()),
+    })?;
     if let Some(message) = builder.error {
         return Err(SyntaxError {
             message,
@@ -140,10 +138,11 @@ impl MarkedEventReceiver for TreeBuilder {
                 };
                 self.finish(Node { value, mark }, anchor);
             }
-            Event::SequenceStart(anchor, _) => self.stack.push(Frame::Seq(Vec::new(), mark, anchor)),
+            Event::SequenceStart(anchor, _) => {
+                self.stack.push(Frame::Seq(Vec::new(), mark, anchor))
+            }
             Event::MappingStart(anchor, _) => {
-                self.stack
-                    .push(Frame::Map(Vec::new(), None, mark, anchor))
+                self.stack.push(Frame::Map(Vec::new(), None, mark, anchor))
             }
             Event::SequenceEnd | Event::MappingEnd => {
                 let (node, anchor) = match self.stack.pop() {

@@ -49,7 +49,10 @@ impl std::fmt::Debug for Pipeline {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pipeline")
             .field("name", &self.name)
-            .field("nodes", &self.nodes.iter().map(|n| &n.name).collect::<Vec<_>>())
+            .field(
+                "nodes",
+                &self.nodes.iter().map(|n| &n.name).collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -59,18 +62,23 @@ impl Plan {
     /// far are dropped, which discards what they staged.
     pub fn build(self) -> Result<Pipeline, BuildError> {
         let mut built: Vec<Option<BuiltNode>> = (0..self.nodes.len()).map(|_| None).collect();
-        let mut nodes: Vec<Option<crate::plan::PlanNode>> = self.nodes.into_iter().map(Some).collect();
+        let mut nodes: Vec<Option<crate::plan::PlanNode>> =
+            self.nodes.into_iter().map(Some).collect();
         for &i in &self.order {
-            let Some(node) = nodes[i].take() else { continue };
+            let Some(node) = nodes[i].take() else {
+                continue;
+            };
             let cx = BuildCx {
                 node: node.name.clone(),
                 chunk_size: self.settings.chunk_size,
             };
             let input = || {
-                node.input_schema.clone().ok_or_else(|| BuildError::Invalid {
-                    node: node.name.clone(),
-                    message: "internal error (a bug in FlowEngine): no input schema".into(),
-                })
+                node.input_schema
+                    .clone()
+                    .ok_or_else(|| BuildError::Invalid {
+                        node: node.name.clone(),
+                        message: "internal error (a bug in FlowEngine): no input schema".into(),
+                    })
             };
             let runtime = match &node.kind {
                 NodeKind::Source(s) => Runtime::Source(s.build(&cx)?),
@@ -203,9 +211,19 @@ impl Pipeline {
             sinks.extend(r.sink);
             nodes.push(r.summary);
         }
-        let mut result = match shared.first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        let mut result = match shared
+            .first_error
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner())
+        {
             Some(e) => Err(e),
-            None => check_accounting(&nodes, &self.edges, &shared.edge_sent, &shared.edge_received, &sinks),
+            None => check_accounting(
+                &nodes,
+                &self.edges,
+                &shared.edge_sent,
+                &shared.edge_received,
+                &sinks,
+            ),
         };
         if result.is_ok() {
             for (sink, _) in sinks {
@@ -216,11 +234,23 @@ impl Pipeline {
             }
         }
         let processing = started.elapsed();
-        let rows_read = nodes.iter().filter(|n| n.role == "source").map(|n| n.rows_in).sum();
-        let rows_written = nodes.iter().filter(|n| n.role == "sink").map(|n| n.rows_out).sum();
+        let rows_read = nodes
+            .iter()
+            .filter(|n| n.role == "source")
+            .map(|n| n.rows_in)
+            .sum();
+        let rows_written = nodes
+            .iter()
+            .filter(|n| n.role == "sink")
+            .map(|n| n.rows_out)
+            .sum();
         let summary = RunSummary {
             pipeline: self.name,
-            status: if result.is_ok() { Status::Succeeded } else { Status::Failed },
+            status: if result.is_ok() {
+                Status::Succeeded
+            } else {
+                Status::Failed
+            },
             setup_ms: 0.0,
             processing_ms: millis(processing),
             rows_read,
@@ -243,7 +273,10 @@ fn check_accounting(
     sinks: &[(Box<dyn Sink>, u64)],
 ) -> Result<(), RunError> {
     for (i, edge) in edges.iter().enumerate() {
-        let (s, r) = (sent[i].load(Ordering::SeqCst), received[i].load(Ordering::SeqCst));
+        let (s, r) = (
+            sent[i].load(Ordering::SeqCst),
+            received[i].load(Ordering::SeqCst),
+        );
         if s != r {
             return Err(RunError::Internal(format!(
                 "connection {} -> {} lost rows: {s} sent, {r} received",
@@ -260,7 +293,11 @@ fn check_accounting(
             )));
         }
     }
-    let delivered: u64 = nodes.iter().filter(|n| n.role == "sink").map(|n| n.rows_in).sum();
+    let delivered: u64 = nodes
+        .iter()
+        .filter(|n| n.role == "sink")
+        .map(|n| n.rows_in)
+        .sum();
     let written: u64 = sinks.iter().map(|(_, w)| *w).sum();
     if delivered != written {
         return Err(RunError::Internal(format!(
@@ -314,7 +351,9 @@ fn run_node(
                 .map(|s| s.to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".into());
-            shared.fail(RunError::Internal(format!("node `{name}` panicked: {what}")));
+            shared.fail(RunError::Internal(format!(
+                "node `{name}` panicked: {what}"
+            )));
             None
         }
     };
@@ -331,7 +370,12 @@ fn timed<T>(busy: &mut Duration, f: impl FnOnce() -> T) -> T {
 
 /// Send to every consumer (fan-out shares the batch). False if a consumer is gone, which only
 /// happens when the run is failing.
-fn send_all(batch: Batch, outs: &[(usize, Sender<Batch>)], shared: &Shared<'_>, summary: &mut NodeSummary) -> bool {
+fn send_all(
+    batch: Batch,
+    outs: &[(usize, Sender<Batch>)],
+    shared: &Shared<'_>,
+    summary: &mut NodeSummary,
+) -> bool {
     let rows = batch.num_rows() as u64;
     summary.rows_out += rows;
     summary.batches_out += 1;
@@ -506,7 +550,9 @@ fn drive_parallel(
         for b in &window {
             count_in(summary, b);
         }
-        let work = || -> Vec<Result<Batch, RunError>> { window.into_par_iter().map(|b| t.apply(b)).collect() };
+        let work = || -> Vec<Result<Batch, RunError>> {
+            window.into_par_iter().map(|b| t.apply(b)).collect()
+        };
         let results = timed(busy, || match &shared.pool {
             Some(pool) => pool.install(work),
             None => work(),

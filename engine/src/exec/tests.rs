@@ -9,15 +9,20 @@ use std::time::Duration;
 use arrow_array::{BooleanArray, Int64Array, RecordBatch, UInt64Array};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 
-use crate::component::{BuildCx, NodeCx, Sink, SinkConfig, Source, SourceConfig, Transform, TransformConfig};
+use crate::component::{
+    BuildCx, NodeCx, Sink, SinkConfig, Source, SourceConfig, Transform, TransformConfig,
+};
 use crate::config::{ConfigCx, MapReader};
 use crate::error::{BuildError, ConfigErrors, RunError};
 use crate::registry::{Parser, Registry};
 use crate::{load_plan, Batch, LoadOptions, RunOutcome};
 
-/// What each test sink received, by sink name (names are unique per test).
-fn collected() -> &'static Mutex<HashMap<String, (Vec<i64>, bool)>> {
-    static SINKS: OnceLock<Mutex<HashMap<String, (Vec<i64>, bool)>>> = OnceLock::new();
+/// Per sink name (unique per test): the values it finished with, and whether it committed.
+type Collected = Mutex<HashMap<String, (Vec<i64>, bool)>>;
+
+/// What each test sink received.
+fn collected() -> &'static Collected {
+    static SINKS: OnceLock<Collected> = OnceLock::new();
     SINKS.get_or_init(Default::default)
 }
 
@@ -31,7 +36,11 @@ struct Numbers {
     rows: u64,
 }
 
-fn parse_numbers(m: &mut MapReader<'_>, cx: &mut ConfigCx, _: &NodeCx) -> Option<Box<dyn SourceConfig>> {
+fn parse_numbers(
+    m: &mut MapReader<'_>,
+    cx: &mut ConfigCx,
+    _: &NodeCx,
+) -> Option<Box<dyn SourceConfig>> {
     Some(Box::new(Numbers {
         batches: m.integer(cx, "Batches", 0, 1 << 20)?,
         rows: m.integer(cx, "Rows", 1, 1 << 20)?,
@@ -62,10 +71,17 @@ impl Source for NumbersRun {
         if self.next >= self.end {
             return Ok(None);
         }
-        let values: Vec<i64> = (self.next..self.next + self.rows).map(|v| v as i64).collect();
-        let lines = UInt64Array::from((self.next..self.next + self.rows).map(|v| v + 2).collect::<Vec<_>>());
+        let values: Vec<i64> = (self.next..self.next + self.rows)
+            .map(|v| v as i64)
+            .collect();
+        let lines = UInt64Array::from(
+            (self.next..self.next + self.rows)
+                .map(|v| v + 2)
+                .collect::<Vec<_>>(),
+        );
         self.next += self.rows;
-        let data = RecordBatch::try_new(schema(), vec![Arc::new(Int64Array::from(values))]).unwrap();
+        let data =
+            RecordBatch::try_new(schema(), vec![Arc::new(Int64Array::from(values))]).unwrap();
         Ok(Some(Batch::new(data, None, lines)))
     }
 }
@@ -78,7 +94,11 @@ struct Evens {
     panic_at: Option<i64>,
 }
 
-fn parse_evens(m: &mut MapReader<'_>, cx: &mut ConfigCx, _: &NodeCx) -> Option<Box<dyn TransformConfig>> {
+fn parse_evens(
+    m: &mut MapReader<'_>,
+    cx: &mut ConfigCx,
+    _: &NodeCx,
+) -> Option<Box<dyn TransformConfig>> {
     Some(Box::new(Evens {
         parallel: m.bool(cx, "Parallel").unwrap_or(false),
         fail_at: m.integer(cx, "FailAt", 0, u64::MAX).map(|v| v as i64),
@@ -108,7 +128,13 @@ struct EvensRun {
 
 impl Transform for EvensRun {
     fn apply(&self, batch: Batch) -> Result<Batch, RunError> {
-        let n = batch.data.column(0).as_any().downcast_ref::<Int64Array>().unwrap().clone();
+        let n = batch
+            .data
+            .column(0)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap()
+            .clone();
         let first = n.value(0);
         // Uneven work so that parallel batches finish out of order.
         std::thread::sleep(Duration::from_micros((first as u64 * 7919) % 500));
@@ -127,13 +153,20 @@ impl Transform for EvensRun {
 #[derive(Debug)]
 struct Collect;
 
-fn parse_collect(_: &mut MapReader<'_>, _: &mut ConfigCx, _: &NodeCx) -> Option<Box<dyn SinkConfig>> {
+fn parse_collect(
+    _: &mut MapReader<'_>,
+    _: &mut ConfigCx,
+    _: &NodeCx,
+) -> Option<Box<dyn SinkConfig>> {
     Some(Box::new(Collect))
 }
 
 impl SinkConfig for Collect {
     fn build(&self, _: SchemaRef, cx: &BuildCx) -> Result<Box<dyn Sink>, BuildError> {
-        collected().lock().unwrap().insert(cx.node.clone(), (Vec::new(), false));
+        collected()
+            .lock()
+            .unwrap()
+            .insert(cx.node.clone(), (Vec::new(), false));
         Ok(Box::new(CollectRun {
             name: cx.node.clone(),
             values: Vec::new(),
@@ -148,7 +181,12 @@ struct CollectRun {
 
 impl Sink for CollectRun {
     fn write(&mut self, batch: &Batch) -> Result<(), RunError> {
-        let n = batch.data.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
+        let n = batch
+            .data
+            .column(0)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap();
         // Provenance must stay in step with the data through every transform.
         for (v, line) in n.values().iter().zip(batch.origin.lines.values().iter()) {
             assert_eq!(*v as u64 + 2, *line);
@@ -175,7 +213,10 @@ fn registry() -> Registry {
 }
 
 fn plan(name: &str, yaml: &str) -> Result<crate::Plan, ConfigErrors> {
-    let path = std::env::temp_dir().join(format!("flowengine-exec-{}-{name}.yaml", std::process::id()));
+    let path = std::env::temp_dir().join(format!(
+        "flowengine-exec-{}-{name}.yaml",
+        std::process::id()
+    ));
     std::fs::write(&path, yaml).unwrap();
     let plan = load_plan(&path, &LoadOptions::default(), &registry());
     let _ = std::fs::remove_file(&path);
@@ -191,11 +232,17 @@ fn run(name: &str, yaml: &str, interrupt: bool) -> RunOutcome {
     std::thread::spawn(move || {
         let _ = tx.send(pipeline.run(&flag));
     });
-    rx.recv_timeout(Duration::from_secs(30)).expect("the run hung")
+    rx.recv_timeout(Duration::from_secs(30))
+        .expect("the run hung")
 }
 
 fn sink(name: &str) -> (Vec<i64>, bool) {
-    collected().lock().unwrap().get(name).cloned().unwrap_or_default()
+    collected()
+        .lock()
+        .unwrap()
+        .get(name)
+        .cloned()
+        .unwrap_or_default()
 }
 
 fn chain(sink: &str, settings: &str, transform: &str) -> String {
@@ -216,7 +263,15 @@ fn chain(sink: &str, settings: &str, transform: &str) -> String {
 
 #[test]
 fn parallel_transform_keeps_source_order_and_accounts_for_every_row() {
-    let out = run("par", &chain("par_sink", "ChannelCapacity: 1, Threads: 4", "Parallel: true"), false);
+    let out = run(
+        "par",
+        &chain(
+            "par_sink",
+            "ChannelCapacity: 1, Threads: 4",
+            "Parallel: true",
+        ),
+        false,
+    );
     out.result.unwrap();
     let (values, committed) = sink("par_sink");
     assert!(committed);
@@ -231,7 +286,11 @@ fn parallel_transform_keeps_source_order_and_accounts_for_every_row() {
 fn a_failing_transform_ends_the_run_without_committing() {
     for parallel in [false, true] {
         let name = format!("fail_sink_{parallel}");
-        let yaml = chain(&name, "ChannelCapacity: 1", &format!("Parallel: {parallel}, FailAt: 250"));
+        let yaml = chain(
+            &name,
+            "ChannelCapacity: 1",
+            &format!("Parallel: {parallel}, FailAt: 250"),
+        );
         let out = run(&name, &yaml, false);
         let err = out.result.unwrap_err().to_string();
         assert!(err.contains("refused batch at 250"), "{err}");
@@ -242,7 +301,11 @@ fn a_failing_transform_ends_the_run_without_committing() {
 
 #[test]
 fn a_panicking_transform_is_an_internal_error_not_a_hang() {
-    let out = run("panic", &chain("panic_sink", "ChannelCapacity: 1", "PanicAt: 100"), false);
+    let out = run(
+        "panic",
+        &chain("panic_sink", "ChannelCapacity: 1", "PanicAt: 100"),
+        false,
+    );
     let err = out.result.unwrap_err();
     assert!(matches!(err, RunError::Internal(_)), "{err}");
     assert!(err.to_string().contains("deliberate panic at 100"), "{err}");
@@ -279,9 +342,16 @@ fn a_diamond_with_single_slot_channels_does_not_deadlock() {
     let (mut values, committed) = sink("diamond_sink");
     assert!(committed);
     values.sort_unstable();
-    let evens: Vec<i64> = (0..600).filter(|v| v % 2 == 0).flat_map(|v| [v, v]).collect();
+    let evens: Vec<i64> = (0..600)
+        .filter(|v| v % 2 == 0)
+        .flat_map(|v| [v, v])
+        .collect();
     assert_eq!(values, evens, "fan-in delivers both copies of every row");
-    assert_eq!(sink("diamond_raw").0, (0..600).collect::<Vec<_>>(), "fan-out keeps order per consumer");
+    assert_eq!(
+        sink("diamond_raw").0,
+        (0..600).collect::<Vec<_>>(),
+        "fan-out keeps order per consumer"
+    );
 }
 
 #[test]
@@ -302,7 +372,10 @@ fn cycles_are_reported_with_their_chain() {
     - { From: c, To: out }
 ";
     let err = plan("cyc", yaml).unwrap_err().to_string();
-    assert!(err.contains("the connections form a cycle: a -> b -> c -> a"), "{err}");
+    assert!(
+        err.contains("the connections form a cycle: a -> b -> c -> a"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -318,7 +391,10 @@ fn transforms_must_be_connected_on_both_sides() {
     - { From: src, To: t }
 ";
     let err = plan("dangling", yaml).unwrap_err().to_string();
-    assert!(err.contains("transform `t` has no output connection; its rows would be lost"), "{err}");
+    assert!(
+        err.contains("transform `t` has no output connection; its rows would be lost"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -135,8 +135,9 @@ fn convert_column(records: &Records, col: &ColumnReader) -> Result<ArrayRef, Con
                 .transpose()
                 .expect("time zones are validated at plan time");
             let format = col.format.as_deref();
-            let array =
-                primitive::<TimestampMicrosecondType>(records, col, |v| parse_timestamp(v, format, tz.as_ref()))?;
+            let array = primitive::<TimestampMicrosecondType>(records, col, |v| {
+                parse_timestamp(v, format, tz.as_ref())
+            })?;
             let array = array
                 .as_any()
                 .downcast_ref::<arrow_array::TimestampMicrosecondArray>()
@@ -214,7 +215,9 @@ fn strings(records: &Records, col: &ColumnReader) -> Result<ArrayRef, ConvertErr
     if let Err(e) = std::str::from_utf8(&values) {
         let bad = e.valid_up_to();
         // The record whose value holds the first invalid byte.
-        let r = offsets.partition_point(|&o| (o as usize) <= bad).saturating_sub(1);
+        let r = offsets
+            .partition_point(|&o| (o as usize) <= bad)
+            .saturating_sub(1);
         let v = field(records, r, col);
         return Err(fail(
             r,
@@ -265,7 +268,12 @@ fn booleans(records: &Records, col: &ColumnReader) -> Result<ArrayRef, ConvertEr
 }
 
 fn as_str(v: &[u8]) -> Result<&str, Refusal> {
-    std::str::from_utf8(v).map_err(|_| ("the value is not valid UTF-8".into(), "convert the file to UTF-8"))
+    std::str::from_utf8(v).map_err(|_| {
+        (
+            "the value is not valid UTF-8".into(),
+            "convert the file to UTF-8",
+        )
+    })
 }
 
 fn parse_int<T: std::str::FromStr + lexical_core::FromLexical>(v: &[u8]) -> Result<T, Refusal> {
@@ -294,7 +302,9 @@ fn parse_date(v: &[u8], format: &str) -> Result<i32, Refusal> {
     let date = if format == "%Y-%m-%d" {
         iso_date(v)
     } else {
-        as_str(v).ok().and_then(|s| NaiveDate::parse_from_str(s, format).ok())
+        as_str(v)
+            .ok()
+            .and_then(|s| NaiveDate::parse_from_str(s, format).ok())
     };
     let refusal = || {
         (
@@ -338,23 +348,31 @@ fn parse_timestamp(
         None => {
             let parsed = match tz {
                 Some(tz) => arrow_cast::parse::string_to_datetime(tz, s).map(|d| d.naive_utc()),
-                None => arrow_cast::parse::string_to_datetime(&chrono::Utc, s).map(|d| d.naive_utc()),
+                None => {
+                    arrow_cast::parse::string_to_datetime(&chrono::Utc, s).map(|d| d.naive_utc())
+                }
             };
             parsed.map_err(|_| refusal(""))?
         }
-        Some(f) if f.contains("%z") || f.contains("%:z") || f.contains("%#z") => DateTime::parse_from_str(s, f)
-            .map_err(|_| refusal(""))?
-            .naive_utc(),
+        Some(f) if f.contains("%z") || f.contains("%:z") || f.contains("%#z") => {
+            DateTime::parse_from_str(s, f)
+                .map_err(|_| refusal(""))?
+                .naive_utc()
+        }
         Some(f) => {
             let local = NaiveDateTime::parse_from_str(s, f)
-                .or_else(|_| NaiveDate::parse_from_str(s, f).map(|d| d.and_time(chrono::NaiveTime::MIN)))
+                .or_else(|_| {
+                    NaiveDate::parse_from_str(s, f).map(|d| d.and_time(chrono::NaiveTime::MIN))
+                })
                 .map_err(|_| refusal(""))?;
             match tz {
                 None => local,
                 Some(tz) => tz
                     .from_local_datetime(&local)
                     .single()
-                    .ok_or_else(|| refusal(": this local time is ambiguous or skipped in the time zone"))?
+                    .ok_or_else(|| {
+                        refusal(": this local time is ambiguous or skipped in the time zone")
+                    })?
                     .naive_utc(),
             }
         }
@@ -426,8 +444,14 @@ mod tests {
         assert_eq!(parse_decimal(b"+7", 12, 2), Ok(700));
         assert_eq!(parse_decimal(b".25", 12, 2), Ok(25));
         assert_eq!(parse_decimal(b"9999999999.99", 12, 2), Ok(999999999999));
-        assert!(parse_decimal(b"1.234", 12, 2).unwrap_err().0.contains("3 digits after"));
-        assert!(parse_decimal(b"12345678901", 12, 2).unwrap_err().0.contains("11 digits before"));
+        assert!(parse_decimal(b"1.234", 12, 2)
+            .unwrap_err()
+            .0
+            .contains("3 digits after"));
+        assert!(parse_decimal(b"12345678901", 12, 2)
+            .unwrap_err()
+            .0
+            .contains("11 digits before"));
         assert!(parse_decimal(b"1,5", 12, 2).is_err());
         assert!(parse_decimal(b"1e3", 12, 2).is_err());
         assert!(parse_decimal(b"-", 12, 2).is_err());
@@ -442,7 +466,10 @@ mod tests {
     fn integers_are_strict() {
         assert_eq!(parse_int::<i32>(b"-42"), Ok(-42));
         assert!(parse_int::<i32>(b"1.0").is_err());
-        assert!(parse_int::<i32>(b"2147483648").unwrap_err().0.contains("32-bit"));
+        assert!(parse_int::<i32>(b"2147483648")
+            .unwrap_err()
+            .0
+            .contains("32-bit"));
         assert!(parse_int::<i64>(b" 1").is_err());
     }
 
@@ -456,8 +483,14 @@ mod tests {
 
     #[test]
     fn timestamps_with_formats_and_zones() {
-        assert_eq!(parse_timestamp(b"1970-01-01T00:00:01", None, None), Ok(1_000_000));
-        assert_eq!(parse_timestamp(b"1970-01-01 00:00:01.5", None, None), Ok(1_500_000));
+        assert_eq!(
+            parse_timestamp(b"1970-01-01T00:00:01", None, None),
+            Ok(1_000_000)
+        );
+        assert_eq!(
+            parse_timestamp(b"1970-01-01 00:00:01.5", None, None),
+            Ok(1_500_000)
+        );
         assert_eq!(
             parse_timestamp(b"01/01/1970 01:00", Some("%d/%m/%Y %H:%M"), None),
             Ok(3_600_000_000)
@@ -467,7 +500,10 @@ mod tests {
             parse_timestamp(b"01/01/1970 01:00", Some("%d/%m/%Y %H:%M"), Some(&paris)),
             Ok(0)
         );
-        assert_eq!(parse_timestamp(b"1970-01-02", Some("%Y-%m-%d"), None), Ok(86_400_000_000));
+        assert_eq!(
+            parse_timestamp(b"1970-01-02", Some("%Y-%m-%d"), None),
+            Ok(86_400_000_000)
+        );
         assert!(parse_timestamp(b"yesterday", None, None).is_err());
     }
 }

@@ -183,7 +183,10 @@ impl Decoder {
             if !self.in_record {
                 // Blank lines between records are not records; skip them but count them.
                 let rest = &input[consumed..];
-                let blank = rest.iter().take_while(|&&b| b == b'\n' || b == b'\r').count();
+                let blank = rest
+                    .iter()
+                    .take_while(|&&b| b == b'\n' || b == b'\r')
+                    .count();
                 self.advance(&rest[..blank]);
                 consumed += blank;
                 if consumed == input.len() && !eof {
@@ -241,7 +244,9 @@ impl Decoder {
 
     fn push_record(&mut self, records: &mut Records) {
         let base = records.data.len();
-        records.data.extend_from_slice(&self.rec_out[..self.rec_len]);
+        records
+            .data
+            .extend_from_slice(&self.rec_out[..self.rec_len]);
         records.starts.push(records.ends.len());
         records
             .ends

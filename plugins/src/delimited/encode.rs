@@ -216,11 +216,20 @@ mod tests {
 
     #[test]
     fn floats_are_shortest_round_trip_and_a_lone_null_keeps_its_row() {
-        let col: ArrayRef = Arc::new(Float64Array::from(vec![Some(0.1), None, Some(1e21), Some(-0.0), Some(2.5)]));
+        let col: ArrayRef = Arc::new(Float64Array::from(vec![
+            Some(0.1),
+            None,
+            Some(1e21),
+            Some(-0.0),
+            Some(2.5),
+        ]));
         let batch = RecordBatch::try_from_iter([("f", col)]).unwrap();
         let mut out = Vec::new();
         encoder(1, b',', false).encode(&batch, &mut out).unwrap();
-        assert_eq!(String::from_utf8(out).unwrap(), "0.1\n\"\"\n1e21\n-0.0\n2.5\n");
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "0.1\n\"\"\n1e21\n-0.0\n2.5\n"
+        );
     }
 
     #[test]
@@ -230,8 +239,16 @@ mod tests {
             b'"',
             true,
             vec![
-                OutputColumn { input: 0, name: "a,b".into(), format: None },
-                OutputColumn { input: 1, name: "say \"x\"".into(), format: None },
+                OutputColumn {
+                    input: 0,
+                    name: "a,b".into(),
+                    format: None,
+                },
+                OutputColumn {
+                    input: 1,
+                    name: "say \"x\"".into(),
+                    format: None,
+                },
             ],
         );
         let mut out = Vec::new();

@@ -25,7 +25,12 @@ pub(crate) fn read_dialect(m: &mut MapReader<'_>, cx: &mut ConfigCx) -> Option<D
         Some(q) => match parse_single_byte(&q) {
             Some(b) => Some(b),
             None => {
-                m.invalid(cx, "Quote", "a single-byte character, or \"\" for no quoting", &format!("{q:?}"));
+                m.invalid(
+                    cx,
+                    "Quote",
+                    "a single-byte character, or \"\" for no quoting",
+                    &format!("{q:?}"),
+                );
                 return None;
             }
         },
@@ -37,7 +42,12 @@ pub(crate) fn read_dialect(m: &mut MapReader<'_>, cx: &mut ConfigCx) -> Option<D
         None
     };
     if quote == Some(delimiter) {
-        m.invalid(cx, "Quote", "a quote character different from the delimiter", &format!("{:?}", delimiter as char));
+        m.invalid(
+            cx,
+            "Quote",
+            "a quote character different from the delimiter",
+            &format!("{:?}", delimiter as char),
+        );
         return None;
     }
     Some(Dialect {
@@ -52,7 +62,12 @@ pub(crate) fn check_encoding(m: &mut MapReader<'_>, cx: &mut ConfigCx) {
     if let Some(enc) = m.string(cx, "Encoding") {
         let norm = enc.to_ascii_lowercase().replace(['-', '_'], "");
         if norm != "utf8" {
-            m.invalid(cx, "Encoding", "UTF-8 (the only encoding supported; convert other files with iconv)", &format!("{enc:?}"));
+            m.invalid(
+                cx,
+                "Encoding",
+                "UTF-8 (the only encoding supported; convert other files with iconv)",
+                &format!("{enc:?}"),
+            );
         }
     }
 }

@@ -52,11 +52,22 @@ pub struct DelimitedSinkConfig {
 }
 
 /// Parse a `DelimitedSink` `Config` map.
-pub fn parse(m: &mut MapReader<'_>, cx: &mut ConfigCx, _node: &NodeCx) -> Option<Box<dyn SinkConfig>> {
-    let path = m.required_string(cx, "FilePath").map(|p| cx.resolve_path(&p));
+pub fn parse(
+    m: &mut MapReader<'_>,
+    cx: &mut ConfigCx,
+    _node: &NodeCx,
+) -> Option<Box<dyn SinkConfig>> {
+    let path = m
+        .required_string(cx, "FilePath")
+        .map(|p| cx.resolve_path(&p));
     let dialect = read_dialect(m, cx);
     if dialect.is_some_and(|d| d.escape.is_some()) {
-        m.invalid(cx, "Escape", "no escape character (the sink doubles quotes, as RFC 4180 says)", "an escape character");
+        m.invalid(
+            cx,
+            "Escape",
+            "no escape character (the sink doubles quotes, as RFC 4180 says)",
+            "an escape character",
+        );
     }
     let include_headers = m.bool(cx, "IncludeHeaders").unwrap_or(true);
     let crlf = m
@@ -67,23 +78,44 @@ pub fn parse(m: &mut MapReader<'_>, cx: &mut ConfigCx, _node: &NodeCx) -> Option
         .choice(
             cx,
             "OutputMode",
-            &[("replace", OutputMode::Replace), ("create", OutputMode::Create), ("append", OutputMode::Append)],
+            &[
+                ("replace", OutputMode::Replace),
+                ("create", OutputMode::Create),
+                ("append", OutputMode::Append),
+            ],
         )
         .unwrap_or(OutputMode::Replace);
     let create_directories = m.bool(cx, "CreateDirectories").unwrap_or(true);
     super::check_encoding(m, cx);
     let mappings = read_mappings(m, cx);
     m.legacy(cx, "AppendMode", "use `OutputMode: append`");
-    m.legacy(cx, "OverwriteExisting", "use `OutputMode: replace` (the default) or `OutputMode: create`");
+    m.legacy(
+        cx,
+        "OverwriteExisting",
+        "use `OutputMode: replace` (the default) or `OutputMode: create`",
+    );
     m.legacy(cx, "HasHeaders", "on a sink, write `IncludeHeaders`");
     m.legacy(cx, "CreateDirectory", "use `CreateDirectories`");
     for key in ["BufferSize", "FlushInterval"] {
-        m.legacy(cx, key, "FlowEngine sizes and flushes its buffers itself; remove it");
+        m.legacy(
+            cx,
+            key,
+            "FlowEngine sizes and flushes its buffers itself; remove it",
+        );
     }
-    m.legacy(cx, "InputSchema", "a sink takes the schema of its input; use `ColumnMappings` to select or rename");
+    m.legacy(
+        cx,
+        "InputSchema",
+        "a sink takes the schema of its input; use `ColumnMappings` to select or rename",
+    );
     let dialect = dialect?;
     let Some(quote) = dialect.quote else {
-        m.invalid(cx, "Quote", "a quote character (the sink must be able to quote values)", "\"\"");
+        m.invalid(
+            cx,
+            "Quote",
+            "a quote character (the sink must be able to quote values)",
+            "\"\"",
+        );
         return None;
     };
     Some(Box::new(DelimitedSinkConfig {
@@ -114,10 +146,16 @@ fn read_mappings(m: &mut MapReader<'_>, cx: &mut ConfigCx) -> Option<Option<Vec<
         let source = e.required_string(cx, "SourceColumn");
         let output = e.string(cx, "OutputColumn");
         let format = e.string(cx, "Format").and_then(|f| {
-            match datefmt::to_strftime(&f).and_then(|p| datefmt::validate_strftime(&p).map(|()| p)) {
+            match datefmt::to_strftime(&f).and_then(|p| datefmt::validate_strftime(&p).map(|()| p))
+            {
                 Ok(p) => Some(p),
                 Err(err) => {
-                    e.invalid(cx, "Format", "a date format such as `yyyy-MM-dd` or `%Y-%m-%d`", &format!("{f:?} ({err})"));
+                    e.invalid(
+                        cx,
+                        "Format",
+                        "a date format such as `yyyy-MM-dd` or `%Y-%m-%d`",
+                        &format!("{f:?} ({err})"),
+                    );
                     None
                 }
             }
@@ -197,10 +235,12 @@ impl SinkConfig for DelimitedSinkConfig {
             path: path.to_path_buf(),
             source,
         };
-        let columns = self.output_columns(&input).map_err(|message| BuildError::Invalid {
-            node: node.clone(),
-            message,
-        })?;
+        let columns = self
+            .output_columns(&input)
+            .map_err(|message| BuildError::Invalid {
+                node: node.clone(),
+                message,
+            })?;
         let encoder = Encoder::new(self.delimiter, self.quote, self.crlf, columns);
         let dir = self
             .path
@@ -210,7 +250,10 @@ impl SinkConfig for DelimitedSinkConfig {
             .to_path_buf();
         if !dir.is_dir() {
             if !self.create_directories {
-                let e = std::io::Error::new(std::io::ErrorKind::NotFound, "directory does not exist (CreateDirectories is false)");
+                let e = std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "directory does not exist (CreateDirectories is false)",
+                );
                 return Err(io("write to", &dir, e));
             }
             fs::create_dir_all(&dir).map_err(|e| io("create directory", &dir, e))?;
@@ -225,7 +268,11 @@ impl SinkConfig for DelimitedSinkConfig {
                 ),
             });
         }
-        let name = self.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = self
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let prefix = format!(".{name}.");
         let mut builder = tempfile::Builder::new();
         builder.prefix(&prefix).suffix(".tmp");
@@ -244,7 +291,10 @@ impl SinkConfig for DelimitedSinkConfig {
                 .copy_existing(&encoder, temp.as_file_mut(), &mut head)
                 .map_err(|e| match e {
                     AppendError::Io(e) => io("append to", &self.path, e),
-                    AppendError::Header(message) => BuildError::Invalid { node: node.clone(), message },
+                    AppendError::Header(message) => BuildError::Invalid {
+                        node: node.clone(),
+                        message,
+                    },
                 })?;
         } else if self.bom {
             head.extend_from_slice(b"\xEF\xBB\xBF");
@@ -252,7 +302,9 @@ impl SinkConfig for DelimitedSinkConfig {
         if needs_header {
             encoder.header(&mut head);
         }
-        temp.as_file_mut().write_all(&head).map_err(|e| io("write", temp.path(), e))?;
+        temp.as_file_mut()
+            .write_all(&head)
+            .map_err(|e| io("write", temp.path(), e))?;
         Ok(Box::new(DelimitedSink {
             node: cx.node.clone(),
             target: self.path.clone(),
@@ -281,7 +333,12 @@ enum AppendError {
 impl DelimitedSinkConfig {
     /// Copy the existing file into the staging file. Returns whether a header is still needed (the
     /// file was empty). An existing header must match ours: appending must not mix layouts.
-    fn copy_existing(&self, encoder: &Encoder, temp: &mut File, head: &mut Vec<u8>) -> Result<bool, AppendError> {
+    fn copy_existing(
+        &self,
+        encoder: &Encoder,
+        temp: &mut File,
+        head: &mut Vec<u8>,
+    ) -> Result<bool, AppendError> {
         let mut existing = File::open(&self.path).map_err(AppendError::Io)?;
         let len = existing.metadata().map_err(AppendError::Io)?.len();
         if len == 0 {
@@ -289,7 +346,9 @@ impl DelimitedSinkConfig {
         }
         if self.include_headers {
             let mut first = Vec::new();
-            BufReader::new(&mut existing).read_until(b'\n', &mut first).map_err(AppendError::Io)?;
+            BufReader::new(&mut existing)
+                .read_until(b'\n', &mut first)
+                .map_err(AppendError::Io)?;
             let first = first.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&first);
             let mut ours = Vec::new();
             encoder.header(&mut ours);
@@ -306,7 +365,9 @@ impl DelimitedSinkConfig {
         }
         std::io::copy(&mut existing, temp).map_err(AppendError::Io)?;
         let mut last = [0u8];
-        existing.seek(SeekFrom::Start(len - 1)).map_err(AppendError::Io)?;
+        existing
+            .seek(SeekFrom::Start(len - 1))
+            .map_err(AppendError::Io)?;
         existing.read_exact(&mut last).map_err(AppendError::Io)?;
         if last[0] != b'\n' {
             head.extend_from_slice(encoder.line_ending());
@@ -339,7 +400,9 @@ impl DelimitedSink {
 
     fn temp(&mut self) -> Result<&mut NamedTempFile, RunError> {
         let node = self.node.clone();
-        self.temp.as_mut().ok_or_else(|| RunError::Internal(format!("sink `{node}` used after commit")))
+        self.temp
+            .as_mut()
+            .ok_or_else(|| RunError::Internal(format!("sink `{node}` used after commit")))
     }
 }
 
@@ -349,7 +412,11 @@ impl Sink for DelimitedSink {
         let mut buf = std::mem::take(&mut self.buf);
         let encoded = self.encoder.encode(&batch.data, &mut buf);
         let result = match encoded {
-            Ok(()) => self.temp()?.as_file_mut().write_all(&buf).map_err(|e| self.io("write", e)),
+            Ok(()) => self
+                .temp()?
+                .as_file_mut()
+                .write_all(&buf)
+                .map_err(|e| self.io("write", e)),
             Err(e) => Err(RunError::Node {
                 node: self.node.clone(),
                 message: format!("cannot format a value: {e}"),
@@ -369,7 +436,10 @@ impl Sink for DelimitedSink {
     }
 
     fn commit(mut self: Box<Self>) -> Result<(), RunError> {
-        let temp = self.temp.take().ok_or_else(|| RunError::Internal("sink committed twice".into()))?;
+        let temp = self
+            .temp
+            .take()
+            .ok_or_else(|| RunError::Internal("sink committed twice".into()))?;
         let persisted = if self.no_clobber {
             temp.persist_noclobber(&self.target)
         } else {
@@ -377,6 +447,8 @@ impl Sink for DelimitedSink {
         };
         persisted.map_err(|e| self.io("replace", e.error))?;
         // The rename is durable only once the directory entry is.
-        File::open(&self.dir).and_then(|d| d.sync_all()).map_err(|e| self.io("sync the directory of", e))
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| self.io("sync the directory of", e))
     }
 }

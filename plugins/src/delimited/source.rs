@@ -36,7 +36,11 @@ pub struct DelimitedSourceConfig {
 }
 
 /// Parse a `DelimitedSource` `Config` map.
-pub fn parse(m: &mut MapReader<'_>, cx: &mut ConfigCx, node: &NodeCx) -> Option<Box<dyn SourceConfig>> {
+pub fn parse(
+    m: &mut MapReader<'_>,
+    cx: &mut ConfigCx,
+    node: &NodeCx,
+) -> Option<Box<dyn SourceConfig>> {
     let label = m.required_string(cx, "FilePath");
     let path = label.as_deref().map(|l| cx.resolve_path(l));
     let dialect = read_dialect(m, cx);
@@ -47,8 +51,16 @@ pub fn parse(m: &mut MapReader<'_>, cx: &mut ConfigCx, node: &NodeCx) -> Option<
         .integer(cx, "ChunkSize", 1, 1 << 20)
         .map_or(node.chunk_size, |n| n as usize);
     super::check_encoding(m, cx);
-    m.legacy(cx, "InferSchema", "schemas are never guessed; declare `OutputSchema.Columns`");
-    m.legacy(cx, "InferenceSampleRows", "schemas are never guessed; declare `OutputSchema.Columns`");
+    m.legacy(
+        cx,
+        "InferSchema",
+        "schemas are never guessed; declare `OutputSchema.Columns`",
+    );
+    m.legacy(
+        cx,
+        "InferenceSampleRows",
+        "schemas are never guessed; declare `OutputSchema.Columns`",
+    );
     for key in ["SkipMalformedRows", "MaxErrors"] {
         m.legacy(
             cx,
@@ -110,7 +122,8 @@ impl SourceConfig for DelimitedSourceConfig {
             source,
         };
         let file = File::open(&self.path).map_err(|e| io_err("open", e))?;
-        let mut input = Input::new(file, self.dialect, self.skip_rows).map_err(|e| io_err("read", e))?;
+        let mut input =
+            Input::new(file, self.dialect, self.skip_rows).map_err(|e| io_err("read", e))?;
         let mut source = DelimitedSource {
             node: cx.node.clone(),
             label: self.label.clone(),
@@ -138,10 +151,12 @@ impl SourceConfig for DelimitedSourceConfig {
             None
         };
         source.input = input;
-        let (columns, width) = self.plan_columns(header.as_ref()).map_err(|message| BuildError::Invalid {
-            node: cx.node.clone(),
-            message: format!("{}: {message}", self.label),
-        })?;
+        let (columns, width) =
+            self.plan_columns(header.as_ref())
+                .map_err(|message| BuildError::Invalid {
+                    node: cx.node.clone(),
+                    message: format!("{}: {message}", self.label),
+                })?;
         source.columns = columns;
         source.width = width;
         Ok(Box::new(source))
@@ -150,7 +165,10 @@ impl SourceConfig for DelimitedSourceConfig {
 
 impl DelimitedSourceConfig {
     /// Map declared columns to record fields and check them against the header.
-    fn plan_columns(&self, header: Option<&Records>) -> Result<(Vec<ColumnReader>, Option<usize>), String> {
+    fn plan_columns(
+        &self,
+        header: Option<&Records>,
+    ) -> Result<(Vec<ColumnReader>, Option<usize>), String> {
         let explicit = self.columns.iter().any(|c| c.index.is_some());
         let readers: Vec<ColumnReader> = self
             .columns
@@ -376,7 +394,9 @@ impl DelimitedSource {
     }
 
     fn check_widths(&mut self) -> Result<(), RunError> {
-        let width = *self.width.get_or_insert_with(|| self.records.field_count(0));
+        let width = *self
+            .width
+            .get_or_insert_with(|| self.records.field_count(0));
         for r in 0..self.records.len() {
             let n = self.records.field_count(r);
             if n == width {
@@ -397,7 +417,9 @@ impl DelimitedSource {
             return Err(RowError {
                 value: Some(raw.trim_end_matches(['\r', '\n']).to_string()),
                 message: format!("expected {width} fields, found {n}"),
-                hint: Some(format!("records have {width} fields; line {line} has {n}: {hint}")),
+                hint: Some(format!(
+                    "records have {width} fields; line {line} has {n}: {hint}"
+                )),
                 ..self.row_error(r, kind, Stage::Parse)
             }
             .into());
@@ -424,9 +446,14 @@ impl DelimitedSource {
         if e.kind == RowErrorKind::InvalidUtf8 {
             // Point at the first bad byte, not just the record.
             let raw = self.records.raw(e.record);
-            let bad = std::str::from_utf8(raw).err().map_or(0, |u| u.valid_up_to());
+            let bad = std::str::from_utf8(raw)
+                .err()
+                .map_or(0, |u| u.valid_up_to());
             err.byte_offset = Some(self.records.offsets[e.record] + bad as u64);
-            err.line = Some(self.records.lines[e.record] + memchr::memchr_iter(b'\n', &raw[..bad]).count() as u64);
+            err.line = Some(
+                self.records.lines[e.record]
+                    + memchr::memchr_iter(b'\n', &raw[..bad]).count() as u64,
+            );
         }
         err.into()
     }
@@ -445,9 +472,11 @@ impl Source for DelimitedSource {
             return Ok(None);
         }
         self.check_widths()?;
-        let arrays = convert::convert(&self.records, &self.columns).map_err(|e| self.convert_error(e))?;
-        let data = RecordBatch::try_new(self.schema.clone(), arrays)
-            .map_err(|e| RunError::Internal(format!("decoded columns do not match the schema: {e}")))?;
+        let arrays =
+            convert::convert(&self.records, &self.columns).map_err(|e| self.convert_error(e))?;
+        let data = RecordBatch::try_new(self.schema.clone(), arrays).map_err(|e| {
+            RunError::Internal(format!("decoded columns do not match the schema: {e}"))
+        })?;
         let lines = UInt64Array::from(self.records.lines.clone());
         self.ordinal += self.records.len() as u64;
         Ok(Some(Batch::new(data, Some(self.label.clone()), lines)))
