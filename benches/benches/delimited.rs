@@ -11,7 +11,7 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use flowengine_engine::schema::ColumnType;
 use flowengine_engine::LoadOptions;
 use flowengine_plugins::delimited::convert::{convert, ColumnReader};
-use flowengine_plugins::delimited::decode::{Decoder, Dialect, Records};
+use flowengine_plugins::delimited::decode::{Checks, Decoder, Dialect, Records};
 use flowengine_plugins::delimited::encode::{Encoder, OutputColumn};
 
 const ROWS: usize = 50_000;
@@ -39,16 +39,23 @@ fn readers() -> Vec<ColumnReader> {
 /// Decode `input` (header skipped) into typed batches.
 fn decode_all(input: &[u8], readers: &[ColumnReader]) -> Vec<Vec<arrow_array::ArrayRef>> {
     let body_start = input.iter().position(|&b| b == b'\n').unwrap() + 1;
-    let mut decoder = Decoder::new(Dialect::default(), 2, body_start as u64);
+    let checks = Checks {
+        width: Some(12),
+        ..Checks::default()
+    };
+    let mut decoder = Decoder::new(Dialect::default(), checks, 2, body_start as u64);
     let mut records = Records::default();
     let mut rest = &input[body_start..];
     let mut batches = Vec::new();
     while !decoder.is_done() {
         records.clear();
-        let used = decoder.decode(rest, true, &mut records, CHUNK).unwrap();
+        let used = decoder.decode(rest, true, &mut records, CHUNK);
         rest = &rest[used..];
         if !records.is_empty() {
-            batches.push(convert(&records, readers).unwrap());
+            let skip = vec![false; records.len()];
+            let (arrays, errors) = convert(&records, readers, &skip);
+            assert!(errors.is_empty() && records.problems.iter().all(Option::is_none));
+            batches.push(arrays);
         }
     }
     batches

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use arrow_schema::SchemaRef;
 
 use crate::batch::Batch;
-use crate::error::{BuildError, RunError};
+use crate::error::{BuildError, RowError, RunError};
 
 /// What a node's `build` gets to know about its place in the pipeline.
 #[derive(Debug, Clone)]
@@ -45,8 +45,10 @@ pub trait SourceConfig: Debug + Send + Sync {
 
 /// A running source.
 pub trait Source: Send {
-    /// The next batch, or `None` at the end of the input. An `Err` ends the run.
-    fn next_batch(&mut self) -> Result<Option<Batch>, RunError>;
+    /// The next batch, or `None` at the end of the input. Rows that cannot be read are left out of
+    /// the batch and reported in `rejects`, in input order; the executor applies the error policy.
+    /// An `Err` means the source itself failed (I/O) and ends the run.
+    fn next_batch(&mut self, rejects: &mut Vec<RowError>) -> Result<Option<Batch>, RunError>;
 }
 
 /// A parsed transform config.
@@ -61,10 +63,11 @@ pub trait TransformConfig: Debug + Send + Sync {
     fn build(&self, input: SchemaRef, cx: &BuildCx) -> Result<Box<dyn Transform>, BuildError>;
 }
 
-/// A running transform. Rows missing from the output of [`Transform::apply`] count as filtered.
+/// A running transform.
 pub trait Transform: Send + Sync {
-    /// Transform one batch. An `Err` ends the run.
-    fn apply(&self, batch: Batch) -> Result<Batch, RunError>;
+    /// Transform one batch. Bad rows are left out of the output and reported in `rejects`; other
+    /// rows missing from the output count as filtered. An `Err` ends the run.
+    fn apply(&self, batch: Batch, rejects: &mut Vec<RowError>) -> Result<Batch, RunError>;
 }
 
 /// A parsed sink config.

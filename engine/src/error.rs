@@ -231,8 +231,16 @@ pub enum RowErrorKind {
     TypeConversion,
     /// An empty value in a non-nullable column.
     NullInRequired,
+    /// A quote inside an unquoted field, or text after a closing quote.
+    StrayQuote,
     /// A record larger than the configured limit.
     RecordTooLarge,
+    /// A user script threw, or returned something other than true/false.
+    ScriptError,
+    /// A user script exceeded a loop, recursion or time limit.
+    ScriptLimit,
+    /// A validation rule failed.
+    Validation,
 }
 
 impl RowErrorKind {
@@ -245,7 +253,11 @@ impl RowErrorKind {
             RowErrorKind::InvalidUtf8 => "INVALID_UTF8",
             RowErrorKind::TypeConversion => "TYPE_CONVERSION",
             RowErrorKind::NullInRequired => "NULL_IN_REQUIRED",
+            RowErrorKind::StrayQuote => "STRAY_QUOTE",
             RowErrorKind::RecordTooLarge => "RECORD_TOO_LARGE",
+            RowErrorKind::ScriptError => "SCRIPT_ERROR",
+            RowErrorKind::ScriptLimit => "SCRIPT_LIMIT",
+            RowErrorKind::Validation => "VALIDATION",
         }
     }
 }
@@ -285,6 +297,8 @@ pub struct RowError {
     pub message: String,
     /// How to fix it.
     pub hint: Option<String>,
+    /// The record's bytes exactly as read, untruncated (for reject files).
+    pub raw: Option<Vec<u8>>,
 }
 
 /// Values longer than this are cut in messages (never in reject files).
@@ -355,6 +369,18 @@ pub enum RunError {
     /// The run was interrupted (Ctrl-C); outputs were left untouched.
     #[error("interrupted; no output was changed")]
     Cancelled,
+    /// More rows were rejected than `MaxErrors` allows.
+    #[error("{rejected} of {read} rows read were rejected, more than `MaxErrors: {cap}` allows; the run stopped and changed no output{}", first.as_ref().map(|f| format!("\n  first reject: {f}")).unwrap_or_default())]
+    TooManyRejects {
+        /// Rows rejected when the cap was hit.
+        rejected: u64,
+        /// Rows read when the cap was hit.
+        read: u64,
+        /// The cap as written.
+        cap: String,
+        /// The first reject, to start fixing from.
+        first: Option<Box<RowError>>,
+    },
     /// An invariant broke: this is a bug in FlowEngine.
     #[error("internal error (a bug in FlowEngine; please report it): {0}")]
     Internal(String),
@@ -387,6 +413,7 @@ mod tests {
             value: Some("12,50".into()),
             message: "cannot parse as decimal(12,2)".into(),
             hint: Some("use `.` as the decimal separator".into()),
+            raw: None,
         };
         assert_eq!(
             e.to_string(),

@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod plan;
 pub mod registry;
+pub mod reject;
 pub mod schema;
 pub mod vars;
 pub mod yaml;

@@ -1,5 +1,6 @@
 //! Per-node counters and the run summary. Recorded by the executor, never by plugins.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -22,12 +23,30 @@ pub struct NodeSummary {
     pub rows_filtered: u64,
     /// Rows rejected as bad data.
     pub rows_rejected: u64,
+    /// Rejected rows by error type (`TYPE_CONVERSION`, ...).
+    pub rejected_by_type: BTreeMap<String, u64>,
     /// Batches received (for a source: batches read).
     pub batches_in: u64,
     /// Batches emitted.
     pub batches_out: u64,
     /// Time spent inside the plugin's own code, in milliseconds.
     pub busy_ms: f64,
+}
+
+/// The rows along one chain of nodes from a source to a sink: `read = written + filtered +
+/// rejected` holds for every one on every successful run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PathSummary {
+    /// `read -> clean -> write`.
+    pub path: String,
+    /// Rows the source read.
+    pub read: u64,
+    /// Rows the sink wrote.
+    pub written: u64,
+    /// Rows transforms on the path filtered out.
+    pub filtered: u64,
+    /// Rows nodes on the path rejected.
+    pub rejected: u64,
 }
 
 /// How the run ended.
@@ -55,10 +74,18 @@ pub struct RunSummary {
     pub rows_read: u64,
     /// Rows written by all sinks.
     pub rows_written: u64,
+    /// Rows filtered out by transforms.
+    pub rows_filtered: u64,
+    /// Rows rejected (written to the dead-letter file).
+    pub rows_rejected: u64,
     /// `rows_read` per second of processing.
     pub rows_per_sec: f64,
+    /// The dead-letter file, when rows may be skipped.
+    pub dead_letter: Option<String>,
     /// One entry per node, in declaration order.
     pub nodes: Vec<NodeSummary>,
+    /// One entry per source-to-sink chain.
+    pub paths: Vec<PathSummary>,
     /// The error that ended the run, if it failed.
     pub error: Option<String>,
 }
@@ -101,6 +128,15 @@ impl RunSummary {
                 human_duration(n.busy_ms),
             ]);
         }
+        let by_type: Vec<String> = self
+            .nodes
+            .iter()
+            .flat_map(|n| {
+                n.rejected_by_type
+                    .iter()
+                    .map(move |(t, c)| format!("{}: {} {t}", n.name, group(*c)))
+            })
+            .collect();
         let widths: Vec<usize> = (0..8)
             .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
             .collect();
@@ -117,6 +153,40 @@ impl RunSummary {
                 }
                 out.push_str(if c + 1 < r.len() { "  " } else { "\n" });
             }
+        }
+        if !by_type.is_empty() {
+            out.push_str(&format!("  rejected by type: {}\n", by_type.join(", ")));
+        }
+        // On a failed run the counts are partial, so the identity need not hold: do not show it.
+        let paths = if self.status == Status::Succeeded {
+            &self.paths[..]
+        } else {
+            &[]
+        };
+        for p in paths {
+            out.push_str(&format!(
+                "  {}: {} read = {} written + {} filtered + {} rejected\n",
+                p.path,
+                group(p.read),
+                group(p.written),
+                group(p.filtered),
+                group(p.rejected)
+            ));
+        }
+        if self.rows_rejected > 0 && self.status == Status::Succeeded {
+            let path = self
+                .dead_letter
+                .as_deref()
+                .unwrap_or("the dead-letter file");
+            let rows = if self.rows_rejected == 1 {
+                "row"
+            } else {
+                "rows"
+            };
+            out.push_str(&format!(
+                "{} {rows} rejected → {path}\n",
+                group(self.rows_rejected)
+            ));
         }
         out
     }
@@ -164,6 +234,10 @@ mod tests {
             processing_ms: 2000.0,
             rows_read: 1000,
             rows_written: 1000,
+            rows_filtered: 0,
+            rows_rejected: 0,
+            dead_letter: None,
+            paths: vec![],
             rows_per_sec: 500.0,
             nodes: vec![NodeSummary {
                 name: "read".into(),

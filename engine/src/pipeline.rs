@@ -7,6 +7,7 @@ use chrono::{DateTime, Local};
 
 use crate::config::{normalize, ConfigCx, MapReader};
 use crate::error::{ConfigError, ConfigErrorKind, ConfigErrors};
+use crate::reject::{ErrorPolicy, MaxErrors};
 use crate::vars::Variables;
 use crate::yaml::{self, Mark, Node, Value};
 
@@ -29,7 +30,7 @@ impl Default for LoadOptions {
 }
 
 /// Pipeline-wide settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     /// Rows per batch (sources may override).
     pub chunk_size: usize,
@@ -37,6 +38,12 @@ pub struct Settings {
     pub channel_capacity: usize,
     /// Worker threads for parallel transforms; `None` means one per core.
     pub threads: Option<usize>,
+    /// What bad rows do, unless a plugin overrides it.
+    pub error_handling: ErrorPolicy,
+    /// How many rejects end the run.
+    pub max_errors: MaxErrors,
+    /// Where rejects go (`.csv`, or `.jsonl`/`.ndjson`).
+    pub dead_letter: Option<PathBuf>,
 }
 
 impl Default for Settings {
@@ -45,6 +52,9 @@ impl Default for Settings {
             chunk_size: 8192,
             channel_capacity: 4,
             threads: None,
+            error_handling: ErrorPolicy::FailFast,
+            max_errors: MaxErrors::Unlimited,
+            dead_letter: None,
         }
     }
 }
@@ -221,9 +231,6 @@ fn read_pipeline(mut p: MapReader<'_>, cx: &mut ConfigCx) -> Option<PipelineConf
     })
 }
 
-const NOT_YET_ERROR_POLICY: &str =
-    "error policies are not implemented yet; every bad row ends the run with an error naming its file, line and column";
-
 fn read_settings(s: &mut MapReader<'_>, cx: &mut ConfigCx) -> Settings {
     let defaults = Settings::default();
     let chunk_size = s
@@ -233,14 +240,12 @@ fn read_settings(s: &mut MapReader<'_>, cx: &mut ConfigCx) -> Settings {
         .integer(cx, "ChannelCapacity", 1, 1024)
         .map_or(defaults.channel_capacity, |n| n as usize);
     let threads = s.integer(cx, "Threads", 1, 1024).map(|n| n as usize);
-    for key in [
-        "ErrorHandling",
-        "MaxErrors",
-        "DeadLetter",
-        "SkipMalformedRows",
-    ] {
-        s.legacy(cx, key, NOT_YET_ERROR_POLICY);
-    }
+    let error_handling = s
+        .choice(cx, "ErrorHandling", &ErrorPolicy::CHOICES)
+        .unwrap_or_default();
+    let max_errors = read_max_errors(s, cx);
+    let dead_letter = s.path_value(cx, "DeadLetter");
+    s.legacy(cx, "SkipMalformedRows", "use `ErrorHandling: skip-row`");
     s.legacy(cx, "MaxDegreeOfParallelism", "use `Settings.Threads`");
     s.legacy(
         cx,
@@ -263,7 +268,22 @@ fn read_settings(s: &mut MapReader<'_>, cx: &mut ConfigCx) -> Settings {
         chunk_size,
         channel_capacity,
         threads,
+        error_handling,
+        max_errors,
+        dead_letter,
     }
+}
+
+/// `MaxErrors: 100` or `MaxErrors: "2%"`.
+pub fn read_max_errors(s: &mut MapReader<'_>, cx: &mut ConfigCx) -> MaxErrors {
+    let Some(written) = s.string(cx, "MaxErrors") else {
+        return MaxErrors::Unlimited;
+    };
+    MaxErrors::parse(&written).unwrap_or_else(|| {
+        let expected = "a row count such as 100, or a percentage such as \"2%\"";
+        s.invalid(cx, "MaxErrors", expected, &format!("{written:?}"));
+        MaxErrors::Unlimited
+    })
 }
 
 fn read_plugins(p: &mut MapReader<'_>, cx: &mut ConfigCx) -> Option<Vec<PluginEntry>> {

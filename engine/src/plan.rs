@@ -13,7 +13,8 @@ use crate::component::{NodeCx, SinkConfig, SourceConfig, TransformConfig};
 use crate::config::{closest, ConfigCx, MapReader};
 use crate::error::{ConfigErrorKind, ConfigErrors};
 use crate::pipeline::{self, LoadOptions, PipelineConfig, PluginEntry, Settings};
-use crate::registry::{Parser, Registry};
+use crate::registry::{DeadLetterBuilder, Parser, Registry};
+use crate::reject::ErrorPolicy;
 use crate::yaml::Mark;
 
 /// A node's role and typed config.
@@ -55,6 +56,17 @@ pub struct PlanNode {
     pub input_schema: Option<SchemaRef>,
     /// The schema of the batches it emits (none for sinks).
     pub output_schema: Option<SchemaRef>,
+    /// What its bad rows do.
+    pub policy: ErrorPolicy,
+}
+
+/// Where rejected rows are written, and by what.
+#[derive(Debug, Clone)]
+pub struct DeadLetterPlan {
+    /// The file.
+    pub path: std::path::PathBuf,
+    /// The writer, from the registry.
+    pub builder: DeadLetterBuilder,
 }
 
 /// A connection between two nodes.
@@ -79,6 +91,8 @@ pub struct Plan {
     pub edges: Vec<Edge>,
     /// Node indexes in topological order.
     pub order: Vec<usize>,
+    /// Where rejects go; present when any node skips bad rows.
+    pub dead_letter: Option<DeadLetterPlan>,
 }
 
 /// Load a pipeline file and plan it: everything `flowengine validate` checks.
@@ -163,6 +177,7 @@ impl Plan {
             nodes,
             edges,
             order: Vec::new(),
+            dead_letter: None,
         };
         let marks: Vec<(String, Mark)> = config
             .plugins
@@ -190,6 +205,7 @@ impl Plan {
             }
         }
         plan.propagate_schemas(cx, &find);
+        plan.plan_dead_letter(registry, cx);
         plan.check_files(cx, &find);
         Some(plan)
     }
@@ -366,32 +382,78 @@ impl Plan {
         Some(first)
     }
 
+    /// With any node on `skip-row`, rejects need a file: `Settings.DeadLetter`, else
+    /// `<first sink's file stem>.rejects.csv` next to that file.
+    fn plan_dead_letter(&mut self, registry: &Registry, cx: &mut ConfigCx) {
+        if !self.nodes.iter().any(|n| n.policy == ErrorPolicy::SkipRow) {
+            return;
+        }
+        let fail = |cx: &mut ConfigCx, msg: &str| {
+            cx.error(
+                ConfigErrorKind::Graph(msg.into()),
+                "Pipeline.Settings.DeadLetter",
+                Mark::default(),
+            );
+        };
+        let Some(builder) = registry.dead_letter() else {
+            return fail(
+                cx,
+                "`ErrorHandling: skip-row` needs a dead-letter writer, and none is registered",
+            );
+        };
+        let first_sink_file = self.nodes.iter().find_map(|n| match &n.kind {
+            NodeKind::Sink(s) => s.files_written().into_iter().next(),
+            _ => None,
+        });
+        let path = match (&self.settings.dead_letter, first_sink_file) {
+            (Some(p), _) => p.clone(),
+            (None, Some(sink)) => {
+                let stem = sink.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+                sink.with_file_name(format!("{stem}.rejects.csv"))
+            }
+            (None, None) => return fail(cx, "`ErrorHandling: skip-row` needs `Settings.DeadLetter` (no sink writes a file to put it next to)"),
+        };
+        self.dead_letter = Some(DeadLetterPlan { path, builder });
+    }
+
     fn check_files(&self, cx: &mut ConfigCx, find: &dyn Fn(&str) -> (String, Mark)) {
         let mut read = Vec::new();
-        let mut written: Vec<(std::path::PathBuf, &str)> = Vec::new();
+        // (file, who writes it, YAML path, position)
+        let mut written: Vec<(std::path::PathBuf, String, String, Mark)> = Vec::new();
         for n in &self.nodes {
             match &n.kind {
                 NodeKind::Source(s) => {
                     read.extend(s.files_read().into_iter().map(|p| (p, n.name.as_str())))
                 }
                 NodeKind::Sink(s) => {
-                    written.extend(s.files_written().into_iter().map(|p| (p, n.name.as_str())))
+                    let (ypath, mark) = find(&n.name);
+                    for p in s.files_written() {
+                        written.push((p, format!("sink `{}`", n.name), ypath.clone(), mark));
+                    }
                 }
                 NodeKind::Transform(_) => {}
             }
         }
-        for (i, (path, sink)) in written.iter().enumerate() {
-            let (ypath, mark) = find(sink);
+        if let Some(dl) = &self.dead_letter {
+            let who = "the dead-letter file".to_string();
+            written.push((
+                dl.path.clone(),
+                who,
+                "Pipeline.Settings.DeadLetter".into(),
+                Mark::default(),
+            ));
+        }
+        for (i, (path, who, ypath, mark)) in written.iter().enumerate() {
             if let Some((_, source)) = read.iter().find(|(p, _)| p == path) {
                 let msg = format!(
-                    "sink `{sink}` would overwrite {}, which source `{source}` reads",
+                    "{who} would overwrite {}, which source `{source}` reads",
                     path.display()
                 );
-                cx.error(ConfigErrorKind::Graph(msg), &ypath, mark);
+                cx.error(ConfigErrorKind::Graph(msg), ypath, *mark);
             }
-            if let Some((_, other)) = written[..i].iter().find(|(p, _)| p == path) {
-                let msg = format!("sinks `{other}` and `{sink}` both write {}", path.display());
-                cx.error(ConfigErrorKind::Graph(msg), &ypath, mark);
+            if let Some((_, other, ..)) = written[..i].iter().find(|(p, ..)| p == path) {
+                let msg = format!("{other} and {who} both write {}", path.display());
+                cx.error(ConfigErrorKind::Graph(msg), ypath, *mark);
             }
         }
     }
@@ -418,6 +480,9 @@ fn parse_node(
         chunk_size: settings.chunk_size,
     };
     let mut map = MapReader::new(&entry.config, format!("{}.Config", entry.path), cx)?;
+    let policy = map
+        .choice(cx, "ErrorHandling", &ErrorPolicy::CHOICES)
+        .unwrap_or(settings.error_handling);
     let kind = match parser {
         Parser::Source(parse) => parse(&mut map, cx, &node_cx).map(NodeKind::Source),
         Parser::Transform(parse) => parse(&mut map, cx, &node_cx).map(NodeKind::Transform),
@@ -432,6 +497,7 @@ fn parse_node(
         outputs: Vec::new(),
         input_schema: None,
         output_schema: None,
+        policy,
     })
 }
 

@@ -2,8 +2,11 @@
 //!
 //! The engine knows no plugin: the plugins crate fills a [`Registry`] with one visible list.
 
-use crate::component::{NodeCx, SinkConfig, SourceConfig, TransformConfig};
+use std::path::Path;
+
+use crate::component::{BuildCx, NodeCx, Sink, SinkConfig, SourceConfig, TransformConfig};
 use crate::config::{ConfigCx, MapReader};
+use crate::error::BuildError;
 
 /// Parses a source's `Config` map. Record errors in the `ConfigCx` and return `None` on failure;
 /// unread keys are reported by the engine afterwards.
@@ -14,6 +17,10 @@ pub type TransformParser =
     fn(&mut MapReader<'_>, &mut ConfigCx, &NodeCx) -> Option<Box<dyn TransformConfig>>;
 /// Parses a sink's `Config` map.
 pub type SinkParser = fn(&mut MapReader<'_>, &mut ConfigCx, &NodeCx) -> Option<Box<dyn SinkConfig>>;
+
+/// Builds the sink that writes the dead-letter file: batches of [`crate::reject::reject_schema`]
+/// to `path`, in a format chosen by its extension.
+pub type DeadLetterBuilder = fn(path: &Path, cx: &BuildCx) -> Result<Box<dyn Sink>, BuildError>;
 
 /// A registered plugin's parser, by role.
 #[derive(Debug, Clone, Copy)]
@@ -30,6 +37,7 @@ pub enum Parser {
 #[derive(Debug, Default)]
 pub struct Registry {
     entries: Vec<(&'static str, Parser)>,
+    dead_letter: Option<DeadLetterBuilder>,
 }
 
 impl Registry {
@@ -58,6 +66,17 @@ impl Registry {
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name) || n.eq_ignore_ascii_case(base))
             .copied()
+    }
+
+    /// Set the writer of dead-letter files.
+    pub fn set_dead_letter(&mut self, builder: DeadLetterBuilder) -> &mut Self {
+        self.dead_letter = Some(builder);
+        self
+    }
+
+    /// The writer of dead-letter files, if one is registered.
+    pub fn dead_letter(&self) -> Option<DeadLetterBuilder> {
+        self.dead_letter
     }
 
     /// Every registered name, in registration order.

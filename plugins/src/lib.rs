@@ -13,7 +13,8 @@ use flowengine_engine::registry::{Parser, Registry};
 pub fn register_builtin(registry: &mut Registry) {
     registry
         .register("DelimitedSource", Parser::Source(delimited::source::parse))
-        .register("DelimitedSink", Parser::Sink(delimited::sink::parse));
+        .register("DelimitedSink", Parser::Sink(delimited::sink::parse))
+        .set_dead_letter(delimited::sink::dead_letter);
 }
 
 /// A registry holding every built-in plugin.

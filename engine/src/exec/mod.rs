@@ -8,19 +8,20 @@
 //! - Sinks stage their output and only commit after every node has finished without error.
 //! - Panics inside a node are caught and reported as internal errors, like any other failure.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use crossbeam_channel::{Receiver, Select, Sender, TryRecvError};
-use rayon::prelude::*;
+use crossbeam_channel::{Receiver, Sender};
 
 use crate::batch::Batch;
 use crate::component::{BuildCx, Sink, Source, Transform};
-use crate::error::{BuildError, RunError};
-use crate::metrics::{millis, NodeSummary, RunSummary, Status};
+use crate::error::{BuildError, RowError, RunError};
+use crate::metrics::{millis, NodeSummary, PathSummary, RunSummary, Status};
 use crate::plan::{Edge, NodeKind, Plan};
+use crate::reject::{ErrorPolicy, MaxErrors};
+
+mod worker;
 
 enum Runtime {
     Source(Box<dyn Source>),
@@ -32,8 +33,15 @@ struct BuiltNode {
     name: String,
     type_name: &'static str,
     runtime: Runtime,
+    policy: ErrorPolicy,
     inputs: Vec<usize>,
     outputs: Vec<usize>,
+}
+
+/// The dead-letter writer of a run that skips bad rows.
+struct DeadLetter {
+    sink: Box<dyn Sink>,
+    path: String,
 }
 
 /// A pipeline whose nodes are built (files open) and ready to run.
@@ -41,8 +49,10 @@ pub struct Pipeline {
     name: String,
     channel_capacity: usize,
     threads: Option<usize>,
+    max_errors: MaxErrors,
     nodes: Vec<BuiltNode>,
     edges: Vec<Edge>,
+    dead_letter: Option<DeadLetter>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -89,16 +99,32 @@ impl Plan {
                 name: node.name,
                 type_name: node.type_name,
                 runtime,
+                policy: node.policy,
                 inputs: node.inputs,
                 outputs: node.outputs,
             });
         }
+        let dead_letter = match self.dead_letter {
+            Some(plan) => {
+                let cx = BuildCx {
+                    node: "dead-letter".into(),
+                    chunk_size: self.settings.chunk_size,
+                };
+                Some(DeadLetter {
+                    sink: (plan.builder)(&plan.path, &cx)?,
+                    path: plan.path.display().to_string(),
+                })
+            }
+            None => None,
+        };
         Ok(Pipeline {
             name: self.name,
             channel_capacity: self.settings.channel_capacity,
             threads: self.settings.threads,
+            max_errors: self.settings.max_errors,
             nodes: built.into_iter().flatten().collect(),
             edges: self.edges,
+            dead_letter,
         })
     }
 }
@@ -121,6 +147,10 @@ struct Shared<'a> {
     edge_received: Vec<AtomicU64>,
     window: usize,
     pool: Option<rayon::ThreadPool>,
+    max_errors: MaxErrors,
+    rows_read: AtomicU64,
+    rows_rejected: AtomicU64,
+    first_reject: Mutex<Option<RowError>>,
 }
 
 impl Shared<'_> {
@@ -139,9 +169,23 @@ impl Shared<'_> {
         }
         self.failed.load(Ordering::SeqCst)
     }
+
+    fn too_many_rejects(&self) -> RunError {
+        let first = self
+            .first_reject
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        RunError::TooManyRejects {
+            rejected: self.rows_rejected.load(Ordering::SeqCst),
+            read: self.rows_read.load(Ordering::SeqCst),
+            cap: self.max_errors.to_string(),
+            first: first.map(Box::new),
+        }
+    }
 }
 
-/// What a node thread hands back.
+/// What a node thread hands back: its counters, and a sink ready to commit.
 struct NodeResult {
     summary: NodeSummary,
     sink: Option<(Box<dyn Sink>, u64)>,
@@ -167,6 +211,10 @@ impl Pipeline {
             edge_received: self.edges.iter().map(|_| AtomicU64::new(0)).collect(),
             window: threads.max(1) * 2,
             pool,
+            max_errors: self.max_errors,
+            rows_read: AtomicU64::new(0),
+            rows_rejected: AtomicU64::new(0),
+            first_reject: Mutex::new(None),
         };
         let (senders, receivers): (Vec<_>, Vec<_>) = self
             .edges
@@ -175,8 +223,15 @@ impl Pipeline {
             .unzip();
         let mut senders: Vec<Option<Sender<Batch>>> = senders.into_iter().map(Some).collect();
         let mut receivers: Vec<Option<Receiver<Batch>>> = receivers.into_iter().map(Some).collect();
+        let (reject_tx, reject_rx) =
+            crossbeam_channel::bounded::<Vec<RowError>>(self.channel_capacity);
+        let (dead_letter_sink, dead_letter_path) = match self.dead_letter {
+            Some(d) => (Some(d.sink), Some(d.path)),
+            None => (None, None),
+        };
 
-        let results: Vec<NodeResult> = std::thread::scope(|scope| {
+        let (results, dead_letter) = std::thread::scope(|scope| {
+            let shared = &shared;
             let handles: Vec<_> = self
                 .nodes
                 .into_iter()
@@ -191,18 +246,33 @@ impl Pipeline {
                         .iter()
                         .filter_map(|&e| senders[e].take().map(|s| (e, s)))
                         .collect();
-                    let shared = &shared;
-                    let name = node.name.clone();
+                    let rejects = reject_tx.clone();
                     std::thread::Builder::new()
-                        .name(format!("node-{name}"))
-                        .spawn_scoped(scope, move || run_node(node, ins, outs, shared))
+                        .name(format!("node-{}", node.name))
+                        .spawn_scoped(scope, move || {
+                            worker::run_node(node, ins, outs, rejects, shared)
+                        })
                         .expect("spawning a node thread")
                 })
                 .collect();
-            handles
+            // Node threads hold the only senders now: the dead-letter thread ends when they all do.
+            drop(reject_tx);
+            let dead_letter = std::thread::Builder::new()
+                .name("dead-letter".into())
+                .spawn_scoped(scope, move || {
+                    worker::drive_dead_letter(dead_letter_sink, reject_rx, shared)
+                })
+                .expect("spawning the dead-letter thread");
+            let results: Vec<NodeResult> = handles
                 .into_iter()
                 .map(|h| h.join().expect("node threads catch their own panics"))
-                .collect()
+                .collect();
+            (
+                results,
+                dead_letter
+                    .join()
+                    .expect("the dead-letter thread catches its own panics"),
+            )
         });
 
         let mut sinks = Vec::new();
@@ -211,22 +281,30 @@ impl Pipeline {
             sinks.extend(r.sink);
             nodes.push(r.summary);
         }
-        let mut result = match shared
+        let rows_rejected = shared.rows_rejected.load(Ordering::SeqCst);
+        let rows_read = shared.rows_read.load(Ordering::SeqCst);
+        let first_error = shared
             .first_error
-            .into_inner()
+            .lock()
             .unwrap_or_else(|p| p.into_inner())
-        {
+            .take();
+        let paths = path_summaries(&nodes, &self.edges);
+        let mut result = match first_error {
             Some(e) => Err(e),
+            None if shared.max_errors.exceeded(rows_rejected, rows_read, true) => {
+                Err(shared.too_many_rejects())
+            }
             None => check_accounting(
                 &nodes,
                 &self.edges,
-                &shared.edge_sent,
-                &shared.edge_received,
+                &shared,
                 &sinks,
+                dead_letter.as_ref(),
+                &paths,
             ),
         };
         if result.is_ok() {
-            for (sink, _) in sinks {
+            for (sink, _) in sinks.into_iter().chain(dead_letter) {
                 if let Err(e) = sink.commit() {
                     result = Err(e);
                     break;
@@ -234,16 +312,12 @@ impl Pipeline {
             }
         }
         let processing = started.elapsed();
-        let rows_read = nodes
-            .iter()
-            .filter(|n| n.role == "source")
-            .map(|n| n.rows_in)
-            .sum();
         let rows_written = nodes
             .iter()
             .filter(|n| n.role == "sink")
             .map(|n| n.rows_out)
             .sum();
+        let rows_filtered = nodes.iter().map(|n| n.rows_filtered).sum();
         let summary = RunSummary {
             pipeline: self.name,
             status: if result.is_ok() {
@@ -255,42 +329,77 @@ impl Pipeline {
             processing_ms: millis(processing),
             rows_read,
             rows_written,
+            rows_filtered,
+            rows_rejected,
             rows_per_sec: rows_read as f64 / processing.as_secs_f64().max(1e-9),
+            dead_letter: dead_letter_path,
             nodes,
+            paths,
             error: result.as_ref().err().map(ToString::to_string),
         };
         RunOutcome { summary, result }
     }
 }
 
+/// For each sink fed by a single chain of nodes back to one source, the rows along that chain.
+fn path_summaries(nodes: &[NodeSummary], edges: &[Edge]) -> Vec<PathSummary> {
+    let mut paths = Vec::new();
+    for (sink, n) in nodes.iter().enumerate().filter(|(_, n)| n.role == "sink") {
+        let mut names = vec![n.name.clone()];
+        let (mut filtered, mut rejected) = (0, 0);
+        let mut current = sink;
+        loop {
+            let into: Vec<&Edge> = edges.iter().filter(|e| e.to == current).collect();
+            let [edge] = into.as_slice() else { break };
+            current = edge.from;
+            let up = &nodes[current];
+            names.push(up.name.clone());
+            filtered += up.rows_filtered;
+            rejected += up.rows_rejected;
+            if up.role == "source" {
+                names.reverse();
+                paths.push(PathSummary {
+                    path: names.join(" -> "),
+                    read: up.rows_in,
+                    written: n.rows_out,
+                    filtered,
+                    rejected,
+                });
+                break;
+            }
+        }
+    }
+    paths
+}
+
 /// Every row that entered a node left it, was filtered, or was rejected; every row sent on a
-/// connection arrived; every row handed to a sink was written.
+/// connection arrived; every row handed to a sink was written; every reject was written; along
+/// every simple path, read = written + filtered + rejected.
 fn check_accounting(
     nodes: &[NodeSummary],
     edges: &[Edge],
-    sent: &[AtomicU64],
-    received: &[AtomicU64],
+    shared: &Shared<'_>,
     sinks: &[(Box<dyn Sink>, u64)],
+    dead_letter: Option<&(Box<dyn Sink>, u64)>,
+    paths: &[PathSummary],
 ) -> Result<(), RunError> {
+    let bug = |msg: String| Err(RunError::Internal(msg));
     for (i, edge) in edges.iter().enumerate() {
-        let (s, r) = (
-            sent[i].load(Ordering::SeqCst),
-            received[i].load(Ordering::SeqCst),
-        );
-        if s != r {
-            return Err(RunError::Internal(format!(
-                "connection {} -> {} lost rows: {s} sent, {r} received",
-                nodes[edge.from].name, nodes[edge.to].name
-            )));
+        let sent = shared.edge_sent[i].load(Ordering::SeqCst);
+        let received = shared.edge_received[i].load(Ordering::SeqCst);
+        if sent != received {
+            let (from, to) = (&nodes[edge.from].name, &nodes[edge.to].name);
+            return bug(format!(
+                "connection {from} -> {to} lost rows: {sent} sent, {received} received"
+            ));
         }
     }
     for n in nodes {
-        let accounted = n.rows_out + n.rows_filtered + n.rows_rejected;
-        if n.rows_in != accounted {
-            return Err(RunError::Internal(format!(
+        if n.rows_in != n.rows_out + n.rows_filtered + n.rows_rejected {
+            return bug(format!(
                 "node `{}`: {} rows in but {} out + {} filtered + {} rejected",
                 n.name, n.rows_in, n.rows_out, n.rows_filtered, n.rows_rejected
-            )));
+            ));
         }
     }
     let delivered: u64 = nodes
@@ -300,302 +409,26 @@ fn check_accounting(
         .sum();
     let written: u64 = sinks.iter().map(|(_, w)| *w).sum();
     if delivered != written {
-        return Err(RunError::Internal(format!(
+        return bug(format!(
             "sinks received {delivered} rows but report {written} written"
-        )));
+        ));
+    }
+    let rejected = shared.rows_rejected.load(Ordering::SeqCst);
+    let dead_written = dead_letter.map_or(0, |(_, w)| *w);
+    if rejected != dead_written {
+        return bug(format!(
+            "{rejected} rows rejected but {dead_written} written to the dead-letter file"
+        ));
+    }
+    for p in paths {
+        if p.read != p.written + p.filtered + p.rejected {
+            return bug(format!(
+                "path {}: read {} but written {} + filtered {} + rejected {}",
+                p.path, p.read, p.written, p.filtered, p.rejected
+            ));
+        }
     }
     Ok(())
-}
-
-fn run_node(
-    node: BuiltNode,
-    ins: Vec<(usize, Receiver<Batch>)>,
-    outs: Vec<(usize, Sender<Batch>)>,
-    shared: &Shared<'_>,
-) -> NodeResult {
-    let mut summary = NodeSummary {
-        name: node.name.clone(),
-        type_name: node.type_name,
-        ..NodeSummary::default()
-    };
-    let mut busy = Duration::ZERO;
-    let name = node.name;
-    let outcome = catch_unwind(AssertUnwindSafe(|| match node.runtime {
-        Runtime::Source(source) => {
-            summary.role = "source";
-            drive_source(source, &outs, shared, &mut summary, &mut busy);
-            None
-        }
-        Runtime::Transform(t, parallel) => {
-            summary.role = "transform";
-            let mut inputs = Inputs::new(ins, shared);
-            if parallel {
-                drive_parallel(&*t, &mut inputs, &outs, shared, &mut summary, &mut busy);
-            } else {
-                drive_transform(&*t, &mut inputs, &outs, shared, &mut summary, &mut busy);
-            }
-            None
-        }
-        Runtime::Sink(sink) => {
-            summary.role = "sink";
-            let mut inputs = Inputs::new(ins, shared);
-            drive_sink(sink, &mut inputs, shared, &mut summary, &mut busy)
-        }
-    }));
-    summary.busy_ms = millis(busy);
-    let sink = match outcome {
-        Ok(sink) => sink,
-        Err(panic) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
-            shared.fail(RunError::Internal(format!(
-                "node `{name}` panicked: {what}"
-            )));
-            None
-        }
-    };
-    NodeResult { summary, sink }
-}
-
-/// Time `f` into `busy`.
-fn timed<T>(busy: &mut Duration, f: impl FnOnce() -> T) -> T {
-    let t = Instant::now();
-    let out = f();
-    *busy += t.elapsed();
-    out
-}
-
-/// Send to every consumer (fan-out shares the batch). False if a consumer is gone, which only
-/// happens when the run is failing.
-fn send_all(
-    batch: Batch,
-    outs: &[(usize, Sender<Batch>)],
-    shared: &Shared<'_>,
-    summary: &mut NodeSummary,
-) -> bool {
-    let rows = batch.num_rows() as u64;
-    summary.rows_out += rows;
-    summary.batches_out += 1;
-    for (edge, tx) in outs {
-        shared.edge_sent[*edge].fetch_add(rows, Ordering::SeqCst);
-        if tx.send(batch.clone()).is_err() {
-            return false;
-        }
-    }
-    true
-}
-
-fn drive_source(
-    mut source: Box<dyn Source>,
-    outs: &[(usize, Sender<Batch>)],
-    shared: &Shared<'_>,
-    summary: &mut NodeSummary,
-    busy: &mut Duration,
-) {
-    while !shared.should_stop() {
-        match timed(busy, || source.next_batch()) {
-            Ok(Some(batch)) => {
-                summary.rows_in += batch.num_rows() as u64;
-                summary.batches_in += 1;
-                if !send_all(batch, outs, shared, summary) {
-                    return;
-                }
-            }
-            Ok(None) => return,
-            Err(e) => return shared.fail(e),
-        }
-    }
-}
-
-/// The receiving ends of a node's input connections, read in arrival order.
-struct Inputs<'s, 'a> {
-    live: Vec<(usize, Receiver<Batch>)>,
-    shared: &'s Shared<'a>,
-}
-
-impl<'s, 'a> Inputs<'s, 'a> {
-    fn new(live: Vec<(usize, Receiver<Batch>)>, shared: &'s Shared<'a>) -> Self {
-        Self { live, shared }
-    }
-
-    fn note(&self, edge: usize, batch: &Batch) {
-        self.shared.edge_received[edge].fetch_add(batch.num_rows() as u64, Ordering::SeqCst);
-    }
-
-    /// The next batch from any input; `None` once every input has ended.
-    fn recv(&mut self) -> Option<Batch> {
-        loop {
-            match self.live.len() {
-                0 => return None,
-                1 => {
-                    let got = self.live[0].1.recv();
-                    match got {
-                        Ok(b) => {
-                            self.note(self.live[0].0, &b);
-                            return Some(b);
-                        }
-                        Err(_) => self.live.clear(),
-                    }
-                }
-                _ => {
-                    let mut select = Select::new();
-                    for (_, rx) in &self.live {
-                        select.recv(rx);
-                    }
-                    let op = select.select();
-                    let i = op.index();
-                    match op.recv(&self.live[i].1) {
-                        Ok(b) => {
-                            self.note(self.live[i].0, &b);
-                            return Some(b);
-                        }
-                        Err(_) => {
-                            self.live.remove(i);
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// A batch that is already waiting, without blocking.
-    fn try_recv(&mut self) -> Option<Batch> {
-        let mut i = 0;
-        while i < self.live.len() {
-            match self.live[i].1.try_recv() {
-                Ok(b) => {
-                    self.note(self.live[i].0, &b);
-                    return Some(b);
-                }
-                Err(TryRecvError::Empty) => i += 1,
-                Err(TryRecvError::Disconnected) => {
-                    self.live.remove(i);
-                }
-            }
-        }
-        None
-    }
-}
-
-fn count_in(summary: &mut NodeSummary, batch: &Batch) {
-    summary.rows_in += batch.num_rows() as u64;
-    summary.batches_in += 1;
-}
-
-fn emit_transformed(
-    rows_in: usize,
-    result: Result<Batch, RunError>,
-    outs: &[(usize, Sender<Batch>)],
-    shared: &Shared<'_>,
-    summary: &mut NodeSummary,
-) -> bool {
-    match result {
-        Ok(out) => {
-            summary.rows_filtered += rows_in.saturating_sub(out.num_rows()) as u64;
-            send_all(out, outs, shared, summary)
-        }
-        Err(e) => {
-            shared.fail(e);
-            false
-        }
-    }
-}
-
-fn drive_transform(
-    t: &dyn Transform,
-    inputs: &mut Inputs<'_, '_>,
-    outs: &[(usize, Sender<Batch>)],
-    shared: &Shared<'_>,
-    summary: &mut NodeSummary,
-    busy: &mut Duration,
-) {
-    while let Some(batch) = inputs.recv() {
-        if shared.should_stop() {
-            return;
-        }
-        count_in(summary, &batch);
-        let rows = batch.num_rows();
-        let result = timed(busy, || t.apply(batch));
-        if !emit_transformed(rows, result, outs, shared, summary) {
-            return;
-        }
-    }
-}
-
-/// Up to `window` waiting batches are transformed at once on the worker pool, then emitted in the
-/// order they arrived.
-fn drive_parallel(
-    t: &dyn Transform,
-    inputs: &mut Inputs<'_, '_>,
-    outs: &[(usize, Sender<Batch>)],
-    shared: &Shared<'_>,
-    summary: &mut NodeSummary,
-    busy: &mut Duration,
-) {
-    while let Some(first) = inputs.recv() {
-        if shared.should_stop() {
-            return;
-        }
-        let mut window = vec![first];
-        while window.len() < shared.window {
-            match inputs.try_recv() {
-                Some(b) => window.push(b),
-                None => break,
-            }
-        }
-        let sizes: Vec<usize> = window.iter().map(Batch::num_rows).collect();
-        for b in &window {
-            count_in(summary, b);
-        }
-        let work = || -> Vec<Result<Batch, RunError>> {
-            window.into_par_iter().map(|b| t.apply(b)).collect()
-        };
-        let results = timed(busy, || match &shared.pool {
-            Some(pool) => pool.install(work),
-            None => work(),
-        });
-        for (rows, result) in sizes.into_iter().zip(results) {
-            if !emit_transformed(rows, result, outs, shared, summary) {
-                return;
-            }
-        }
-    }
-}
-
-fn drive_sink(
-    mut sink: Box<dyn Sink>,
-    inputs: &mut Inputs<'_, '_>,
-    shared: &Shared<'_>,
-    summary: &mut NodeSummary,
-    busy: &mut Duration,
-) -> Option<(Box<dyn Sink>, u64)> {
-    while let Some(batch) = inputs.recv() {
-        if shared.should_stop() {
-            return None;
-        }
-        count_in(summary, &batch);
-        if let Err(e) = timed(busy, || sink.write(&batch)) {
-            shared.fail(e);
-            return None;
-        }
-    }
-    // Inputs also end when an upstream node fails; never finish a sink on a failing run.
-    if shared.should_stop() {
-        return None;
-    }
-    match timed(busy, || sink.finish()) {
-        Ok(written) => {
-            summary.rows_out = written;
-            Some((sink, written))
-        }
-        Err(e) => {
-            shared.fail(e);
-            None
-        }
-    }
 }
 
 #[cfg(test)]

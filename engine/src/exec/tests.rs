@@ -13,7 +13,7 @@ use crate::component::{
     BuildCx, NodeCx, Sink, SinkConfig, Source, SourceConfig, Transform, TransformConfig,
 };
 use crate::config::{ConfigCx, MapReader};
-use crate::error::{BuildError, ConfigErrors, RunError};
+use crate::error::{BuildError, ConfigErrors, RowError, RowErrorKind, RunError, Stage};
 use crate::registry::{Parser, Registry};
 use crate::{load_plan, Batch, LoadOptions, RunOutcome};
 
@@ -67,7 +67,7 @@ struct NumbersRun {
 }
 
 impl Source for NumbersRun {
-    fn next_batch(&mut self) -> Result<Option<Batch>, RunError> {
+    fn next_batch(&mut self, _: &mut Vec<RowError>) -> Result<Option<Batch>, RunError> {
         if self.next >= self.end {
             return Ok(None);
         }
@@ -86,12 +86,14 @@ impl Source for NumbersRun {
     }
 }
 
-/// Keeps even numbers; optionally fails or panics on the batch starting at a given number.
+/// Keeps even numbers; optionally fails or panics on the batch starting at a given number, and
+/// rejects multiples of `RejectEvery`.
 #[derive(Debug)]
 struct Evens {
     parallel: bool,
     fail_at: Option<i64>,
     panic_at: Option<i64>,
+    reject_every: Option<i64>,
 }
 
 fn parse_evens(
@@ -103,6 +105,7 @@ fn parse_evens(
         parallel: m.bool(cx, "Parallel").unwrap_or(false),
         fail_at: m.integer(cx, "FailAt", 0, u64::MAX).map(|v| v as i64),
         panic_at: m.integer(cx, "PanicAt", 0, u64::MAX).map(|v| v as i64),
+        reject_every: m.integer(cx, "RejectEvery", 1, u64::MAX).map(|v| v as i64),
     }))
 }
 
@@ -117,6 +120,7 @@ impl TransformConfig for Evens {
         Ok(Box::new(EvensRun {
             fail_at: self.fail_at,
             panic_at: self.panic_at,
+            reject_every: self.reject_every,
         }))
     }
 }
@@ -124,10 +128,11 @@ impl TransformConfig for Evens {
 struct EvensRun {
     fail_at: Option<i64>,
     panic_at: Option<i64>,
+    reject_every: Option<i64>,
 }
 
 impl Transform for EvensRun {
-    fn apply(&self, batch: Batch) -> Result<Batch, RunError> {
+    fn apply(&self, batch: Batch, rejects: &mut Vec<RowError>) -> Result<Batch, RunError> {
         let n = batch
             .data
             .column(0)
@@ -145,7 +150,24 @@ impl Transform for EvensRun {
             });
         }
         assert!(self.panic_at != Some(first), "deliberate panic at {first}");
-        let mask: BooleanArray = n.iter().map(|v| v.map(|v| v % 2 == 0)).collect();
+        let bad = |v: i64| self.reject_every.is_some_and(|k| v % k == 0);
+        for v in n.values().iter().copied().filter(|&v| bad(v)) {
+            rejects.push(RowError {
+                node: "t".into(),
+                stage: Stage::Validate,
+                kind: RowErrorKind::Validation,
+                file: None,
+                line: Some(v as u64 + 2),
+                record: None,
+                byte_offset: None,
+                column: None,
+                value: Some(v.to_string()),
+                message: format!("{v} is refused"),
+                hint: None,
+                raw: None,
+            });
+        }
+        let mask: BooleanArray = n.iter().map(|v| v.map(|v| v % 2 == 0 && !bad(v))).collect();
         Ok(batch.filter(&mask).unwrap())
     }
 }
@@ -204,11 +226,48 @@ impl Sink for CollectRun {
     }
 }
 
+/// The dead-letter stand-in records rejected numbers under the key "<file name>".
+fn dead_letter(path: &std::path::Path, _: &BuildCx) -> Result<Box<dyn Sink>, BuildError> {
+    let name = path.file_name().unwrap().to_string_lossy().into_owned();
+    collected()
+        .lock()
+        .unwrap()
+        .insert(name.clone(), (Vec::new(), false));
+    Ok(Box::new(RejectCollect {
+        name,
+        values: Vec::new(),
+    }))
+}
+
+struct RejectCollect {
+    name: String,
+    values: Vec<i64>,
+}
+
+impl Sink for RejectCollect {
+    fn write(&mut self, batch: &Batch) -> Result<(), RunError> {
+        assert_eq!(batch.data.schema(), crate::reject::reject_schema());
+        for line in batch.origin.lines.values() {
+            self.values.push(*line as i64 - 2);
+        }
+        Ok(())
+    }
+    fn finish(&mut self) -> Result<u64, RunError> {
+        collected().lock().unwrap().get_mut(&self.name).unwrap().0 = self.values.clone();
+        Ok(self.values.len() as u64)
+    }
+    fn commit(self: Box<Self>) -> Result<(), RunError> {
+        collected().lock().unwrap().get_mut(&self.name).unwrap().1 = true;
+        Ok(())
+    }
+}
+
 fn registry() -> Registry {
     let mut r = Registry::new();
     r.register("Numbers", Parser::Source(parse_numbers))
         .register("Evens", Parser::Transform(parse_evens))
-        .register("Collect", Parser::Sink(parse_collect));
+        .register("Collect", Parser::Sink(parse_collect))
+        .set_dead_letter(dead_letter);
     r
 }
 
@@ -411,4 +470,87 @@ fn empty_sources_still_commit_sinks() {
     out.result.unwrap();
     assert_eq!(sink("empty_sink"), (vec![], true));
     assert_eq!(out.summary.rows_read, 0);
+}
+
+#[test]
+fn skip_row_sends_rejects_to_the_dead_letter_and_accounts_for_them() {
+    let yaml = chain(
+        "skip_sink",
+        "ErrorHandling: skip-row, DeadLetter: /nonexistent/skip.rejects",
+        "Parallel: true, RejectEvery: 10",
+    );
+    let out = run("skip", &yaml, false);
+    out.result.unwrap();
+    let (values, committed) = sink("skip_sink");
+    assert!(committed);
+    assert_eq!(
+        values,
+        (0..600)
+            .filter(|v| v % 2 == 0 && v % 10 != 0)
+            .collect::<Vec<_>>()
+    );
+    let (rejected, dl_committed) = sink("skip.rejects");
+    assert!(dl_committed, "the dead letter commits with the outputs");
+    assert_eq!(
+        rejected,
+        (0..600).filter(|v| v % 10 == 0).collect::<Vec<_>>()
+    );
+    let t = &out.summary.nodes[1];
+    assert_eq!(
+        (t.rows_in, t.rows_out, t.rows_filtered, t.rows_rejected),
+        (600, 240, 300, 60)
+    );
+    assert_eq!(t.rejected_by_type.get("VALIDATION"), Some(&60));
+    assert_eq!(out.summary.paths[0].read, 600);
+    assert_eq!(
+        out.summary.paths[0].written
+            + out.summary.paths[0].filtered
+            + out.summary.paths[0].rejected,
+        600
+    );
+    assert!(out
+        .summary
+        .render()
+        .ends_with("60 rows rejected → /nonexistent/skip.rejects\n"));
+}
+
+#[test]
+fn fail_fast_turns_the_first_reject_into_the_error() {
+    let out = run("ff", &chain("ff_sink", "", "RejectEvery: 250"), false);
+    let err = out.result.unwrap_err().to_string();
+    assert!(err.contains("0 is refused"), "{err}");
+    assert!(!sink("ff_sink").1);
+}
+
+#[test]
+fn max_errors_stops_the_run_and_commits_nothing() {
+    for (cap, name) in [("5", "cap_count"), ("\"5%\"", "cap_percent")] {
+        let settings = format!(
+            "ErrorHandling: skip-row, MaxErrors: {cap}, DeadLetter: /nonexistent/{name}.rejects"
+        );
+        let out = run(
+            name,
+            &chain(&format!("{name}_sink"), &settings, "RejectEvery: 10"),
+            false,
+        );
+        let err = out.result.unwrap_err();
+        assert!(matches!(err, RunError::TooManyRejects { .. }), "{err}");
+        assert!(err.to_string().contains("first reject"), "{err}");
+        assert!(!sink(&format!("{name}_sink")).1);
+        assert!(
+            !sink(&format!("{name}.rejects")).1,
+            "a failed run commits no dead letter"
+        );
+    }
+}
+
+#[test]
+fn a_node_can_override_the_pipeline_policy() {
+    let yaml = chain(
+        "override_sink",
+        "ErrorHandling: skip-row, DeadLetter: /nonexistent/override.rejects",
+        "RejectEvery: 100, ErrorHandling: fail-fast",
+    );
+    let out = run("override", &yaml, false);
+    assert!(out.result.unwrap_err().to_string().contains("0 is refused"));
 }

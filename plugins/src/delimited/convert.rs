@@ -1,7 +1,7 @@
 //! Converting fields of decoded records into typed Arrow arrays, one column at a time.
 //!
-//! Conversion is strict: a value either parses exactly as the declared type or is an error that
-//! names the value and what was expected. Nothing is rounded, clamped or silently nulled.
+//! Conversion is strict: a value either parses exactly as the declared type or is reported with
+//! the value and what was expected. Nothing is rounded, clamped or silently nulled.
 
 use std::sync::Arc;
 
@@ -11,7 +11,7 @@ use arrow_array::types::{
     TimestampMicrosecondType,
 };
 use arrow_array::{ArrayRef, BooleanArray, StringArray};
-use arrow_buffer::{Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
+use arrow_buffer::{BooleanBuffer, Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone};
 use flowengine_engine::error::RowErrorKind;
 use flowengine_engine::schema::ColumnType;
@@ -31,7 +31,7 @@ pub struct ColumnReader {
     pub format: Option<String>,
     /// Which field of the record feeds this column.
     pub field: usize,
-    /// Trim spaces and tabs around the value.
+    /// Trim ASCII whitespace around the value.
     pub trim: bool,
 }
 
@@ -52,29 +52,38 @@ pub struct ConvertError {
     pub hint: String,
 }
 
-/// Convert every column; on failure, the error of the earliest record (then leftmost column).
-pub fn convert(records: &Records, columns: &[ColumnReader]) -> Result<Vec<ArrayRef>, ConvertError> {
+/// Convert every column. Records marked in `skip` (already refused) and records with a bad value
+/// get a null placeholder; every bad value is returned, ordered by record, then column. The caller
+/// removes the placeholder rows before the arrays meet a non-nullable schema.
+pub fn convert(
+    records: &Records,
+    columns: &[ColumnReader],
+    skip: &[bool],
+) -> (Vec<ArrayRef>, Vec<ConvertError>) {
     let mut arrays = Vec::with_capacity(columns.len());
-    let mut first_error: Option<ConvertError> = None;
+    let mut errors = Vec::new();
     for (c, col) in columns.iter().enumerate() {
-        match convert_column(records, col) {
-            Ok(a) => arrays.push(a),
-            Err(mut e) => {
-                e.column = c;
-                if first_error.as_ref().is_none_or(|f| e.record < f.record) {
-                    first_error = Some(e);
-                }
-            }
+        let start = errors.len();
+        let cx = ColumnCx { records, col, skip };
+        arrays.push(convert_column(cx, &mut errors));
+        for e in &mut errors[start..] {
+            e.column = c;
         }
     }
-    match first_error {
-        Some(e) => Err(e),
-        None => Ok(arrays),
-    }
+    errors.sort_by_key(|e| (e.record, e.column));
+    (arrays, errors)
 }
 
-/// The field of record `r` for `col`, trimmed if asked. Records were checked for width before
-/// conversion, so a missing field only happens with ragged-row tolerance and reads as empty.
+/// The column being converted, and which records to leave as placeholders.
+#[derive(Clone, Copy)]
+struct ColumnCx<'a> {
+    records: &'a Records,
+    col: &'a ColumnReader,
+    skip: &'a [bool],
+}
+
+/// The field of record `r` for `col`, trimmed if asked. A missing field (allowed by `RaggedRows`)
+/// reads as empty.
 fn field<'r>(records: &'r Records, r: usize, col: &ColumnReader) -> &'r [u8] {
     let raw = records.field(r, col.field).unwrap_or(b"");
     if col.trim {
@@ -105,60 +114,46 @@ fn null_in_required(r: usize, col: &ColumnReader) -> ConvertError {
     )
 }
 
-fn convert_column(records: &Records, col: &ColumnReader) -> Result<ArrayRef, ConvertError> {
-    match &col.ty {
-        ColumnType::Utf8 => strings(records, col),
-        ColumnType::Int32 => primitive::<Int32Type>(records, col, parse_int::<i32>),
-        ColumnType::Int64 => primitive::<Int64Type>(records, col, parse_int::<i64>),
-        ColumnType::Float32 => primitive::<Float32Type>(records, col, parse_float::<f32>),
-        ColumnType::Float64 => primitive::<Float64Type>(records, col, parse_float::<f64>),
-        ColumnType::Bool => booleans(records, col),
+fn convert_column(cx: ColumnCx<'_>, errors: &mut Vec<ConvertError>) -> ArrayRef {
+    match &cx.col.ty {
+        ColumnType::Utf8 => strings(cx, errors),
+        ColumnType::Int32 => primitive::<Int32Type>(cx, errors, parse_int::<i32>),
+        ColumnType::Int64 => primitive::<Int64Type>(cx, errors, parse_int::<i64>),
+        ColumnType::Float32 => primitive::<Float32Type>(cx, errors, parse_float::<f32>),
+        ColumnType::Float64 => primitive::<Float64Type>(cx, errors, parse_float::<f64>),
+        ColumnType::Bool => booleans(cx, errors),
         ColumnType::Date => {
-            let format = col.format.as_deref().unwrap_or("%Y-%m-%d");
-            primitive::<Date32Type>(records, col, |v| parse_date(v, format))
+            let format = cx.col.format.as_deref().unwrap_or("%Y-%m-%d");
+            primitive::<Date32Type>(cx, errors, |v| parse_date(v, format))
         }
         ColumnType::Decimal { precision, scale } => {
             let (p, s) = (*precision, *scale);
-            let array = primitive::<Decimal128Type>(records, col, |v| parse_decimal(v, p, s))?;
+            let array = primitive::<Decimal128Type>(cx, errors, |v| parse_decimal(v, p, s));
             let array = array
                 .as_any()
                 .downcast_ref::<arrow_array::Decimal128Array>()
                 .cloned()
                 .and_then(|a| a.with_precision_and_scale(p, s).ok())
                 .expect("precision and scale were validated at plan time");
-            Ok(Arc::new(array))
+            Arc::new(array)
         }
         ColumnType::Timestamp { tz } => {
-            let tz = tz
+            let zone = tz
                 .as_deref()
                 .map(|t| t.parse::<arrow_array::timezone::Tz>())
                 .transpose()
                 .expect("time zones are validated at plan time");
-            let format = col.format.as_deref();
-            let array = primitive::<TimestampMicrosecondType>(records, col, |v| {
-                parse_timestamp(v, format, tz.as_ref())
-            })?;
+            let format = cx.col.format.as_deref();
+            let array = primitive::<TimestampMicrosecondType>(cx, errors, |v| {
+                parse_timestamp(v, format, zone.as_ref())
+            });
             let array = array
                 .as_any()
                 .downcast_ref::<arrow_array::TimestampMicrosecondArray>()
                 .cloned()
                 .expect("a timestamp array")
-                .with_timezone_opt(col.ty.to_arrow_tz());
-            Ok(Arc::new(array))
-        }
-    }
-}
-
-/// Extension to get the time zone of a timestamp column type.
-trait TzOf {
-    fn to_arrow_tz(&self) -> Option<Arc<str>>;
-}
-
-impl TzOf for ColumnType {
-    fn to_arrow_tz(&self) -> Option<Arc<str>> {
-        match self {
-            ColumnType::Timestamp { tz } => tz.clone(),
-            _ => None,
+                .with_timezone_opt(tz.clone());
+            Arc::new(array)
         }
     }
 }
@@ -167,16 +162,21 @@ impl TzOf for ColumnType {
 type Refusal = (String, &'static str);
 
 fn primitive<T: ArrowPrimitiveType>(
-    records: &Records,
-    col: &ColumnReader,
+    cx: ColumnCx<'_>,
+    errors: &mut Vec<ConvertError>,
     parse: impl Fn(&[u8]) -> Result<T::Native, Refusal>,
-) -> Result<ArrayRef, ConvertError> {
+) -> ArrayRef {
+    let ColumnCx { records, col, skip } = cx;
     let mut builder = PrimitiveBuilder::<T>::with_capacity(records.len());
-    for r in 0..records.len() {
+    for (r, &skipped) in skip.iter().enumerate().take(records.len()) {
         let v = field(records, r, col);
+        if skipped {
+            builder.append_null();
+            continue;
+        }
         if v.is_empty() {
             if !col.nullable {
-                return Err(null_in_required(r, col));
+                errors.push(null_in_required(r, col));
             }
             builder.append_null();
             continue;
@@ -184,50 +184,84 @@ fn primitive<T: ArrowPrimitiveType>(
         match parse(v) {
             Ok(x) => builder.append_value(x),
             Err((message, hint)) => {
-                return Err(fail(r, RowErrorKind::TypeConversion, v, message, hint));
+                errors.push(fail(r, RowErrorKind::TypeConversion, v, message, hint));
+                builder.append_null();
             }
         }
     }
-    Ok(Arc::new(builder.finish()))
+    Arc::new(builder.finish())
 }
 
-fn strings(records: &Records, col: &ColumnReader) -> Result<ArrayRef, ConvertError> {
+fn strings(cx: ColumnCx<'_>, errors: &mut Vec<ConvertError>) -> ArrayRef {
+    let ColumnCx { records, col, skip } = cx;
     let n = records.len();
-    let mut offsets: Vec<i32> = Vec::with_capacity(n + 1);
+    let mut offsets: Vec<usize> = Vec::with_capacity(n + 1);
     let mut values: Vec<u8> = Vec::new();
     let mut valid = BooleanBufferBuilder::new(n);
     offsets.push(0);
-    for r in 0..n {
-        let v = field(records, r, col);
+    for (r, &skipped) in skip.iter().enumerate().take(n) {
+        let v = if skipped {
+            b"".as_slice()
+        } else {
+            field(records, r, col)
+        };
         values.extend_from_slice(v);
-        let end = i32::try_from(values.len()).map_err(|_| {
-            fail(
+        offsets.push(values.len());
+        valid.append(!(skipped || v.is_empty() && col.nullable));
+    }
+    let valid = valid.finish();
+    if std::str::from_utf8(&values).is_ok() {
+        return string_array(&offsets, values, valid, errors);
+    }
+    // Rare path: report every bad value and blank it, so the array stays valid UTF-8.
+    let mut clean = Vec::with_capacity(values.len());
+    let mut clean_offsets = Vec::with_capacity(n + 1);
+    let mut bits = BooleanBufferBuilder::new(n);
+    clean_offsets.push(0);
+    for r in 0..n {
+        let v = &values[offsets[r]..offsets[r + 1]];
+        let ok = std::str::from_utf8(v).is_ok();
+        if ok {
+            clean.extend_from_slice(v);
+        } else {
+            errors.push(fail(
                 r,
-                RowErrorKind::RecordTooLarge,
-                b"",
-                "a batch's text in one column exceeds 2 GiB".into(),
-                "lower `ChunkSize`",
-            )
-        })?;
-        offsets.push(end);
-        valid.append(!(v.is_empty() && col.nullable));
+                RowErrorKind::InvalidUtf8,
+                v,
+                "the value is not valid UTF-8".into(),
+                "convert the file to UTF-8 (e.g. `iconv -f latin1 -t utf-8`)",
+            ));
+        }
+        clean_offsets.push(clean.len());
+        bits.append(ok && valid.value(r));
     }
-    if let Err(e) = std::str::from_utf8(&values) {
-        let bad = e.valid_up_to();
-        // The record whose value holds the first invalid byte.
-        let r = offsets
-            .partition_point(|&o| (o as usize) <= bad)
-            .saturating_sub(1);
-        let v = field(records, r, col);
-        return Err(fail(
-            r,
-            RowErrorKind::InvalidUtf8,
-            v,
-            "the value is not valid UTF-8".into(),
-            "convert the file to UTF-8 (e.g. `iconv -f latin1 -t utf-8`)",
+    string_array(&clean_offsets, clean, bits.finish(), errors)
+}
+
+/// Assemble a `StringArray` from validated UTF-8. Offsets are i32: a column of one batch holding
+/// more than 2 GiB of text is refused (lower `ChunkSize`) rather than overflowing.
+fn string_array(
+    offsets: &[usize],
+    values: Vec<u8>,
+    valid: BooleanBuffer,
+    errors: &mut Vec<ConvertError>,
+) -> ArrayRef {
+    let Ok(offsets) = offsets
+        .iter()
+        .map(|&o| i32::try_from(o))
+        .collect::<Result<Vec<i32>, _>>()
+    else {
+        let n = offsets.len() - 1;
+        errors.push(fail(
+            0,
+            RowErrorKind::RecordTooLarge,
+            b"",
+            "one column of this batch holds more than 2 GiB of text".into(),
+            "lower `ChunkSize`",
         ));
-    }
-    let nulls = NullBuffer::new(valid.finish());
+        return Arc::new(StringArray::new_null(n));
+    };
+    let nulls = NullBuffer::new(valid);
     let nulls = (nulls.null_count() > 0).then_some(nulls);
     let array = StringArray::try_new(
         OffsetBuffer::new(ScalarBuffer::from(offsets)),
@@ -235,36 +269,42 @@ fn strings(records: &Records, col: &ColumnReader) -> Result<ArrayRef, ConvertErr
         nulls,
     )
     .expect("offsets are monotonic and values were validated as UTF-8");
-    Ok(Arc::new(array))
+    Arc::new(array)
 }
 
-fn booleans(records: &Records, col: &ColumnReader) -> Result<ArrayRef, ConvertError> {
+fn booleans(cx: ColumnCx<'_>, errors: &mut Vec<ConvertError>) -> ArrayRef {
+    let ColumnCx { records, col, skip } = cx;
     let mut out: Vec<Option<bool>> = Vec::with_capacity(records.len());
-    for r in 0..records.len() {
+    for (r, &skipped) in skip.iter().enumerate().take(records.len()) {
         let v = field(records, r, col);
+        if skipped {
+            out.push(None);
+            continue;
+        }
         if v.is_empty() {
             if !col.nullable {
-                return Err(null_in_required(r, col));
+                errors.push(null_in_required(r, col));
             }
             out.push(None);
             continue;
         }
         let b = match v.to_ascii_lowercase().as_slice() {
-            b"true" | b"t" | b"yes" | b"y" | b"1" => true,
-            b"false" | b"f" | b"no" | b"n" | b"0" => false,
+            b"true" | b"t" | b"yes" | b"y" | b"1" => Some(true),
+            b"false" | b"f" | b"no" | b"n" | b"0" => Some(false),
             _ => {
-                return Err(fail(
+                errors.push(fail(
                     r,
                     RowErrorKind::TypeConversion,
                     v,
                     "expected a boolean".into(),
                     "booleans are true/false, t/f, yes/no, y/n or 1/0 (any case)",
-                ))
+                ));
+                None
             }
         };
-        out.push(Some(b));
+        out.push(b);
     }
-    Ok(Arc::new(BooleanArray::from(out)))
+    Arc::new(BooleanArray::from(out))
 }
 
 fn as_str(v: &[u8]) -> Result<&str, Refusal> {

@@ -8,6 +8,7 @@
 //! fields, so a record's line is the physical line of its first byte in the file.
 
 use csv_core::{ReadRecordResult, Terminator};
+use flowengine_engine::error::RowErrorKind;
 
 /// The characters that structure a delimited file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +46,8 @@ pub struct Records {
     /// Raw bytes of every record, as read (for messages and, later, reject files).
     raw: Vec<u8>,
     raw_ends: Vec<usize>,
+    /// Per record: why it is bad, if it is.
+    pub problems: Vec<Option<Problem>>,
 }
 
 impl Records {
@@ -67,6 +70,7 @@ impl Records {
         self.offsets.clear();
         self.raw.clear();
         self.raw_ends.clear();
+        self.problems.clear();
     }
 
     /// Number of fields in record `r`.
@@ -92,20 +96,64 @@ impl Records {
     }
 }
 
-/// A record the decoder could not accept.
+/// What to do with a record whose field count differs from the expected width.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Ragged {
+    /// It is a bad row (TOO_MANY_FIELDS / TOO_FEW_FIELDS).
+    #[default]
+    Error,
+    /// Missing trailing fields read as empty (null); extra fields are still an error.
+    PadNull,
+    /// Extra fields are dropped and missing ones read as empty (null).
+    Truncate,
+}
+
+/// The checks made on every record while splitting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checks {
+    /// Refuse a quote inside an unquoted field and text after a closing quote.
+    pub strict_quotes: bool,
+    /// Fields every record must have; `None` lets the first record decide.
+    pub width: Option<usize>,
+    /// What a record of another width is.
+    pub ragged: Ragged,
+    /// Records longer than this are refused without being held in memory.
+    pub max_record_bytes: usize,
+}
+
+impl Default for Checks {
+    fn default() -> Self {
+        Self {
+            strict_quotes: true,
+            width: None,
+            ragged: Ragged::Error,
+            max_record_bytes: 16 << 20,
+        }
+    }
+}
+
+/// Why a record is bad, found while splitting.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UnterminatedQuote {
-    /// Line where the record (and its open quote) starts.
-    pub line: u64,
-    /// Byte offset of the record.
-    pub offset: u64,
+pub struct Problem {
+    /// Classification.
+    pub kind: RowErrorKind,
+    /// What is wrong.
+    pub message: String,
+    /// How to fix it.
+    pub hint: String,
 }
 
 /// Incremental splitter of bytes into [`Records`].
+///
+/// A record with a structural problem (stray or unclosed quote, wrong field count, too large) that
+/// spans several physical lines most likely swallowed the lines after a bad quote. The decoder then
+/// *resyncs*: only the record's first line is refused, and decoding restarts on the next line, so
+/// one bad quote costs one row, not the rest of the file.
 #[derive(Debug)]
 pub struct Decoder {
     csv: csv_core::Reader,
-    quote: Option<u8>,
+    dialect: Dialect,
+    checks: Checks,
     line: u64,
     offset: u64,
     in_record: bool,
@@ -117,23 +165,22 @@ pub struct Decoder {
     rec_len: usize,
     rec_ends: Vec<usize>,
     rec_nends: usize,
+    /// Bytes to decode again after a resync, before any new input.
+    pushback: Vec<u8>,
+    /// Discarding the rest of a line longer than `max_record_bytes`.
+    skipping: bool,
+    /// The last byte seen was `\r` (so a `\n` next is the same line break).
+    after_cr: bool,
     done: bool,
 }
 
 impl Decoder {
     /// A decoder whose first byte is at `line`/`offset` of the file.
-    pub fn new(dialect: Dialect, line: u64, offset: u64) -> Self {
-        let mut b = csv_core::ReaderBuilder::new();
-        b.delimiter(dialect.delimiter)
-            .terminator(Terminator::CRLF)
-            .escape(dialect.escape);
-        match dialect.quote {
-            Some(q) => b.quote(q),
-            None => b.quoting(false),
-        };
+    pub fn new(dialect: Dialect, checks: Checks, line: u64, offset: u64) -> Self {
         Self {
-            csv: b.build(),
-            quote: dialect.quote,
+            csv: csv_reader(dialect),
+            dialect,
+            checks,
             line,
             offset,
             in_record: false,
@@ -144,8 +191,21 @@ impl Decoder {
             rec_len: 0,
             rec_ends: vec![0; 64],
             rec_nends: 0,
+            pushback: Vec::new(),
+            skipping: false,
+            after_cr: false,
             done: false,
         }
+    }
+
+    /// Set the expected width (e.g. from the header).
+    pub fn set_width(&mut self, width: Option<usize>) {
+        self.checks.width = width;
+    }
+
+    /// The expected width, once known.
+    pub fn width(&self) -> Option<usize> {
+        self.checks.width
     }
 
     /// True after the end of input has been decoded.
@@ -158,28 +218,72 @@ impl Decoder {
         self.line
     }
 
-    /// The byte offset of the next unread byte.
-    pub fn offset(&self) -> u64 {
-        self.offset
-    }
-
-    /// Bytes of the record currently being decoded (to bound memory on runaway records).
-    pub fn partial_len(&self) -> usize {
-        self.rec_len
-    }
-
     /// Decode from `input` until `records` holds `limit` records or the input is used up; returns
-    /// the bytes consumed. Pass `eof = true` (with the remaining, possibly empty, input) once the
-    /// source has no more bytes, so the last record is finished even without a final newline.
+    /// the bytes of `input` consumed. Pass `eof = true` (with the remaining, possibly empty, input)
+    /// once the source has no more bytes, so the last record is finished even without a final
+    /// newline.
     pub fn decode(
         &mut self,
         input: &[u8],
         eof: bool,
         records: &mut Records,
         limit: usize,
-    ) -> Result<usize, UnterminatedQuote> {
+    ) -> usize {
+        let mut consumed = 0;
+        loop {
+            while !self.pushback.is_empty() && records.len() < limit {
+                let pending = std::mem::take(&mut self.pushback);
+                let (used, _) = self.step(&pending, false, records, limit);
+                // A resync inside the pending bytes queued its own bytes first; the rest follow.
+                self.pushback.extend_from_slice(&pending[used..]);
+                if used == 0 && self.pushback.len() == pending.len() {
+                    break; // waiting for more input to finish a record
+                }
+            }
+            if records.len() >= limit || self.done {
+                return consumed;
+            }
+            let (used, resynced) = self.step(
+                &input[consumed..],
+                eof && self.pushback.is_empty(),
+                records,
+                limit,
+            );
+            consumed += used;
+            if !resynced {
+                return consumed;
+            }
+        }
+    }
+
+    /// Decode until the limit, the end of `input`, or a resync (which returns `true`).
+    fn step(
+        &mut self,
+        input: &[u8],
+        eof: bool,
+        records: &mut Records,
+        limit: usize,
+    ) -> (usize, bool) {
         let mut consumed = 0;
         while records.len() < limit && !self.done {
+            if self.skipping {
+                match memchr::memchr(b'\n', &input[consumed..]) {
+                    Some(i) => {
+                        self.advance(&input[consumed..=consumed + i]);
+                        consumed += i + 1;
+                        self.finish_too_large(records);
+                    }
+                    None => {
+                        self.advance(&input[consumed..]);
+                        consumed = input.len();
+                        if !eof {
+                            break;
+                        }
+                        self.finish_too_large(records);
+                    }
+                }
+                continue;
+            }
             if !self.in_record {
                 // Blank lines between records are not records; skip them but count them.
                 let rest = &input[consumed..];
@@ -208,6 +312,19 @@ impl Decoder {
             consumed += nin;
             self.rec_len += nout;
             self.rec_nends += nend;
+            if records.raw.len() - self.rec_raw_start > self.checks.max_record_bytes {
+                let problem = self.too_large_problem();
+                if self.spans_lines(records) {
+                    self.resync(records, problem);
+                    return (consumed, true);
+                }
+                // One enormous line: keep a bounded prefix and drop the rest of the line.
+                records
+                    .raw
+                    .truncate(self.rec_raw_start + self.checks.max_record_bytes);
+                self.skipping = true;
+                continue;
+            }
             match result {
                 ReadRecordResult::InputEmpty => {
                     if !eof {
@@ -224,13 +341,13 @@ impl Decoder {
                 }
                 ReadRecordResult::Record => {
                     let ended_by_eof = eof && consumed == input.len();
-                    if ended_by_eof && self.open_quote(records) {
-                        return Err(UnterminatedQuote {
-                            line: self.rec_line,
-                            offset: self.rec_offset,
-                        });
+                    match self.check(records, ended_by_eof) {
+                        Some(problem) if self.spans_lines(records) => {
+                            self.resync(records, problem);
+                            return (consumed, true);
+                        }
+                        problem => self.push_record(records, problem),
                     }
-                    self.push_record(records);
                 }
                 ReadRecordResult::End => {
                     records.raw.truncate(self.rec_raw_start);
@@ -239,10 +356,111 @@ impl Decoder {
                 }
             }
         }
-        Ok(consumed)
+        (consumed, false)
     }
 
-    fn push_record(&mut self, records: &mut Records) {
+    /// Structural checks on the record just split.
+    fn check(&mut self, records: &Records, ended_by_eof: bool) -> Option<Problem> {
+        let raw = &records.raw[self.rec_raw_start..];
+        match quote_state(raw, self.dialect) {
+            QuoteScan::Clean => {}
+            QuoteScan::Unclosed if ended_by_eof => {
+                return Some(Problem {
+                    kind: RowErrorKind::UnterminatedQuote,
+                    message: "a quoted field is never closed before the end of the file".into(),
+                    hint: "look for a stray quote on this line; a quote inside a field must be doubled (\"\")".into(),
+                })
+            }
+            QuoteScan::Unclosed => {}
+            QuoteScan::Stray(at) if self.checks.strict_quotes => {
+                let col = raw[..at].iter().filter(|&&b| b == self.dialect.delimiter).count() + 1;
+                return Some(Problem {
+                    kind: RowErrorKind::StrayQuote,
+                    message: format!("a stray quote in field {col} (byte {} of the record): a quote inside an unquoted value, or text after a closing quote", at + 1),
+                    hint: "double quotes inside quoted values (\"\"), quote values that contain quotes, or set `Quoting: lenient`".into(),
+                });
+            }
+            QuoteScan::Stray(_) => {}
+        }
+        let n = self.rec_nends;
+        let width = *self.checks.width.get_or_insert(n);
+        let refused = match self.checks.ragged {
+            Ragged::Error => n != width,
+            Ragged::PadNull => n > width,
+            Ragged::Truncate => false,
+        };
+        if !refused {
+            return None;
+        }
+        let (kind, what) = if n > width {
+            (
+                RowErrorKind::TooManyFields,
+                "an unquoted delimiter in a value?",
+            )
+        } else {
+            (
+                RowErrorKind::TooFewFields,
+                "a missing delimiter, or a line break inside an unquoted value?",
+            )
+        };
+        Some(Problem {
+            kind,
+            message: format!("expected {width} fields, found {n}"),
+            hint: format!(
+                "records have {width} fields; line {} has {n}: {what} set `RaggedRows` or fix the quoting",
+                self.rec_line
+            ),
+        })
+    }
+
+    fn too_large_problem(&self) -> Problem {
+        let max = self.checks.max_record_bytes;
+        Problem {
+            kind: RowErrorKind::RecordTooLarge,
+            message: format!("the record is longer than {max} bytes (`MaxRecordBytes`); the reject keeps its first {max} bytes"),
+            hint: "an unclosed quote often makes a record swallow the lines after it; otherwise raise `MaxRecordBytes`".into(),
+        }
+    }
+
+    fn finish_too_large(&mut self, records: &mut Records) {
+        self.skipping = false;
+        let problem = self.too_large_problem();
+        self.rec_len = 0;
+        self.rec_nends = 0;
+        self.push_record(records, Some(problem));
+        self.csv = csv_reader(self.dialect);
+    }
+
+    fn spans_lines(&self, records: &Records) -> bool {
+        let raw = &records.raw[self.rec_raw_start..];
+        let body = raw.trim_ascii_end();
+        memchr::memchr2(b'\n', b'\r', body).is_some()
+    }
+
+    /// Refuse the current record's first line and queue the rest of it for decoding again.
+    fn resync(&mut self, records: &mut Records, problem: Problem) {
+        let start = self.rec_raw_start;
+        let raw = &records.raw[start..];
+        let first_line = match memchr::memchr2(b'\n', b'\r', raw) {
+            Some(i) if raw[i] == b'\r' && raw.get(i + 1) == Some(&b'\n') => i + 2,
+            Some(i) => i + 1,
+            None => raw.len(),
+        };
+        let mut rest = records.raw[start + first_line..].to_vec();
+        rest.extend_from_slice(&self.pushback);
+        self.pushback = rest;
+        records.raw.truncate(start + first_line);
+        // The refused line has no fields: drop what csv-core decoded from the swallowed bytes.
+        self.rec_len = 0;
+        self.rec_nends = 0;
+        self.push_record(records, Some(problem));
+        self.line = self.rec_line + 1;
+        self.offset = self.rec_offset + first_line as u64;
+        self.after_cr = false;
+        self.csv = csv_reader(self.dialect);
+    }
+
+    fn push_record(&mut self, records: &mut Records, problem: Option<Problem>) {
         let base = records.data.len();
         records
             .data
@@ -254,22 +472,94 @@ impl Decoder {
         records.lines.push(self.rec_line);
         records.offsets.push(self.rec_offset);
         records.raw_ends.push(records.raw.len());
+        records.problems.push(problem);
         self.in_record = false;
         self.rec_len = 0;
         self.rec_nends = 0;
     }
 
-    /// Whether the last record, ended by end of input, left a quoted field open. Under RFC 4180 a
-    /// doubled quote does not change parity, so an odd quote count means an unclosed quote.
-    fn open_quote(&self, records: &Records) -> bool {
-        let Some(q) = self.quote else { return false };
-        let raw = &records.raw[self.rec_raw_start..];
-        memchr::memchr_iter(q, raw).count() % 2 == 1
-    }
-
+    /// Count line breaks as they pass: `\n`, `\r\n` and a lone `\r` each end one line.
     fn advance(&mut self, consumed: &[u8]) {
-        self.line += memchr::memchr_iter(b'\n', consumed).count() as u64;
+        for i in memchr::memchr2_iter(b'\n', b'\r', consumed) {
+            let part_of_crlf = consumed[i] == b'\n'
+                && if i == 0 {
+                    self.after_cr
+                } else {
+                    consumed[i - 1] == b'\r'
+                };
+            if !part_of_crlf {
+                self.line += 1;
+            }
+        }
+        if let Some(&last) = consumed.last() {
+            self.after_cr = last == b'\r';
+        }
         self.offset += consumed.len() as u64;
+    }
+}
+
+fn csv_reader(dialect: Dialect) -> csv_core::Reader {
+    let mut b = csv_core::ReaderBuilder::new();
+    b.delimiter(dialect.delimiter)
+        .terminator(Terminator::CRLF)
+        .escape(dialect.escape);
+    match dialect.quote {
+        Some(q) => b.quote(q),
+        None => b.quoting(false),
+    };
+    b.build()
+}
+
+/// What a record's raw bytes say about its quoting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum QuoteScan {
+    Clean,
+    /// A quoted field is still open at the end of the bytes.
+    Unclosed,
+    /// A quote where RFC 4180 allows none, at this byte of the record.
+    Stray(usize),
+}
+
+/// Walk the record the way RFC 4180 reads it, looking for quotes out of place. Records without a
+/// quote character (most of them) cost one memchr.
+fn quote_state(raw: &[u8], dialect: Dialect) -> QuoteScan {
+    let Some(q) = dialect.quote else {
+        return QuoteScan::Clean;
+    };
+    if memchr::memchr(q, raw).is_none() {
+        return QuoteScan::Clean;
+    }
+    #[derive(PartialEq)]
+    enum S {
+        FieldStart,
+        Unquoted,
+        Quoted,
+        Escaped,
+        QuoteInQuoted,
+    }
+    let d = dialect.delimiter;
+    let mut state = S::FieldStart;
+    for (i, &b) in raw.iter().enumerate() {
+        let line_end = b == b'\n' || b == b'\r';
+        state = match state {
+            S::FieldStart | S::Unquoted if b == d => S::FieldStart,
+            S::FieldStart | S::Unquoted if line_end => S::FieldStart,
+            S::FieldStart if b == q => S::Quoted,
+            S::FieldStart | S::Unquoted if b == q => return QuoteScan::Stray(i),
+            S::FieldStart | S::Unquoted => S::Unquoted,
+            S::Quoted if Some(b) == dialect.escape && b != q => S::Escaped,
+            S::Quoted if b == q => S::QuoteInQuoted,
+            S::Quoted => S::Quoted,
+            S::Escaped => S::Quoted,
+            S::QuoteInQuoted if b == q => S::Quoted,
+            S::QuoteInQuoted if b == d || line_end => S::FieldStart,
+            S::QuoteInQuoted => return QuoteScan::Stray(i),
+        };
+    }
+    if matches!(state, S::Quoted | S::Escaped) {
+        QuoteScan::Unclosed
+    } else {
+        QuoteScan::Clean
     }
 }
 
@@ -277,19 +567,27 @@ impl Decoder {
 mod tests {
     use super::*;
 
+    fn decoder() -> Decoder {
+        Decoder::new(Dialect::default(), Checks::default(), 1, 0)
+    }
+
     /// Decode `input` fed in pieces of `step` bytes.
-    fn decode_in_steps(input: &[u8], step: usize) -> Result<Records, UnterminatedQuote> {
-        let mut d = Decoder::new(Dialect::default(), 1, 0);
+    fn decode_with(mut d: Decoder, input: &[u8], step: usize) -> Records {
         let mut records = Records::default();
         let mut pending: Vec<u8> = Vec::new();
         for chunk in input.chunks(step.max(1)) {
             pending.extend_from_slice(chunk);
-            let used = d.decode(&pending, false, &mut records, usize::MAX)?;
+            let used = d.decode(&pending, false, &mut records, usize::MAX);
             pending.drain(..used);
         }
-        d.decode(&pending, true, &mut records, usize::MAX)?;
+        let used = d.decode(&pending, true, &mut records, usize::MAX);
+        assert_eq!(used, pending.len());
         assert!(d.is_done());
-        Ok(records)
+        records
+    }
+
+    fn decode_in_steps(input: &[u8], step: usize) -> Records {
+        decode_with(decoder(), input, step)
     }
 
     fn fields(r: &Records, i: usize) -> Vec<String> {
@@ -298,11 +596,18 @@ mod tests {
             .collect()
     }
 
+    fn kinds(r: &Records) -> Vec<Option<RowErrorKind>> {
+        r.problems
+            .iter()
+            .map(|p| p.as_ref().map(|p| p.kind))
+            .collect()
+    }
+
     const SAMPLE: &[u8] = b"a,b\r\n\"x\ny\",2\n\n\n\"q\"\"uote\",\"\"\nlast,no newline";
 
     #[test]
     fn lines_are_absolute_across_quoted_newlines_and_blank_lines() {
-        let r = decode_in_steps(SAMPLE, 1 << 20).unwrap();
+        let r = decode_in_steps(SAMPLE, 1 << 20);
         assert_eq!(r.len(), 4);
         assert_eq!(r.lines, [1, 2, 6, 7]);
         assert_eq!(fields(&r, 1), ["x\ny", "2"]);
@@ -310,20 +615,31 @@ mod tests {
         assert_eq!(fields(&r, 3), ["last", "no newline"]);
         assert_eq!(r.offsets[1], 5);
         assert_eq!(r.raw(1), b"\"x\ny\",2\n");
+        assert_eq!(kinds(&r), [None, None, None, None]);
     }
 
     #[test]
     fn any_chunking_gives_the_same_records() {
-        let whole = decode_in_steps(SAMPLE, 1 << 20).unwrap();
-        for step in 1..=SAMPLE.len() {
-            let r = decode_in_steps(SAMPLE, step).unwrap();
-            assert_eq!(r.lines, whole.lines, "step {step}");
-            assert_eq!(r.offsets, whole.offsets, "step {step}");
-            for i in 0..r.len() {
-                assert_eq!(fields(&r, i), fields(&whole, i), "step {step}");
-                assert_eq!(r.raw(i), whole.raw(i), "step {step}");
+        let polluted = b"a,b\n1,\"x\"y\n2,3\n\"open,4\n5,6\n7,8,9\n10,11";
+        for input in [SAMPLE, polluted.as_slice()] {
+            let whole = decode_in_steps(input, 1 << 20);
+            for step in 1..=input.len() {
+                let r = decode_in_steps(input, step);
+                assert_eq!(r.lines, whole.lines, "step {step}");
+                assert_eq!(r.offsets, whole.offsets, "step {step}");
+                assert_eq!(r.problems, whole.problems, "step {step}");
+                for i in 0..r.len() {
+                    assert_eq!(fields(&r, i), fields(&whole, i), "step {step}");
+                    assert_eq!(r.raw(i), whole.raw(i), "step {step}");
+                }
             }
         }
+    }
+
+    #[test]
+    fn lone_carriage_returns_end_lines_too() {
+        let r = decode_in_steps(b"a,b\r1,2\r\r3,4\r\n5,6", 1 << 20);
+        assert_eq!(r.lines, [1, 2, 4, 5]);
     }
 
     #[test]
@@ -331,26 +647,118 @@ mod tests {
         let long = "x".repeat(100_000);
         let many = vec!["f"; 500].join(",");
         let input = format!("{long},\"{long}\"\n{many}\n");
-        let r = decode_in_steps(input.as_bytes(), 4096).unwrap();
+        let checks = Checks {
+            ragged: Ragged::Truncate,
+            ..Checks::default()
+        };
+        let r = decode_with(
+            Decoder::new(Dialect::default(), checks, 1, 0),
+            input.as_bytes(),
+            4096,
+        );
         assert_eq!(r.field(0, 1).unwrap().len(), 100_000);
         assert_eq!(r.field_count(1), 500);
     }
 
     #[test]
-    fn an_unclosed_quote_at_the_end_is_reported_at_its_line() {
-        let err = decode_in_steps(b"a,b\n1,\"open\n2,3\n", 3).unwrap_err();
-        assert_eq!(err, UnterminatedQuote { line: 2, offset: 4 });
+    fn a_stray_quote_costs_one_line_not_the_rest_of_the_file() {
+        // Line 3 opens a quote that never closes; lines 4 and 5 must survive.
+        let r = decode_in_steps(b"a,b\n1,2\n\"3,4\n5,6\n7,8\n", 5);
+        assert_eq!(r.lines, [1, 2, 3, 4, 5]);
+        assert_eq!(kinds(&r)[2], Some(RowErrorKind::UnterminatedQuote));
+        assert_eq!(r.raw(2), b"\"3,4\n");
+        assert_eq!(fields(&r, 3), ["5", "6"]);
+        assert_eq!(fields(&r, 4), ["7", "8"]);
+    }
+
+    #[test]
+    fn stray_quotes_are_found_in_strict_mode_only() {
+        let input = b"a,b\n1,x\"y\n\"q\"z,2\n3,\"ok\"\"\"\n";
+        let r = decode_in_steps(input, 1 << 20);
+        assert_eq!(
+            kinds(&r),
+            [
+                None,
+                Some(RowErrorKind::StrayQuote),
+                Some(RowErrorKind::StrayQuote),
+                None
+            ]
+        );
+        let lenient = Checks {
+            strict_quotes: false,
+            ..Checks::default()
+        };
+        let r = decode_with(
+            Decoder::new(Dialect::default(), lenient, 1, 0),
+            input,
+            1 << 20,
+        );
+        assert_eq!(kinds(&r), [None, None, None, None]);
+    }
+
+    #[test]
+    fn widths_follow_the_ragged_rows_setting() {
+        let input = b"a,b,c\n1,2\n1,2,3,4\n";
+        let r = decode_in_steps(input, 3);
+        assert_eq!(
+            kinds(&r),
+            [
+                None,
+                Some(RowErrorKind::TooFewFields),
+                Some(RowErrorKind::TooManyFields)
+            ]
+        );
+        let pad = Checks {
+            ragged: Ragged::PadNull,
+            ..Checks::default()
+        };
+        let r = decode_with(Decoder::new(Dialect::default(), pad, 1, 0), input, 3);
+        assert_eq!(kinds(&r), [None, None, Some(RowErrorKind::TooManyFields)]);
+        let truncate = Checks {
+            ragged: Ragged::Truncate,
+            ..Checks::default()
+        };
+        let r = decode_with(Decoder::new(Dialect::default(), truncate, 1, 0), input, 3);
+        assert_eq!(kinds(&r), [None, None, None]);
+    }
+
+    #[test]
+    fn oversized_records_are_refused_without_being_held() {
+        let huge_line = format!("1,{}\n2,3\n", "x".repeat(10_000));
+        let checks = Checks {
+            max_record_bytes: 100,
+            ..Checks::default()
+        };
+        let r = decode_with(
+            Decoder::new(Dialect::default(), checks, 1, 0),
+            huge_line.as_bytes(),
+            64,
+        );
+        assert_eq!(kinds(&r), [Some(RowErrorKind::RecordTooLarge), None]);
+        assert_eq!(r.raw(0).len(), 100);
+        assert_eq!(r.lines, [1, 2]);
+        assert_eq!(fields(&r, 1), ["2", "3"]);
+        // An unclosed quote that would swallow the file is cut at the limit and resynced.
+        let runaway = format!("\"1,2\n{}", "3,4\n".repeat(100));
+        let r = decode_with(
+            Decoder::new(Dialect::default(), checks, 1, 0),
+            runaway.as_bytes(),
+            7,
+        );
+        assert_eq!(kinds(&r)[0], Some(RowErrorKind::RecordTooLarge));
+        assert_eq!(r.len(), 101);
+        assert!(r.problems[1..].iter().all(Option::is_none));
     }
 
     #[test]
     fn decoding_stops_at_the_limit_and_resumes() {
-        let mut d = Decoder::new(Dialect::default(), 1, 0);
+        let mut d = decoder();
         let mut r = Records::default();
         let input = b"1\n2\n3\n";
-        let used = d.decode(input, true, &mut r, 2).unwrap();
+        let used = d.decode(input, true, &mut r, 2);
         assert_eq!(r.len(), 2);
         r.clear();
-        d.decode(&input[used..], true, &mut r, 2).unwrap();
+        d.decode(&input[used..], true, &mut r, 2);
         assert_eq!(fields(&r, 0), ["3"]);
         assert_eq!(r.lines, [3]);
     }

@@ -128,6 +128,86 @@ impl Encoder {
     }
 }
 
+/// Writes batches as JSON Lines: one object per row, keys in column order. Numbers and booleans
+/// are JSON values, null is `null`, everything else is a string of its invariant text form.
+#[derive(Debug, Clone)]
+pub struct JsonLinesEncoder {
+    columns: Vec<OutputColumn>,
+}
+
+impl JsonLinesEncoder {
+    /// An encoder for `columns`.
+    pub fn new(columns: Vec<OutputColumn>) -> Self {
+        Self { columns }
+    }
+
+    /// Append every row of `batch`.
+    pub fn encode(&self, batch: &RecordBatch, out: &mut Vec<u8>) -> Result<(), ArrowError> {
+        use arrow_schema::DataType::*;
+        let options = FormatOptions::new().with_display_error(false);
+        let formatters = self
+            .columns
+            .iter()
+            .map(|c| ArrayFormatter::try_new(batch.column(c.input).as_ref(), &options))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut scratch = String::new();
+        for row in 0..batch.num_rows() {
+            out.push(b'{');
+            for (i, (f, c)) in formatters.iter().zip(&self.columns).enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                json_string(&c.name, out);
+                out.push(b':');
+                let array = batch.column(c.input);
+                if array.is_null(row) {
+                    out.extend_from_slice(b"null");
+                    continue;
+                }
+                scratch.clear();
+                write!(scratch, "{}", f.value(row)).map_err(|_| {
+                    ArrowError::CastError(format!("cannot format column `{}`", c.name))
+                })?;
+                let bare = match array.data_type() {
+                    Int8 | Int16 | Int32 | Int64 | UInt8 | UInt16 | UInt32 | UInt64 | Boolean => {
+                        true
+                    }
+                    Float32 | Float64 => scratch.parse::<f64>().is_ok_and(f64::is_finite),
+                    _ => false,
+                };
+                if bare {
+                    out.extend_from_slice(scratch.as_bytes());
+                } else {
+                    json_string(&scratch, out);
+                }
+            }
+            out.extend_from_slice(b"}\n");
+        }
+        Ok(())
+    }
+}
+
+fn json_string(s: &str, out: &mut Vec<u8>) {
+    out.push(b'"');
+    for ch in s.chars() {
+        match ch {
+            '"' => out.extend_from_slice(b"\\\""),
+            '\\' => out.extend_from_slice(b"\\\\"),
+            '\n' => out.extend_from_slice(b"\\n"),
+            '\r' => out.extend_from_slice(b"\\r"),
+            '\t' => out.extend_from_slice(b"\\t"),
+            c if (c as u32) < 0x20 => {
+                out.extend_from_slice(format!("\\u{:04x}", c as u32).as_bytes())
+            }
+            c => {
+                let mut buf = [0u8; 4];
+                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+            }
+        }
+    }
+    out.push(b'"');
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -138,7 +218,7 @@ mod tests {
 
     use super::*;
     use crate::delimited::convert::{convert, ColumnReader};
-    use crate::delimited::decode::{Decoder, Dialect, Records};
+    use crate::delimited::decode::{Checks, Decoder, Dialect, Records};
 
     fn encoder(columns: usize, delimiter: u8, crlf: bool) -> Encoder {
         let cols = (0..columns)
@@ -157,15 +237,15 @@ mod tests {
             delimiter,
             ..Dialect::default()
         };
-        let mut d = Decoder::new(dialect, 1, 0);
+        let mut d = Decoder::new(dialect, Checks::default(), 1, 0);
         let mut records = Records::default();
         let mut pending = Vec::new();
         for chunk in bytes.chunks(step) {
             pending.extend_from_slice(chunk);
-            let used = d.decode(&pending, false, &mut records, usize::MAX).unwrap();
+            let used = d.decode(&pending, false, &mut records, usize::MAX);
             pending.drain(..used);
         }
-        d.decode(&pending, true, &mut records, usize::MAX).unwrap();
+        d.decode(&pending, true, &mut records, usize::MAX);
         let readers: Vec<ColumnReader> = (0..columns)
             .map(|i| ColumnReader {
                 name: format!("c{i}"),
@@ -178,8 +258,11 @@ mod tests {
             .collect();
         for r in 0..records.len() {
             assert_eq!(records.field_count(r), columns, "record {r}");
+            assert_eq!(records.problems[r], None, "record {r}");
         }
-        let arrays = convert(&records, &readers).unwrap();
+        let skip = vec![false; records.len()];
+        let (arrays, errors) = convert(&records, &readers, &skip);
+        assert!(errors.is_empty(), "{errors:?}");
         arrays
             .iter()
             .map(|a| {
@@ -229,6 +312,30 @@ mod tests {
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "0.1\n\"\"\n1e21\n-0.0\n2.5\n"
+        );
+    }
+
+    #[test]
+    fn json_lines_escape_text_and_keep_numbers_bare() {
+        let text: ArrayRef = Arc::new(StringArray::from(vec![Some("a\"b\\c\nd\u{1}"), None]));
+        let num: ArrayRef = Arc::new(Float64Array::from(vec![Some(1.5), Some(f64::NAN)]));
+        let batch = RecordBatch::try_from_iter([("t", text), ("n", num)]).unwrap();
+        let cols = ["t", "n"]
+            .iter()
+            .enumerate()
+            .map(|(i, n)| OutputColumn {
+                input: i,
+                name: n.to_string(),
+                format: None,
+            })
+            .collect();
+        let mut out = Vec::new();
+        JsonLinesEncoder::new(cols)
+            .encode(&batch, &mut out)
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "{\"t\":\"a\\\"b\\\\c\\nd\\u0001\",\"n\":1.5}\n{\"t\":null,\"n\":\"NaN\"}\n"
         );
     }
 

@@ -16,7 +16,7 @@ use flowengine_engine::error::{BuildError, RunError};
 use flowengine_engine::Batch;
 use tempfile::NamedTempFile;
 
-use super::encode::{Encoder, OutputColumn};
+use super::encode::{Encoder, JsonLinesEncoder, OutputColumn};
 use super::read_dialect;
 
 /// What to do when the target exists.
@@ -49,6 +49,8 @@ pub struct DelimitedSinkConfig {
     mode: OutputMode,
     create_directories: bool,
     mappings: Option<Vec<Mapping>>,
+    /// Write JSON Lines instead of delimited text (dead-letter files named `.jsonl`/`.ndjson`).
+    json_lines: bool,
 }
 
 /// Parse a `DelimitedSink` `Config` map.
@@ -128,6 +130,7 @@ pub fn parse(
         mode,
         create_directories,
         mappings: mappings?,
+        json_lines: false,
     }))
 }
 
@@ -241,7 +244,12 @@ impl SinkConfig for DelimitedSinkConfig {
                 node: node.clone(),
                 message,
             })?;
-        let encoder = Encoder::new(self.delimiter, self.quote, self.crlf, columns);
+        let encoder = Encoder::new(self.delimiter, self.quote, self.crlf, columns.clone());
+        let format = if self.json_lines {
+            Format::JsonLines(JsonLinesEncoder::new(columns))
+        } else {
+            Format::Delimited(encoder.clone())
+        };
         let dir = self
             .path
             .parent()
@@ -285,7 +293,7 @@ impl SinkConfig for DelimitedSinkConfig {
             .map_err(|e| io("create a temporary file in", &dir, e))?;
         let mut head = Vec::new();
         let appending = exists && self.mode == OutputMode::Append;
-        let mut needs_header = self.include_headers;
+        let mut needs_header = self.include_headers && !self.json_lines;
         if appending {
             needs_header &= self
                 .copy_existing(&encoder, temp.as_file_mut(), &mut head)
@@ -310,7 +318,7 @@ impl SinkConfig for DelimitedSinkConfig {
             target: self.path.clone(),
             dir,
             temp: Some(temp),
-            encoder,
+            format,
             buf: Vec::with_capacity(1 << 20),
             rows: 0,
             no_clobber: self.mode == OutputMode::Create,
@@ -376,13 +384,40 @@ impl DelimitedSinkConfig {
     }
 }
 
+/// How rows become bytes.
+enum Format {
+    Delimited(Encoder),
+    JsonLines(JsonLinesEncoder),
+}
+
+/// The dead-letter writer: rejects to `path`, as CSV, or as JSON Lines when the extension is
+/// `.jsonl` or `.ndjson`. Staged and committed like any sink.
+pub fn dead_letter(path: &Path, cx: &BuildCx) -> Result<Box<dyn Sink>, BuildError> {
+    let ext = path
+        .extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase());
+    let config = DelimitedSinkConfig {
+        path: path.to_path_buf(),
+        delimiter: b',',
+        quote: b'"',
+        include_headers: true,
+        crlf: false,
+        bom: false,
+        mode: OutputMode::Replace,
+        create_directories: true,
+        mappings: None,
+        json_lines: matches!(ext.as_deref(), Some("jsonl" | "ndjson")),
+    };
+    config.build(flowengine_engine::reject::reject_schema(), cx)
+}
+
 /// A running `DelimitedSink`.
 struct DelimitedSink {
     node: String,
     target: PathBuf,
     dir: PathBuf,
     temp: Option<NamedTempFile>,
-    encoder: Encoder,
+    format: Format,
     buf: Vec<u8>,
     rows: u64,
     no_clobber: bool,
@@ -410,7 +445,10 @@ impl Sink for DelimitedSink {
     fn write(&mut self, batch: &Batch) -> Result<(), RunError> {
         self.buf.clear();
         let mut buf = std::mem::take(&mut self.buf);
-        let encoded = self.encoder.encode(&batch.data, &mut buf);
+        let encoded = match &self.format {
+            Format::Delimited(e) => e.encode(&batch.data, &mut buf),
+            Format::JsonLines(e) => e.encode(&batch.data, &mut buf),
+        };
         let result = match encoded {
             Ok(()) => self
                 .temp()?

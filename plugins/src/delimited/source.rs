@@ -5,7 +5,7 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use arrow_array::{RecordBatch, UInt64Array};
+use arrow_array::{Array, BooleanArray, RecordBatch, UInt64Array};
 use arrow_schema::SchemaRef;
 use flowengine_engine::component::{BuildCx, NodeCx, Source, SourceConfig};
 use flowengine_engine::config::{ConfigCx, MapReader};
@@ -14,7 +14,7 @@ use flowengine_engine::schema::{self, ColumnSpec};
 use flowengine_engine::Batch;
 
 use super::convert::{self, ColumnReader};
-use super::decode::{Decoder, Dialect, Records, UnterminatedQuote};
+use super::decode::{Checks, Decoder, Dialect, Ragged, Records};
 use super::read_dialect;
 
 /// Bytes read from the file at a time.
@@ -30,6 +30,7 @@ pub struct DelimitedSourceConfig {
     has_headers: bool,
     skip_rows: u64,
     trim: bool,
+    checks: Checks,
     chunk_size: usize,
     columns: Vec<ColumnSpec>,
     schema: SchemaRef,
@@ -47,6 +48,23 @@ pub fn parse(
     let has_headers = m.bool(cx, "HasHeaders").unwrap_or(true);
     let skip_rows = m.integer(cx, "SkipRows", 0, u32::MAX as u64).unwrap_or(0);
     let trim = m.bool(cx, "Trim").unwrap_or(false);
+    let ragged = m
+        .choice(
+            cx,
+            "RaggedRows",
+            &[
+                ("error", Ragged::Error),
+                ("pad-null", Ragged::PadNull),
+                ("truncate", Ragged::Truncate),
+            ],
+        )
+        .unwrap_or_default();
+    let strict_quotes = m
+        .choice(cx, "Quoting", &[("strict", true), ("lenient", false)])
+        .unwrap_or(true);
+    let max_record_bytes = m
+        .integer(cx, "MaxRecordBytes", 1024, 1 << 30)
+        .map_or(Checks::default().max_record_bytes, |n| n as usize);
     let chunk_size = m
         .integer(cx, "ChunkSize", 1, 1 << 20)
         .map_or(node.chunk_size, |n| n as usize);
@@ -61,13 +79,12 @@ pub fn parse(
         "InferenceSampleRows",
         "schemas are never guessed; declare `OutputSchema.Columns`",
     );
-    for key in ["SkipMalformedRows", "MaxErrors"] {
-        m.legacy(
-            cx,
-            key,
-            "error policies are not implemented yet; every bad row ends the run with an error naming its file, line and column",
-        );
-    }
+    m.legacy(cx, "SkipMalformedRows", "use `ErrorHandling: skip-row`");
+    m.legacy(
+        cx,
+        "MaxErrors",
+        "the cap on rejects is pipeline-wide: set `Pipeline.Settings.MaxErrors`",
+    );
     let columns = match m.map(cx, "OutputSchema") {
         Some(mut s) => {
             let mark = s.mark();
@@ -99,6 +116,12 @@ pub fn parse(
         has_headers,
         skip_rows,
         trim,
+        checks: Checks {
+            strict_quotes,
+            width: None,
+            ragged,
+            max_record_bytes,
+        },
         chunk_size,
         columns,
         schema,
@@ -121,45 +144,41 @@ impl SourceConfig for DelimitedSourceConfig {
             path: self.path.clone(),
             source,
         };
-        let file = File::open(&self.path).map_err(|e| io_err("open", e))?;
-        let mut input =
-            Input::new(file, self.dialect, self.skip_rows).map_err(|e| io_err("read", e))?;
-        let mut source = DelimitedSource {
+        let invalid = |message: String| BuildError::Invalid {
             node: cx.node.clone(),
-            label: self.label.clone(),
-            path: self.path.clone(),
-            columns: Vec::new(),
-            schema: self.schema.clone(),
-            chunk_size: self.chunk_size,
-            width: None,
-            input: Input::empty(self.dialect),
-            records: Records::default(),
-            ordinal: 0,
+            message: format!("{}: {message}", self.label),
         };
+        let file = File::open(&self.path).map_err(|e| io_err("open", e))?;
+        let mut input = Input::new(file, self.dialect, self.checks, self.skip_rows)
+            .map_err(|e| io_err("read", e))?;
         let header = if self.has_headers {
             let mut records = Records::default();
-            input
-                .read(&mut records, 1)
-                .map_err(|e| source.read_error(e, true))
-                .map_err(|e| BuildError::Invalid {
-                    node: cx.node.clone(),
-                    message: e.to_string(),
-                })?;
-            source.ordinal = records.len() as u64;
+            input.read(&mut records, 1).map_err(|e| io_err("read", e))?;
+            if let Some(Some(problem)) = records.problems.first() {
+                let line = records.lines[0];
+                return Err(invalid(format!(
+                    "the header (line {line}) is malformed: {}",
+                    problem.message
+                )));
+            }
             Some(records)
         } else {
             None
         };
-        source.input = input;
-        let (columns, width) =
-            self.plan_columns(header.as_ref())
-                .map_err(|message| BuildError::Invalid {
-                    node: cx.node.clone(),
-                    message: format!("{}: {message}", self.label),
-                })?;
-        source.columns = columns;
-        source.width = width;
-        Ok(Box::new(source))
+        let (columns, width) = self.plan_columns(header.as_ref()).map_err(invalid)?;
+        input.decoder.set_width(width);
+        Ok(Box::new(DelimitedSource {
+            node: cx.node.clone(),
+            label: self.label.clone(),
+            path: self.path.clone(),
+            columns,
+            schema: self.schema.clone(),
+            chunk_size: self.chunk_size,
+            input,
+            records: Records::default(),
+            ordinal: u64::from(self.has_headers),
+            widths_checked: false,
+        }))
     }
 }
 
@@ -229,7 +248,7 @@ impl DelimitedSourceConfig {
 
 /// Bytes from a file, fed to a [`Decoder`].
 struct Input {
-    file: Option<File>,
+    file: File,
     buf: Vec<u8>,
     start: usize,
     end: usize,
@@ -237,33 +256,16 @@ struct Input {
     decoder: Decoder,
 }
 
-/// Why records could not be read.
-enum ReadError {
-    Io(std::io::Error),
-    Unterminated(UnterminatedQuote),
-}
-
 impl Input {
-    fn empty(dialect: Dialect) -> Self {
-        Self {
-            file: None,
-            buf: Vec::new(),
-            start: 0,
-            end: 0,
-            eof: true,
-            decoder: Decoder::new(dialect, 1, 0),
-        }
-    }
-
     /// Open, skip a UTF-8 byte-order mark and `skip_rows` physical lines.
-    fn new(file: File, dialect: Dialect, skip_rows: u64) -> std::io::Result<Self> {
+    fn new(file: File, dialect: Dialect, checks: Checks, skip_rows: u64) -> std::io::Result<Self> {
         let mut input = Self {
-            file: Some(file),
+            file,
             buf: vec![0; READ_SIZE],
             start: 0,
             end: 0,
             eof: false,
-            decoder: Decoder::new(dialect, 1, 0),
+            decoder: Decoder::new(dialect, checks, 1, 0),
         };
         input.fill()?;
         if input.buf[..input.end].starts_with(b"\xEF\xBB\xBF") {
@@ -278,19 +280,17 @@ impl Input {
                     offset += i as u64 + 1;
                     line += 1;
                 }
-                None if input.eof => {
-                    offset += (input.end - input.start) as u64;
-                    input.start = input.end;
-                    break;
-                }
                 None => {
                     offset += (input.end - input.start) as u64;
                     input.start = input.end;
+                    if input.eof {
+                        break;
+                    }
                     input.fill()?;
                 }
             }
         }
-        input.decoder = Decoder::new(dialect, line, offset);
+        input.decoder = Decoder::new(dialect, checks, line, offset);
         Ok(input)
     }
 
@@ -302,12 +302,8 @@ impl Input {
         if self.end == self.buf.len() {
             self.buf.resize(self.buf.len() * 2, 0);
         }
-        let Some(file) = self.file.as_mut() else {
-            self.eof = true;
-            return Ok(());
-        };
         loop {
-            match file.read(&mut self.buf[self.end..]) {
+            match self.file.read(&mut self.buf[self.end..]) {
                 Ok(0) => {
                     self.eof = true;
                     return Ok(());
@@ -323,17 +319,14 @@ impl Input {
     }
 
     /// Decode until `records` holds `limit` records or the file ends.
-    fn read(&mut self, records: &mut Records, limit: usize) -> Result<(), ReadError> {
+    fn read(&mut self, records: &mut Records, limit: usize) -> std::io::Result<()> {
         loop {
-            let consumed = self
-                .decoder
-                .decode(&self.buf[self.start..self.end], self.eof, records, limit)
-                .map_err(ReadError::Unterminated)?;
-            self.start += consumed;
+            let input = &self.buf[self.start..self.end];
+            self.start += self.decoder.decode(input, self.eof, records, limit);
             if records.len() >= limit || self.decoder.is_done() {
                 return Ok(());
             }
-            self.fill().map_err(ReadError::Io)?;
+            self.fill()?;
         }
     }
 }
@@ -346,102 +339,52 @@ struct DelimitedSource {
     columns: Vec<ColumnReader>,
     schema: SchemaRef,
     chunk_size: usize,
-    /// Fields every record must have; `None` until the first record when it cannot be known earlier.
-    width: Option<usize>,
     input: Input,
     records: Records,
-    /// Records read so far (the header counts).
+    /// Records read before this batch (the header counts).
     ordinal: u64,
+    /// Whether the columns' `Index`es were checked against the record width.
+    widths_checked: bool,
 }
 
 impl DelimitedSource {
-    fn row_error(&self, r: usize, kind: RowErrorKind, stage: Stage) -> RowError {
+    fn reject(
+        &self,
+        r: usize,
+        kind: RowErrorKind,
+        stage: Stage,
+        message: String,
+        hint: String,
+    ) -> RowError {
         RowError {
             node: self.node.clone(),
             stage,
             kind,
             file: Some(self.label.clone()),
-            line: self.records.lines.get(r).copied(),
-            record: (r < self.records.len()).then(|| self.ordinal + r as u64 + 1),
-            byte_offset: self.records.offsets.get(r).copied(),
+            line: Some(self.records.lines[r]),
+            record: Some(self.ordinal + r as u64 + 1),
+            byte_offset: Some(self.records.offsets[r]),
             column: None,
             value: None,
-            message: String::new(),
-            hint: None,
+            message,
+            hint: Some(hint),
+            raw: Some(self.records.raw(r).to_vec()),
         }
     }
 
-    fn read_error(&self, e: ReadError, _header: bool) -> RunError {
-        match e {
-            ReadError::Io(source) => RunError::Io {
-                node: self.node.clone(),
-                action: "read",
-                path: self.path.clone(),
-                source,
-            },
-            ReadError::Unterminated(u) => RowError {
-                line: Some(u.line),
-                byte_offset: Some(u.offset),
-                record: None,
-                message: "a quoted field is never closed before the end of the file".into(),
-                hint: Some(
-                    "look for a stray quote on this line; a quote inside a field must be doubled (\"\")".into(),
-                ),
-                ..self.row_error(usize::MAX, RowErrorKind::UnterminatedQuote, Stage::Parse)
-            }
-            .into(),
-        }
-    }
-
-    fn check_widths(&mut self) -> Result<(), RunError> {
-        let width = *self
-            .width
-            .get_or_insert_with(|| self.records.field_count(0));
-        for r in 0..self.records.len() {
-            let n = self.records.field_count(r);
-            if n == width {
-                continue;
-            }
-            let kind = if n > width {
-                RowErrorKind::TooManyFields
-            } else {
-                RowErrorKind::TooFewFields
-            };
-            let line = self.records.lines[r];
-            let raw = String::from_utf8_lossy(self.records.raw(r));
-            let hint = if n > width {
-                "an unquoted delimiter in a value? quote values that contain the delimiter"
-            } else {
-                "a missing delimiter, or a line break inside an unquoted value?"
-            };
-            return Err(RowError {
-                value: Some(raw.trim_end_matches(['\r', '\n']).to_string()),
-                message: format!("expected {width} fields, found {n}"),
-                hint: Some(format!(
-                    "records have {width} fields; line {line} has {n}: {hint}"
-                )),
-                ..self.row_error(r, kind, Stage::Parse)
-            }
-            .into());
-        }
-        Ok(())
-    }
-
-    fn convert_error(&self, e: convert::ConvertError) -> RunError {
+    fn convert_reject(&self, e: convert::ConvertError) -> RowError {
         let col = &self.columns[e.column];
         let stage = match e.kind {
             RowErrorKind::TypeConversion | RowErrorKind::NullInRequired => Stage::Convert,
             _ => Stage::Parse,
         };
-        let mut err = RowError {
+        let mut reject = RowError {
             column: Some(ColumnRef {
                 name: col.name.clone(),
                 index: col.field,
             }),
             value: (e.kind != RowErrorKind::NullInRequired).then_some(e.value),
-            message: e.message,
-            hint: Some(e.hint),
-            ..self.row_error(e.record, e.kind, stage)
+            ..self.reject(e.record, e.kind, stage, e.message, e.hint)
         };
         if e.kind == RowErrorKind::InvalidUtf8 {
             // Point at the first bad byte, not just the record.
@@ -449,36 +392,99 @@ impl DelimitedSource {
             let bad = std::str::from_utf8(raw)
                 .err()
                 .map_or(0, |u| u.valid_up_to());
-            err.byte_offset = Some(self.records.offsets[e.record] + bad as u64);
-            err.line = Some(
-                self.records.lines[e.record]
-                    + memchr::memchr_iter(b'\n', &raw[..bad]).count() as u64,
-            );
+            reject.byte_offset = Some(self.records.offsets[e.record] + bad as u64);
+            let lines_before = memchr::memchr_iter(b'\n', &raw[..bad]).count() as u64;
+            reject.line = Some(self.records.lines[e.record] + lines_before);
         }
-        err.into()
+        reject
+    }
+
+    /// Without a header, the width comes from the first record: check that every `Index` fits.
+    fn check_indexes(&mut self) -> Result<(), RunError> {
+        self.widths_checked = true;
+        let Some(width) = self.input.decoder.width() else {
+            return Ok(());
+        };
+        match self.columns.iter().find(|c| c.field >= width) {
+            Some(c) => Err(RunError::Node {
+                node: self.node.clone(),
+                message: format!(
+                    "{}: column `{}` reads field {} (Index {}), but records have {width} fields",
+                    self.label,
+                    c.name,
+                    c.field + 1,
+                    c.field
+                ),
+            }),
+            None => Ok(()),
+        }
     }
 }
 
 impl Source for DelimitedSource {
-    fn next_batch(&mut self) -> Result<Option<Batch>, RunError> {
+    fn next_batch(&mut self, rejects: &mut Vec<RowError>) -> Result<Option<Batch>, RunError> {
         self.records.clear();
         let mut records = std::mem::take(&mut self.records);
         let read = self.input.read(&mut records, self.chunk_size);
         self.records = records;
-        if let Err(e) = read {
-            return Err(self.read_error(e, false));
-        }
+        read.map_err(|source| RunError::Io {
+            node: self.node.clone(),
+            action: "read",
+            path: self.path.clone(),
+            source,
+        })?;
         if self.records.is_empty() {
             return Ok(None);
         }
-        self.check_widths()?;
-        let arrays =
-            convert::convert(&self.records, &self.columns).map_err(|e| self.convert_error(e))?;
+        if !self.widths_checked {
+            self.check_indexes()?;
+        }
+        let n = self.records.len();
+        let refused: Vec<bool> = self.records.problems.iter().map(Option::is_some).collect();
+        let (arrays, errors) = convert::convert(&self.records, &self.columns, &refused);
+
+        // One reject per bad record, in record order: its structural problem, else its first bad value.
+        let mut errors = errors.into_iter().peekable();
+        let keep: Vec<bool> = (0..n)
+            .map(|r| {
+                let mut reject = self.records.problems[r].as_ref().map(|p| {
+                    let raw = String::from_utf8_lossy(self.records.raw(r));
+                    RowError {
+                        value: Some(raw.trim_end_matches(['\r', '\n']).to_string()),
+                        ..self.reject(r, p.kind, Stage::Parse, p.message.clone(), p.hint.clone())
+                    }
+                });
+                while let Some(e) = errors.next_if(|e| e.record == r) {
+                    if reject.is_none() {
+                        reject = Some(self.convert_reject(e));
+                    }
+                }
+                rejects.extend(reject.as_ref().cloned());
+                reject.is_none()
+            })
+            .collect();
+        let lines = UInt64Array::from(self.records.lines.clone());
+        self.ordinal += n as u64;
+        let (arrays, lines) = if rejects.is_empty() {
+            (arrays, lines)
+        } else {
+            let mask = BooleanArray::from(keep);
+            let filter = |a: &dyn arrow_array::Array| arrow_select::filter::filter(a, &mask);
+            let arrays = arrays
+                .iter()
+                .map(|a| filter(a.as_ref()))
+                .collect::<Result<Vec<_>, _>>();
+            let lines = filter(&lines);
+            match (arrays, lines) {
+                (Ok(a), Ok(l)) => (a, UInt64Array::from(l.to_data())),
+                (Err(e), _) | (_, Err(e)) => {
+                    return Err(RunError::Internal(format!("filtering rejected rows: {e}")))
+                }
+            }
+        };
         let data = RecordBatch::try_new(self.schema.clone(), arrays).map_err(|e| {
             RunError::Internal(format!("decoded columns do not match the schema: {e}"))
         })?;
-        let lines = UInt64Array::from(self.records.lines.clone());
-        self.ordinal += self.records.len() as u64;
         Ok(Some(Batch::new(data, Some(self.label.clone()), lines)))
     }
 }

@@ -1,0 +1,429 @@
+//! What each node thread does: pull batches, call its plugin, apply the error policy to the rows
+//! the plugin reports, push batches on.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use arrow_array::UInt64Array;
+use crossbeam_channel::{Receiver, Select, Sender, TryRecvError};
+use rayon::prelude::*;
+
+use super::{BuiltNode, NodeResult, Runtime, Shared};
+use crate::batch::Batch;
+use crate::component::{Sink, Source, Transform};
+use crate::error::{RowError, RunError};
+use crate::metrics::{millis, NodeSummary};
+use crate::reject::{self, ErrorPolicy};
+
+/// One node's view of the run while it works.
+struct Worker<'s, 'a> {
+    shared: &'s Shared<'a>,
+    policy: ErrorPolicy,
+    rejects_tx: Sender<Vec<RowError>>,
+    summary: NodeSummary,
+    busy: Duration,
+}
+
+impl Worker<'_, '_> {
+    /// Time `f` as the plugin's own work.
+    fn timed<T>(&mut self, f: impl FnOnce() -> T) -> T {
+        let t = Instant::now();
+        let out = f();
+        self.busy += t.elapsed();
+        out
+    }
+
+    /// Apply the error policy to the rows the plugin reported. False if the run must stop.
+    fn take_rejects(&mut self, rejects: &mut Vec<RowError>) -> bool {
+        if rejects.is_empty() {
+            return true;
+        }
+        if self.policy == ErrorPolicy::FailFast {
+            let first = rejects.swap_remove(0);
+            rejects.clear();
+            self.shared.fail(first.into());
+            return false;
+        }
+        let n = rejects.len() as u64;
+        self.summary.rows_rejected += n;
+        for r in rejects.iter() {
+            *self
+                .summary
+                .rejected_by_type
+                .entry(r.kind.as_str().to_string())
+                .or_default() += 1;
+        }
+        {
+            let mut first = self
+                .shared
+                .first_reject
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if first.is_none() {
+                *first = rejects.first().cloned();
+            }
+        }
+        let total = self.shared.rows_rejected.fetch_add(n, Ordering::SeqCst) + n;
+        let read = self.shared.rows_read.load(Ordering::SeqCst);
+        if self.shared.max_errors.exceeded(total, read, false) {
+            self.shared.fail(self.shared.too_many_rejects());
+            return false;
+        }
+        // Only fails if the dead-letter writer stopped, which it does only on a failing run.
+        self.rejects_tx.send(std::mem::take(rejects)).is_ok()
+    }
+
+    /// Send to every consumer (fan-out shares the batch). False if a consumer is gone, which only
+    /// happens when the run is failing.
+    fn send_all(&mut self, batch: Batch, outs: &[(usize, Sender<Batch>)]) -> bool {
+        let rows = batch.num_rows() as u64;
+        self.summary.rows_out += rows;
+        self.summary.batches_out += 1;
+        for (edge, tx) in outs {
+            self.shared.edge_sent[*edge].fetch_add(rows, Ordering::SeqCst);
+            if tx.send(batch.clone()).is_err() {
+                return false;
+            }
+        }
+        true
+    }
+
+    fn count_in(&mut self, batch: &Batch) {
+        self.summary.rows_in += batch.num_rows() as u64;
+        self.summary.batches_in += 1;
+    }
+
+    /// Account for a transform's result and pass it on. False if the run must stop.
+    fn emit_transformed(
+        &mut self,
+        rows_in: usize,
+        result: Result<Batch, RunError>,
+        mut rejects: Vec<RowError>,
+        outs: &[(usize, Sender<Batch>)],
+    ) -> bool {
+        let out = match result {
+            Ok(out) => out,
+            Err(e) => {
+                self.shared.fail(e);
+                return false;
+            }
+        };
+        let removed = rows_in.saturating_sub(out.num_rows());
+        if rejects.len() > removed {
+            self.shared.fail(RunError::Internal(format!(
+                "node `{}` rejected {} rows but only {removed} left the batch",
+                self.summary.name,
+                rejects.len()
+            )));
+            return false;
+        }
+        self.summary.rows_filtered += (removed - rejects.len()) as u64;
+        self.take_rejects(&mut rejects) && self.send_all(out, outs)
+    }
+}
+
+pub(super) fn run_node(
+    node: BuiltNode,
+    ins: Vec<(usize, Receiver<Batch>)>,
+    outs: Vec<(usize, Sender<Batch>)>,
+    rejects_tx: Sender<Vec<RowError>>,
+    shared: &Shared<'_>,
+) -> NodeResult {
+    let mut w = Worker {
+        shared,
+        policy: node.policy,
+        rejects_tx,
+        summary: NodeSummary {
+            name: node.name.clone(),
+            type_name: node.type_name,
+            ..NodeSummary::default()
+        },
+        busy: Duration::ZERO,
+    };
+    let name = node.name;
+    let outcome = catch_unwind(AssertUnwindSafe(|| match node.runtime {
+        Runtime::Source(source) => {
+            w.summary.role = "source";
+            drive_source(source, &outs, &mut w);
+            None
+        }
+        Runtime::Transform(t, parallel) => {
+            w.summary.role = "transform";
+            let mut inputs = Inputs::new(ins, shared);
+            if parallel {
+                drive_parallel(&*t, &mut inputs, &outs, &mut w);
+            } else {
+                drive_transform(&*t, &mut inputs, &outs, &mut w);
+            }
+            None
+        }
+        Runtime::Sink(sink) => {
+            w.summary.role = "sink";
+            let mut inputs = Inputs::new(ins, shared);
+            drive_sink(sink, &mut inputs, &mut w)
+        }
+    }));
+    w.summary.busy_ms = millis(w.busy);
+    let sink = outcome.unwrap_or_else(|panic| {
+        shared.fail(RunError::Internal(format!(
+            "node `{name}` panicked: {}",
+            panic_message(&*panic)
+        )));
+        None
+    });
+    NodeResult {
+        summary: w.summary,
+        sink,
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+fn drive_source(
+    mut source: Box<dyn Source>,
+    outs: &[(usize, Sender<Batch>)],
+    w: &mut Worker<'_, '_>,
+) {
+    let mut rejects = Vec::new();
+    while !w.shared.should_stop() {
+        let next = w.timed(|| source.next_batch(&mut rejects));
+        let read = next
+            .as_ref()
+            .map_or(0, |b| b.as_ref().map_or(0, Batch::num_rows))
+            + rejects.len();
+        w.summary.rows_in += read as u64;
+        w.shared.rows_read.fetch_add(read as u64, Ordering::SeqCst);
+        if !w.take_rejects(&mut rejects) {
+            return;
+        }
+        match next {
+            Ok(Some(batch)) => {
+                w.summary.batches_in += 1;
+                if !w.send_all(batch, outs) {
+                    return;
+                }
+            }
+            Ok(None) => return,
+            Err(e) => return w.shared.fail(e),
+        }
+    }
+}
+
+/// The receiving ends of a node's input connections, read in arrival order.
+struct Inputs<'s, 'a> {
+    live: Vec<(usize, Receiver<Batch>)>,
+    shared: &'s Shared<'a>,
+}
+
+impl<'s, 'a> Inputs<'s, 'a> {
+    fn new(live: Vec<(usize, Receiver<Batch>)>, shared: &'s Shared<'a>) -> Self {
+        Self { live, shared }
+    }
+
+    fn note(&self, i: usize, batch: &Batch) {
+        let edge = self.live[i].0;
+        self.shared.edge_received[edge].fetch_add(batch.num_rows() as u64, Ordering::SeqCst);
+    }
+
+    /// The next batch from any input; `None` once every input has ended.
+    fn recv(&mut self) -> Option<Batch> {
+        while !self.live.is_empty() {
+            let (i, got) = if self.live.len() == 1 {
+                (0, self.live[0].1.recv())
+            } else {
+                let mut select = Select::new();
+                for (_, rx) in &self.live {
+                    select.recv(rx);
+                }
+                let op = select.select();
+                let i = op.index();
+                (i, op.recv(&self.live[i].1))
+            };
+            match got {
+                Ok(b) => {
+                    self.note(i, &b);
+                    return Some(b);
+                }
+                Err(_) => {
+                    self.live.remove(i);
+                }
+            }
+        }
+        None
+    }
+
+    /// A batch that is already waiting, without blocking.
+    fn try_recv(&mut self) -> Option<Batch> {
+        let mut i = 0;
+        while i < self.live.len() {
+            match self.live[i].1.try_recv() {
+                Ok(b) => {
+                    self.note(i, &b);
+                    return Some(b);
+                }
+                Err(TryRecvError::Empty) => i += 1,
+                Err(TryRecvError::Disconnected) => {
+                    self.live.remove(i);
+                }
+            }
+        }
+        None
+    }
+}
+
+fn drive_transform(
+    t: &dyn Transform,
+    inputs: &mut Inputs<'_, '_>,
+    outs: &[(usize, Sender<Batch>)],
+    w: &mut Worker<'_, '_>,
+) {
+    while let Some(batch) = inputs.recv() {
+        if w.shared.should_stop() {
+            return;
+        }
+        w.count_in(&batch);
+        let rows = batch.num_rows();
+        let mut rejects = Vec::new();
+        let result = w.timed(|| t.apply(batch, &mut rejects));
+        if !w.emit_transformed(rows, result, rejects, outs) {
+            return;
+        }
+    }
+}
+
+/// Up to `window` waiting batches are transformed at once on the worker pool, then emitted in the
+/// order they arrived.
+fn drive_parallel(
+    t: &dyn Transform,
+    inputs: &mut Inputs<'_, '_>,
+    outs: &[(usize, Sender<Batch>)],
+    w: &mut Worker<'_, '_>,
+) {
+    while let Some(first) = inputs.recv() {
+        if w.shared.should_stop() {
+            return;
+        }
+        let mut window = vec![first];
+        while window.len() < w.shared.window {
+            match inputs.try_recv() {
+                Some(b) => window.push(b),
+                None => break,
+            }
+        }
+        let sizes: Vec<usize> = window.iter().map(Batch::num_rows).collect();
+        for b in &window {
+            w.count_in(b);
+        }
+        let work = || -> Vec<(Result<Batch, RunError>, Vec<RowError>)> {
+            window
+                .into_par_iter()
+                .map(|b| {
+                    let mut rejects = Vec::new();
+                    let result = t.apply(b, &mut rejects);
+                    (result, rejects)
+                })
+                .collect()
+        };
+        let pool = w.shared.pool.as_ref();
+        let results = w.timed(|| match pool {
+            Some(pool) => pool.install(work),
+            None => work(),
+        });
+        for (rows, (result, rejects)) in sizes.into_iter().zip(results) {
+            if !w.emit_transformed(rows, result, rejects, outs) {
+                return;
+            }
+        }
+    }
+}
+
+fn drive_sink(
+    mut sink: Box<dyn Sink>,
+    inputs: &mut Inputs<'_, '_>,
+    w: &mut Worker<'_, '_>,
+) -> Option<(Box<dyn Sink>, u64)> {
+    while let Some(batch) = inputs.recv() {
+        if w.shared.should_stop() {
+            return None;
+        }
+        w.count_in(&batch);
+        if let Err(e) = w.timed(|| sink.write(&batch)) {
+            w.shared.fail(e);
+            return None;
+        }
+    }
+    // Inputs also end when an upstream node fails; never finish a sink on a failing run.
+    if w.shared.should_stop() {
+        return None;
+    }
+    match w.timed(|| sink.finish()) {
+        Ok(written) => {
+            w.summary.rows_out = written;
+            Some((sink, written))
+        }
+        Err(e) => {
+            w.shared.fail(e);
+            None
+        }
+    }
+}
+
+/// Write every reject as it arrives; finish only if the run succeeded.
+pub(super) fn drive_dead_letter(
+    sink: Option<Box<dyn Sink>>,
+    rx: Receiver<Vec<RowError>>,
+    shared: &Shared<'_>,
+) -> Option<(Box<dyn Sink>, u64)> {
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        let Some(mut sink) = sink else {
+            // No node skips rows, so nothing can arrive; drain in case of a bug rather than block.
+            for batch in rx {
+                if !batch.is_empty() {
+                    shared.fail(RunError::Internal(
+                        "rejects arrived but no dead-letter file is set".into(),
+                    ));
+                }
+            }
+            return None;
+        };
+        for rejects in rx {
+            let lines = UInt64Array::from(
+                rejects
+                    .iter()
+                    .map(|r| r.line.unwrap_or(0))
+                    .collect::<Vec<_>>(),
+            );
+            let written = reject::to_batch(&rejects)
+                .map_err(|e| RunError::Internal(format!("building the reject batch: {e}")))
+                .and_then(|data| sink.write(&Batch::new(data, None, lines)));
+            if let Err(e) = written {
+                shared.fail(e);
+                return None;
+            }
+        }
+        if shared.should_stop() {
+            return None;
+        }
+        match sink.finish() {
+            Ok(n) => Some((sink, n)),
+            Err(e) => {
+                shared.fail(e);
+                None
+            }
+        }
+    }));
+    outcome.unwrap_or_else(|panic| {
+        shared.fail(RunError::Internal(format!(
+            "the dead-letter writer panicked: {}",
+            panic_message(&*panic)
+        )));
+        None
+    })
+}
