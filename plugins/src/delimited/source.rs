@@ -274,14 +274,22 @@ impl Input {
         let mut line = 1;
         let mut offset = input.start as u64;
         while line <= skip_rows {
-            match memchr::memchr(b'\n', &input.buf[input.start..input.end]) {
+            let unread = &input.buf[input.start..input.end];
+            // A line ends at `\n`, `\r\n` or a lone `\r`; a `\r` at the end of the buffer waits
+            // for the next byte to tell which.
+            match memchr::memchr2(b'\n', b'\r', unread) {
+                Some(i) if unread[i] == b'\r' && i + 1 == unread.len() && !input.eof => {
+                    input.fill()?
+                }
                 Some(i) => {
-                    input.start += i + 1;
-                    offset += i as u64 + 1;
+                    let crlf = unread[i] == b'\r' && unread.get(i + 1) == Some(&b'\n');
+                    let used = i + 1 + usize::from(crlf);
+                    input.start += used;
+                    offset += used as u64;
                     line += 1;
                 }
                 None => {
-                    offset += (input.end - input.start) as u64;
+                    offset += unread.len() as u64;
                     input.start = input.end;
                     if input.eof {
                         break;
