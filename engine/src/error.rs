@@ -271,8 +271,8 @@ pub struct ColumnRef {
     pub index: usize,
 }
 
-/// One bad row, with everything needed to find and fix it. This is also the shape of a future
-/// reject record, so every field a reject file needs is here.
+/// One bad row, with everything needed to find and fix it: the run's error under `fail-fast`, a
+/// reject record under `skip-row`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RowError {
     /// The node that found it.
@@ -297,7 +297,8 @@ pub struct RowError {
     pub message: String,
     /// How to fix it.
     pub hint: Option<String>,
-    /// The record's bytes exactly as read, untruncated (for reject files).
+    /// The record's bytes exactly as read, for reject files. Only a record longer than the source's
+    /// `MaxRecordBytes` is cut, at that limit, so memory stays bounded.
     pub raw: Option<Vec<u8>>,
 }
 

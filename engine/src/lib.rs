@@ -33,5 +33,5 @@ pub use error::{BuildError, ConfigError, ConfigErrors, RowError, RunError};
 pub use exec::{Pipeline, RunOutcome};
 pub use metrics::RunSummary;
 pub use pipeline::LoadOptions;
-pub use plan::{load_plan, Plan};
+pub use plan::{load_plan, plan_text, Plan};
 pub use registry::Registry;

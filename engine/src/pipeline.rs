@@ -108,27 +108,21 @@ pub fn load(
     path: &Path,
     opts: &LoadOptions,
 ) -> Result<(Option<PipelineConfig>, ConfigCx), ConfigErrors> {
-    let fail = |message: String, mark: Option<Mark>| {
-        let location = mark.map(|m| crate::error::Location {
-            file: std::sync::Arc::new(path.to_path_buf()),
-            line: m.line,
-            column: m.column,
-        });
-        ConfigErrors(vec![ConfigError::new(
-            ConfigErrorKind::Syntax(message),
-            "",
-            location,
-        )])
-    };
     let text = std::fs::read_to_string(path).map_err(|e| {
-        fail(
-            format!("cannot read pipeline file {}: {e}", path.display()),
-            None,
-        )
+        let message = format!("cannot read pipeline file {}: {e}", path.display());
+        syntax_error(path, message, None)
     })?;
-    let root = yaml::parse(&text)
-        .map_err(|e| fail(format!("invalid YAML: {}", e.message), Some(e.mark)))?;
+    load_text(&text, path, opts)
+}
 
+/// Like [`load`], for pipeline text already in memory; `path` places it (relative paths, messages).
+pub fn load_text(
+    text: &str,
+    path: &Path,
+    opts: &LoadOptions,
+) -> Result<(Option<PipelineConfig>, ConfigCx), ConfigErrors> {
+    let root = yaml::parse(text)
+        .map_err(|e| syntax_error(path, format!("invalid YAML: {}", e.message), Some(e.mark)))?;
     let absolute = absolute(path);
     let base_dir = absolute
         .parent()
@@ -137,6 +131,19 @@ pub fn load(
     let mut cx = ConfigCx::new(path.to_path_buf(), base_dir, vars);
     let config = read_root(&root, &mut cx, &opts.vars);
     Ok((config, cx))
+}
+
+fn syntax_error(path: &Path, message: String, mark: Option<Mark>) -> ConfigErrors {
+    let location = mark.map(|m| crate::error::Location {
+        file: std::sync::Arc::new(path.to_path_buf()),
+        line: m.line,
+        column: m.column,
+    });
+    ConfigErrors(vec![ConfigError::new(
+        ConfigErrorKind::Syntax(message),
+        "",
+        location,
+    )])
 }
 
 fn absolute(path: &Path) -> PathBuf {

@@ -58,6 +58,8 @@ pub struct PlanNode {
     pub output_schema: Option<SchemaRef>,
     /// What its bad rows do.
     pub policy: ErrorPolicy,
+    /// Whether the plugin's own `Config` set `ErrorHandling`.
+    pub policy_written: bool,
 }
 
 /// Where rejected rows are written, and by what.
@@ -101,7 +103,23 @@ pub fn load_plan(
     opts: &LoadOptions,
     registry: &Registry,
 ) -> Result<Plan, ConfigErrors> {
-    let (config, mut cx) = pipeline::load(path, opts)?;
+    finish_plan(pipeline::load(path, opts)?, registry)
+}
+
+/// Like [`load_plan`], for pipeline text already in memory; `path` places it.
+pub fn plan_text(
+    text: &str,
+    path: &Path,
+    opts: &LoadOptions,
+    registry: &Registry,
+) -> Result<Plan, ConfigErrors> {
+    finish_plan(pipeline::load_text(text, path, opts)?, registry)
+}
+
+fn finish_plan(
+    (config, mut cx): (Option<PipelineConfig>, ConfigCx),
+    registry: &Registry,
+) -> Result<Plan, ConfigErrors> {
     let plan = config.and_then(|c| Plan::new(c, registry, &mut cx));
     let plan = cx.finish(plan)?;
     plan.ok_or_else(|| {
@@ -385,7 +403,35 @@ impl Plan {
     /// With any node on `skip-row`, rejects need a file: `Settings.DeadLetter`, else
     /// `<first sink's file stem>.rejects.csv` next to that file.
     fn plan_dead_letter(&mut self, registry: &Registry, cx: &mut ConfigCx) {
+        for n in &self.nodes {
+            if matches!(n.kind, NodeKind::Sink(_)) && n.policy_written {
+                let msg = format!("sink `{}`: `ErrorHandling` applies to sources and transforms; a sink that cannot write fails the run", n.name);
+                cx.error(
+                    ConfigErrorKind::Graph(msg),
+                    &format!("Pipeline.Plugins[{}].Config.ErrorHandling", n.name),
+                    Mark::default(),
+                );
+            }
+        }
         if !self.nodes.iter().any(|n| n.policy == ErrorPolicy::SkipRow) {
+            let unused = [
+                (
+                    "MaxErrors",
+                    self.settings.max_errors != crate::reject::MaxErrors::Unlimited,
+                ),
+                ("DeadLetter", self.settings.dead_letter.is_some()),
+            ];
+            for (key, set) in unused {
+                if set {
+                    let msg =
+                        format!("`{key}` has no effect: no plugin uses `ErrorHandling: skip-row`");
+                    cx.error(
+                        ConfigErrorKind::Graph(msg),
+                        &format!("Pipeline.Settings.{key}"),
+                        Mark::default(),
+                    );
+                }
+            }
             return;
         }
         let fail = |cx: &mut ConfigCx, msg: &str| {
@@ -480,6 +526,7 @@ fn parse_node(
         chunk_size: settings.chunk_size,
     };
     let mut map = MapReader::new(&entry.config, format!("{}.Config", entry.path), cx)?;
+    let policy_written = map.has("ErrorHandling");
     let policy = map
         .choice(cx, "ErrorHandling", &ErrorPolicy::CHOICES)
         .unwrap_or(settings.error_handling);
@@ -498,6 +545,7 @@ fn parse_node(
         input_schema: None,
         output_schema: None,
         policy,
+        policy_written,
     })
 }
 

@@ -267,7 +267,8 @@ impl Decoder {
         let mut consumed = 0;
         while records.len() < limit && !self.done {
             if self.skipping {
-                match memchr::memchr(b'\n', &input[consumed..]) {
+                // The oversized line ends at its first line break of any kind.
+                match memchr::memchr2(b'\n', b'\r', &input[consumed..]) {
                     Some(i) => {
                         self.advance(&input[consumed..=consumed + i]);
                         consumed += i + 1;
@@ -438,8 +439,14 @@ impl Decoder {
     }
 
     /// Refuse the current record's first line and queue the rest of it for decoding again.
-    fn resync(&mut self, records: &mut Records, problem: Problem) {
+    fn resync(&mut self, records: &mut Records, mut problem: Problem) {
         let start = self.rec_raw_start;
+        let lines =
+            1 + memchr::memchr2_iter(b'\n', b'\r', records.raw[start..].trim_ascii_end()).count();
+        problem.message = format!(
+            "this line starts a record that runs over {lines}+ lines ({}); only this line is refused and reading restarts on the next line",
+            problem.message
+        );
         let raw = &records.raw[start..];
         let first_line = match memchr::memchr2(b'\n', b'\r', raw) {
             Some(i) if raw[i] == b'\r' && raw.get(i + 1) == Some(&b'\n') => i + 2,
@@ -449,7 +456,10 @@ impl Decoder {
         let mut rest = records.raw[start + first_line..].to_vec();
         rest.extend_from_slice(&self.pushback);
         self.pushback = rest;
-        records.raw.truncate(start + first_line);
+        // The refused line keeps its bytes, cut at the record limit like any oversized record.
+        records
+            .raw
+            .truncate(start + first_line.min(self.checks.max_record_bytes));
         // The refused line has no fields: drop what csv-core decoded from the swallowed bytes.
         self.rec_len = 0;
         self.rec_nends = 0;
@@ -748,6 +758,26 @@ mod tests {
         assert_eq!(kinds(&r)[0], Some(RowErrorKind::RecordTooLarge));
         assert_eq!(r.len(), 101);
         assert!(r.problems[1..].iter().all(Option::is_none));
+    }
+
+    #[test]
+    fn an_oversized_line_in_a_cr_only_file_ends_at_its_carriage_return() {
+        let input = format!("1,a\r2,{}\r3,c\r4,d\r", "x".repeat(500));
+        let checks = Checks {
+            max_record_bytes: 100,
+            ..Checks::default()
+        };
+        let r = decode_with(
+            Decoder::new(Dialect::default(), checks, 1, 0),
+            input.as_bytes(),
+            7,
+        );
+        assert_eq!(
+            kinds(&r),
+            [None, Some(RowErrorKind::RecordTooLarge), None, None]
+        );
+        assert_eq!(r.lines, [1, 2, 3, 4]);
+        assert_eq!(fields(&r, 3), ["4", "d"]);
     }
 
     #[test]
