@@ -7,6 +7,9 @@
 
 use std::fmt::Debug;
 use std::path::PathBuf;
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
 
 use arrow_schema::SchemaRef;
 
@@ -84,12 +87,33 @@ pub trait SinkConfig: Debug + Send + Sync {
     fn build(&self, input: SchemaRef, cx: &BuildCx) -> Result<Box<dyn Sink>, BuildError>;
 }
 
+/// Turns batches into a sink's bytes without touching the sink: pure and thread-safe, so the
+/// executor can encode several batches at once on its workers.
+pub trait Encode: Send + Sync {
+    /// Append the encoding of `batch` to `out`.
+    fn encode(&self, batch: &RecordBatch, out: &mut Vec<u8>) -> Result<(), RunError>;
+}
+
 /// A running sink. Writes are staged; the executor calls `finish` on every sink and, only if the
 /// whole run succeeded, `commit` on every sink. A sink dropped without `commit` must leave every
 /// existing file untouched and remove what it staged.
+///
+/// A sink that offers an [`Encode`] gets its batches as bytes through `write_encoded`, encoded on
+/// worker threads and delivered in order; otherwise every batch goes through `write`.
 pub trait Sink: Send {
     /// Stage one batch.
     fn write(&mut self, batch: &Batch) -> Result<(), RunError>;
+    /// The sink's encoder, if its encoding can run apart from it.
+    fn encoder(&self) -> Option<Arc<dyn Encode>> {
+        None
+    }
+    /// Stage `rows` rows already encoded by [`Sink::encoder`].
+    fn write_encoded(&mut self, rows: u64, bytes: &[u8]) -> Result<(), RunError> {
+        let _ = (rows, bytes);
+        Err(RunError::Internal(
+            "write_encoded called on a sink without an encoder".into(),
+        ))
+    }
     /// Make the staged output durable (flush, fsync) without making it visible. Returns the number
     /// of rows the sink wrote, which the executor checks against the rows it delivered.
     fn finish(&mut self) -> Result<u64, RunError>;

@@ -4,8 +4,10 @@
 //! |---|---|---|
 //! | `DelimitedSource` | source | [`delimited::source`] |
 //! | `DelimitedSink` | sink | [`delimited::sink`] |
+//! | `NullSink` | sink | [`null`] |
 
 pub mod delimited;
+pub mod null;
 
 use flowengine_engine::registry::{Parser, Registry};
 
@@ -14,6 +16,7 @@ pub fn register_builtin(registry: &mut Registry) {
     registry
         .register("DelimitedSource", Parser::Source(delimited::source::parse))
         .register("DelimitedSink", Parser::Sink(delimited::sink::parse))
+        .register("NullSink", Parser::Sink(null::parse))
         .set_dead_letter(delimited::sink::dead_letter);
 }
 

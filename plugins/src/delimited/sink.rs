@@ -7,9 +7,11 @@
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use arrow_array::RecordBatch;
 use arrow_schema::{DataType, SchemaRef};
-use flowengine_engine::component::{BuildCx, NodeCx, Sink, SinkConfig};
+use flowengine_engine::component::{BuildCx, Encode, NodeCx, Sink, SinkConfig};
 use flowengine_engine::config::{ConfigCx, MapReader};
 use flowengine_engine::datefmt;
 use flowengine_engine::error::{BuildError, RunError};
@@ -318,7 +320,7 @@ impl SinkConfig for DelimitedSinkConfig {
             target: self.path.clone(),
             dir,
             temp: Some(temp),
-            format,
+            format: Arc::new(format),
             buf: Vec::with_capacity(1 << 20),
             rows: 0,
             no_clobber: self.mode == OutputMode::Create,
@@ -390,6 +392,16 @@ enum Format {
     JsonLines(JsonLinesEncoder),
 }
 
+impl Encode for Format {
+    fn encode(&self, batch: &RecordBatch, out: &mut Vec<u8>) -> Result<(), RunError> {
+        let encoded = match self {
+            Format::Delimited(e) => e.encode(batch, out),
+            Format::JsonLines(e) => e.encode(batch, out),
+        };
+        encoded.map_err(|e| RunError::Internal(format!("cannot format a value: {e}")))
+    }
+}
+
 /// The dead-letter writer: rejects to `path`, as CSV, or as JSON Lines when the extension is
 /// `.jsonl` or `.ndjson`. Staged and committed like any sink.
 pub fn dead_letter(path: &Path, cx: &BuildCx) -> Result<Box<dyn Sink>, BuildError> {
@@ -417,7 +429,7 @@ struct DelimitedSink {
     target: PathBuf,
     dir: PathBuf,
     temp: Option<NamedTempFile>,
-    format: Format,
+    format: Arc<Format>,
     buf: Vec<u8>,
     rows: u64,
     no_clobber: bool,
@@ -445,24 +457,20 @@ impl Sink for DelimitedSink {
     fn write(&mut self, batch: &Batch) -> Result<(), RunError> {
         self.buf.clear();
         let mut buf = std::mem::take(&mut self.buf);
-        let encoded = match &self.format {
-            Format::Delimited(e) => e.encode(&batch.data, &mut buf),
-            Format::JsonLines(e) => e.encode(&batch.data, &mut buf),
-        };
-        let result = match encoded {
-            Ok(()) => self
-                .temp()?
-                .as_file_mut()
-                .write_all(&buf)
-                .map_err(|e| self.io("write", e)),
-            Err(e) => Err(RunError::Node {
-                node: self.node.clone(),
-                message: format!("cannot format a value: {e}"),
-            }),
-        };
+        let result = self.format.encode(&batch.data, &mut buf);
+        let result = result.and_then(|()| self.write_encoded(batch.num_rows() as u64, &buf));
         self.buf = buf;
-        result?;
-        self.rows += batch.num_rows() as u64;
+        result
+    }
+
+    fn encoder(&self) -> Option<Arc<dyn Encode>> {
+        Some(self.format.clone())
+    }
+
+    fn write_encoded(&mut self, rows: u64, bytes: &[u8]) -> Result<(), RunError> {
+        let written = self.temp()?.as_file_mut().write_all(bytes);
+        written.map_err(|e| self.io("write", e))?;
+        self.rows += rows;
         Ok(())
     }
 
