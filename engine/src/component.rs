@@ -52,6 +52,27 @@ pub trait Source: Send {
     /// the batch and reported in `rejects`, in input order; the executor applies the error policy.
     /// An `Err` means the source itself failed (I/O) and ends the run.
     fn next_batch(&mut self, rejects: &mut Vec<RowError>) -> Result<Option<Batch>, RunError>;
+
+    /// Whether the source can split its work: a sequential part ([`Source::next_pending`]) and a
+    /// pure part ([`Pending::finish`]) that the executor runs on its workers, several at once,
+    /// emitting the batches in order.
+    fn defers(&self) -> bool {
+        false
+    }
+
+    /// The sequential part of the next batch; `None` at the end of the input. Called instead of
+    /// `next_batch` when [`Source::defers`] is true.
+    fn next_pending(&mut self) -> Result<Option<Box<dyn Pending>>, RunError> {
+        Err(RunError::Internal(
+            "next_pending called on a source that does not defer".into(),
+        ))
+    }
+}
+
+/// Work a source handed off, finished on any worker thread.
+pub trait Pending: Send {
+    /// Finish the batch, reporting bad rows as [`Source::next_batch`] does.
+    fn finish(self: Box<Self>, rejects: &mut Vec<RowError>) -> Result<Batch, RunError>;
 }
 
 /// A parsed transform config.

@@ -191,6 +191,9 @@ fn drive_source(
     outs: &[(usize, Sender<Batch>)],
     w: &mut Worker<'_, '_>,
 ) {
+    if source.defers() {
+        return drive_deferring_source(source, outs, w);
+    }
     let mut rejects = Vec::new();
     while !w.shared.should_stop() {
         let next = w.timed(|| source.next_batch(&mut rejects));
@@ -213,6 +216,86 @@ fn drive_source(
             Ok(None) => return,
             Err(e) => return w.shared.fail(e),
         }
+    }
+}
+
+/// One finished piece of deferred source work: its sequence number, the batch, its rejects, and
+/// the time the worker spent on it.
+type Finished = (u64, Result<Batch, RunError>, Vec<RowError>, Duration);
+
+/// The source thread does the sequential part and keeps up to `window` pieces finishing on the
+/// workers; finished pieces are emitted strictly in sequence, so order, line numbers and the first
+/// reject under fail-fast are exactly those of a one-thread run.
+fn drive_deferring_source(
+    mut source: Box<dyn Source>,
+    outs: &[(usize, Sender<Batch>)],
+    w: &mut Worker<'_, '_>,
+) {
+    let (done_tx, done_rx) = crossbeam_channel::unbounded::<Finished>();
+    let mut waiting: std::collections::BTreeMap<u64, Finished> = Default::default();
+    let (mut next_seq, mut emit_seq, mut exhausted) = (0u64, 0u64, false);
+    loop {
+        while !exhausted && next_seq - emit_seq < w.shared.window as u64 && !w.shared.should_stop()
+        {
+            match w.timed(|| source.next_pending()) {
+                Ok(Some(pending)) => {
+                    spawn_finish(pending, next_seq, done_tx.clone(), w.shared.pool.as_ref());
+                    next_seq += 1;
+                }
+                Ok(None) => exhausted = true,
+                Err(e) => return w.shared.fail(e),
+            }
+        }
+        if emit_seq == next_seq || w.shared.should_stop() {
+            return;
+        }
+        let Ok(done) = done_rx.recv() else { return };
+        waiting.insert(done.0, done);
+        while let Some((_, result, mut rejects, busy)) = waiting.remove(&emit_seq) {
+            emit_seq += 1;
+            w.busy += busy;
+            let read = result.as_ref().map_or(0, Batch::num_rows) + rejects.len();
+            w.summary.rows_in += read as u64;
+            w.shared.rows_read.fetch_add(read as u64, Ordering::SeqCst);
+            if !w.take_rejects(&mut rejects) {
+                return;
+            }
+            match result {
+                Ok(batch) => {
+                    w.summary.batches_in += 1;
+                    if batch.num_rows() > 0 && !w.send_all(batch, outs) {
+                        return;
+                    }
+                }
+                Err(e) => return w.shared.fail(e),
+            }
+        }
+    }
+}
+
+fn spawn_finish(
+    pending: Box<dyn crate::component::Pending>,
+    seq: u64,
+    done: Sender<Finished>,
+    pool: Option<&rayon::ThreadPool>,
+) {
+    let job = move || {
+        let started = Instant::now();
+        let mut rejects = Vec::new();
+        // A panic on a pool thread would abort the process: make it this piece's error instead.
+        let result = catch_unwind(AssertUnwindSafe(|| pending.finish(&mut rejects)))
+            .unwrap_or_else(|panic| {
+                Err(RunError::Internal(format!(
+                    "decoding panicked: {}",
+                    panic_message(&*panic)
+                )))
+            });
+        // The receiver is gone only when the run already stopped.
+        let _ = done.send((seq, result, rejects, started.elapsed()));
+    };
+    match pool {
+        Some(pool) => pool.spawn(job),
+        None => rayon::spawn(job),
     }
 }
 

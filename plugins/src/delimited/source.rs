@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use arrow_array::{Array, BooleanArray, RecordBatch, UInt64Array};
 use arrow_schema::SchemaRef;
-use flowengine_engine::component::{BuildCx, NodeCx, Source, SourceConfig};
+use flowengine_engine::component::{BuildCx, NodeCx, Pending, Source, SourceConfig};
 use flowengine_engine::config::{ConfigCx, MapReader};
 use flowengine_engine::error::{BuildError, ColumnRef, RowError, RowErrorKind, RunError, Stage};
 use flowengine_engine::schema::{self, ColumnSpec};
@@ -168,14 +168,15 @@ impl SourceConfig for DelimitedSourceConfig {
         let (columns, width) = self.plan_columns(header.as_ref()).map_err(invalid)?;
         input.decoder.set_width(width);
         Ok(Box::new(DelimitedSource {
-            node: cx.node.clone(),
-            label: self.label.clone(),
+            shape: Arc::new(Shape {
+                node: cx.node.clone(),
+                label: self.label.clone(),
+                columns,
+                schema: self.schema.clone(),
+            }),
             path: self.path.clone(),
-            columns,
-            schema: self.schema.clone(),
             chunk_size: self.chunk_size,
             input,
-            records: Records::default(),
             ordinal: u64::from(self.has_headers),
             widths_checked: false,
         }))
@@ -339,23 +340,97 @@ impl Input {
     }
 }
 
-/// A running `DelimitedSource`.
-struct DelimitedSource {
+/// What every batch of a source shares: names for messages, and how to convert columns.
+struct Shape {
     node: String,
     label: Arc<str>,
-    path: PathBuf,
     columns: Vec<ColumnReader>,
     schema: SchemaRef,
+}
+
+/// A running `DelimitedSource`. Splitting bytes into records is sequential (quote state and line
+/// numbers run through the whole file); converting a batch of records is not, so each batch of
+/// records is handed off as a [`Chunk`] for the executor to finish on its workers.
+struct DelimitedSource {
+    shape: Arc<Shape>,
+    path: PathBuf,
     chunk_size: usize,
     input: Input,
-    records: Records,
-    /// Records read before this batch (the header counts).
+    /// Records read before the next chunk (the header counts).
     ordinal: u64,
     /// Whether the columns' `Index`es were checked against the record width.
     widths_checked: bool,
 }
 
 impl DelimitedSource {
+    /// Without a header, the width comes from the first record: check that every `Index` fits.
+    fn check_indexes(&mut self) -> Result<(), RunError> {
+        self.widths_checked = true;
+        let Some(width) = self.input.decoder.width() else {
+            return Ok(());
+        };
+        match self.shape.columns.iter().find(|c| c.field >= width) {
+            Some(c) => Err(RunError::Node {
+                node: self.shape.node.clone(),
+                message: format!(
+                    "{}: column `{}` reads field {} (Index {}), but records have {width} fields",
+                    self.shape.label,
+                    c.name,
+                    c.field + 1,
+                    c.field
+                ),
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Source for DelimitedSource {
+    fn next_batch(&mut self, rejects: &mut Vec<RowError>) -> Result<Option<Batch>, RunError> {
+        self.next_pending()?
+            .map(|chunk| chunk.finish(rejects))
+            .transpose()
+    }
+
+    fn defers(&self) -> bool {
+        true
+    }
+
+    fn next_pending(&mut self) -> Result<Option<Box<dyn Pending>>, RunError> {
+        let mut records = Records::default();
+        self.input
+            .read(&mut records, self.chunk_size)
+            .map_err(|source| RunError::Io {
+                node: self.shape.node.clone(),
+                action: "read",
+                path: self.path.clone(),
+                source,
+            })?;
+        if records.is_empty() {
+            return Ok(None);
+        }
+        if !self.widths_checked {
+            self.check_indexes()?;
+        }
+        let ordinal = self.ordinal;
+        self.ordinal += records.len() as u64;
+        Ok(Some(Box::new(Chunk {
+            shape: self.shape.clone(),
+            records,
+            ordinal,
+        })))
+    }
+}
+
+/// Records split from the file, waiting to become a typed batch.
+struct Chunk {
+    shape: Arc<Shape>,
+    records: Records,
+    /// Records read before this chunk (the header counts).
+    ordinal: u64,
+}
+
+impl Chunk {
     fn reject(
         &self,
         r: usize,
@@ -365,10 +440,10 @@ impl DelimitedSource {
         hint: String,
     ) -> RowError {
         RowError {
-            node: self.node.clone(),
+            node: self.shape.node.clone(),
             stage,
             kind,
-            file: Some(self.label.clone()),
+            file: Some(self.shape.label.clone()),
             line: Some(self.records.lines[r]),
             record: Some(self.ordinal + r as u64 + 1),
             byte_offset: Some(self.records.offsets[r]),
@@ -381,7 +456,7 @@ impl DelimitedSource {
     }
 
     fn convert_reject(&self, e: convert::ConvertError) -> RowError {
-        let col = &self.columns[e.column];
+        let col = &self.shape.columns[e.column];
         let stage = match e.kind {
             RowErrorKind::TypeConversion | RowErrorKind::NullInRequired => Stage::Convert,
             _ => Stage::Parse,
@@ -407,61 +482,28 @@ impl DelimitedSource {
         reject
     }
 
-    /// Without a header, the width comes from the first record: check that every `Index` fits.
-    fn check_indexes(&mut self) -> Result<(), RunError> {
-        self.widths_checked = true;
-        let Some(width) = self.input.decoder.width() else {
-            return Ok(());
-        };
-        match self.columns.iter().find(|c| c.field >= width) {
-            Some(c) => Err(RunError::Node {
-                node: self.node.clone(),
-                message: format!(
-                    "{}: column `{}` reads field {} (Index {}), but records have {width} fields",
-                    self.label,
-                    c.name,
-                    c.field + 1,
-                    c.field
-                ),
-            }),
-            None => Ok(()),
+    fn structural_reject(&self, r: usize, p: &super::decode::Problem) -> RowError {
+        let raw = String::from_utf8_lossy(self.records.raw(r));
+        RowError {
+            value: Some(raw.trim_end_matches(['\r', '\n']).to_string()),
+            ..self.reject(r, p.kind, Stage::Parse, p.message.clone(), p.hint.clone())
         }
     }
 }
 
-impl Source for DelimitedSource {
-    fn next_batch(&mut self, rejects: &mut Vec<RowError>) -> Result<Option<Batch>, RunError> {
-        self.records.clear();
-        let mut records = std::mem::take(&mut self.records);
-        let read = self.input.read(&mut records, self.chunk_size);
-        self.records = records;
-        read.map_err(|source| RunError::Io {
-            node: self.node.clone(),
-            action: "read",
-            path: self.path.clone(),
-            source,
-        })?;
-        if self.records.is_empty() {
-            return Ok(None);
-        }
-        if !self.widths_checked {
-            self.check_indexes()?;
-        }
+impl Pending for Chunk {
+    fn finish(self: Box<Self>, rejects: &mut Vec<RowError>) -> Result<Batch, RunError> {
         let n = self.records.len();
         let refused: Vec<bool> = self.records.problems.iter().map(Option::is_some).collect();
-        let (arrays, errors) = convert::convert(&self.records, &self.columns, &refused);
+        let (arrays, errors) = convert::convert(&self.records, &self.shape.columns, &refused);
 
         // One reject per bad record, in record order: its structural problem, else its first bad value.
         let mut errors = errors.into_iter().peekable();
         let keep: Vec<bool> = (0..n)
             .map(|r| {
-                let mut reject = self.records.problems[r].as_ref().map(|p| {
-                    let raw = String::from_utf8_lossy(self.records.raw(r));
-                    RowError {
-                        value: Some(raw.trim_end_matches(['\r', '\n']).to_string()),
-                        ..self.reject(r, p.kind, Stage::Parse, p.message.clone(), p.hint.clone())
-                    }
-                });
+                let mut reject = self.records.problems[r]
+                    .as_ref()
+                    .map(|p| self.structural_reject(r, p));
                 while let Some(e) = errors.next_if(|e| e.record == r) {
                     if reject.is_none() {
                         reject = Some(self.convert_reject(e));
@@ -472,27 +514,25 @@ impl Source for DelimitedSource {
             })
             .collect();
         let lines = UInt64Array::from(self.records.lines.clone());
-        self.ordinal += n as u64;
-        let (arrays, lines) = if rejects.is_empty() {
+        let (arrays, lines) = if keep.iter().all(|&k| k) {
             (arrays, lines)
         } else {
             let mask = BooleanArray::from(keep);
-            let filter = |a: &dyn arrow_array::Array| arrow_select::filter::filter(a, &mask);
+            let filter = |a: &dyn Array| arrow_select::filter::filter(a, &mask);
             let arrays = arrays
                 .iter()
                 .map(|a| filter(a.as_ref()))
                 .collect::<Result<Vec<_>, _>>();
-            let lines = filter(&lines);
-            match (arrays, lines) {
+            match (arrays, filter(&lines)) {
                 (Ok(a), Ok(l)) => (a, UInt64Array::from(l.to_data())),
                 (Err(e), _) | (_, Err(e)) => {
                     return Err(RunError::Internal(format!("filtering rejected rows: {e}")))
                 }
             }
         };
-        let data = RecordBatch::try_new(self.schema.clone(), arrays).map_err(|e| {
+        let data = RecordBatch::try_new(self.shape.schema.clone(), arrays).map_err(|e| {
             RunError::Internal(format!("decoded columns do not match the schema: {e}"))
         })?;
-        Ok(Some(Batch::new(data, Some(self.label.clone()), lines)))
+        Ok(Batch::new(data, Some(self.shape.label.clone()), lines))
     }
 }
