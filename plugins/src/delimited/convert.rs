@@ -288,10 +288,11 @@ fn booleans(cx: ColumnCx<'_>, errors: &mut Vec<ConvertError>) -> ArrayRef {
             out.push(None);
             continue;
         }
-        let b = match v.to_ascii_lowercase().as_slice() {
-            b"true" | b"t" | b"yes" | b"y" | b"1" => Some(true),
-            b"false" | b"f" | b"no" | b"n" | b"0" => Some(false),
-            _ => {
+        let is = |words: &[&[u8]]| words.iter().any(|w| w.eq_ignore_ascii_case(v));
+        let b = match () {
+            () if is(&[b"true", b"t", b"yes", b"y", b"1"]) => Some(true),
+            () if is(&[b"false", b"f", b"no", b"n", b"0"]) => Some(false),
+            () => {
                 errors.push(fail(
                     r,
                     RowErrorKind::TypeConversion,
