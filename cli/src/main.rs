@@ -63,12 +63,7 @@ fn parse_var(s: &str) -> Result<(String, String), String> {
     let (name, value) = s
         .split_once('=')
         .ok_or_else(|| format!("expected NAME=VALUE, found {s:?}"))?;
-    let valid = name
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if !valid {
+    if !flowengine_engine::vars::is_valid_name(name) {
         return Err(format!(
             "{name:?} is not a variable name (letters, digits and `_`)"
         ));

@@ -178,12 +178,7 @@ fn read_root(
 fn read_variables(map: &mut MapReader<'_>, cx: &mut ConfigCx) {
     for (name, mark, value) in map.take_all() {
         let path = map.key_path(name);
-        let valid_name = name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !valid_name {
+        if !crate::vars::is_valid_name(name) {
             let kind = ConfigErrorKind::InvalidValue {
                 expected: "a variable name of letters, digits and `_`".into(),
                 found: format!("{name:?}"),
@@ -357,7 +352,11 @@ fn read_connections(p: &mut MapReader<'_>, cx: &mut ConfigCx) -> Option<Vec<Conn
             "connections are bounded channels; use `Settings.ChannelCapacity`",
         );
         for key in ["FromPort", "ToPort"] {
-            m.legacy(cx, key, "write the port as `From: node.port`");
+            m.legacy(
+                cx,
+                key,
+                "ports are not supported; connect plugins by name (`From: read`)",
+            );
         }
         let mark = m.mark();
         m.finish(cx);

@@ -602,6 +602,14 @@ fn absolute(path: &Path) -> PathBuf {
     normal
 }
 
+/// Whether `name` can be a variable: `[A-Za-z_][A-Za-z0-9_]*`, as `{Name}` placeholders require.
+pub fn is_valid_name(name: &str) -> bool {
+    name.chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,7 +6,7 @@
 
 use std::fmt::Write as _;
 
-use arrow_array::RecordBatch;
+use arrow_array::{Array, RecordBatch, StringArray};
 use arrow_cast::display::{ArrayFormatter, FormatOptions};
 use arrow_schema::ArrowError;
 
@@ -21,6 +21,14 @@ pub struct OutputColumn {
     pub format: Option<String>,
 }
 
+/// A column as the encoder reads it.
+enum Column<'a> {
+    /// UTF-8 text, written as is.
+    Text(&'a StringArray),
+    /// Anything else, through arrow-cast's invariant formatting.
+    Formatted(ArrayFormatter<'a>),
+}
+
 /// Writes batches as delimited text.
 #[derive(Debug, Clone)]
 pub struct Encoder {
@@ -28,16 +36,23 @@ pub struct Encoder {
     quote: u8,
     line_ending: &'static [u8],
     columns: Vec<OutputColumn>,
+    /// Bytes that force quoting: the delimiter, the quote, CR and LF.
+    special: [bool; 256],
 }
 
 impl Encoder {
     /// An encoder for `columns`.
     pub fn new(delimiter: u8, quote: u8, crlf: bool, columns: Vec<OutputColumn>) -> Self {
+        let mut special = [false; 256];
+        for b in [delimiter, quote, b'\n', b'\r'] {
+            special[usize::from(b)] = true;
+        }
         Self {
             delimiter,
             quote,
             line_ending: if crlf { b"\r\n" } else { b"\n" },
             columns,
+            special,
         }
     }
 
@@ -72,11 +87,18 @@ impl Encoder {
                     .with_timestamp_tz_format(f)
             })
             .collect();
+        // Text needs no formatting: write it straight from the array.
         let formatters = self
             .columns
             .iter()
             .zip(&options)
-            .map(|(c, o)| ArrayFormatter::try_new(batch.column(c.input).as_ref(), o))
+            .map(|(c, o)| {
+                let array = batch.column(c.input).as_ref();
+                match array.as_any().downcast_ref::<StringArray>() {
+                    Some(text) => Ok(Column::Text(text)),
+                    None => ArrayFormatter::try_new(array, o).map(Column::Formatted),
+                }
+            })
             .collect::<Result<Vec<_>, _>>()?;
         // A lone empty field (empty text or null) would be a blank line, which readers skip: write
         // `""` to keep the row. Read back, `""` is empty text, or null in a nullable column.
@@ -93,14 +115,23 @@ impl Encoder {
                     }
                     continue;
                 }
-                scratch.clear();
-                write!(scratch, "{}", f.value(row)).map_err(|_| {
-                    ArrowError::CastError(format!("cannot format column `{}` row {row}", c.name))
-                })?;
-                if single && scratch.is_empty() {
+                let value: &[u8] = match f {
+                    Column::Text(text) => text.value(row).as_bytes(),
+                    Column::Formatted(f) => {
+                        scratch.clear();
+                        write!(scratch, "{}", f.value(row)).map_err(|_| {
+                            ArrowError::CastError(format!(
+                                "cannot format column `{}` row {row}",
+                                c.name
+                            ))
+                        })?;
+                        scratch.as_bytes()
+                    }
+                };
+                if single && value.is_empty() {
                     out.extend_from_slice(&[self.quote, self.quote]);
                 } else {
-                    self.field(scratch.as_bytes(), out);
+                    self.field(value, out);
                 }
             }
             out.extend_from_slice(self.line_ending);
@@ -110,20 +141,25 @@ impl Encoder {
 
     /// One field, quoted if it holds the delimiter, the quote, CR or LF; quotes doubled.
     fn field(&self, value: &[u8], out: &mut Vec<u8>) {
-        let needs_quotes = value
-            .iter()
-            .any(|&b| b == self.delimiter || b == self.quote || b == b'\n' || b == b'\r');
+        // Most fields are short, where a table beats memchr's setup; long ones get memchr.
+        let needs_quotes = if value.len() < 32 {
+            value.iter().any(|&b| self.special[usize::from(b)])
+        } else {
+            memchr::memchr3(self.delimiter, self.quote, b'\n', value).is_some()
+                || memchr::memchr(b'\r', value).is_some()
+        };
         if !needs_quotes {
             out.extend_from_slice(value);
             return;
         }
         out.push(self.quote);
-        for &b in value {
-            if b == self.quote {
-                out.push(self.quote);
-            }
-            out.push(b);
+        let mut rest = value;
+        while let Some(i) = memchr::memchr(self.quote, rest) {
+            out.extend_from_slice(&rest[..=i]);
+            out.push(self.quote);
+            rest = &rest[i + 1..];
         }
+        out.extend_from_slice(rest);
         out.push(self.quote);
     }
 }

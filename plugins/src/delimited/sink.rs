@@ -193,7 +193,7 @@ impl DelimitedSinkConfig {
                 .collect());
         };
         let names: Vec<&str> = input.fields().iter().map(|f| f.name().as_str()).collect();
-        mappings
+        let columns = mappings
             .iter()
             .map(|mp| {
                 let i = names
@@ -219,7 +219,17 @@ impl DelimitedSinkConfig {
                     format: mp.format.clone(),
                 })
             })
-            .collect()
+            .collect::<Vec<_>>();
+        // Report every bad mapping at once, not the first.
+        let problems: Vec<String> = columns
+            .iter()
+            .filter_map(|c| c.as_ref().err().cloned())
+            .collect();
+        if problems.is_empty() {
+            Ok(columns.into_iter().flatten().collect())
+        } else {
+            Err(problems.join("; "))
+        }
     }
 }
 
@@ -352,6 +362,10 @@ impl DelimitedSinkConfig {
         let mut existing = File::open(&self.path).map_err(AppendError::Io)?;
         let len = existing.metadata().map_err(AppendError::Io)?.len();
         if len == 0 {
+            // An empty file is written as if new.
+            if self.bom {
+                head.extend_from_slice(b"\xEF\xBB\xBF");
+            }
             return Ok(true);
         }
         if self.include_headers {
