@@ -260,7 +260,7 @@ impl SinkConfig for DelimitedSinkConfig {
         let format = if self.json_lines {
             Format::JsonLines(JsonLinesEncoder::new(columns))
         } else {
-            Format::Delimited(encoder.clone())
+            Format::Delimited(Box::new(encoder.clone()))
         };
         let dir = self
             .path
@@ -402,7 +402,7 @@ impl DelimitedSinkConfig {
 
 /// How rows become bytes.
 enum Format {
-    Delimited(Encoder),
+    Delimited(Box<Encoder>),
     JsonLines(JsonLinesEncoder),
 }
 
