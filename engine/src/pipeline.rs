@@ -36,7 +36,8 @@ pub struct Settings {
     pub chunk_size: usize,
     /// Batches buffered on each connection before the producer waits.
     pub channel_capacity: usize,
-    /// Worker threads for parallel transforms; `None` means one per core.
+    /// Threads of the worker pool (source conversion, sink encoding, parallel transforms); `None`
+    /// means one per core.
     pub threads: Option<usize>,
     /// What bad rows do, unless a plugin overrides it.
     pub error_handling: ErrorPolicy,

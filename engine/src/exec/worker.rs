@@ -209,7 +209,7 @@ fn drive_source(
         match next {
             Ok(Some(batch)) => {
                 w.summary.batches_in += 1;
-                if !w.send_all(batch, outs) {
+                if batch.num_rows() > 0 && !w.send_all(batch, outs) {
                     return;
                 }
             }
@@ -234,6 +234,9 @@ fn drive_deferring_source(
     let (done_tx, done_rx) = crossbeam_channel::unbounded::<Finished>();
     let mut waiting: std::collections::BTreeMap<u64, Finished> = Default::default();
     let (mut next_seq, mut emit_seq, mut exhausted) = (0u64, 0u64, false);
+    // A read error comes after every piece already handed off: those are emitted (and their bad
+    // rows judged) first, as a one-thread run would.
+    let mut read_error = None;
     loop {
         while !exhausted && next_seq - emit_seq < w.shared.window as u64 && !w.shared.should_stop()
         {
@@ -243,10 +246,16 @@ fn drive_deferring_source(
                     next_seq += 1;
                 }
                 Ok(None) => exhausted = true,
-                Err(e) => return w.shared.fail(e),
+                Err(e) => {
+                    read_error = Some(e);
+                    exhausted = true;
+                }
             }
         }
         if emit_seq == next_seq || w.shared.should_stop() {
+            if let Some(e) = read_error {
+                w.shared.fail(e);
+            }
             return;
         }
         let Ok(done) = done_rx.recv() else { return };

@@ -4,8 +4,9 @@
 //! records to a [`Records`] buffer, which is later converted column by column into Arrow arrays.
 //! It is tested on byte slices without any file.
 //!
-//! Positions are absolute: the decoder counts every `\n` it consumes, including those inside quoted
-//! fields, so a record's line is the physical line of its first byte in the file.
+//! Positions are absolute: the decoder counts every line break it consumes (`\n`, `\r\n`, or a lone
+//! `\r`), including those inside quoted fields, so a record's line is the physical line of its first
+//! byte in the file.
 
 use csv_core::{ReadRecordResult, Terminator};
 use flowengine_engine::error::RowErrorKind;
