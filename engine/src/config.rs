@@ -101,12 +101,8 @@ impl ConfigCx {
 
     /// Resolve a path written in the pipeline file: relative paths are relative to its directory.
     pub fn resolve_path(&self, written: &str) -> PathBuf {
-        let p = Path::new(written);
-        if p.is_absolute() {
-            p.to_path_buf()
-        } else {
-            normalize(&self.base_dir.join(p))
-        }
+        // Normalised either way, so `/a/b/../in.csv` and `/a/in.csv` are known to be one file.
+        normalize(&self.base_dir.join(written))
     }
 }
 

@@ -303,6 +303,10 @@ impl Pipeline {
                 &paths,
             ),
         };
+        // A Ctrl-C that came after the nodes' last check still means: change nothing.
+        if result.is_ok() && interrupt.load(Ordering::SeqCst) {
+            result = Err(RunError::Cancelled);
+        }
         if result.is_ok() {
             for (sink, _) in sinks.into_iter().chain(dead_letter) {
                 if let Err(e) = sink.commit() {

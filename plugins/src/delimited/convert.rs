@@ -210,7 +210,9 @@ fn strings(cx: ColumnCx<'_>, errors: &mut Vec<ConvertError>) -> ArrayRef {
         valid.append(!(skipped || v.is_empty() && col.nullable));
     }
     let valid = valid.finish();
-    if std::str::from_utf8(&values).is_ok() {
+    // Every value is valid only if the whole is and no value boundary splits a character (two
+    // invalid halves in neighbouring values can join into one valid character).
+    if std::str::from_utf8(&values).is_ok_and(|s| offsets.iter().all(|&o| s.is_char_boundary(o))) {
         return string_array(&offsets, values, valid, errors);
     }
     // Rare path: report every bad value and blank it, so the array stays valid UTF-8.

@@ -11,6 +11,11 @@
 use csv_core::{ReadRecordResult, Terminator};
 use flowengine_engine::error::RowErrorKind;
 
+/// A chunk of records stops growing at this many bytes of field data, whatever its row count, so
+/// one column of one batch stays well under Arrow's 2 GiB limit for 32-bit string offsets (a record
+/// is at most `MaxRecordBytes`, 1 GiB).
+pub const MAX_CHUNK_BYTES: usize = 512 << 20;
+
 /// The characters that structure a delimited file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Dialect {
@@ -55,6 +60,11 @@ impl Records {
     /// Number of records.
     pub fn len(&self) -> usize {
         self.starts.len()
+    }
+
+    /// Whether the chunk is full: `limit` records, or [`MAX_CHUNK_BYTES`] of field data.
+    pub fn is_full(&self, limit: usize) -> bool {
+        self.len() >= limit || self.data.len() >= MAX_CHUNK_BYTES
     }
 
     /// True if there are none.
@@ -172,6 +182,10 @@ pub struct Decoder {
     skipping: bool,
     /// The last byte seen was `\r` (so a `\n` next is the same line break).
     after_cr: bool,
+    /// csv-core has ended the current record; it is judged and stored on the next step.
+    rec_complete: bool,
+    /// The record ended at `\r`: the next byte decides whether its `\n` belongs to it.
+    await_lf: bool,
     done: bool,
 }
 
@@ -195,6 +209,8 @@ impl Decoder {
             pushback: Vec::new(),
             skipping: false,
             after_cr: false,
+            rec_complete: false,
+            await_lf: false,
             done: false,
         }
     }
@@ -232,7 +248,7 @@ impl Decoder {
     ) -> usize {
         let mut consumed = 0;
         loop {
-            while !self.pushback.is_empty() && records.len() < limit {
+            while !self.pushback.is_empty() && !records.is_full(limit) {
                 let pending = std::mem::take(&mut self.pushback);
                 let (used, _) = self.step(&pending, false, records, limit);
                 // A resync inside the pending bytes queued its own bytes first; the rest follow.
@@ -241,7 +257,7 @@ impl Decoder {
                     break; // waiting for more input to finish a record
                 }
             }
-            if records.len() >= limit || self.done {
+            if records.is_full(limit) || self.done {
                 return consumed;
             }
             let (used, resynced) = self.step(
@@ -266,7 +282,31 @@ impl Decoder {
         limit: usize,
     ) -> (usize, bool) {
         let mut consumed = 0;
-        while records.len() < limit && !self.done {
+        while !records.is_full(limit) && !self.done {
+            if self.await_lf {
+                match input.get(consumed) {
+                    None if !eof => break,
+                    Some(b'\n') => {
+                        records.raw.push(b'\n');
+                        self.advance(b"\n");
+                        consumed += 1;
+                    }
+                    _ => {}
+                }
+                self.await_lf = false;
+            }
+            if self.in_record && self.rec_complete {
+                self.rec_complete = false;
+                let ended_by_eof = eof && consumed == input.len();
+                match self.check(records, ended_by_eof) {
+                    Some(problem) if self.spans_lines(records) => {
+                        self.resync(records, problem);
+                        return (consumed, true);
+                    }
+                    problem => self.push_record(records, problem),
+                }
+                continue;
+            }
             if self.skipping {
                 // The oversized line ends at its first line break of any kind.
                 match memchr::memchr2(b'\n', b'\r', &input[consumed..]) {
@@ -320,11 +360,17 @@ impl Decoder {
                     self.resync(records, problem);
                     return (consumed, true);
                 }
-                // One enormous line: keep a bounded prefix and drop the rest of the line.
+                // One enormous line: keep a bounded prefix. If csv-core already ended the record,
+                // its line break is consumed and the next line must be left alone; otherwise drop
+                // the rest of this line first.
                 records
                     .raw
                     .truncate(self.rec_raw_start + self.checks.max_record_bytes);
-                self.skipping = true;
+                if result == ReadRecordResult::Record {
+                    self.finish_too_large(records);
+                } else {
+                    self.skipping = true;
+                }
                 continue;
             }
             match result {
@@ -342,14 +388,10 @@ impl Decoder {
                     self.rec_ends.resize(len * 2, 0);
                 }
                 ReadRecordResult::Record => {
-                    let ended_by_eof = eof && consumed == input.len();
-                    match self.check(records, ended_by_eof) {
-                        Some(problem) if self.spans_lines(records) => {
-                            self.resync(records, problem);
-                            return (consumed, true);
-                        }
-                        problem => self.push_record(records, problem),
-                    }
+                    // csv-core ends a record at `\r`: whether a `\n` follows (and belongs to this
+                    // record's raw bytes) may only be known from the next input.
+                    self.await_lf = records.raw.last() == Some(&b'\r');
+                    self.rec_complete = true;
                 }
                 ReadRecordResult::End => {
                     records.raw.truncate(self.rec_raw_start);
@@ -506,6 +548,45 @@ impl Decoder {
             self.after_cr = last == b'\r';
         }
         self.offset += consumed.len() as u64;
+    }
+}
+
+/// Line breaks in `bytes`: `\n`, `\r\n` and a lone `\r` each count once.
+pub fn line_breaks(bytes: &[u8]) -> u64 {
+    memchr::memchr2_iter(b'\n', b'\r', bytes)
+        .filter(|&i| !(bytes[i] == b'\n' && i > 0 && bytes[i - 1] == b'\r'))
+        .count() as u64
+}
+
+/// Where field `k` lies in a record's raw bytes (quotes included), reading quotes as RFC 4180 does.
+pub fn field_span(raw: &[u8], k: usize, dialect: Dialect) -> std::ops::Range<usize> {
+    let (mut field, mut start, mut in_quotes, mut escaped) = (0, 0, false, false);
+    for (i, &b) in raw.iter().enumerate() {
+        if escaped {
+            escaped = false;
+        } else if in_quotes && Some(b) == dialect.escape && Some(b) != dialect.quote {
+            escaped = true;
+        } else if Some(b) == dialect.quote {
+            in_quotes = !in_quotes;
+        } else if !in_quotes && (b == b'\n' || b == b'\r') {
+            // The record's line break ends the last field.
+            return if field == k {
+                start..i
+            } else {
+                raw.len()..raw.len()
+            };
+        } else if !in_quotes && b == dialect.delimiter {
+            if field == k {
+                return start..i;
+            }
+            field += 1;
+            start = i + 1;
+        }
+    }
+    if field == k {
+        start..raw.len()
+    } else {
+        raw.len()..raw.len()
     }
 }
 
@@ -779,6 +860,33 @@ mod tests {
         );
         assert_eq!(r.lines, [1, 2, 3, 4]);
         assert_eq!(fields(&r, 3), ["4", "d"]);
+    }
+
+    #[test]
+    fn an_oversized_line_read_in_one_piece_leaves_the_next_line_alone() {
+        let input = format!("1,a\n2,{}\n3,c\n", "x".repeat(500));
+        let checks = Checks {
+            max_record_bytes: 100,
+            ..Checks::default()
+        };
+        let r = decode_with(
+            Decoder::new(Dialect::default(), checks, 1, 0),
+            input.as_bytes(),
+            1 << 20,
+        );
+        assert_eq!(kinds(&r), [None, Some(RowErrorKind::RecordTooLarge), None]);
+        assert_eq!(fields(&r, 2), ["3", "c"]);
+    }
+
+    #[test]
+    fn field_spans_and_line_breaks_follow_the_dialect() {
+        let d = Dialect::default();
+        let raw = b"1,\"a,\"\"b\",c\r\n";
+        assert_eq!(field_span(raw, 0, d), 0..1);
+        assert_eq!(field_span(raw, 1, d), 2..9);
+        assert_eq!(field_span(raw, 2, d), 10..11);
+        assert_eq!(field_span(raw, 3, d), raw.len()..raw.len());
+        assert_eq!(line_breaks(b"a\r\nb\rc\nd"), 3);
     }
 
     #[test]

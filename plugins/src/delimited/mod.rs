@@ -41,6 +41,16 @@ pub(crate) fn read_dialect(m: &mut MapReader<'_>, cx: &mut ConfigCx) -> Option<D
         m.take("Escape");
         None
     };
+    if escape.is_some() && quote.is_none() {
+        let found = "an escape character with quoting turned off";
+        m.invalid(
+            cx,
+            "Escape",
+            "no `Escape` when `Quote` is off (escapes apply inside quotes)",
+            found,
+        );
+        return None;
+    }
     if quote == Some(delimiter) {
         m.invalid(
             cx,

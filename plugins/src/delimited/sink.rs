@@ -213,6 +213,14 @@ impl DelimitedSinkConfig {
                         mp.source
                     ));
                 }
+                if let Some(format) = &mp.format {
+                    check_format(ty, format).map_err(|_| {
+                        format!(
+                            "`Format: {format}` cannot format column `{}` ({ty}): it asks for parts the values do not have, such as a time of day on a date, or an offset on a datetime without `TimeZone`",
+                            mp.source
+                        )
+                    })?;
+                }
                 Ok(OutputColumn {
                     input: i,
                     name: mp.output.clone(),
@@ -231,6 +239,30 @@ impl DelimitedSinkConfig {
             Err(problems.join("; "))
         }
     }
+}
+
+/// Format one sample value of type `ty` with `format`, exactly as a run would, so a pattern the
+/// type cannot fill (an hour on a date, an offset on a zone-less datetime) fails at plan time.
+fn check_format(ty: &DataType, format: &str) -> Result<(), String> {
+    use arrow_array::{ArrayRef, Date32Array, TimestampMicrosecondArray};
+    let sample: ArrayRef = match ty {
+        DataType::Date32 => Arc::new(Date32Array::from(vec![19_753])),
+        DataType::Timestamp(_, tz) => Arc::new(
+            TimestampMicrosecondArray::from(vec![1_706_708_700_000_000])
+                .with_timezone_opt(tz.clone()),
+        ),
+        _ => return Ok(()),
+    };
+    let columns = vec![OutputColumn {
+        input: 0,
+        name: "sample".into(),
+        format: Some(format.to_string()),
+    }];
+    let batch = RecordBatch::try_from_iter([("sample", sample)]).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    Encoder::new(b',', b'"', false, columns)
+        .encode(&batch, &mut out)
+        .map_err(|e| e.to_string())
 }
 
 impl SinkConfig for DelimitedSinkConfig {

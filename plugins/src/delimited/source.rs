@@ -171,6 +171,7 @@ impl SourceConfig for DelimitedSourceConfig {
             shape: Arc::new(Shape {
                 node: cx.node.clone(),
                 label: self.label.clone(),
+                dialect: self.dialect,
                 columns,
                 schema: self.schema.clone(),
             }),
@@ -332,7 +333,7 @@ impl Input {
         loop {
             let input = &self.buf[self.start..self.end];
             self.start += self.decoder.decode(input, self.eof, records, limit);
-            if records.len() >= limit || self.decoder.is_done() {
+            if records.is_full(limit) || self.decoder.is_done() {
                 return Ok(());
             }
             self.fill()?;
@@ -344,6 +345,7 @@ impl Input {
 struct Shape {
     node: String,
     label: Arc<str>,
+    dialect: Dialect,
     columns: Vec<ColumnReader>,
     schema: SchemaRef,
 }
@@ -365,10 +367,11 @@ struct DelimitedSource {
 impl DelimitedSource {
     /// Without a header, the width comes from the first record: check that every `Index` fits.
     fn check_indexes(&mut self) -> Result<(), RunError> {
-        self.widths_checked = true;
+        // Without a header, the width is known once a record with sound quoting was read.
         let Some(width) = self.input.decoder.width() else {
             return Ok(());
         };
+        self.widths_checked = true;
         match self.shape.columns.iter().find(|c| c.field >= width) {
             Some(c) => Err(RunError::Node {
                 node: self.shape.node.clone(),
@@ -470,14 +473,16 @@ impl Chunk {
             ..self.reject(e.record, e.kind, stage, e.message, e.hint)
         };
         if e.kind == RowErrorKind::InvalidUtf8 {
-            // Point at the first bad byte, not just the record.
+            // Point at the first bad byte of this column's field, not just at the record.
             let raw = self.records.raw(e.record);
-            let bad = std::str::from_utf8(raw)
+            let span = super::decode::field_span(raw, col.field, self.shape.dialect);
+            let in_field = std::str::from_utf8(&raw[span.clone()])
                 .err()
                 .map_or(0, |u| u.valid_up_to());
+            let bad = span.start + in_field;
             reject.byte_offset = Some(self.records.offsets[e.record] + bad as u64);
-            let lines_before = memchr::memchr_iter(b'\n', &raw[..bad]).count() as u64;
-            reject.line = Some(self.records.lines[e.record] + lines_before);
+            reject.line =
+                Some(self.records.lines[e.record] + super::decode::line_breaks(&raw[..bad]));
         }
         reject
     }
