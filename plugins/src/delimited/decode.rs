@@ -360,13 +360,14 @@ impl Decoder {
                     self.resync(records, problem);
                     return (consumed, true);
                 }
-                // One enormous line: keep a bounded prefix. If csv-core already ended the record,
-                // its line break is consumed and the next line must be left alone; otherwise drop
-                // the rest of this line first.
+                // One enormous line: keep a bounded prefix. If its line break was already consumed
+                // (csv-core ended the record, or the break sits inside an open quote), the next
+                // line must be left alone; otherwise drop the rest of this line first.
+                let line_ended = matches!(records.raw.last(), Some(b'\n' | b'\r'));
                 records
                     .raw
                     .truncate(self.rec_raw_start + self.checks.max_record_bytes);
-                if result == ReadRecordResult::Record {
+                if result == ReadRecordResult::Record || line_ended {
                     self.finish_too_large(records);
                 } else {
                     self.skipping = true;
@@ -876,6 +877,30 @@ mod tests {
         );
         assert_eq!(kinds(&r), [None, Some(RowErrorKind::RecordTooLarge), None]);
         assert_eq!(fields(&r, 2), ["3", "c"]);
+    }
+
+    #[test]
+    fn an_oversized_line_ending_inside_an_open_quote_leaves_the_next_line_alone() {
+        // Found by fuzzing: the line break was consumed (inside the open quote) when the limit hit,
+        // and skipping to the *next* break swallowed the following line.
+        let input = format!("1,a\n2,\"{}\r3,c\n4,d\n", "x".repeat(200));
+        let checks = Checks {
+            max_record_bytes: 100,
+            ..Checks::default()
+        };
+        for step in [1, 3, 7, 1 << 20] {
+            let r = decode_with(
+                Decoder::new(Dialect::default(), checks, 1, 0),
+                input.as_bytes(),
+                step,
+            );
+            assert_eq!(r.lines, [1, 2, 3, 4], "step {step}");
+            assert_eq!(
+                kinds(&r)[1],
+                Some(RowErrorKind::RecordTooLarge),
+                "step {step}"
+            );
+        }
     }
 
     #[test]
