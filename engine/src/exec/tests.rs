@@ -554,3 +554,193 @@ fn a_node_can_override_the_pipeline_policy() {
     let out = run("override", &yaml, false);
     assert!(out.result.unwrap_err().to_string().contains("0 is refused"));
 }
+
+/// A source that defers: piece `k` holds numbers `k*rows..(k+1)*rows`; pieces finish after uneven
+/// delays (so they complete out of order) and may reject a number, or fail to be read at all.
+#[derive(Debug)]
+struct Deferred {
+    pieces: u64,
+    rows: u64,
+    reject: Option<i64>,
+    read_error_at: Option<u64>,
+}
+
+fn parse_deferred(
+    m: &mut MapReader<'_>,
+    cx: &mut ConfigCx,
+    _: &NodeCx,
+) -> Option<Box<dyn SourceConfig>> {
+    Some(Box::new(Deferred {
+        pieces: m.integer(cx, "Pieces", 0, 1 << 20)?,
+        rows: m.integer(cx, "Rows", 1, 1 << 20)?,
+        reject: m.integer(cx, "Reject", 0, u64::MAX).map(|v| v as i64),
+        read_error_at: m.integer(cx, "ReadErrorAt", 0, u64::MAX),
+    }))
+}
+
+impl SourceConfig for Deferred {
+    fn output_schema(&self) -> SchemaRef {
+        schema()
+    }
+    fn build(&self, _: &BuildCx) -> Result<Box<dyn Source>, BuildError> {
+        Ok(Box::new(DeferredRun {
+            next: 0,
+            pieces: self.pieces,
+            rows: self.rows,
+            reject: self.reject,
+            read_error_at: self.read_error_at,
+        }))
+    }
+}
+
+struct DeferredRun {
+    next: u64,
+    pieces: u64,
+    rows: u64,
+    reject: Option<i64>,
+    read_error_at: Option<u64>,
+}
+
+impl Source for DeferredRun {
+    fn next_batch(&mut self, rejects: &mut Vec<RowError>) -> Result<Option<Batch>, RunError> {
+        self.next_pending()?.map(|p| p.finish(rejects)).transpose()
+    }
+    fn defers(&self) -> bool {
+        true
+    }
+    fn next_pending(&mut self) -> Result<Option<Box<dyn crate::component::Pending>>, RunError> {
+        if self.read_error_at == Some(self.next) {
+            return Err(RunError::Node {
+                node: "src".into(),
+                message: format!("cannot read piece {}", self.next),
+            });
+        }
+        if self.next == self.pieces {
+            return Ok(None);
+        }
+        let k = self.next;
+        self.next += 1;
+        Ok(Some(Box::new(Piece {
+            first: (k * self.rows) as i64,
+            rows: self.rows as i64,
+            reject: self.reject,
+        })))
+    }
+}
+
+struct Piece {
+    first: i64,
+    rows: i64,
+    reject: Option<i64>,
+}
+
+impl crate::component::Pending for Piece {
+    fn finish(self: Box<Self>, rejects: &mut Vec<RowError>) -> Result<Batch, RunError> {
+        // Later pieces often finish first.
+        std::thread::sleep(Duration::from_micros(
+            ((self.first as u64 * 7919) % 700) + 50,
+        ));
+        let values: Vec<i64> = (self.first..self.first + self.rows)
+            .filter(|&v| {
+                let bad = self.reject == Some(v);
+                if bad {
+                    rejects.push(RowError {
+                        node: "src".into(),
+                        stage: Stage::Parse,
+                        kind: RowErrorKind::TypeConversion,
+                        file: None,
+                        line: Some(v as u64 + 2),
+                        record: None,
+                        byte_offset: None,
+                        column: None,
+                        value: Some(v.to_string()),
+                        message: format!("{v} cannot be read"),
+                        hint: None,
+                        raw: None,
+                    });
+                }
+                !bad
+            })
+            .collect();
+        let lines = UInt64Array::from(values.iter().map(|&v| v as u64 + 2).collect::<Vec<_>>());
+        let data =
+            RecordBatch::try_new(schema(), vec![Arc::new(Int64Array::from(values))]).unwrap();
+        Ok(Batch::new(data, None, lines))
+    }
+}
+
+fn deferring_registry() -> Registry {
+    let mut r = registry();
+    r.register("Deferred", Parser::Source(parse_deferred));
+    r
+}
+
+fn run_deferred(name: &str, yaml: &str) -> RunOutcome {
+    let path = std::env::temp_dir().join(format!(
+        "flowengine-exec-{}-{name}.yaml",
+        std::process::id()
+    ));
+    std::fs::write(&path, yaml).unwrap();
+    let plan = load_plan(&path, &LoadOptions::default(), &deferring_registry()).unwrap();
+    let _ = std::fs::remove_file(&path);
+    let flag = AtomicBool::new(false);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let pipeline = plan.build().unwrap();
+    std::thread::spawn(move || {
+        let _ = tx.send(pipeline.run(&flag));
+    });
+    rx.recv_timeout(Duration::from_secs(30))
+        .expect("the run hung")
+}
+
+fn deferred_chain(sink: &str, settings: &str, source: &str) -> String {
+    format!(
+        "Pipeline:
+  Name: d
+  Settings: {{ {settings} }}
+  Plugins:
+    - {{ Name: src, Type: Deferred, Config: {{ Pieces: 80, Rows: 5, {source} }} }}
+    - {{ Name: {sink}, Type: Collect }}
+  Connections:
+    - {{ From: src, To: {sink} }}
+"
+    )
+}
+
+#[test]
+fn deferred_pieces_are_emitted_in_order_whatever_order_they_finish_in() {
+    let out = run_deferred(
+        "def_order",
+        &deferred_chain("def_sink", "Threads: 4, ChannelCapacity: 1", ""),
+    );
+    out.result.unwrap();
+    assert_eq!(sink("def_sink").0, (0..400).collect::<Vec<_>>());
+}
+
+#[test]
+fn under_fail_fast_the_first_reject_in_input_order_wins() {
+    // Piece 3 holds 17; later pieces finish first but must not decide the error.
+    let out = run_deferred(
+        "def_ff",
+        &deferred_chain("def_ff_sink", "Threads: 4", "Reject: 17"),
+    );
+    let err = out.result.unwrap_err().to_string();
+    assert!(err.contains("17 cannot be read"), "{err}");
+}
+
+#[test]
+fn a_read_error_comes_after_the_pieces_before_it() {
+    // Piece 2 holds a bad row, reading piece 5 fails: in input order the bad row comes first.
+    let yaml = deferred_chain("def_read_sink", "Threads: 4", "Reject: 12, ReadErrorAt: 5");
+    let err = run_deferred("def_read", &yaml)
+        .result
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("12 cannot be read"), "{err}");
+    let yaml = deferred_chain("def_read2_sink", "Threads: 4", "ReadErrorAt: 5");
+    let err = run_deferred("def_read2", &yaml)
+        .result
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("cannot read piece 5"), "{err}");
+}
