@@ -371,8 +371,10 @@ pub enum RunError {
     #[error("interrupted; no output was changed")]
     Cancelled,
     /// More rows were rejected than `MaxErrors` allows.
-    #[error("{rejected} of {read} rows read were rejected, more than `MaxErrors: {cap}` allows; the run stopped and changed no output{}", first.as_ref().map(|f| format!("\n  first reject: {f}")).unwrap_or_default())]
+    #[error("{rejected} of {read} rows read were rejected, more than `MaxErrors: {cap}` allows; the run stopped and changed no output (the rejects would have gone to {dead_letter}, which was not written either){}", first.as_ref().map(|f| format!("\n  first reject: {f}")).unwrap_or_default())]
     TooManyRejects {
+        /// The dead-letter file the rejects would have been committed to.
+        dead_letter: String,
         /// Rows rejected when the cap was hit.
         rejected: u64,
         /// Rows read when the cap was hit.

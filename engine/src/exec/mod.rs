@@ -151,6 +151,7 @@ struct Shared<'a> {
     rows_read: AtomicU64,
     rows_rejected: AtomicU64,
     first_reject: Mutex<Option<RowError>>,
+    dead_letter: Option<String>,
 }
 
 impl Shared<'_> {
@@ -179,6 +180,10 @@ impl Shared<'_> {
         RunError::TooManyRejects {
             rejected: self.rows_rejected.load(Ordering::SeqCst),
             read: self.rows_read.load(Ordering::SeqCst),
+            dead_letter: self
+                .dead_letter
+                .clone()
+                .unwrap_or_else(|| "the dead-letter file".into()),
             cap: self.max_errors.to_string(),
             first: first.map(Box::new),
         }
@@ -215,6 +220,7 @@ impl Pipeline {
             rows_read: AtomicU64::new(0),
             rows_rejected: AtomicU64::new(0),
             first_reject: Mutex::new(None),
+            dead_letter: self.dead_letter.as_ref().map(|d| d.path.clone()),
         };
         let (senders, receivers): (Vec<_>, Vec<_>) = self
             .edges
