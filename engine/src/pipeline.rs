@@ -45,6 +45,17 @@ pub struct Settings {
     pub max_errors: MaxErrors,
     /// Where rejects go (`.csv`, or `.jsonl`/`.ndjson`).
     pub dead_letter: Option<PathBuf>,
+    /// Where the error-policy keys were written, for plan-time messages.
+    pub marks: SettingMarks,
+}
+
+/// Positions of the `Settings` keys the plan judges after reading every plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SettingMarks {
+    /// `MaxErrors`.
+    pub max_errors: Mark,
+    /// `DeadLetter`.
+    pub dead_letter: Mark,
 }
 
 impl Default for Settings {
@@ -56,6 +67,7 @@ impl Default for Settings {
             error_handling: ErrorPolicy::FailFast,
             max_errors: MaxErrors::Unlimited,
             dead_letter: None,
+            marks: SettingMarks::default(),
         }
     }
 }
@@ -248,6 +260,10 @@ fn read_settings(s: &mut MapReader<'_>, cx: &mut ConfigCx) -> Settings {
         .unwrap_or_default();
     let max_errors = read_max_errors(s, cx);
     let dead_letter = s.path_value(cx, "DeadLetter");
+    let marks = SettingMarks {
+        max_errors: s.entry_mark("MaxErrors"),
+        dead_letter: s.entry_mark("DeadLetter"),
+    };
     s.legacy(cx, "SkipMalformedRows", "use `ErrorHandling: skip-row`");
     s.legacy(cx, "MaxDegreeOfParallelism", "use `Settings.Threads`");
     s.legacy(
@@ -274,6 +290,7 @@ fn read_settings(s: &mut MapReader<'_>, cx: &mut ConfigCx) -> Settings {
         error_handling,
         max_errors,
         dead_letter,
+        marks,
     }
 }
 

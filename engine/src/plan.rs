@@ -58,8 +58,8 @@ pub struct PlanNode {
     pub output_schema: Option<SchemaRef>,
     /// What its bad rows do.
     pub policy: ErrorPolicy,
-    /// Whether the plugin's own `Config` set `ErrorHandling`.
-    pub policy_written: bool,
+    /// Where the plugin's own `Config` set `ErrorHandling`, if it did.
+    pub policy_mark: Option<Mark>,
 }
 
 /// Where rejected rows are written, and by what.
@@ -95,6 +95,8 @@ pub struct Plan {
     pub order: Vec<usize>,
     /// Where rejects go; present when any node skips bad rows.
     pub dead_letter: Option<DeadLetterPlan>,
+    /// The sink whose file the default dead-letter path sits next to.
+    dead_letter_from: Option<String>,
 }
 
 /// Load a pipeline file and plan it: everything `flowengine validate` checks.
@@ -196,6 +198,7 @@ impl Plan {
             edges,
             order: Vec::new(),
             dead_letter: None,
+            dead_letter_from: None,
         };
         let marks: Vec<(String, Mark)> = config
             .plugins
@@ -404,41 +407,50 @@ impl Plan {
     /// `<first sink's file stem>.rejects.csv` next to that file.
     fn plan_dead_letter(&mut self, registry: &Registry, cx: &mut ConfigCx) {
         for n in &self.nodes {
-            if matches!(n.kind, NodeKind::Sink(_)) && n.policy_written {
+            if let (NodeKind::Sink(_), Some(mark)) = (&n.kind, n.policy_mark) {
                 let msg = format!("sink `{}`: `ErrorHandling` applies to sources and transforms; a sink that cannot write fails the run", n.name);
                 cx.error(
                     ConfigErrorKind::Graph(msg),
                     &format!("Pipeline.Plugins[{}].Config.ErrorHandling", n.name),
-                    Mark::default(),
+                    mark,
                 );
             }
         }
         if !self.nodes.iter().any(|n| n.policy == ErrorPolicy::SkipRow) {
+            let marks = self.settings.marks;
             let unused = [
                 (
                     "MaxErrors",
                     self.settings.max_errors != crate::reject::MaxErrors::Unlimited,
+                    marks.max_errors,
                 ),
-                ("DeadLetter", self.settings.dead_letter.is_some()),
+                (
+                    "DeadLetter",
+                    self.settings.dead_letter.is_some(),
+                    marks.dead_letter,
+                ),
             ];
-            for (key, set) in unused {
+            for (key, set, mark) in unused {
                 if set {
                     let msg =
                         format!("`{key}` has no effect: no plugin uses `ErrorHandling: skip-row`");
-                    cx.error(
+                    let hint = "set `ErrorHandling: skip-row`, or remove the key";
+                    cx.error_with_hint(
                         ConfigErrorKind::Graph(msg),
                         &format!("Pipeline.Settings.{key}"),
-                        Mark::default(),
+                        mark,
+                        hint,
                     );
                 }
             }
             return;
         }
+        let dead_letter_mark = self.settings.marks.dead_letter;
         let fail = |cx: &mut ConfigCx, msg: &str| {
             cx.error(
                 ConfigErrorKind::Graph(msg.into()),
                 "Pipeline.Settings.DeadLetter",
-                Mark::default(),
+                dead_letter_mark,
             );
         };
         let Some(builder) = registry.dead_letter() else {
@@ -448,13 +460,18 @@ impl Plan {
             );
         };
         let first_sink_file = self.nodes.iter().find_map(|n| match &n.kind {
-            NodeKind::Sink(s) => s.files_written().into_iter().next(),
+            NodeKind::Sink(s) => s
+                .files_written()
+                .into_iter()
+                .next()
+                .map(|f| (f, n.name.clone())),
             _ => None,
         });
         let path = match (&self.settings.dead_letter, first_sink_file) {
             (Some(p), _) => p.clone(),
-            (None, Some(sink)) => {
+            (None, Some((sink, name))) => {
                 let stem = sink.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+                self.dead_letter_from = Some(name);
                 sink.with_file_name(format!("{stem}.rejects.csv"))
             }
             (None, None) => return fail(cx, "`ErrorHandling: skip-row` needs `Settings.DeadLetter` (no sink writes a file to put it next to)"),
@@ -481,13 +498,23 @@ impl Plan {
             }
         }
         if let Some(dl) = &self.dead_letter {
-            let who = "the dead-letter file".to_string();
-            written.push((
-                dl.path.clone(),
-                who,
-                "Pipeline.Settings.DeadLetter".into(),
-                Mark::default(),
-            ));
+            // A default path is blamed on the sink it was derived from.
+            let (who, ypath, mark) = match &self.dead_letter_from {
+                Some(sink) => {
+                    let (ypath, mark) = find(sink);
+                    (
+                        format!("the dead-letter file (next to sink `{sink}`)"),
+                        ypath,
+                        mark,
+                    )
+                }
+                None => (
+                    "the dead-letter file".to_string(),
+                    "Pipeline.Settings.DeadLetter".into(),
+                    self.settings.marks.dead_letter,
+                ),
+            };
+            written.push((dl.path.clone(), who, ypath, mark));
         }
         for (i, (path, who, ypath, mark)) in written.iter().enumerate() {
             if let Some((_, source)) = read.iter().find(|(p, _)| p == path) {
@@ -526,7 +553,9 @@ fn parse_node(
         chunk_size: settings.chunk_size,
     };
     let mut map = MapReader::new(&entry.config, format!("{}.Config", entry.path), cx)?;
-    let policy_written = map.has("ErrorHandling");
+    let policy_mark = map
+        .has("ErrorHandling")
+        .then(|| map.entry_mark("ErrorHandling"));
     let policy = map
         .choice(cx, "ErrorHandling", &ErrorPolicy::CHOICES)
         .unwrap_or(settings.error_handling);
@@ -545,7 +574,7 @@ fn parse_node(
         input_schema: None,
         output_schema: None,
         policy,
-        policy_written,
+        policy_mark,
     })
 }
 

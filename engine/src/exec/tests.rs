@@ -267,6 +267,7 @@ fn registry() -> Registry {
     r.register("Numbers", Parser::Source(parse_numbers))
         .register("Evens", Parser::Transform(parse_evens))
         .register("Collect", Parser::Sink(parse_collect))
+        .register("Deferred", Parser::Source(parse_deferred))
         .set_dead_letter(dead_letter);
     r
 }
@@ -669,30 +670,6 @@ impl crate::component::Pending for Piece {
     }
 }
 
-fn deferring_registry() -> Registry {
-    let mut r = registry();
-    r.register("Deferred", Parser::Source(parse_deferred));
-    r
-}
-
-fn run_deferred(name: &str, yaml: &str) -> RunOutcome {
-    let path = std::env::temp_dir().join(format!(
-        "flowengine-exec-{}-{name}.yaml",
-        std::process::id()
-    ));
-    std::fs::write(&path, yaml).unwrap();
-    let plan = load_plan(&path, &LoadOptions::default(), &deferring_registry()).unwrap();
-    let _ = std::fs::remove_file(&path);
-    let flag = AtomicBool::new(false);
-    let (tx, rx) = std::sync::mpsc::channel();
-    let pipeline = plan.build().unwrap();
-    std::thread::spawn(move || {
-        let _ = tx.send(pipeline.run(&flag));
-    });
-    rx.recv_timeout(Duration::from_secs(30))
-        .expect("the run hung")
-}
-
 fn deferred_chain(sink: &str, settings: &str, source: &str) -> String {
     format!(
         "Pipeline:
@@ -709,9 +686,10 @@ fn deferred_chain(sink: &str, settings: &str, source: &str) -> String {
 
 #[test]
 fn deferred_pieces_are_emitted_in_order_whatever_order_they_finish_in() {
-    let out = run_deferred(
+    let out = run(
         "def_order",
         &deferred_chain("def_sink", "Threads: 4, ChannelCapacity: 1", ""),
+        false,
     );
     out.result.unwrap();
     assert_eq!(sink("def_sink").0, (0..400).collect::<Vec<_>>());
@@ -720,9 +698,10 @@ fn deferred_pieces_are_emitted_in_order_whatever_order_they_finish_in() {
 #[test]
 fn under_fail_fast_the_first_reject_in_input_order_wins() {
     // Piece 3 holds 17; later pieces finish first but must not decide the error.
-    let out = run_deferred(
+    let out = run(
         "def_ff",
         &deferred_chain("def_ff_sink", "Threads: 4", "Reject: 17"),
+        false,
     );
     let err = out.result.unwrap_err().to_string();
     assert!(err.contains("17 cannot be read"), "{err}");
@@ -732,13 +711,13 @@ fn under_fail_fast_the_first_reject_in_input_order_wins() {
 fn a_read_error_comes_after_the_pieces_before_it() {
     // Piece 2 holds a bad row, reading piece 5 fails: in input order the bad row comes first.
     let yaml = deferred_chain("def_read_sink", "Threads: 4", "Reject: 12, ReadErrorAt: 5");
-    let err = run_deferred("def_read", &yaml)
+    let err = run("def_read", &yaml, false)
         .result
         .unwrap_err()
         .to_string();
     assert!(err.contains("12 cannot be read"), "{err}");
     let yaml = deferred_chain("def_read2_sink", "Threads: 4", "ReadErrorAt: 5");
-    let err = run_deferred("def_read2", &yaml)
+    let err = run("def_read2", &yaml, false)
         .result
         .unwrap_err()
         .to_string();

@@ -94,6 +94,30 @@ impl Worker<'_, '_> {
         self.summary.batches_in += 1;
     }
 
+    /// `first` and the batches already waiting behind it, up to the window, counted in.
+    fn take_window(&mut self, first: Batch, inputs: &mut Inputs<'_, '_>) -> Vec<Batch> {
+        let mut window = vec![first];
+        while window.len() < self.shared.window {
+            match inputs.try_recv() {
+                Some(b) => window.push(b),
+                None => break,
+            }
+        }
+        for b in &window {
+            self.count_in(b);
+        }
+        window
+    }
+
+    /// Run `f` on the worker pool, timed as the plugin's own work.
+    fn on_pool<T: Send>(&mut self, f: impl FnOnce() -> T + Send) -> T {
+        let pool = self.shared.pool.as_ref();
+        self.timed(|| match pool {
+            Some(pool) => pool.install(f),
+            None => f(),
+        })
+    }
+
     /// Account for a transform's result and pass it on. False if the run must stop.
     fn emit_transformed(
         &mut self,
@@ -402,18 +426,9 @@ fn drive_parallel(
         if w.shared.should_stop() {
             return;
         }
-        let mut window = vec![first];
-        while window.len() < w.shared.window {
-            match inputs.try_recv() {
-                Some(b) => window.push(b),
-                None => break,
-            }
-        }
+        let window = w.take_window(first, inputs);
         let sizes: Vec<usize> = window.iter().map(Batch::num_rows).collect();
-        for b in &window {
-            w.count_in(b);
-        }
-        let work = || -> Vec<(Result<Batch, RunError>, Vec<RowError>)> {
+        let results: Vec<(Result<Batch, RunError>, Vec<RowError>)> = w.on_pool(|| {
             window
                 .into_par_iter()
                 .map(|b| {
@@ -422,11 +437,6 @@ fn drive_parallel(
                     (result, rejects)
                 })
                 .collect()
-        };
-        let pool = w.shared.pool.as_ref();
-        let results = w.timed(|| match pool {
-            Some(pool) => pool.install(work),
-            None => work(),
         });
         for (rows, (result, rejects)) in sizes.into_iter().zip(results) {
             if !w.emit_transformed(rows, result, rejects, outs) {
@@ -483,17 +493,8 @@ fn encode_window(
     inputs: &mut Inputs<'_, '_>,
     w: &mut Worker<'_, '_>,
 ) -> Result<(), RunError> {
-    let mut window = vec![first];
-    while window.len() < w.shared.window {
-        match inputs.try_recv() {
-            Some(b) => window.push(b),
-            None => break,
-        }
-    }
-    for b in &window {
-        w.count_in(b);
-    }
-    let work = || -> Vec<Result<(u64, Vec<u8>), RunError>> {
+    let window = w.take_window(first, inputs);
+    let encoded: Vec<Result<(u64, Vec<u8>), RunError>> = w.on_pool(|| {
         window
             .par_iter()
             .map(|b| {
@@ -503,11 +504,6 @@ fn encode_window(
                     .map(|()| (b.num_rows() as u64, out))
             })
             .collect()
-    };
-    let pool = w.shared.pool.as_ref();
-    let encoded = w.timed(|| match pool {
-        Some(pool) => pool.install(work),
-        None => work(),
     });
     for e in encoded {
         let (rows, bytes) = e?;

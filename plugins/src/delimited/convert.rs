@@ -319,7 +319,7 @@ fn as_str(v: &[u8]) -> Result<&str, Refusal> {
     })
 }
 
-fn parse_int<T: std::str::FromStr + lexical_core::FromLexical>(v: &[u8]) -> Result<T, Refusal> {
+fn parse_int<T: lexical_core::FromLexical>(v: &[u8]) -> Result<T, Refusal> {
     lexical_core::parse::<T>(v).map_err(|e| match e {
         lexical_core::Error::Overflow(_) | lexical_core::Error::Underflow(_) => (
             format!("the number does not fit a {}-bit integer", std::mem::size_of::<T>() * 8),

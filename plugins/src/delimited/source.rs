@@ -497,7 +497,7 @@ impl Chunk {
 }
 
 impl Pending for Chunk {
-    fn finish(self: Box<Self>, rejects: &mut Vec<RowError>) -> Result<Batch, RunError> {
+    fn finish(mut self: Box<Self>, rejects: &mut Vec<RowError>) -> Result<Batch, RunError> {
         let n = self.records.len();
         let refused: Vec<bool> = self.records.problems.iter().map(Option::is_some).collect();
         let (arrays, errors) = convert::convert(&self.records, &self.shape.columns, &refused);
@@ -518,7 +518,7 @@ impl Pending for Chunk {
                 reject.is_none()
             })
             .collect();
-        let lines = UInt64Array::from(self.records.lines.clone());
+        let lines = UInt64Array::from(std::mem::take(&mut self.records.lines));
         let (arrays, lines) = if keep.iter().all(|&k| k) {
             (arrays, lines)
         } else {
