@@ -83,8 +83,36 @@ pub trait TransformConfig: Debug + Send + Sync {
     fn parallel(&self) -> bool {
         false
     }
+    /// Named outputs besides the default one, wired as `From: node.port`. Each must be connected;
+    /// [`Transform::apply_routed`] fills them in this order.
+    fn ports(&self) -> Vec<String> {
+        Vec::new()
+    }
     /// Prepare the transform.
     fn build(&self, input: SchemaRef, cx: &BuildCx) -> Result<Box<dyn Transform>, BuildError>;
+}
+
+/// A transform's output for one input batch, over its default output and its named ports.
+#[derive(Debug, Clone)]
+pub struct Routed {
+    /// Rows for the default output.
+    pub main: Batch,
+    /// Rows for each named port, in [`TransformConfig::ports`] order (empty: none routed).
+    pub ports: Vec<Batch>,
+    /// How many input rows left on at least one output. A row sent to several outputs counts
+    /// once, so `input = emitted + filtered + rejected` still holds.
+    pub emitted: usize,
+}
+
+impl Routed {
+    /// Everything on the default output.
+    pub fn single(main: Batch) -> Self {
+        Self {
+            emitted: main.num_rows(),
+            main,
+            ports: Vec::new(),
+        }
+    }
 }
 
 /// A running transform.
@@ -92,6 +120,12 @@ pub trait Transform: Send + Sync {
     /// Transform one batch. Bad rows are left out of the output and reported in `rejects`; other
     /// rows missing from the output count as filtered. An `Err` ends the run.
     fn apply(&self, batch: Batch, rejects: &mut Vec<RowError>) -> Result<Batch, RunError>;
+
+    /// Like [`Transform::apply`], for a transform with named ports. The default sends everything
+    /// to the default output.
+    fn apply_routed(&self, batch: Batch, rejects: &mut Vec<RowError>) -> Result<Routed, RunError> {
+        self.apply(batch, rejects).map(Routed::single)
+    }
 }
 
 /// A parsed sink config.

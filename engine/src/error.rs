@@ -85,6 +85,9 @@ pub enum ConfigErrorKind {
     /// A problem with the graph of nodes and connections, or with the schemas flowing through it.
     #[error("{0}")]
     Graph(String),
+    /// A value that is well-formed but unusable, such as a script that does not compile.
+    #[error("{0}")]
+    Invalid(String),
 }
 
 fn suggest(suggestion: Option<&str>) -> String {

@@ -31,10 +31,23 @@ pub struct NodeSummary {
     pub batches_out: u64,
     /// Time spent inside the plugin's own code, in milliseconds.
     pub busy_ms: f64,
+    /// For a transform with named ports: rows per output, the default first. A row sent to
+    /// several outputs is counted on each.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<PortRows>,
+}
+
+/// Rows one output of a routing transform carried.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PortRows {
+    /// `default`, or the port's name.
+    pub name: String,
+    /// Rows sent there.
+    pub rows: u64,
 }
 
 /// The rows along one chain of nodes from a source to a sink: `read = written + filtered +
-/// rejected` holds for every one on every successful run.
+/// rejected + routed` holds for every one on every successful run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PathSummary {
     /// `read -> clean -> write`.
@@ -47,6 +60,8 @@ pub struct PathSummary {
     pub filtered: u64,
     /// Rows nodes on the path rejected.
     pub rejected: u64,
+    /// Rows routing transforms on the path sent only to their other outputs.
+    pub routed: u64,
 }
 
 /// How the run ended.
@@ -157,6 +172,14 @@ impl RunSummary {
         if !by_type.is_empty() {
             out.push_str(&format!("  rejected by type: {}\n", by_type.join(", ")));
         }
+        for n in self.nodes.iter().filter(|n| !n.ports.is_empty()) {
+            let ports: Vec<String> = n
+                .ports
+                .iter()
+                .map(|p| format!("{} {}", group(p.rows), p.name))
+                .collect();
+            out.push_str(&format!("  {} routed: {}\n", n.name, ports.join(", ")));
+        }
         // On a failed run the counts are partial, so the identity need not hold: do not show it.
         let paths = if self.status == Status::Succeeded {
             &self.paths[..]
@@ -164,8 +187,13 @@ impl RunSummary {
             &[]
         };
         for p in paths {
+            let routed = if p.routed > 0 {
+                format!(" + {} routed elsewhere", group(p.routed))
+            } else {
+                String::new()
+            };
             out.push_str(&format!(
-                "  {}: {} read = {} written + {} filtered + {} rejected\n",
+                "  {}: {} read = {} written + {} filtered + {} rejected{routed}\n",
                 p.path,
                 group(p.read),
                 group(p.written),

@@ -369,13 +369,16 @@ fn read_connections(p: &mut MapReader<'_>, cx: &mut ConfigCx) -> Option<Vec<Conn
             "Channel",
             "connections are bounded channels; use `Settings.ChannelCapacity`",
         );
-        for key in ["FromPort", "ToPort"] {
-            m.legacy(
-                cx,
-                key,
-                "ports are not supported; connect plugins by name (`From: read`)",
-            );
-        }
+        m.legacy(
+            cx,
+            "FromPort",
+            "name the port in `From`, e.g. `From: enrich.no_email`",
+        );
+        m.legacy(
+            cx,
+            "ToPort",
+            "a connection goes to a plugin, not a port: `To: write`",
+        );
         let mark = m.mark();
         m.finish(cx);
         if let (Some(from), Some(to)) = (from, to) {

@@ -60,6 +60,8 @@ pub struct PlanNode {
     pub policy: ErrorPolicy,
     /// Where the plugin's own `Config` set `ErrorHandling`, if it did.
     pub policy_mark: Option<Mark>,
+    /// Named output ports besides the default (transforms that route rows).
+    pub ports: Vec<String>,
 }
 
 /// Where rejected rows are written, and by what.
@@ -78,6 +80,8 @@ pub struct Edge {
     pub from: usize,
     /// Consuming node index.
     pub to: usize,
+    /// The producer's output: 0 for the default, `k` for its `k`-th named port (`From: node.port`).
+    pub port: usize,
 }
 
 /// A checked pipeline, ready to build.
@@ -171,14 +175,16 @@ impl Plan {
         let mut edges: Vec<Edge> = Vec::new();
         for conn in &config.connections {
             let from = resolve_endpoint(
-                &conn.from, &by_name, &names, cx, &conn.path, "From", conn.mark,
+                &conn.from, &nodes, &by_name, &names, cx, &conn.path, "From", conn.mark,
             );
-            let to = resolve_endpoint(&conn.to, &by_name, &names, cx, &conn.path, "To", conn.mark);
-            let (Some(from), Some(to)) = (from, to) else {
+            let to = resolve_endpoint(
+                &conn.to, &nodes, &by_name, &names, cx, &conn.path, "To", conn.mark,
+            );
+            let (Some((from, port)), Some((to, 0))) = (from, to) else {
                 graph_ok = false;
                 continue;
             };
-            let edge = Edge { from, to };
+            let edge = Edge { from, to, port };
             if edges.contains(&edge) {
                 let msg = format!("duplicate connection {} -> {}", conn.from, conn.to);
                 cx.error(ConfigErrorKind::Graph(msg), &conn.path, conn.mark);
@@ -270,12 +276,35 @@ impl Plan {
                 _ => None,
             };
             problems.extend(problem.map(|p| (name, p)));
+            if outs > 0 {
+                problems.extend(self.unwired_ports(n).into_iter().map(|p| (name, p)));
+            }
         }
         for (name, msg) in &problems {
             let (path, mark) = find(name);
             cx.error(ConfigErrorKind::Graph(msg.clone()), &path, mark);
         }
         problems.is_empty()
+    }
+
+    /// Outputs of a routing transform that lead nowhere: rows sent there would be lost.
+    fn unwired_ports(&self, n: &PlanNode) -> Vec<String> {
+        let wired = |port: usize| n.outputs.iter().any(|&e| self.edges[e].port == port);
+        let name = &n.name;
+        let mut problems = Vec::new();
+        if !n.ports.is_empty() && !wired(0) {
+            problems.push(format!(
+                "the default output of `{name}` is not connected; rows that are not routed to a port would be lost (add a connection `From: {name}`)"
+            ));
+        }
+        for (k, port) in n.ports.iter().enumerate() {
+            if !wired(k + 1) {
+                problems.push(format!(
+                    "output port `{port}` of `{name}` is not connected; rows sent there would be lost (add a connection `From: {name}.{port}`)"
+                ));
+            }
+        }
+        problems
     }
 
     fn input_names(&self, n: &PlanNode) -> String {
@@ -565,6 +594,10 @@ fn parse_node(
         Parser::Sink(parse) => parse(&mut map, cx, &node_cx).map(NodeKind::Sink),
     };
     map.finish(cx);
+    let ports = match &kind {
+        Some(NodeKind::Transform(t)) => t.ports(),
+        _ => Vec::new(),
+    };
     Some(PlanNode {
         name: entry.name.clone(),
         type_name,
@@ -575,31 +608,52 @@ fn parse_node(
         output_schema: None,
         policy,
         policy_mark,
+        ports,
     })
 }
 
+/// A connection end: the node and, for `From: node.port`, the port (0 is the default output).
+#[allow(clippy::too_many_arguments)]
 fn resolve_endpoint(
     written: &str,
+    nodes: &[PlanNode],
     by_name: &HashMap<String, usize>,
     names: &[&str],
     cx: &mut ConfigCx,
     path: &str,
     key: &str,
     mark: Mark,
-) -> Option<usize> {
+) -> Option<(usize, usize)> {
     if let Some(&i) = by_name.get(written) {
-        return Some(i);
+        return Some((i, 0));
     }
     let path = format!("{path}.{key}");
-    if let Some((node, port)) = written.split_once('.') {
-        if by_name.contains_key(node) {
-            let msg = format!("plugin `{node}` has no output port `{port}`");
+    if let Some((node, port)) = written.rsplit_once('.') {
+        if let Some(&i) = by_name.get(node) {
+            let ports = &nodes[i].ports;
+            if key == "From" {
+                if let Some(k) = ports.iter().position(|p| p == port) {
+                    return Some((i, k + 1));
+                }
+            }
+            let msg = match (key, ports.is_empty()) {
+                ("To", _) => format!("`{written}`: a connection goes *to* a plugin, not to a port; write `To: {node}`"),
+                (_, true) => format!("plugin `{node}` has no output port `{port}`"),
+                (_, false) => format!(
+                    "plugin `{node}` has no output port `{port}`; its ports are: {}",
+                    ports.join(", ")
+                ),
+            };
             cx.error(ConfigErrorKind::Graph(msg), &path, mark);
             return None;
         }
     }
     // A name that failed to parse was declared: do not call it unknown.
-    if names.contains(&written) {
+    if names.contains(&written)
+        || written
+            .rsplit_once('.')
+            .is_some_and(|(n, _)| names.contains(&n))
+    {
         return None;
     }
     let suggestion = closest(written, names)

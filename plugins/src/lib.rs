@@ -4,9 +4,11 @@
 //! |---|---|---|
 //! | `DelimitedSource` | source | [`delimited::source`] |
 //! | `DelimitedSink` | sink | [`delimited::sink`] |
+//! | `JavaScriptTransform` | transform | [`js`] |
 //! | `NullSink` | sink | [`null`] |
 
 pub mod delimited;
+pub mod js;
 pub mod null;
 
 use flowengine_engine::registry::{Parser, Registry};
@@ -16,6 +18,7 @@ pub fn register_builtin(registry: &mut Registry) {
     registry
         .register("DelimitedSource", Parser::Source(delimited::source::parse))
         .register("DelimitedSink", Parser::Sink(delimited::sink::parse))
+        .register("JavaScriptTransform", Parser::Transform(js::parse))
         .register("NullSink", Parser::Sink(null::parse))
         .set_dead_letter(delimited::sink::dead_letter);
 }

@@ -36,6 +36,16 @@ struct BuiltNode {
     policy: ErrorPolicy,
     inputs: Vec<usize>,
     outputs: Vec<usize>,
+    /// Named output ports (routing transforms only).
+    ports: Vec<String>,
+}
+
+/// One output connection of a running node.
+struct Out {
+    edge: usize,
+    /// 0 for the default output, `k` for the `k`-th named port.
+    port: usize,
+    tx: Sender<Batch>,
 }
 
 /// The dead-letter writer of a run that skips bad rows.
@@ -102,6 +112,7 @@ impl Plan {
                 policy: node.policy,
                 inputs: node.inputs,
                 outputs: node.outputs,
+                ports: node.ports,
             });
         }
         let dead_letter = match self.dead_letter {
@@ -247,10 +258,16 @@ impl Pipeline {
                         .iter()
                         .filter_map(|&e| receivers[e].take().map(|r| (e, r)))
                         .collect();
-                    let outs: Vec<(usize, Sender<Batch>)> = node
+                    let outs: Vec<Out> = node
                         .outputs
                         .iter()
-                        .filter_map(|&e| senders[e].take().map(|s| (e, s)))
+                        .filter_map(|&e| {
+                            senders[e].take().map(|tx| Out {
+                                edge: e,
+                                port: self.edges[e].port,
+                                tx,
+                            })
+                        })
                         .collect();
                     let rejects = reject_tx.clone();
                     std::thread::Builder::new()
@@ -356,16 +373,22 @@ fn path_summaries(nodes: &[NodeSummary], edges: &[Edge]) -> Vec<PathSummary> {
     let mut paths = Vec::new();
     for (sink, n) in nodes.iter().enumerate().filter(|(_, n)| n.role == "sink") {
         let mut names = vec![n.name.clone()];
-        let (mut filtered, mut rejected) = (0, 0);
+        let (mut filtered, mut rejected, mut routed) = (0, 0, 0);
         let mut current = sink;
         loop {
             let into: Vec<&Edge> = edges.iter().filter(|e| e.to == current).collect();
             let [edge] = into.as_slice() else { break };
             current = edge.from;
             let up = &nodes[current];
-            names.push(up.name.clone());
+            let port = up.ports.get(edge.port);
+            names.push(match port {
+                Some(p) if edge.port > 0 => format!("{}.{}", up.name, p.name),
+                _ => up.name.clone(),
+            });
             filtered += up.rows_filtered;
             rejected += up.rows_rejected;
+            // Rows a routing transform sent only to its other outputs left this path.
+            routed += port.map_or(0, |p| up.rows_out - p.rows);
             if up.role == "source" {
                 names.reverse();
                 paths.push(PathSummary {
@@ -374,6 +397,7 @@ fn path_summaries(nodes: &[NodeSummary], edges: &[Edge]) -> Vec<PathSummary> {
                     written: n.rows_out,
                     filtered,
                     rejected,
+                    routed,
                 });
                 break;
             }
@@ -431,10 +455,10 @@ fn check_accounting(
         ));
     }
     for p in paths {
-        if p.read != p.written + p.filtered + p.rejected {
+        if p.read != p.written + p.filtered + p.rejected + p.routed {
             return bug(format!(
-                "path {}: read {} but written {} + filtered {} + rejected {}",
-                p.path, p.read, p.written, p.filtered, p.rejected
+                "path {}: read {} but written {} + filtered {} + rejected {} + routed elsewhere {}",
+                p.path, p.read, p.written, p.filtered, p.rejected, p.routed
             ));
         }
     }

@@ -9,11 +9,11 @@ use arrow_array::UInt64Array;
 use crossbeam_channel::{Receiver, Select, Sender, TryRecvError};
 use rayon::prelude::*;
 
-use super::{BuiltNode, NodeResult, Runtime, Shared};
+use super::{BuiltNode, NodeResult, Out, Runtime, Shared};
 use crate::batch::Batch;
-use crate::component::{Encode, Sink, Source, Transform};
+use crate::component::{Encode, Routed, Sink, Source, Transform};
 use crate::error::{RowError, RunError};
-use crate::metrics::{millis, NodeSummary};
+use crate::metrics::{millis, NodeSummary, PortRows};
 use crate::reject::{self, ErrorPolicy};
 
 /// One node's view of the run while it works.
@@ -76,13 +76,36 @@ impl Worker<'_, '_> {
 
     /// Send to every consumer (fan-out shares the batch). False if a consumer is gone, which only
     /// happens when the run is failing.
-    fn send_all(&mut self, batch: Batch, outs: &[(usize, Sender<Batch>)]) -> bool {
-        let rows = batch.num_rows() as u64;
-        self.summary.rows_out += rows;
+    fn send_all(&mut self, batch: Batch, outs: &[Out]) -> bool {
+        self.summary.rows_out += batch.num_rows() as u64;
         self.summary.batches_out += 1;
-        for (edge, tx) in outs {
-            self.shared.edge_sent[*edge].fetch_add(rows, Ordering::SeqCst);
-            if tx.send(batch.clone()).is_err() {
+        self.send_port(&batch, 0, outs)
+    }
+
+    /// Send to the consumers of one output.
+    fn send_port(&mut self, batch: &Batch, port: usize, outs: &[Out]) -> bool {
+        let rows = batch.num_rows() as u64;
+        if let Some(p) = self.summary.ports.get_mut(port) {
+            p.rows += rows;
+        }
+        for out in outs.iter().filter(|o| o.port == port) {
+            self.shared.edge_sent[out.edge].fetch_add(rows, Ordering::SeqCst);
+            if out.tx.send(batch.clone()).is_err() {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Pass a transform's output on: the default output, then each port that got rows.
+    fn send_routed(&mut self, routed: Routed, outs: &[Out]) -> bool {
+        self.summary.rows_out += routed.emitted as u64;
+        self.summary.batches_out += 1;
+        if !self.send_port(&routed.main, 0, outs) {
+            return false;
+        }
+        for (k, batch) in routed.ports.iter().enumerate() {
+            if batch.num_rows() > 0 && !self.send_port(batch, k + 1, outs) {
                 return false;
             }
         }
@@ -122,9 +145,9 @@ impl Worker<'_, '_> {
     fn emit_transformed(
         &mut self,
         rows_in: usize,
-        result: Result<Batch, RunError>,
+        result: Result<Routed, RunError>,
         mut rejects: Vec<RowError>,
-        outs: &[(usize, Sender<Batch>)],
+        outs: &[Out],
     ) -> bool {
         let out = match result {
             Ok(out) => out,
@@ -133,7 +156,14 @@ impl Worker<'_, '_> {
                 return false;
             }
         };
-        let removed = rows_in.saturating_sub(out.num_rows());
+        if out.emitted > rows_in {
+            self.shared.fail(RunError::Internal(format!(
+                "node `{}` emitted {} rows from a batch of {rows_in}",
+                self.summary.name, out.emitted
+            )));
+            return false;
+        }
+        let removed = rows_in - out.emitted;
         if rejects.len() > removed {
             self.shared.fail(RunError::Internal(format!(
                 "node `{}` rejected {} rows but only {removed} left the batch",
@@ -143,14 +173,14 @@ impl Worker<'_, '_> {
             return false;
         }
         self.summary.rows_filtered += (removed - rejects.len()) as u64;
-        self.take_rejects(&mut rejects) && self.send_all(out, outs)
+        self.take_rejects(&mut rejects) && self.send_routed(out, outs)
     }
 }
 
 pub(super) fn run_node(
     node: BuiltNode,
     ins: Vec<(usize, Receiver<Batch>)>,
-    outs: Vec<(usize, Sender<Batch>)>,
+    outs: Vec<Out>,
     rejects_tx: Sender<Vec<RowError>>,
     shared: &Shared<'_>,
 ) -> NodeResult {
@@ -165,6 +195,10 @@ pub(super) fn run_node(
         },
         busy: Duration::ZERO,
     };
+    if !node.ports.is_empty() {
+        let names = std::iter::once("default".to_string()).chain(node.ports);
+        w.summary.ports = names.map(|name| PortRows { name, rows: 0 }).collect();
+    }
     let name = node.name;
     let outcome = catch_unwind(AssertUnwindSafe(|| match node.runtime {
         Runtime::Source(source) => {
@@ -210,11 +244,7 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "unknown panic".into())
 }
 
-fn drive_source(
-    mut source: Box<dyn Source>,
-    outs: &[(usize, Sender<Batch>)],
-    w: &mut Worker<'_, '_>,
-) {
+fn drive_source(mut source: Box<dyn Source>, outs: &[Out], w: &mut Worker<'_, '_>) {
     if source.defers() {
         return drive_deferring_source(source, outs, w);
     }
@@ -250,11 +280,7 @@ type Finished = (u64, Result<Batch, RunError>, Vec<RowError>, Duration);
 /// The source thread does the sequential part and keeps up to `window` pieces finishing on the
 /// workers; finished pieces are emitted strictly in sequence, so order, line numbers and the first
 /// reject under fail-fast are exactly those of a one-thread run.
-fn drive_deferring_source(
-    mut source: Box<dyn Source>,
-    outs: &[(usize, Sender<Batch>)],
-    w: &mut Worker<'_, '_>,
-) {
+fn drive_deferring_source(mut source: Box<dyn Source>, outs: &[Out], w: &mut Worker<'_, '_>) {
     let (done_tx, done_rx) = crossbeam_channel::unbounded::<Finished>();
     let mut waiting: std::collections::BTreeMap<u64, Finished> = Default::default();
     let (mut next_seq, mut emit_seq, mut exhausted) = (0u64, 0u64, false);
@@ -397,7 +423,7 @@ impl<'s, 'a> Inputs<'s, 'a> {
 fn drive_transform(
     t: &dyn Transform,
     inputs: &mut Inputs<'_, '_>,
-    outs: &[(usize, Sender<Batch>)],
+    outs: &[Out],
     w: &mut Worker<'_, '_>,
 ) {
     while let Some(batch) = inputs.recv() {
@@ -407,7 +433,7 @@ fn drive_transform(
         w.count_in(&batch);
         let rows = batch.num_rows();
         let mut rejects = Vec::new();
-        let result = w.timed(|| t.apply(batch, &mut rejects));
+        let result = w.timed(|| t.apply_routed(batch, &mut rejects));
         if !w.emit_transformed(rows, result, rejects, outs) {
             return;
         }
@@ -419,7 +445,7 @@ fn drive_transform(
 fn drive_parallel(
     t: &dyn Transform,
     inputs: &mut Inputs<'_, '_>,
-    outs: &[(usize, Sender<Batch>)],
+    outs: &[Out],
     w: &mut Worker<'_, '_>,
 ) {
     while let Some(first) = inputs.recv() {
@@ -428,12 +454,12 @@ fn drive_parallel(
         }
         let window = w.take_window(first, inputs);
         let sizes: Vec<usize> = window.iter().map(Batch::num_rows).collect();
-        let results: Vec<(Result<Batch, RunError>, Vec<RowError>)> = w.on_pool(|| {
+        let results: Vec<(Result<Routed, RunError>, Vec<RowError>)> = w.on_pool(|| {
             window
                 .into_par_iter()
                 .map(|b| {
                     let mut rejects = Vec::new();
-                    let result = t.apply(b, &mut rejects);
+                    let result = t.apply_routed(b, &mut rejects);
                     (result, rejects)
                 })
                 .collect()

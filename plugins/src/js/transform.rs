@@ -1,0 +1,603 @@
+//! The running `JavaScriptTransform`: a batch in; the rows the script kept, routed to the default
+//! output and the ports; a reject per row that failed.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow_array::{ArrayRef, BooleanArray, RecordBatch, UInt32Array, UInt64Array};
+use arrow_schema::SchemaRef;
+use arrow_select::take::take;
+use flowengine_engine::component::{Routed, Transform};
+use flowengine_engine::error::{ColumnRef, RowError, RowErrorKind, RunError, Stage};
+use flowengine_engine::schema::ColumnType;
+use flowengine_engine::Batch;
+
+use super::config::{FieldSpec, JsConfig};
+use super::engine::{self, Engine, Log, Stop};
+use super::values::{Builder, Column, Scalar};
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Why one row failed, before it is placed in its file and line.
+#[derive(Debug, Clone)]
+pub struct Problem {
+    kind: RowErrorKind,
+    message: String,
+    hint: Option<String>,
+    field: Option<(String, usize)>,
+    value: Option<String>,
+}
+
+impl Problem {
+    /// A problem of `kind`.
+    pub fn new(kind: RowErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+            hint: None,
+            field: None,
+            value: None,
+        }
+    }
+
+    /// With a hint.
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    /// About output field `name`, the `index`-th declared.
+    pub fn with_field(mut self, name: String, index: usize) -> Self {
+        self.field = Some((name, index));
+        self
+    }
+
+    /// With the offending value as the script gave it.
+    pub fn with_value(mut self, value: String) -> Self {
+        self.value = Some(value);
+        self
+    }
+}
+
+/// A declared output field and the input column it replaces, if any.
+#[derive(Debug)]
+pub struct OutField {
+    /// As declared.
+    pub spec: FieldSpec,
+    /// The input column of the same name (with `Inherit: true`).
+    pub replaces: Option<usize>,
+    /// Whether that column has the declared type, so an unset row can keep its input value.
+    pub same_type: bool,
+}
+
+/// Where each output column comes from.
+#[derive(Debug, Clone, Copy)]
+enum Source {
+    Input(usize),
+    Field(usize),
+}
+
+/// What a batch needs to know about the transform's schemas; shared by every engine.
+#[derive(Debug)]
+pub struct Shape {
+    /// Input column names in order.
+    pub input_names: Vec<String>,
+    input: SchemaRef,
+    input_lower: HashMap<String, usize>,
+    /// Declared fields.
+    pub fields: Vec<OutField>,
+    field_lower: HashMap<String, usize>,
+    /// Named ports.
+    pub ports: Vec<String>,
+    /// `utils.log` output.
+    pub log: Log,
+    output: SchemaRef,
+    sources: Vec<Source>,
+}
+
+impl Shape {
+    fn new(config: &JsConfig, input: SchemaRef, output: SchemaRef) -> Self {
+        let input_names: Vec<String> = input.fields().iter().map(|f| f.name().clone()).collect();
+        let input_lower = lower_index(input_names.iter().map(String::as_str));
+        let fields: Vec<OutField> = config
+            .fields
+            .iter()
+            .map(|spec| {
+                let replaces = config
+                    .inherit
+                    .then(|| input_lower.get(&spec.name.to_lowercase()).copied())
+                    .flatten();
+                let same_type =
+                    replaces.is_some_and(|c| input.field(c).data_type() == &spec.ty.to_arrow());
+                OutField {
+                    spec: spec.clone(),
+                    replaces,
+                    same_type,
+                }
+            })
+            .collect();
+        let field_lower = lower_index(fields.iter().map(|f| f.spec.name.as_str()));
+        let sources = output
+            .fields()
+            .iter()
+            .map(|f| match field_lower.get(&f.name().to_lowercase()) {
+                Some(&i) => Source::Field(i),
+                None => Source::Input(input_lower[&f.name().to_lowercase()]),
+            })
+            .collect();
+        Self {
+            input_names,
+            input,
+            input_lower,
+            fields,
+            field_lower,
+            ports: config.ports.clone(),
+            log: Log::new(&config.node, config.log_level),
+            output,
+            sources,
+        }
+    }
+
+    /// An input column by name, case-insensitively.
+    pub fn input_index(&self, name: &str) -> Option<usize> {
+        lookup(name, &self.input_names, &self.input_lower)
+    }
+
+    /// A declared field by name, case-insensitively.
+    pub fn field_index(&self, name: &str) -> Option<usize> {
+        let exact = self.fields.iter().position(|f| f.spec.name == name);
+        exact.or_else(|| self.field_lower.get(&name.to_lowercase()).copied())
+    }
+
+    /// The declared field names, for messages.
+    pub fn field_names(&self) -> String {
+        let names: Vec<&str> = self.fields.iter().map(|f| f.spec.name.as_str()).collect();
+        if names.is_empty() {
+            "(none)".into()
+        } else {
+            names.join(", ")
+        }
+    }
+
+    /// (name, type, nullable) of every input column, for `context.input.schema()`.
+    pub fn input_fields(&self) -> Vec<(String, String, bool)> {
+        self.input
+            .fields()
+            .iter()
+            .map(|f| (f.name().clone(), type_name(f.data_type()), f.is_nullable()))
+            .collect()
+    }
+}
+
+/// Scripts almost always spell names as declared: try that before lower-casing (which allocates).
+fn lookup(name: &str, names: &[String], lower: &HashMap<String, usize>) -> Option<usize> {
+    let exact = names.iter().position(|n| n == name);
+    exact.or_else(|| lower.get(&name.to_lowercase()).copied())
+}
+
+fn lower_index<'a>(names: impl Iterator<Item = &'a str>) -> HashMap<String, usize> {
+    let mut map = HashMap::new();
+    for (i, n) in names.enumerate() {
+        map.entry(n.to_lowercase()).or_insert(i);
+    }
+    map
+}
+
+/// The pipeline-file name of an Arrow type.
+fn type_name(t: &arrow_schema::DataType) -> String {
+    use arrow_schema::DataType as D;
+    let ty = match t {
+        D::Utf8 => ColumnType::Utf8,
+        D::Int32 => ColumnType::Int32,
+        D::Int64 => ColumnType::Int64,
+        D::Float32 => ColumnType::Float32,
+        D::Float64 => ColumnType::Float64,
+        D::Decimal128(p, s) => ColumnType::Decimal {
+            precision: *p,
+            scale: *s,
+        },
+        D::Boolean => ColumnType::Bool,
+        D::Date32 => ColumnType::Date,
+        D::Timestamp(_, tz) => ColumnType::Timestamp { tz: tz.clone() },
+        other => return other.to_string(),
+    };
+    ty.to_string()
+}
+
+/// The rows of one batch the script has finished with.
+#[derive(Debug, Default)]
+pub struct BatchOut {
+    lines: Option<UInt64Array>,
+    builders: Vec<Builder>,
+    kept: Vec<u32>,
+    routes: Vec<u64>,
+    rejects: Vec<(usize, Vec<Problem>)>,
+}
+
+impl BatchOut {
+    fn new(shape: &Shape, lines: UInt64Array, rows: usize) -> Self {
+        Self {
+            builders: shape
+                .fields
+                .iter()
+                .map(|f| Builder::new(&f.spec.ty, rows))
+                .collect(),
+            lines: Some(lines),
+            kept: Vec::with_capacity(rows),
+            routes: Vec::with_capacity(rows),
+            rejects: Vec::new(),
+        }
+    }
+
+    /// The source line of `row`.
+    pub fn line(&self, row: usize) -> u64 {
+        self.lines
+            .as_ref()
+            .filter(|l| row < l.len())
+            .map_or(0, |l| l.value(row))
+    }
+
+    /// Row `row` is bad.
+    pub fn reject(&mut self, row: usize, problems: Vec<Problem>) {
+        self.rejects.push((row, problems));
+    }
+
+    /// Row `row` is kept with the values the script set (`None`: not set), going to the outputs
+    /// in `route` (bit 0 the default output, bit k the k-th port).
+    pub fn keep(
+        &mut self,
+        row: usize,
+        slots: Vec<Option<Scalar>>,
+        route: u64,
+        shape: &Shape,
+        columns: &[Column],
+    ) {
+        let mut values = Vec::with_capacity(slots.len());
+        let mut problems = Vec::new();
+        for ((i, f), slot) in shape.fields.iter().enumerate().zip(slots) {
+            let name = &f.spec.name;
+            let value = match (slot, f.replaces) {
+                (Some(v), _) => v,
+                (None, Some(c)) if f.same_type => columns[c].to_scalar(row),
+                (None, Some(_)) => {
+                    problems.push(
+                        Problem::new(
+                            RowErrorKind::ScriptError,
+                            format!("field `{name}` changes the type of the input column to {}, but the script did not set it on this row", f.spec.ty),
+                        )
+                        .with_field(name.clone(), i)
+                        .with_hint("set it on every kept row, or give the new field its own name"),
+                    );
+                    Scalar::Null
+                }
+                (None, None) => Scalar::Null,
+            };
+            if value == Scalar::Null && f.spec.required {
+                problems.push(
+                    Problem::new(
+                        RowErrorKind::NullInRequired,
+                        format!("required field `{name}` is null or was not set"),
+                    )
+                    .with_field(name.clone(), i)
+                    .with_hint("call context.output.setField with a value on every kept row, or drop `Required: true`"),
+                );
+            }
+            values.push(value);
+        }
+        if !problems.is_empty() {
+            return self.reject(row, problems);
+        }
+        for (b, v) in self.builders.iter_mut().zip(&values) {
+            b.append(v);
+        }
+        self.kept.push(row as u32);
+        self.routes.push(route);
+    }
+}
+
+/// Why a batch stopped before its end.
+enum Failure {
+    /// Past `BatchTimeoutMs`, on this row.
+    Deadline(usize),
+    /// The engine broke.
+    Fatal(String),
+}
+
+/// A built `JavaScriptTransform`.
+#[derive(Debug)]
+pub struct JsTransform {
+    id: u64,
+    config: JsConfig,
+    shape: Arc<Shape>,
+}
+
+impl JsTransform {
+    /// Ready to run `config` on batches of `input`.
+    pub fn new(config: JsConfig, input: SchemaRef, output: SchemaRef) -> Self {
+        let shape = Arc::new(Shape::new(&config, input, output));
+        Self {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            config,
+            shape,
+        }
+    }
+
+    fn node_error(&self, message: String) -> RunError {
+        RunError::Node {
+            node: self.config.node.clone(),
+            message,
+        }
+    }
+
+    /// Run the script over every row of `batch`, on this thread's engine.
+    fn run_script(&self, batch: &Batch) -> Result<BatchOut, RunError> {
+        let rows = batch.num_rows();
+        let columns: Vec<Column> = batch.data.columns().iter().map(Column::new).collect();
+        let out = BatchOut::new(&self.shape, batch.origin.lines.clone(), rows);
+        let limits = self.config.limits;
+        // boa counts loop iterations per call: the driver's own loop over rows must fit.
+        let slice = limits.loop_iterations.clamp(1, 1 << 20) as usize;
+        let make = || Engine::new(&self.config, Some(Arc::clone(&self.shape)));
+        let ran = engine::with_engine(self.id, make, |engine| {
+            engine.state().begin_batch(columns, out);
+            let deadline = Instant::now() + limits.batch_timeout;
+            let mut from = 0;
+            while from < rows {
+                let to = rows.min(from + slice);
+                engine.state().row = from;
+                match engine.drive(from, to, deadline) {
+                    Ok(()) => from = to,
+                    Err(Stop::Row(problem)) => {
+                        let mut state = engine.state();
+                        let row = state.row.max(from);
+                        state.row = row;
+                        state.fail_row(problem);
+                        from = row + 1;
+                    }
+                    Err(Stop::Deadline) => return Err(Failure::Deadline(engine.state().row)),
+                    Err(Stop::Fatal(message)) => return Err(Failure::Fatal(message)),
+                }
+            }
+            Ok(std::mem::take(&mut engine.state().out))
+        });
+        match ran {
+            Err(e) => Err(self.node_error(e.to_string())),
+            Ok(Ok(out)) => Ok(out),
+            Ok(Err(Failure::Fatal(message))) => {
+                engine::discard_engine(self.id);
+                Err(self.node_error(message))
+            }
+            Ok(Err(Failure::Deadline(row))) => {
+                // The engine was stopped mid-instruction: it cannot be used again.
+                engine::discard_engine(self.id);
+                let line = batch.origin.lines.value(row.min(rows.saturating_sub(1)));
+                Err(RowError {
+                    node: self.config.node.clone(),
+                    stage: Stage::Script,
+                    kind: RowErrorKind::ScriptLimit,
+                    file: batch.origin.file.clone(),
+                    line: Some(line),
+                    record: None,
+                    byte_offset: None,
+                    column: None,
+                    value: None,
+                    message: format!(
+                        "the batch ran past `BatchTimeoutMs` ({} ms); the script was stopped on this row",
+                        limits.batch_timeout.as_millis()
+                    ),
+                    hint: Some("look for a loop that never ends, or raise `BatchTimeoutMs`".into()),
+                    raw: None,
+                }
+                .into())
+            }
+        }
+    }
+
+    fn row_error(&self, batch: &Batch, row: usize, problems: Vec<Problem>) -> RowError {
+        let first = problems.first().cloned();
+        let message = problems
+            .iter()
+            .map(|p| p.message.as_str())
+            .collect::<Vec<_>>()
+            .join("; ");
+        let kind = first.as_ref().map_or(RowErrorKind::ScriptError, |p| p.kind);
+        let stage = if kind == RowErrorKind::Validation {
+            Stage::Validate
+        } else {
+            Stage::Script
+        };
+        let field = problems.iter().find_map(|p| p.field.clone());
+        RowError {
+            node: self.config.node.clone(),
+            stage,
+            kind,
+            file: batch.origin.file.clone(),
+            line: Some(batch.origin.lines.value(row)),
+            record: None,
+            byte_offset: None,
+            column: field.map(|(name, index)| ColumnRef { name, index }),
+            value: problems.iter().find_map(|p| p.value.clone()),
+            message,
+            hint: first.and_then(|p| p.hint),
+            raw: None,
+        }
+    }
+
+    /// The kept rows as a batch: inherited columns taken from the input, declared ones built.
+    fn assemble(&self, batch: &Batch, out: &mut BatchOut) -> Result<Batch, RunError> {
+        let arrow =
+            |e: arrow_schema::ArrowError| self.node_error(format!("building the output: {e}"));
+        let all = out.kept.len() == batch.num_rows();
+        let kept = UInt32Array::from(std::mem::take(&mut out.kept));
+        let mut built: Vec<Option<ArrayRef>> = out
+            .builders
+            .iter_mut()
+            .map(|b| b.finish().map(Some))
+            .collect::<Result<_, _>>()
+            .map_err(arrow)?;
+        let mut columns = Vec::with_capacity(self.shape.sources.len());
+        for source in &self.shape.sources {
+            columns.push(match *source {
+                Source::Input(c) if all => Arc::clone(batch.data.column(c)),
+                Source::Input(c) => take(batch.data.column(c), &kept, None).map_err(arrow)?,
+                Source::Field(i) => built[i]
+                    .take()
+                    .ok_or_else(|| self.node_error("a field is used twice".into()))?,
+            });
+        }
+        let data = RecordBatch::try_new(Arc::clone(&self.shape.output), columns).map_err(arrow)?;
+        let lines = if all {
+            batch.origin.lines.clone()
+        } else {
+            let taken = take(&batch.origin.lines, &kept, None).map_err(arrow)?;
+            arrow_array::cast::AsArray::as_primitive::<arrow_array::types::UInt64Type>(&taken)
+                .clone()
+        };
+        Ok(Batch::new(data, batch.origin.file.clone(), lines))
+    }
+
+    /// Split the kept rows over the outputs their route bits name.
+    fn route(&self, emitted: Batch, routes: &[u64]) -> Result<Routed, RunError> {
+        let count = emitted.num_rows();
+        if routes.iter().all(|&r| r == 1) {
+            return Ok(Routed::single(emitted));
+        }
+        let arrow = |e: arrow_schema::ArrowError| self.node_error(format!("routing rows: {e}"));
+        let pick = |bit: u64| -> Result<Batch, RunError> {
+            let mask = BooleanArray::from_iter(routes.iter().map(|r| Some(r & bit != 0)));
+            emitted.filter(&mask).map_err(arrow)
+        };
+        let main = pick(1)?;
+        let ports = (0..self.shape.ports.len())
+            .map(|k| pick(1 << (k + 1)))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Routed {
+            main,
+            ports,
+            emitted: count,
+        })
+    }
+}
+
+impl Transform for JsTransform {
+    fn apply(&self, batch: Batch, rejects: &mut Vec<RowError>) -> Result<Batch, RunError> {
+        if !self.shape.ports.is_empty() {
+            return Err(RunError::Internal(
+                "a routing transform must be driven through apply_routed".into(),
+            ));
+        }
+        self.apply_routed(batch, rejects).map(|r| r.main)
+    }
+
+    fn apply_routed(&self, batch: Batch, rejects: &mut Vec<RowError>) -> Result<Routed, RunError> {
+        let mut out = self.run_script(&batch)?;
+        for (row, problems) in std::mem::take(&mut out.rejects) {
+            rejects.push(self.row_error(&batch, row, problems));
+        }
+        let routes = std::mem::take(&mut out.routes);
+        let emitted = self.assemble(&batch, &mut out)?;
+        self.route(emitted, &routes)
+    }
+}
+
+impl Drop for JsTransform {
+    fn drop(&mut self) {
+        // Engines on pool threads stay until the process ends; the one on this thread (the node's
+        // own, under `Parallel: false`) goes now.
+        engine::discard_engine(self.id);
+        self.shape.log.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::js::config::Limits;
+    use crate::js::engine::Level;
+    use arrow_array::{Array, Int32Array};
+    use arrow_schema::{DataType, Field, Schema};
+
+    fn config(script: &str, parallel: bool) -> JsConfig {
+        JsConfig {
+            node: "js".into(),
+            script: script.into(),
+            script_name: "js.Script".into(),
+            fields: vec![FieldSpec {
+                name: "seq".into(),
+                ty: ColumnType::Int32,
+                required: true,
+            }],
+            inherit: true,
+            ports: Vec::new(),
+            parallel,
+            limits: Limits::default(),
+            log_level: Level::Info,
+        }
+    }
+
+    fn batch(first_line: u64, rows: i32) -> Batch {
+        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int32, false)]));
+        let data = RecordBatch::try_new(
+            schema,
+            vec![Arc::new(Int32Array::from((0..rows).collect::<Vec<_>>()))],
+        )
+        .unwrap();
+        let lines = UInt64Array::from((0..rows as u64).map(|i| first_line + i).collect::<Vec<_>>());
+        Batch::new(data, Some("in.csv".into()), lines)
+    }
+
+    fn seqs(t: &JsTransform, b: Batch) -> Vec<i32> {
+        let mut rejects = Vec::new();
+        let out = t.apply_routed(b, &mut rejects).unwrap();
+        assert!(rejects.is_empty(), "{rejects:?}");
+        let col = out.main.data.column_by_name("seq").unwrap();
+        let col = col.as_any().downcast_ref::<Int32Array>().unwrap();
+        (0..col.len()).map(|i| col.value(i)).collect()
+    }
+
+    const COUNTER: &str =
+        "var seen = 0; function process(c) { seen++; c.output.setField('seq', seen); return true; }";
+
+    #[test]
+    fn top_level_state_is_per_worker_thread() {
+        let input = batch(2, 3).data.schema();
+        let cfg = config(COUNTER, true);
+        let output = cfg.schema_for(&input).unwrap();
+        let t = Arc::new(JsTransform::new(cfg, input, output));
+        assert_eq!(seqs(&t, batch(2, 3)), vec![1, 2, 3]);
+        // Another thread has its own engine, so its own `seen`.
+        let other = Arc::clone(&t);
+        let on_other = std::thread::spawn(move || seqs(&other, batch(5, 2)))
+            .join()
+            .unwrap();
+        assert_eq!(on_other, vec![1, 2]);
+        // This thread's engine kept counting.
+        assert_eq!(seqs(&t, batch(7, 2)), vec![4, 5]);
+    }
+
+    #[test]
+    fn rejects_carry_the_source_line() {
+        let script = "function process(c) { if (c.input.current().n == 1) throw new Error('bad'); c.output.setField('seq', 1); return true; }";
+        let input = batch(10, 3).data.schema();
+        let cfg = config(script, true);
+        let output = cfg.schema_for(&input).unwrap();
+        let t = JsTransform::new(cfg, input, output);
+        let mut rejects = Vec::new();
+        let out = t.apply_routed(batch(10, 3), &mut rejects).unwrap();
+        assert_eq!(out.main.origin.lines.values().as_ref(), &[10, 12]);
+        assert_eq!(rejects.len(), 1);
+        assert_eq!(rejects[0].line, Some(11));
+        assert!(
+            rejects[0].message.contains("Error: bad"),
+            "{}",
+            rejects[0].message
+        );
+        assert!(
+            rejects[0].message.contains("js.Script:1:"),
+            "{}",
+            rejects[0].message
+        );
+    }
+}
