@@ -30,8 +30,18 @@ const J2: &str = "function process(context) {
 fn batch() -> Batch {
     use ColumnType::*;
     let names = [
-        "id", "customer_id", "first_name", "last_name", "email", "age", "country", "signup_date",
-        "account_value", "is_active", "score", "notes",
+        "id",
+        "customer_id",
+        "first_name",
+        "last_name",
+        "email",
+        "age",
+        "country",
+        "signup_date",
+        "account_value",
+        "is_active",
+        "score",
+        "notes",
     ];
     let types = [
         Int64, Int32, Utf8, Utf8, Utf8, Int32, Utf8, Date, Float64, Bool, Float64, Utf8,

@@ -172,6 +172,65 @@ impl Transform for EvensRun {
     }
 }
 
+/// Routes by divisibility: multiples of 7 are filtered; of 3 go only to port `three`; of 5 go to
+/// port `five` and stay on the default output; the rest stay on the default output.
+#[derive(Debug)]
+struct Router;
+
+fn parse_router(
+    _: &mut MapReader<'_>,
+    _: &mut ConfigCx,
+    _: &NodeCx,
+) -> Option<Box<dyn TransformConfig>> {
+    Some(Box::new(Router))
+}
+
+impl TransformConfig for Router {
+    fn output_schema(&self, input: &SchemaRef) -> Result<SchemaRef, String> {
+        Ok(input.clone())
+    }
+    fn parallel(&self) -> bool {
+        true
+    }
+    fn ports(&self) -> Vec<String> {
+        vec!["three".into(), "five".into()]
+    }
+    fn build(&self, _: SchemaRef, _: &BuildCx) -> Result<Box<dyn Transform>, BuildError> {
+        Ok(Box::new(Router))
+    }
+}
+
+impl Transform for Router {
+    fn apply(&self, _: Batch, _: &mut Vec<RowError>) -> Result<Batch, RunError> {
+        Err(RunError::Internal("Router needs apply_routed".into()))
+    }
+    fn apply_routed(
+        &self,
+        batch: Batch,
+        _: &mut Vec<RowError>,
+    ) -> Result<crate::component::Routed, RunError> {
+        let n = batch
+            .data
+            .column(0)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap()
+            .clone();
+        let pick = |f: &dyn Fn(i64) -> bool| {
+            let mask: BooleanArray = n.iter().map(|v| v.map(|v| v % 7 != 0 && f(v))).collect();
+            batch.filter(&mask).unwrap()
+        };
+        let main = pick(&|v| v % 3 != 0);
+        let three = pick(&|v| v % 3 == 0);
+        let five = pick(&|v| v % 5 == 0);
+        Ok(crate::component::Routed {
+            emitted: main.num_rows() + three.num_rows(),
+            main,
+            ports: vec![three, five],
+        })
+    }
+}
+
 #[derive(Debug)]
 struct Collect;
 
@@ -266,6 +325,7 @@ fn registry() -> Registry {
     let mut r = Registry::new();
     r.register("Numbers", Parser::Source(parse_numbers))
         .register("Evens", Parser::Transform(parse_evens))
+        .register("Router", Parser::Transform(parse_router))
         .register("Collect", Parser::Sink(parse_collect))
         .register("Deferred", Parser::Source(parse_deferred))
         .set_dead_letter(dead_letter);
@@ -340,6 +400,73 @@ fn parallel_transform_keeps_source_order_and_accounts_for_every_row() {
     assert_eq!((t.rows_in, t.rows_out, t.rows_filtered), (600, 300, 300));
     assert_eq!(out.summary.rows_read, 600);
     assert_eq!(out.summary.rows_written, 300);
+}
+
+#[test]
+fn routed_rows_reach_their_ports_and_every_path_accounts_for_them() {
+    let yaml = "Pipeline:
+  Name: t
+  Settings: { ChannelCapacity: 1, Threads: 2 }
+  Plugins:
+    - { Name: src, Type: Numbers, Config: { Batches: 30, Rows: 7 } }
+    - { Name: r, Type: Router }
+    - { Name: route_main, Type: Collect }
+    - { Name: route_three, Type: Collect }
+    - { Name: route_five, Type: Collect }
+  Connections:
+    - { From: src, To: r }
+    - { From: r, To: route_main }
+    - { From: r.three, To: route_three }
+    - { From: r.five, To: route_five }
+";
+    let out = run("route", yaml, false);
+    out.result.unwrap();
+    let kept = |f: fn(i64) -> bool| (0..210).filter(|v| v % 7 != 0 && f(*v)).collect::<Vec<_>>();
+    assert_eq!(sink("route_main").0, kept(|v| v % 3 != 0));
+    assert_eq!(sink("route_three").0, kept(|v| v % 3 == 0));
+    assert_eq!(sink("route_five").0, kept(|v| v % 5 == 0));
+    let r = &out.summary.nodes[1];
+    assert_eq!((r.rows_in, r.rows_out, r.rows_filtered), (210, 180, 30));
+    let ports: Vec<(&str, u64)> = r.ports.iter().map(|p| (p.name.as_str(), p.rows)).collect();
+    assert_eq!(ports, vec![("default", 120), ("three", 60), ("five", 36)]);
+    let five = out
+        .summary
+        .paths
+        .iter()
+        .find(|p| p.path.ends_with("route_five"))
+        .unwrap();
+    assert_eq!(five.path, "src -> r.five -> route_five");
+    assert_eq!(
+        (five.read, five.written, five.filtered, five.routed),
+        (210, 36, 30, 144)
+    );
+}
+
+#[test]
+fn unwired_ports_and_unknown_ports_are_plan_errors() {
+    let yaml = "Pipeline:
+  Name: t
+  Plugins:
+    - { Name: src, Type: Numbers, Config: { Batches: 1, Rows: 1 } }
+    - { Name: r, Type: Router }
+    - { Name: a, Type: Collect }
+    - { Name: b, Type: Collect }
+  Connections:
+    - { From: src, To: r }
+    - { From: r.three, To: a }
+    - { From: r.seven, To: b }
+";
+    let err = plan("ports", yaml).unwrap_err().to_string();
+    assert!(
+        err.contains("plugin `r` has no output port `seven`; its ports are: three, five"),
+        "{err}"
+    );
+    let yaml = yaml.replace("r.seven", "r.five");
+    let err = plan("ports2", &yaml).unwrap_err().to_string();
+    assert!(
+        err.contains("the default output of `r` is not connected"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use boa_engine::error::{EngineError, RuntimeLimitError};
 use boa_engine::object::builtins::{JsArray, JsDate};
-use boa_engine::object::ObjectInitializer;
+use boa_engine::object::{FunctionObjectBuilder, ObjectInitializer};
 use boa_engine::property::{Attribute, PropertyKey};
 use boa_engine::{
     Context, JsError, JsNativeError, JsObject, JsResult, JsString, JsValue, NativeFunction, Script,
@@ -187,7 +187,6 @@ impl Engine {
         )
         .map_err(|e| ScriptError::Syntax(e.to_string()))?;
         let state = Rc::new(RefCell::new(State::new(api, shape, config)));
-        ctx.insert_data(Rc::clone(&state));
         Ok(Self { ctx, driver, state })
     }
 
@@ -198,6 +197,7 @@ impl Engine {
 
     /// Run `process` on rows `from..to` of the current batch.
     pub fn drive(&mut self, from: usize, to: usize, deadline: Instant) -> Result<(), Stop> {
+        let _active = Active::set(Rc::clone(&self.state));
         let global = self.ctx.global_object();
         for (name, v) in [("__fe_from", from), ("__fe_to", to)] {
             global
@@ -319,20 +319,24 @@ fn script_position(stack: &str, script_name: &str) -> Option<(u32, u32)> {
 
 /// JavaScript objects the natives need to reach.
 struct Api {
-    input: JsObject,
     row: JsObject,
-    line_key: PropertyKey,
-    row_number_key: PropertyKey,
 }
 
 fn install_api(ctx: &mut Context) -> JsResult<Api> {
     let f = NativeFunction::from_fn_ptr;
+    let line = FunctionObjectBuilder::new(ctx.realm(), f(input_line)).build();
     let input = ObjectInitializer::new(ctx)
         .function(f(input_current), JsString::from("current"), 0)
         .function(f(input_get_value), JsString::from("getValue"), 1)
         .function(f(input_schema), JsString::from("schema"), 0)
-        .property(JsString::from("rowNumber"), 0, Attribute::all())
-        .property(JsString::from("line"), 0, Attribute::all())
+        // Getters: computed only when a script asks, rather than set on every row.
+        .accessor(
+            JsString::from("rowNumber"),
+            Some(line.clone()),
+            None,
+            Attribute::all(),
+        )
+        .accessor(JsString::from("line"), Some(line), None, Attribute::all())
         .build();
     let output = ObjectInitializer::new(ctx)
         .function(f(output_set_field), JsString::from("setField"), 2)
@@ -353,7 +357,7 @@ fn install_api(ctx: &mut Context) -> JsResult<Api> {
         .function(f(utils_log), JsString::from("log"), 2)
         .build();
     let context = ObjectInitializer::new(ctx)
-        .property(JsString::from("input"), input.clone(), Attribute::all())
+        .property(JsString::from("input"), input, Attribute::all())
         .property(JsString::from("output"), output, Attribute::all())
         .property(JsString::from("validate"), validate, Attribute::all())
         .property(JsString::from("route"), route, Attribute::all())
@@ -364,22 +368,19 @@ fn install_api(ctx: &mut Context) -> JsResult<Api> {
     ctx.register_global_property(JsString::from("__fe_ctx"), context, hidden)?;
     ctx.register_global_property(JsString::from("__fe_from"), 0, hidden)?;
     ctx.register_global_property(JsString::from("__fe_to"), 0, hidden)?;
-    ctx.register_global_callable(JsString::from("__fe_row"), 1, f(begin_row))?;
-    ctx.register_global_callable(JsString::from("__fe_end"), 1, f(end_row))?;
+    ctx.register_global_callable(JsString::from("__fe_begin"), 1, f(begin_row))?;
+    ctx.register_global_callable(JsString::from("__fe_step"), 1, f(step_row))?;
+    // `__fe_step` ends the current row with `process`'s result and begins the next: one host call
+    // per row besides the script's own.
     let drive = Script::parse(
         Source::from_bytes(
-            "function __fe_drive(from, to) { var c = __fe_ctx; for (var i = from; i < to; i++) { __fe_row(i); __fe_end(process(c)); } }",
+            "function __fe_drive(from, to) { var c = __fe_ctx; __fe_begin(from); for (var i = from; i < to; i++) { __fe_step(process(c)); } }",
         ),
         None,
         ctx,
     )?;
     drive.evaluate(ctx)?;
-    Ok(Api {
-        input,
-        row,
-        line_key: JsString::from("line").into(),
-        row_number_key: JsString::from("rowNumber").into(),
-    })
+    Ok(Api { row })
 }
 
 /// What the `context` calls read and write while a batch runs.
@@ -460,14 +461,34 @@ impl State {
     }
 }
 
-fn state(ctx: &Context) -> JsResult<Rc<RefCell<State>>> {
-    ctx.get_data::<Rc<RefCell<State>>>()
-        .cloned()
-        .ok_or_else(|| {
-            JsNativeError::error()
-                .with_message("FlowEngine state missing")
-                .into()
-        })
+thread_local! {
+    /// The state of the engine running on this thread, set for the duration of `Engine::drive`.
+    /// Cheaper per call than boa's host-data map; one thread runs one script at a time.
+    static ACTIVE: RefCell<Option<Rc<RefCell<State>>>> = const { RefCell::new(None) };
+}
+
+/// Sets [`ACTIVE`], and clears it when dropped (also on unwinding).
+struct Active;
+
+impl Active {
+    fn set(state: Rc<RefCell<State>>) -> Self {
+        ACTIVE.with(|a| *a.borrow_mut() = Some(state));
+        Active
+    }
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        ACTIVE.with(|a| a.borrow_mut().take());
+    }
+}
+
+fn state(_: &Context) -> JsResult<Rc<RefCell<State>>> {
+    ACTIVE.with(|a| a.borrow().clone()).ok_or_else(|| {
+        JsNativeError::error()
+            .with_message("no batch is running")
+            .into()
+    })
 }
 
 fn arg(args: &[JsValue], i: usize) -> JsValue {
@@ -476,7 +497,7 @@ fn arg(args: &[JsValue], i: usize) -> JsValue {
 
 fn arg_text(args: &[JsValue], i: usize, what: &str) -> JsResult<String> {
     match args.get(i).and_then(JsValue::as_string) {
-        Some(s) => Ok(s.to_std_string_escaped()),
+        Some(s) => Ok(values::text(&s)),
         None => Err(JsNativeError::typ()
             .with_message(format!(
                 "{what} must be a string, got {}",
@@ -488,88 +509,92 @@ fn arg_text(args: &[JsValue], i: usize, what: &str) -> JsResult<String> {
 
 fn begin_row(_: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
     let state = state(ctx)?;
-    let (input, line, keys) = {
-        let mut s = state.borrow_mut();
-        let row = arg(args, 0).as_number().unwrap_or(0.0) as usize;
-        let nfields = s.shape()?.fields.len();
-        s.row = row;
-        s.line = s.out.line(row);
-        s.row_filled = false;
-        s.staged = Staged::default();
-        s.staged.slots.resize(nfields, None);
-        let keys = (s.api.line_key.clone(), s.api.row_number_key.clone());
-        (s.api.input.clone(), s.line, keys)
-    };
-    let line = JsValue::new(line as f64);
-    input.set(keys.0, line.clone(), false, ctx)?;
-    input.set(keys.1, line, false, ctx)?;
+    let row = arg(args, 0).as_number().unwrap_or(0.0) as usize;
+    state.borrow_mut().begin_row(row);
     Ok(JsValue::undefined())
 }
 
-fn end_row(_: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
+fn step_row(_: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
     let state = state(ctx)?;
     let mut s = state.borrow_mut();
-    let returned = arg(args, 0);
-    let staged = std::mem::take(&mut s.staged);
-    let row = s.row;
-    let keep = match returned.as_boolean() {
-        Some(keep) => keep,
-        None => {
-            let mut problems = staged.problems;
+    s.end_row(&arg(args, 0))?;
+    let next = s.row + 1;
+    s.begin_row(next);
+    Ok(JsValue::undefined())
+}
+
+fn input_line(_: &JsValue, _: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
+    Ok(JsValue::new(state(ctx)?.borrow().line as f64))
+}
+
+impl State {
+    fn begin_row(&mut self, row: usize) {
+        self.row = row;
+        self.line = self.out.line(row);
+        self.row_filled = false;
+        let fields = self.shape.as_ref().map_or(0, |s| s.fields.len());
+        let staged = &mut self.staged;
+        staged.slots.clear();
+        staged.slots.resize(fields, None);
+        staged.problems.clear();
+        staged.messages.clear();
+        staged.send = 0;
+        staged.copy = 0;
+    }
+
+    fn end_row(&mut self, returned: &JsValue) -> JsResult<()> {
+        let row = self.row;
+        let Some(keep) = returned.as_boolean() else {
+            let mut problems = std::mem::take(&mut self.staged.problems);
             problems.push(
                 Problem::new(
                     RowErrorKind::ScriptError,
                     format!(
                         "`process` returned {}; it must return true (keep the row) or false (filter it out)",
-                        describe(&returned)
+                        describe(returned)
                     ),
                 )
                 .with_hint("a function that ends without `return` returns undefined"),
             );
-            s.out.reject(row, problems);
-            return Ok(JsValue::undefined());
+            self.out.reject(row, problems);
+            return Ok(());
+        };
+        if !self.staged.messages.is_empty() {
+            let message = format!("validation failed: {}", self.staged.messages.join("; "));
+            self.staged
+                .problems
+                .push(Problem::new(RowErrorKind::Validation, message));
         }
-    };
-    let mut problems = staged.problems;
-    if !staged.messages.is_empty() {
-        problems.push(Problem::new(
-            RowErrorKind::Validation,
-            format!("validation failed: {}", staged.messages.join("; ")),
-        ));
+        if !self.staged.problems.is_empty() {
+            let problems = std::mem::take(&mut self.staged.problems);
+            self.out.reject(row, problems);
+        } else if keep {
+            let staged = &mut self.staged;
+            let route = if staged.send == 0 { 1 } else { 0 } | staged.send | staged.copy;
+            let shape = self
+                .shape
+                .as_deref()
+                .ok_or_else(|| JsNativeError::error().with_message("no batch is running"))?;
+            self.out
+                .keep(row, &mut staged.slots, route, shape, &self.columns);
+        }
+        Ok(())
     }
-    if !problems.is_empty() {
-        s.out.reject(row, problems);
-    } else if keep {
-        let shape = s
-            .shape
-            .clone()
-            .ok_or_else(|| JsNativeError::error().with_message("no batch"))?;
-        let route = if staged.send == 0 { 1 } else { 0 } | staged.send | staged.copy;
-        let State { columns, out, .. } = &mut *s;
-        out.keep(row, staged.slots, route, &shape, columns);
-    }
-    Ok(JsValue::undefined())
 }
 
 fn input_current(_: &JsValue, _: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
     let state = state(ctx)?;
-    let (obj, values) = {
-        let s = state.borrow();
-        if s.row_filled {
-            return Ok(s.api.row.clone().into());
-        }
-        let row = s.row;
-        let mut values = Vec::with_capacity(s.columns.len());
+    let mut s = state.borrow_mut();
+    let obj = s.api.row.clone();
+    if !s.row_filled {
+        // Converting values runs no script code, so the state can stay borrowed meanwhile.
+        let s = &mut *s;
         for (key, col) in s.keys.iter().zip(&s.columns) {
-            values.push((key.clone(), col.clone(), row));
+            let v = col.to_js(s.row, ctx)?;
+            obj.create_data_property_or_throw(key.clone(), v, ctx)?;
         }
-        (s.api.row.clone(), values)
-    };
-    for (key, col, row) in values {
-        let v = col.to_js(row, ctx)?;
-        obj.create_data_property_or_throw(key, v, ctx)?;
+        s.row_filled = true;
     }
-    state.borrow_mut().row_filled = true;
     Ok(obj.into())
 }
 

@@ -214,6 +214,8 @@ pub struct BatchOut {
     kept: Vec<u32>,
     routes: Vec<u64>,
     rejects: Vec<(usize, Vec<Problem>)>,
+    /// Reused for each kept row's values.
+    scratch: Vec<Scalar>,
 }
 
 impl BatchOut {
@@ -228,6 +230,7 @@ impl BatchOut {
             kept: Vec::with_capacity(rows),
             routes: Vec::with_capacity(rows),
             rejects: Vec::new(),
+            scratch: Vec::new(),
         }
     }
 
@@ -249,14 +252,20 @@ impl BatchOut {
     pub fn keep(
         &mut self,
         row: usize,
-        slots: Vec<Option<Scalar>>,
+        slots: &mut [Option<Scalar>],
         route: u64,
         shape: &Shape,
         columns: &[Column],
     ) {
-        let mut values = Vec::with_capacity(slots.len());
+        let mut values = std::mem::take(&mut self.scratch);
+        values.clear();
         let mut problems = Vec::new();
-        for ((i, f), slot) in shape.fields.iter().enumerate().zip(slots) {
+        for ((i, f), slot) in shape
+            .fields
+            .iter()
+            .enumerate()
+            .zip(slots.iter_mut().map(Option::take))
+        {
             let name = &f.spec.name;
             let value = match (slot, f.replaces) {
                 (Some(v), _) => v,
@@ -286,14 +295,16 @@ impl BatchOut {
             }
             values.push(value);
         }
-        if !problems.is_empty() {
-            return self.reject(row, problems);
+        if problems.is_empty() {
+            for (b, v) in self.builders.iter_mut().zip(&values) {
+                b.append(v);
+            }
+            self.kept.push(row as u32);
+            self.routes.push(route);
+        } else {
+            self.reject(row, problems);
         }
-        for (b, v) in self.builders.iter_mut().zip(&values) {
-            b.append(v);
-        }
-        self.kept.push(row as u32);
-        self.routes.push(route);
+        self.scratch = values;
     }
 }
 

@@ -188,6 +188,21 @@ pub fn decimal_text(v: i128, scale: i8) -> String {
     format!("{sign}{int}.{frac}")
 }
 
+/// A JavaScript string as Rust text. Lone surrogates (which UTF-8 cannot hold) are written as
+/// `\uXXXX` escapes rather than lost.
+pub fn text(s: &JsString) -> String {
+    use boa_engine::string::JsStrVariant;
+    match s.variant() {
+        JsStrVariant::Latin1(bytes) if bytes.is_ascii() => {
+            String::from_utf8(bytes.to_vec()).unwrap_or_default()
+        }
+        JsStrVariant::Latin1(bytes) => bytes.iter().copied().map(char::from).collect(),
+        JsStrVariant::Utf16(units) => {
+            String::from_utf16(units).unwrap_or_else(|_| s.to_std_string_escaped())
+        }
+    }
+}
+
 /// A value converted to a declared type, waiting for its row to be kept.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Scalar {
@@ -280,7 +295,7 @@ pub fn number_text(n: f64) -> String {
 
 fn to_text(value: &JsValue, ctx: &mut Context) -> Result<String, String> {
     if let Some(s) = value.as_string() {
-        return Ok(s.to_std_string_escaped());
+        return Ok(text(&s));
     }
     if let Some(n) = value.as_number() {
         return Ok(number_text(n));
