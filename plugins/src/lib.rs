@@ -5,9 +5,19 @@
 //! | `DelimitedSource` | source | [`delimited::source`] |
 //! | `DelimitedSink` | sink | [`delimited::sink`] |
 //! | `NullSink` | sink | [`null`] |
+//! | `ParquetSink` | sink | [`parquet_sink`] |
+//! | `ArrowSink` | sink | [`arrow_ipc`] |
+//! | `Filter` | transform | [`native::filter`] |
+//! | `Compute` | transform | [`native::compute`] |
+//! | `Select` | transform | [`native::select`] |
+//! | `Cast` | transform | [`native::cast`] |
 
+pub mod arrow_ipc;
 pub mod delimited;
+pub mod native;
 pub mod null;
+pub mod parquet_sink;
+pub mod staging;
 
 use flowengine_engine::registry::{Parser, Registry};
 
@@ -17,6 +27,12 @@ pub fn register_builtin(registry: &mut Registry) {
         .register("DelimitedSource", Parser::Source(delimited::source::parse))
         .register("DelimitedSink", Parser::Sink(delimited::sink::parse))
         .register("NullSink", Parser::Sink(null::parse))
+        .register("ParquetSink", Parser::Sink(parquet_sink::parse))
+        .register("ArrowSink", Parser::Sink(arrow_ipc::parse))
+        .register("Filter", Parser::Transform(native::filter::parse))
+        .register("Compute", Parser::Transform(native::compute::parse))
+        .register("Select", Parser::Transform(native::select::parse))
+        .register("Cast", Parser::Transform(native::cast::parse))
         .set_dead_letter(delimited::sink::dead_letter);
 }
 
