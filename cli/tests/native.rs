@@ -12,7 +12,9 @@ use arrow_schema::{DataType, TimeUnit};
 
 /// Run a golden case's pipeline in a fresh copy of its folder; returns the copy.
 fn run_case(case: &str) -> tempfile::TempDir {
-    let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/cases").join(case);
+    let from = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../testdata/cases")
+        .join(case);
     let dir = tempfile::tempdir().expect("temp dir");
     for name in ["pipeline.yaml", "in.csv"] {
         std::fs::copy(from.join(name), dir.path().join(name)).expect("copy case");

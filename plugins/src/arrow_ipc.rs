@@ -51,8 +51,16 @@ pub fn parse(
         .and_then(|p| p.extension())
         .is_some_and(|e| e.eq_ignore_ascii_case("arrows"));
     let layout = m
-        .choice(cx, "Format", &[("file", Layout::File), ("stream", Layout::Stream)])
-        .unwrap_or(if by_extension { Layout::Stream } else { Layout::File });
+        .choice(
+            cx,
+            "Format",
+            &[("file", Layout::File), ("stream", Layout::Stream)],
+        )
+        .unwrap_or(if by_extension {
+            Layout::Stream
+        } else {
+            Layout::File
+        });
     Some(Box::new(ArrowSinkConfig {
         path: path?,
         mode,
@@ -83,7 +91,10 @@ impl SinkConfig for ArrowSinkConfig {
             node: cx.node.clone(),
             message,
         };
-        let file = BufWriter::with_capacity(1 << 20, staging.handle().map_err(|e| invalid(e.to_string()))?);
+        let file = BufWriter::with_capacity(
+            1 << 20,
+            staging.handle().map_err(|e| invalid(e.to_string()))?,
+        );
         let schema = without_metadata(&input);
         let writer = match self.layout {
             Layout::File => FileWriter::try_new(file, &schema).map(Writer::File),

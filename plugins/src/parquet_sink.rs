@@ -85,7 +85,11 @@ pub(crate) fn without_metadata(schema: &Schema) -> SchemaRef {
     let fields: Vec<_> = schema
         .fields()
         .iter()
-        .map(|f| f.as_ref().clone().with_metadata(std::collections::HashMap::new()))
+        .map(|f| {
+            f.as_ref()
+                .clone()
+                .with_metadata(std::collections::HashMap::new())
+        })
         .collect();
     Arc::new(Schema::new(fields))
 }

@@ -26,7 +26,10 @@ pub enum OutputMode {
 
 /// Read `OutputMode`; `append` only where the format can append (`appends`).
 pub fn read_output_mode(m: &mut MapReader<'_>, cx: &mut ConfigCx, appends: bool) -> OutputMode {
-    let mut choices = vec![("replace", OutputMode::Replace), ("create", OutputMode::Create)];
+    let mut choices = vec![
+        ("replace", OutputMode::Replace),
+        ("create", OutputMode::Create),
+    ];
     if appends {
         choices.push(("append", OutputMode::Append));
     }

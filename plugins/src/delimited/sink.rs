@@ -276,13 +276,8 @@ impl SinkConfig for DelimitedSinkConfig {
             Format::Delimited(Box::new(encoder.clone()))
         };
         let exists = self.path.exists();
-        let mut staging = Staging::new(
-            &node,
-            &self.path,
-            self.mode,
-            self.create_directories,
-            true,
-        )?;
+        let mut staging =
+            Staging::new(&node, &self.path, self.mode, self.create_directories, true)?;
         let temp_path = staging.temp_path().to_path_buf();
         let file = staging.file_mut().map_err(|e| BuildError::Invalid {
             node: node.clone(),

@@ -49,7 +49,8 @@ pub fn parse(
             Some(Ok(ty)) => columns.push((name.to_string(), ty)),
             Some(Err(_)) | None => {
                 ok = false;
-                let found = written.map_or_else(|| node.kind_name().to_string(), |w| format!("{w:?}"));
+                let found =
+                    written.map_or_else(|| node.kind_name().to_string(), |w| format!("{w:?}"));
                 let kind = flowengine_engine::error::ConfigErrorKind::InvalidValue {
                     expected: format!("a type ({TYPE_NAMES})"),
                     found,
@@ -73,7 +74,10 @@ impl CastConfig {
         let mut errors = Vec::new();
         for (name, ty) in &self.columns {
             let Some(i) = find_column(input, name) else {
-                errors.push(format!("Config.Columns.{name}: {}", unknown_column(input, name)));
+                errors.push(format!(
+                    "Config.Columns.{name}: {}",
+                    unknown_column(input, name)
+                ));
                 continue;
             };
             let from = input.field(i).data_type();
@@ -86,11 +90,17 @@ impl CastConfig {
                 continue;
             }
             if casts.iter().any(|(k, _)| *k == i) {
-                errors.push(format!("Config.Columns.{name}: column `{name}` is cast twice"));
+                errors.push(format!(
+                    "Config.Columns.{name}: column `{name}` is cast twice"
+                ));
                 continue;
             }
             // The declared parse format belongs to the old type.
-            fields[i] = Field::new(fields[i].name().clone(), ty.clone(), fields[i].is_nullable());
+            fields[i] = Field::new(
+                fields[i].name().clone(),
+                ty.clone(),
+                fields[i].is_nullable(),
+            );
             casts.push((i, ty.clone()));
         }
         join_errors(errors)?;
@@ -151,10 +161,14 @@ impl Transform for Cast {
             }
             columns[*i] = out;
         }
-        let (batch, columns) = match reject_failures(&self.node, &batch, &failures, rejects).map_err(err)? {
-            Some(keep) => (batch.filter(&keep).map_err(err)?, filter_columns(&columns, &keep).map_err(err)?),
-            None => (batch, columns),
-        };
+        let (batch, columns) =
+            match reject_failures(&self.node, &batch, &failures, rejects).map_err(err)? {
+                Some(keep) => (
+                    batch.filter(&keep).map_err(err)?,
+                    filter_columns(&columns, &keep).map_err(err)?,
+                ),
+                None => (batch, columns),
+            };
         let data = RecordBatch::try_new(self.schema.clone(), columns).map_err(err)?;
         batch.with_data(data).map_err(err)
     }

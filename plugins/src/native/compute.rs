@@ -51,7 +51,12 @@ pub fn parse(
         }
     }
     if columns.is_empty() && ok {
-        m.invalid(cx, "Columns", "at least one `name: expression`", "an empty map");
+        m.invalid(
+            cx,
+            "Columns",
+            "at least one `name: expression`",
+            "an empty map",
+        );
         return None;
     }
     ok.then(|| Box::new(ComputeConfig { columns }) as Box<dyn TransformConfig>)
@@ -156,10 +161,14 @@ impl Transform for Compute {
                 columns[step.index] = value;
             }
         }
-        let (batch, columns) = match reject_failures(&self.node, &batch, &failures, rejects).map_err(err)? {
-            Some(keep) => (batch.filter(&keep).map_err(err)?, filter_columns(&columns, &keep).map_err(err)?),
-            None => (batch, columns),
-        };
+        let (batch, columns) =
+            match reject_failures(&self.node, &batch, &failures, rejects).map_err(err)? {
+                Some(keep) => (
+                    batch.filter(&keep).map_err(err)?,
+                    filter_columns(&columns, &keep).map_err(err)?,
+                ),
+                None => (batch, columns),
+            };
         let data = RecordBatch::try_new(self.schema.clone(), columns).map_err(err)?;
         batch.with_data(data).map_err(err)
     }

@@ -16,9 +16,18 @@ use arrow_array::{
 };
 use arrow_cast::cast::{cast_with_options, CastOptions};
 use arrow_schema::{ArrowError, DataType};
-use arrow_select::filter::prep_null_mask_filter;
 
 use super::expr::{lossy_target, Arith, Cmp, Expr, Kind, Part, StrFn};
+
+/// `b` with nulls as false: a null condition does not hold.
+pub fn true_where_valid(b: &BooleanArray) -> BooleanArray {
+    // prep_null_mask_filter expects a null buffer.
+    if b.null_count() == 0 {
+        b.clone()
+    } else {
+        arrow_select::filter::prep_null_mask_filter(b)
+    }
+}
 
 /// Rows whose value a CAST could not convert: the caller rejects them.
 #[derive(Debug)]
@@ -87,10 +96,7 @@ pub fn evaluate(
     rows: usize,
     failures: &mut Vec<Failure>,
 ) -> Result<ArrayRef, ArrowError> {
-    let cx = Cx {
-        columns,
-        rows,
-    };
+    let cx = Cx { columns, rows };
     cx.eval(e, failures)?.array(rows)
 }
 
@@ -159,7 +165,9 @@ impl Cx<'_> {
                 let r = self.eval(r, failures)?;
                 concat(&l, &r, self.rows)?
             }
-            Kind::Case(branches, otherwise) => self.case(branches, otherwise.as_deref(), &e.ty, failures)?,
+            Kind::Case(branches, otherwise) => {
+                self.case(branches, otherwise.as_deref(), &e.ty, failures)?
+            }
             Kind::Coalesce(items) => self.coalesce(items, failures)?,
             Kind::InList(v, items, negated) => self.in_list(v, items, *negated, failures)?,
             Kind::Like(v, p, negated, insensitive) => {
@@ -175,7 +183,9 @@ impl Cx<'_> {
             }
             Kind::Str(f, a) => {
                 let f = *f;
-                self.unary(a, failures, |a| Ok(Arc::new(string_fn(f, a.as_string::<i32>()))))?
+                self.unary(a, failures, |a| {
+                    Ok(Arc::new(string_fn(f, a.as_string::<i32>())))
+                })?
             }
             Kind::Length(a) => self.unary(a, failures, |a| {
                 let lengths: Int32Array = a
@@ -186,7 +196,8 @@ impl Cx<'_> {
                 Ok(Arc::new(lengths))
             })?,
             Kind::Substr(a, start, len) => self.unary(a, failures, |a| {
-                let s = arrow_string::substring::substring_by_char(a.as_string::<i32>(), *start, *len)?;
+                let s =
+                    arrow_string::substring::substring_by_char(a.as_string::<i32>(), *start, *len)?;
                 Ok(Arc::new(s))
             })?,
             Kind::Replace(s, from, to) => {
@@ -212,7 +223,11 @@ impl Cx<'_> {
                     } else {
                         rows
                     };
-                    let values = if scalar { Value::Scalar(input).array(self.rows)? } else { input };
+                    let values = if scalar {
+                        Value::Scalar(input).array(self.rows)?
+                    } else {
+                        input
+                    };
                     failures.push(Failure {
                         rows,
                         values,
@@ -293,7 +308,7 @@ impl Cx<'_> {
         // The first true condition wins, so fold from the last branch backwards.
         for (cond, then) in branches.iter().rev() {
             let mask = self.eval(cond, failures)?.array(self.rows)?;
-            let mask = prep_null_mask_filter(mask.as_boolean());
+            let mask = true_where_valid(mask.as_boolean());
             let then = self.eval(then, failures)?;
             result = Value::Array(datums_zip(&mask, &then, &result)?);
         }
@@ -306,7 +321,9 @@ impl Cx<'_> {
             .map(|e| self.eval(e, failures))
             .collect::<Result<Vec<_>, _>>()?;
         let Some(mut result) = values.pop() else {
-            return Err(ArrowError::ComputeError("COALESCE without arguments".into()));
+            return Err(ArrowError::ComputeError(
+                "COALESCE without arguments".into(),
+            ));
         };
         for v in values.into_iter().rev() {
             let present = is_not_null(v.array(self.rows)?.as_ref())?;
@@ -338,13 +355,17 @@ impl Cx<'_> {
                 }
             });
         }
-        let result = result.unwrap_or_else(|| Value::Scalar(Arc::new(BooleanArray::from(vec![false]))));
+        let result =
+            result.unwrap_or_else(|| Value::Scalar(Arc::new(BooleanArray::from(vec![false]))));
         if !negated {
             return Ok(result);
         }
         let scalar = result.is_scalar();
         let n = if scalar { 1 } else { self.rows };
-        Ok(Value::wrap(Arc::new(not(result.array(n)?.as_boolean())?), scalar))
+        Ok(Value::wrap(
+            Arc::new(not(result.array(n)?.as_boolean())?),
+            scalar,
+        ))
     }
 }
 
@@ -388,20 +409,26 @@ fn r_type(v: &Value) -> &DataType {
 
 /// Convert `input` to `to`: values that do not convert, or would change (a dropped fraction, a
 /// rounded decimal), are null in the output and true in the returned mask.
-pub fn convert(input: &ArrayRef, to: &DataType) -> Result<(ArrayRef, Option<BooleanArray>), ArrowError> {
+pub fn convert(
+    input: &ArrayRef,
+    to: &DataType,
+) -> Result<(ArrayRef, Option<BooleanArray>), ArrowError> {
     let safe = CastOptions {
         safe: true,
         ..Default::default()
     };
     let mut out = cast_with_options(input, to, &safe)?;
     let mut failed = if out.logical_null_count() > input.logical_null_count() {
-        Some(arrow_arith::boolean::and(&is_not_null(input)?, &is_null(&out)?)?)
+        Some(arrow_arith::boolean::and(
+            &is_not_null(input)?,
+            &is_null(&out)?,
+        )?)
     } else {
         None
     };
     if lossy_target(input.data_type(), to) {
         let back = cast_with_options(&out, input.data_type(), &safe)?;
-        let changed = prep_null_mask_filter(&arrow_ord::cmp::neq(&back, input)?);
+        let changed = true_where_valid(&arrow_ord::cmp::neq(&back, input)?);
         if changed.true_count() > 0 {
             out = arrow_select::nullif::nullif(out.as_ref(), &changed)?;
             failed = Some(match failed {
@@ -426,7 +453,8 @@ fn concat(l: &Value, r: &Value, rows: usize) -> Result<Value, ArrowError> {
     let (la, lc) = part(l)?;
     let (ra, rc) = part(r)?;
     let (ls, rs) = (la.as_string::<i32>(), ra.as_string::<i32>());
-    let bytes = ls.value_data().len() * if lc { n } else { 1 } + rs.value_data().len() * if rc { n } else { 1 };
+    let bytes = ls.value_data().len() * if lc { n } else { 1 }
+        + rs.value_data().len() * if rc { n } else { 1 };
     let mut out = StringBuilder::with_capacity(n, bytes);
     for i in 0..n {
         match (row(ls, lc, i), row(rs, rc, i)) {
@@ -453,13 +481,19 @@ fn replace(s: &Value, from: &Value, to: &Value, rows: usize) -> Result<Value, Ar
     let scalar = s.is_scalar() && from.is_scalar() && to.is_scalar();
     let n = if scalar { 1 } else { rows };
     let (s, from, to) = (s.array(n)?, from.array(n)?, to.array(n)?);
-    let (s, from, to) = (s.as_string::<i32>(), from.as_string::<i32>(), to.as_string::<i32>());
+    let (s, from, to) = (
+        s.as_string::<i32>(),
+        from.as_string::<i32>(),
+        to.as_string::<i32>(),
+    );
     let out: StringArray = (0..n)
-        .map(|i| match (s.is_valid(i), from.is_valid(i), to.is_valid(i)) {
-            (true, true, true) if from.value(i).is_empty() => Some(s.value(i).to_string()),
-            (true, true, true) => Some(s.value(i).replace(from.value(i), to.value(i))),
-            _ => None,
-        })
+        .map(
+            |i| match (s.is_valid(i), from.is_valid(i), to.is_valid(i)) {
+                (true, true, true) if from.value(i).is_empty() => Some(s.value(i).to_string()),
+                (true, true, true) => Some(s.value(i).replace(from.value(i), to.value(i))),
+                _ => None,
+            },
+        )
         .collect();
     Ok(Value::wrap(Arc::new(out), scalar))
 }
@@ -515,11 +549,36 @@ mod tests {
             schema,
             vec![
                 Arc::new(Int32Array::from(vec![Some(30), Some(17), None, Some(45)])),
-                Arc::new(StringArray::from(vec![Some(" Ann "), Some("bob"), Some("Zoë"), None])),
-                Arc::new(BooleanArray::from(vec![Some(true), Some(false), None, Some(true)])),
-                Arc::new(Date32Array::from(vec![Some(19_753), Some(0), None, Some(365)])),
-                Arc::new(Float64Array::from(vec![Some(50_000.0), Some(1.5), None, Some(0.0)])),
-                Arc::new(StringArray::from(vec![Some("12"), Some("x"), None, Some("7.5")])),
+                Arc::new(StringArray::from(vec![
+                    Some(" Ann "),
+                    Some("bob"),
+                    Some("Zoë"),
+                    None,
+                ])),
+                Arc::new(BooleanArray::from(vec![
+                    Some(true),
+                    Some(false),
+                    None,
+                    Some(true),
+                ])),
+                Arc::new(Date32Array::from(vec![
+                    Some(19_753),
+                    Some(0),
+                    None,
+                    Some(365),
+                ])),
+                Arc::new(Float64Array::from(vec![
+                    Some(50_000.0),
+                    Some(1.5),
+                    None,
+                    Some(0.0),
+                ])),
+                Arc::new(StringArray::from(vec![
+                    Some("12"),
+                    Some("x"),
+                    None,
+                    Some("7.5"),
+                ])),
             ],
         )
         .unwrap()
@@ -546,30 +605,48 @@ mod tests {
 
     #[test]
     fn three_valued_logic() {
-        assert_eq!(shown("active AND age >= 30"), ["true", "false", "∅", "true"]);
+        assert_eq!(
+            shown("active AND age >= 30"),
+            ["true", "false", "∅", "true"]
+        );
         assert_eq!(shown("active OR age >= 30"), ["true", "false", "∅", "true"]);
         assert_eq!(shown("NOT active"), ["false", "true", "∅", "false"]);
         assert_eq!(shown("age IS NULL"), ["false", "false", "true", "false"]);
         assert_eq!(shown("age IN (17, NULL)"), ["∅", "true", "∅", "∅"]);
-        assert_eq!(shown("age NOT IN (17, 45)"), ["true", "false", "∅", "false"]);
-        assert_eq!(shown("age BETWEEN 20 AND 40"), ["true", "false", "∅", "false"]);
+        assert_eq!(
+            shown("age NOT IN (17, 45)"),
+            ["true", "false", "∅", "false"]
+        );
+        assert_eq!(
+            shown("age BETWEEN 20 AND 40"),
+            ["true", "false", "∅", "false"]
+        );
     }
 
     #[test]
     fn arithmetic_and_division_by_zero() {
         assert_eq!(shown("age * 2"), ["60", "34", "∅", "90"]);
         assert_eq!(shown("value / 0"), ["∅", "∅", "∅", "∅"]);
-        assert_eq!(shown("age / value"), ["0.0006", "11.333333333333334", "∅", "∅"]);
+        assert_eq!(
+            shown("age / value"),
+            ["0.0006", "11.333333333333334", "∅", "∅"]
+        );
         assert_eq!(shown("-age % 7"), ["-2", "-3", "∅", "-3"]);
     }
 
     #[test]
     fn strings() {
-        assert_eq!(shown("name || '!' || age"), [" Ann !30", "bob!17", "∅", "∅"]);
+        assert_eq!(
+            shown("name || '!' || age"),
+            [" Ann !30", "bob!17", "∅", "∅"]
+        );
         assert_eq!(shown("upper(trim(name))"), ["ANN", "BOB", "ZOË", "∅"]);
         assert_eq!(shown("length(name)"), ["5", "3", "3", "∅"]);
         assert_eq!(shown("substr(name, 2, 2)"), ["An", "ob", "oë", "∅"]);
-        assert_eq!(shown("replace(name, 'b', 'B')"), [" Ann ", "BoB", "Zoë", "∅"]);
+        assert_eq!(
+            shown("replace(name, 'b', 'B')"),
+            [" Ann ", "BoB", "Zoë", "∅"]
+        );
         assert_eq!(shown("name LIKE '%n%'"), ["true", "false", "false", "∅"]);
         assert_eq!(shown("name ILIKE 'Z%'"), ["false", "false", "true", "∅"]);
     }
@@ -590,7 +667,11 @@ mod tests {
         let (out, failures) = run("CAST(code AS int)");
         assert_eq!(out.null_count(), 3);
         assert_eq!(failures.len(), 1);
-        let rows: Vec<bool> = failures[0].rows.iter().map(|b| b.unwrap_or(false)).collect();
+        let rows: Vec<bool> = failures[0]
+            .rows
+            .iter()
+            .map(|b| b.unwrap_or(false))
+            .collect();
         assert_eq!(rows, [false, true, false, true]);
         let (_, failures) = run("TRY_CAST(code AS int)");
         assert!(failures.is_empty());

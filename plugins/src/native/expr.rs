@@ -92,7 +92,10 @@ pub fn parse(text: &str) -> Result<sql::Expr, ExprError> {
     let next = parser.peek_token();
     if next.token != Token::EOF {
         return Err(ExprError::new(
-            format!("unexpected `{}` after the end of the expression", next.token),
+            format!(
+                "unexpected `{}` after the end of the expression",
+                next.token
+            ),
             Pos::of(next.span),
         ));
     }
@@ -573,12 +576,7 @@ impl Checker<'_> {
         ))
     }
 
-    fn in_list(
-        &self,
-        e: &sql::Expr,
-        list: &[sql::Expr],
-        negated: bool,
-    ) -> Result<Expr, ExprError> {
+    fn in_list(&self, e: &sql::Expr, list: &[sql::Expr], negated: bool) -> Result<Expr, ExprError> {
         let value = self.expr(e)?;
         let mut items = Vec::with_capacity(list.len());
         let mut nullable = value.nullable;
@@ -825,7 +823,11 @@ impl Checker<'_> {
 
     fn string_fn(&self, f: StrFn, arg: &sql::Expr) -> Result<Expr, ExprError> {
         let s = self.expr(arg)?;
-        expect_string(&s, &format!("{f:?}").to_ascii_lowercase(), Pos::of(arg.span()))?;
+        expect_string(
+            &s,
+            &format!("{f:?}").to_ascii_lowercase(),
+            Pos::of(arg.span()),
+        )?;
         let nullable = s.nullable;
         let s = null_as(s, &DataType::Utf8);
         fold(node(Kind::Str(f, boxed(s)), DataType::Utf8, nullable))
@@ -945,7 +947,9 @@ fn literal(v: &sql::Value, pos: Option<Pos>) -> Result<Expr, ExprError> {
     match v {
         sql::Value::Null => lit(new_null_array(&DataType::Null, 1), true),
         sql::Value::Boolean(b) => lit(Arc::new(BooleanArray::from(vec![*b])), false),
-        sql::Value::SingleQuotedString(s) => lit(Arc::new(StringArray::from(vec![s.as_str()])), false),
+        sql::Value::SingleQuotedString(s) => {
+            lit(Arc::new(StringArray::from(vec![s.as_str()])), false)
+        }
         sql::Value::Number(n, _) => {
             if let Ok(i) = n.parse::<i64>() {
                 lit(Arc::new(Int64Array::from(vec![i])), false)
@@ -958,7 +962,9 @@ fn literal(v: &sql::Value, pos: Option<Pos>) -> Result<Expr, ExprError> {
             }
         }
         sql::Value::DoubleQuotedString(s) => Err(ExprError::new(
-            format!("\"{s}\" is a column name in double quotes; write text in single quotes: '{s}'"),
+            format!(
+                "\"{s}\" is a column name in double quotes; write text in single quotes: '{s}'"
+            ),
             pos,
         )),
         other => Err(ExprError::new(
@@ -981,7 +987,11 @@ fn decimal_literal(n: &str) -> Option<ArrayRef> {
     if precision > 38 {
         return None;
     }
-    let value: i128 = if digits.is_empty() { 0 } else { digits.parse().ok()? };
+    let value: i128 = if digits.is_empty() {
+        0
+    } else {
+        digits.parse().ok()?
+    };
     let array = Decimal128Array::from(vec![value])
         .with_precision_and_scale(precision as u8, scale as i8)
         .ok()?;
@@ -1016,8 +1026,9 @@ fn sql_type(t: &sql::DataType, pos: Option<Pos>) -> Result<DataType, ExprError> 
 /// Can values of `from` be converted to `to` by CAST at all?
 pub fn castable(from: &DataType, to: &DataType) -> bool {
     use DataType as D;
-    let base = |t: &DataType| matches!(t, D::Utf8 | D::Boolean | D::Date32 | D::Timestamp(..))
-        || is_numeric(t);
+    let base = |t: &DataType| {
+        matches!(t, D::Utf8 | D::Boolean | D::Date32 | D::Timestamp(..)) || is_numeric(t)
+    };
     match (from, to) {
         (D::Null, _) => true,
         (D::Date32 | D::Timestamp(..), t) | (t, D::Date32 | D::Timestamp(..))
@@ -1029,7 +1040,12 @@ pub fn castable(from: &DataType, to: &DataType) -> bool {
     }
 }
 
-fn cast_node(inner: Expr, target: DataType, try_: bool, pos: Option<Pos>) -> Result<Expr, ExprError> {
+fn cast_node(
+    inner: Expr,
+    target: DataType,
+    try_: bool,
+    pos: Option<Pos>,
+) -> Result<Expr, ExprError> {
     if inner.ty == target {
         return Ok(inner);
     }
@@ -1048,7 +1064,11 @@ fn cast_node(inner: Expr, target: DataType, try_: bool, pos: Option<Pos>) -> Res
     if let Kind::Literal(a) = &inner.kind {
         let out = cast_literal(a, &target).ok_or_else(|| {
             ExprError::new(
-                format!("the constant `{}` cannot be converted to {}", show(a), describe(&target)),
+                format!(
+                    "the constant `{}` cannot be converted to {}",
+                    show(a),
+                    describe(&target)
+                ),
                 pos,
             )
         })?;
@@ -1101,14 +1121,20 @@ fn wider(a: &DataType, b: &DataType) -> Option<DataType> {
         (D::Null, t) | (t, D::Null) => t.clone(),
         (D::Int32, D::Int64) | (D::Int64, D::Int32) => D::Int64,
         (D::Float32, D::Float64) | (D::Float64, D::Float32) => D::Float64,
-        (x, y) if x.is_floating() && is_numeric(y) || y.is_floating() && is_numeric(x) => D::Float64,
+        (x, y) if x.is_floating() && is_numeric(y) || y.is_floating() && is_numeric(x) => {
+            D::Float64
+        }
         (D::Decimal128(p1, s1), D::Decimal128(p2, s2)) => {
             let s = (*s1).max(*s2);
             let int = (*p1 as i16 - *s1 as i16).max(*p2 as i16 - *s2 as i16);
             D::Decimal128((int + s as i16).min(38) as u8, s)
         }
         (D::Decimal128(..), i) | (i, D::Decimal128(..)) if i.is_integer() => {
-            let as_dec = if *i == D::Int32 { D::Decimal128(10, 0) } else { D::Decimal128(19, 0) };
+            let as_dec = if *i == D::Int32 {
+                D::Decimal128(10, 0)
+            } else {
+                D::Decimal128(19, 0)
+            };
             let other = if matches!(a, D::Decimal128(..)) { a } else { b };
             return wider(other, &as_dec);
         }
@@ -1289,7 +1315,12 @@ fn to_string(e: Expr, pos: Option<Pos>) -> Result<Expr, ExprError> {
 
 /// Evaluate a node whose inputs are all constants now, so per-batch work is only on columns.
 fn fold(e: Expr) -> Result<Expr, ExprError> {
-    if !e.children().iter().all(|c| matches!(c.kind, Kind::Literal(_))) || e.children().is_empty() {
+    if !e
+        .children()
+        .iter()
+        .all(|c| matches!(c.kind, Kind::Literal(_)))
+        || e.children().is_empty()
+    {
         return Ok(e);
     }
     match crate::native::eval::eval_constant(&e) {
@@ -1373,18 +1404,26 @@ mod tests {
     #[test]
     fn literals_take_the_column_type() {
         let e = checked("age >= 30").unwrap();
-        let Kind::Compare(_, l, r) = &e.kind else { panic!("{e:?}") };
+        let Kind::Compare(_, l, r) = &e.kind else {
+            panic!("{e:?}")
+        };
         assert_eq!(l.ty, DataType::Int32);
         assert_eq!(r.ty, DataType::Int32);
         let e = checked("signup >= '2020-01-01'").unwrap();
-        let Kind::Compare(_, _, r) = &e.kind else { panic!("{e:?}") };
+        let Kind::Compare(_, _, r) = &e.kind else {
+            panic!("{e:?}")
+        };
         assert_eq!(r.ty, DataType::Date32);
     }
 
     #[test]
     fn unknown_column_names_the_known_ones_and_the_position() {
         let err = checked("agee * 2").unwrap_err();
-        assert!(err.message.contains("unknown column `agee` (did you mean `age`?)"), "{err}");
+        assert!(
+            err.message
+                .contains("unknown column `agee` (did you mean `age`?)"),
+            "{err}"
+        );
         assert!(err.message.contains("known columns: age, name"), "{err}");
         assert_eq!(err.pos, Some(Pos { line: 1, column: 1 }));
         let err = checked("age + \"nope\"").unwrap_err();
@@ -1407,7 +1446,10 @@ mod tests {
             ("age = 'x'", "`=` cannot combine int32 and string"),
             ("nosuch(age)", "unknown function `nosuch`"),
             ("CAST(signup AS int)", "cannot CAST date to int32"),
-            ("CAST('x' AS int)", "the constant `x` cannot be converted to int32"),
+            (
+                "CAST('x' AS int)",
+                "the constant `x` cannot be converted to int32",
+            ),
             ("age >= ", "Expected: an expression"),
             ("age age", "unexpected `age`"),
         ] {

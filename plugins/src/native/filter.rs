@@ -6,7 +6,6 @@ use std::sync::Arc;
 use arrow_arith::boolean::and;
 use arrow_array::cast::AsArray;
 use arrow_schema::{DataType, SchemaRef};
-use arrow_select::filter::prep_null_mask_filter;
 use flowengine_engine::component::{BuildCx, NodeCx, Transform, TransformConfig};
 use flowengine_engine::config::{ConfigCx, MapReader};
 use flowengine_engine::error::{BuildError, RowError, RunError};
@@ -36,7 +35,7 @@ impl FilterConfig {
         let e = self.condition.check(input)?;
         if !matches!(e.ty, DataType::Boolean | DataType::Null) {
             return Err(self.condition.blame(&format!(
-                "the condition must be true or false, found a {} value\n    {}",
+                "the condition must be a bool, found {}\n    {}",
                 super::type_name(&e.ty),
                 self.condition.text
             )));
@@ -81,7 +80,7 @@ impl Transform for Filter {
         let mut keep = match value.data_type() {
             // `WHERE NULL`: nothing passes.
             DataType::Null => arrow_array::BooleanArray::from(vec![false; batch.num_rows()]),
-            _ => prep_null_mask_filter(value.as_boolean()),
+            _ => eval::true_where_valid(value.as_boolean()),
         };
         let sited: Vec<_> = failures
             .into_iter()

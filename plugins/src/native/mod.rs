@@ -17,7 +17,9 @@ use arrow_array::{Array, ArrayRef, BooleanArray};
 use arrow_cast::display::{ArrayFormatter, FormatOptions};
 use arrow_schema::{DataType, Schema};
 use flowengine_engine::config::{ConfigCx, MapReader};
-use flowengine_engine::error::{ColumnRef, ConfigErrorKind, Location, RowError, RowErrorKind, Stage};
+use flowengine_engine::error::{
+    ColumnRef, ConfigErrorKind, Location, RowError, RowErrorKind, Stage,
+};
 use flowengine_engine::yaml::{Mark, Node};
 use flowengine_engine::Batch;
 
@@ -80,9 +82,14 @@ impl Written {
     }
 
     fn blame(&self, message: &str) -> String {
+        // The planner names the plugin already; from `Config` on is what the reader needs.
+        let path = self
+            .path
+            .find(".Config.")
+            .map_or(self.path.as_str(), |i| &self.path[i + 1..]);
         match &self.location {
-            Some(loc) => format!("{} ({loc}): {message}", self.path),
-            None => format!("{}: {message}", self.path),
+            Some(loc) => format!("{path} ({loc}): {message}"),
+            None => format!("{path}: {message}"),
         }
     }
 }
@@ -168,7 +175,10 @@ fn type_name(ty: &DataType) -> String {
 }
 
 /// Every column of `columns` filtered by `keep`.
-fn filter_columns(columns: &[ArrayRef], keep: &BooleanArray) -> Result<Vec<ArrayRef>, arrow_schema::ArrowError> {
+fn filter_columns(
+    columns: &[ArrayRef],
+    keep: &BooleanArray,
+) -> Result<Vec<ArrayRef>, arrow_schema::ArrowError> {
     columns
         .iter()
         .map(|c| arrow_select::filter::filter(c.as_ref(), keep))
@@ -179,7 +189,8 @@ fn filter_columns(columns: &[ArrayRef], keep: &BooleanArray) -> Result<Vec<Array
 fn find_column(schema: &Schema, name: &str) -> Option<usize> {
     let fields = schema.fields();
     fields.iter().position(|f| f.name() == name).or_else(|| {
-        let mut matches = (0..fields.len()).filter(|&i| fields[i].name().eq_ignore_ascii_case(name));
+        let mut matches =
+            (0..fields.len()).filter(|&i| fields[i].name().eq_ignore_ascii_case(name));
         let first = matches.next()?;
         matches.next().is_none().then_some(first)
     })

@@ -135,11 +135,17 @@ impl SelectConfig {
                 .iter()
                 .filter_map(|(n, alias)| {
                     let i = find(n, &mut errors)?;
-                    Some((i, alias.clone().unwrap_or_else(|| input.field(i).name().clone())))
+                    Some((
+                        i,
+                        alias
+                            .clone()
+                            .unwrap_or_else(|| input.field(i).name().clone()),
+                    ))
                 })
                 .collect(),
             Pick::Drop(names) => {
-                let dropped: Vec<usize> = names.iter().filter_map(|n| find(n, &mut errors)).collect();
+                let dropped: Vec<usize> =
+                    names.iter().filter_map(|n| find(n, &mut errors)).collect();
                 (0..input.fields().len())
                     .filter(|i| !dropped.contains(i))
                     .map(|i| (i, input.field(i).name().clone()))
@@ -157,7 +163,9 @@ impl SelectConfig {
         }
         for (k, (_, n)) in out.iter().enumerate() {
             if out[..k].iter().any(|(_, m)| m.eq_ignore_ascii_case(n)) {
-                errors.push(format!("two output columns are named `{n}` (names are compared case-insensitively)"));
+                errors.push(format!(
+                    "two output columns are named `{n}` (names are compared case-insensitively)"
+                ));
             }
         }
         if out.is_empty() && errors.is_empty() {
@@ -205,8 +213,13 @@ struct Select {
 
 impl Transform for Select {
     fn apply(&self, batch: Batch, _: &mut Vec<RowError>) -> Result<Batch, RunError> {
-        let columns = self.indices.iter().map(|&i| batch.data.column(i).clone()).collect();
-        let data = RecordBatch::try_new(self.schema.clone(), columns).map_err(|e| run_error(&self.node, e))?;
+        let columns = self
+            .indices
+            .iter()
+            .map(|&i| batch.data.column(i).clone())
+            .collect();
+        let data = RecordBatch::try_new(self.schema.clone(), columns)
+            .map_err(|e| run_error(&self.node, e))?;
         batch.with_data(data).map_err(|e| run_error(&self.node, e))
     }
 }
