@@ -7,7 +7,7 @@ use std::process::Command;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Date32Type, Decimal128Type, Int64Type, TimestampMicrosecondType};
-use arrow_array::RecordBatch;
+use arrow_array::{Array, RecordBatch};
 use arrow_schema::{DataType, TimeUnit};
 
 /// Run a golden case's pipeline in a fresh copy of its folder; returns the copy.
