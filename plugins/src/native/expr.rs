@@ -451,7 +451,7 @@ impl Checker<'_> {
                 ..
             } => {
                 let from = substring_from.as_deref();
-                self.substr(expr, from, substring_for.as_deref(), pos)
+                self.substr(expr, from, substring_for.as_deref())
             }
             sql::Expr::Trim {
                 expr,
@@ -588,7 +588,7 @@ impl Checker<'_> {
             if v.ty != value.ty {
                 return Err(ExprError::new(
                     format!(
-                        "IN: {} items cannot be compared with a {} value; CAST the value",
+                        "IN: an item of type {} cannot be compared with a value of type {}; CAST the value",
                         describe(&it.ty),
                         describe(&value.ty)
                     ),
@@ -757,7 +757,7 @@ impl Checker<'_> {
             }
             "substr" | "substring" => {
                 arity(2..=3)?;
-                self.substr(&args[0], Some(&args[1]), args.get(2), pos)
+                self.substr(&args[0], Some(&args[1]), args.get(2))
             }
             "replace" => {
                 arity(3..=3)?;
@@ -838,7 +838,6 @@ impl Checker<'_> {
         s: &sql::Expr,
         from: Option<&sql::Expr>,
         len: Option<&sql::Expr>,
-        pos: Option<Pos>,
     ) -> Result<Expr, ExprError> {
         let value = self.expr(s)?;
         expect_string(&value, "substr", Pos::of(s.span()))?;
@@ -851,7 +850,6 @@ impl Checker<'_> {
             .transpose()?;
         let nullable = value.nullable;
         let value = null_as(value, &DataType::Utf8);
-        let _ = pos;
         fold(node(
             Kind::Substr(boxed(value), start - 1, len.map(|l| l as u64)),
             DataType::Utf8,
