@@ -288,7 +288,8 @@ impl Cx<'_> {
         };
         datums(l, &r, kernel).map_err(|e| match e {
             ArrowError::ArithmeticOverflow(m) => ArrowError::ArithmeticOverflow(format!(
-                "{m}; the result does not fit {ty}: CAST an operand to a wider type"
+                "{m}; the result does not fit {}: CAST an operand to double or a decimal",
+                super::type_name(ty)
             )),
             other => other,
         })
