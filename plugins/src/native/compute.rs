@@ -80,7 +80,7 @@ impl ComputeConfig {
         for (name, written) in &self.columns {
             let schema = Schema::new(fields.clone());
             let expr = match written.check(&schema) {
-                Ok(e) => e,
+                Ok(e) => super::expr::as_column(e),
                 Err(msg) => {
                     errors.push(msg);
                     continue;

@@ -313,6 +313,11 @@ pub fn check(ast: &sql::Expr, schema: &Schema) -> Result<Expr, ExprError> {
     .expr(ast)
 }
 
+/// A bare `NULL` has no type of its own; as a column it is a string column of nulls, as in CASE.
+pub fn as_column(e: Expr) -> Expr {
+    null_as(e, &DataType::Utf8)
+}
+
 struct Checker<'a> {
     scope: Scope<'a>,
 }
