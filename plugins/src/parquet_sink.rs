@@ -196,3 +196,64 @@ impl Sink for ParquetSink {
         self.staging.commit()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray, UInt64Array};
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+
+    /// Write 10 rows through the sink, commit, and open the result (with the folder holding it).
+    fn written(
+        codec: Codec,
+        row_group_size: usize,
+        dictionary: bool,
+    ) -> (tempfile::TempDir, SerializedFileReader<File>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub").join("t.parquet");
+        let config = ParquetSinkConfig {
+            path: path.clone(),
+            mode: OutputMode::Replace,
+            create_directories: true,
+            codec,
+            row_group_size,
+            dictionary,
+        };
+        let ids: ArrayRef = Arc::new(Int64Array::from_iter_values(0..10));
+        let names: ArrayRef = Arc::new(StringArray::from_iter_values(
+            (0..10).map(|i| format!("n{}", i % 2)),
+        ));
+        let data = RecordBatch::try_from_iter([("id", ids), ("name", names)]).unwrap();
+        let cx = BuildCx {
+            node: "sink".into(),
+            chunk_size: 10,
+        };
+        let mut sink = config.build(data.schema(), &cx).unwrap();
+        sink.write(&Batch::new(
+            data,
+            None,
+            UInt64Array::from_iter_values(2..12),
+        ))
+        .unwrap();
+        assert!(!path.exists(), "nothing is visible before commit");
+        assert_eq!(sink.finish().unwrap(), 10);
+        sink.commit().unwrap();
+        let reader = SerializedFileReader::new(File::open(&path).unwrap()).unwrap();
+        (dir, reader)
+    }
+
+    #[test]
+    fn options_reach_the_file() {
+        let (_dir, zstd) = written(Codec::Zstd, 4, true);
+        let meta = zstd.metadata();
+        assert_eq!(meta.num_row_groups(), 3, "10 rows in groups of 4");
+        let column = meta.row_group(0).column(1);
+        assert!(matches!(column.compression(), Compression::ZSTD(_)));
+        assert!(column.dictionary_page_offset().is_some());
+
+        let (_dir, plain) = written(Codec::None, 1 << 20, false);
+        let column = plain.metadata().row_group(0).column(1);
+        assert_eq!(column.compression(), Compression::UNCOMPRESSED);
+        assert!(column.dictionary_page_offset().is_none());
+    }
+}
