@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use arrow_arith::boolean::{and_kleene, is_not_null, is_null, not, or_kleene};
+use arrow_arith::boolean::{and, and_kleene, is_not_null, is_null, not, or, or_kleene};
 use arrow_arith::temporal::{date_part, DatePart};
 use arrow_array::builder::StringBuilder;
 use arrow_array::cast::AsArray;
@@ -302,16 +302,34 @@ impl Cx<'_> {
         ty: &DataType,
         failures: &mut Vec<Failure>,
     ) -> Result<Value, ArrowError> {
+        // Rows already given to an earlier branch: a CAST in a later condition or result does
+        // not fail them, as it would not run for them in a row-at-a-time engine.
+        let mut taken = BooleanArray::from(vec![false; self.rows]);
+        let mut chosen = Vec::with_capacity(branches.len());
+        for (cond, then) in branches {
+            let open = not(&taken)?;
+            let mut local = Vec::new();
+            let mask = self.eval(cond, &mut local)?.array(self.rows)?;
+            keep_failures(local, &open, failures)?;
+            let mask = true_where_valid(mask.as_boolean());
+            let mut local = Vec::new();
+            let value = self.eval(then, &mut local)?;
+            keep_failures(local, &and(&mask, &open)?, failures)?;
+            taken = or(&taken, &mask)?;
+            chosen.push((mask, value));
+        }
         let mut result = match otherwise {
-            Some(e) => self.eval(e, failures)?,
+            Some(e) => {
+                let mut local = Vec::new();
+                let value = self.eval(e, &mut local)?;
+                keep_failures(local, &not(&taken)?, failures)?;
+                value
+            }
             None => Value::Scalar(new_null_array(ty, 1)),
         };
         // The first true condition wins, so fold from the last branch backwards.
-        for (cond, then) in branches.iter().rev() {
-            let mask = self.eval(cond, failures)?.array(self.rows)?;
-            let mask = true_where_valid(mask.as_boolean());
-            let then = self.eval(then, failures)?;
-            result = Value::Array(datums_zip(&mask, &then, &result)?);
+        for (mask, value) in chosen.iter().rev() {
+            result = Value::Array(datums_zip(mask, value, &result)?);
         }
         Ok(result)
     }
@@ -368,6 +386,21 @@ impl Cx<'_> {
             scalar,
         ))
     }
+}
+
+/// Keep the failures of `local` only on the rows where `rows` is true.
+fn keep_failures(
+    local: Vec<Failure>,
+    rows: &BooleanArray,
+    failures: &mut Vec<Failure>,
+) -> Result<(), ArrowError> {
+    for mut f in local {
+        f.rows = and(&f.rows, rows)?;
+        if f.rows.true_count() > 0 {
+            failures.push(f);
+        }
+    }
+    Ok(())
 }
 
 fn datums_zip(mask: &BooleanArray, t: &Value, f: &Value) -> Result<ArrayRef, ArrowError> {
@@ -678,5 +711,23 @@ mod tests {
         assert!(failures.is_empty());
         let (_, failures) = run("CAST(value AS int)");
         assert_eq!(failures.len(), 1, "1.5 is not a whole number");
+    }
+
+    #[test]
+    fn a_cast_fails_only_the_rows_of_its_case_branch() {
+        // code: "12", "x", null, "7.5"; age: 30, 17, null, 45.
+        let (out, failures) =
+            run("CASE WHEN age >= 30 THEN CAST(code AS double) ELSE CAST(code AS int) END");
+        let rows: Vec<bool> = failures
+            .iter()
+            .flat_map(|f| f.rows.iter().enumerate().filter(|(_, b)| *b == Some(true)))
+            .map(|(i, _)| i == 1)
+            .collect();
+        assert_eq!(
+            rows,
+            [true],
+            "only row 1 (\"x\" as int) fails; \"7.5\" takes the double branch"
+        );
+        assert_eq!(out.data_type(), &DataType::Float64);
     }
 }
