@@ -6,10 +6,20 @@
 //! | `DelimitedSink` | sink | [`delimited::sink`] |
 //! | `JavaScriptTransform` | transform | [`js`] |
 //! | `NullSink` | sink | [`null`] |
+//! | `ParquetSink` | sink | [`parquet_sink`] |
+//! | `ArrowSink` | sink | [`arrow_ipc`] |
+//! | `Filter` | transform | [`native::filter`] |
+//! | `Compute` | transform | [`native::compute`] |
+//! | `Select` | transform | [`native::select`] |
+//! | `Cast` | transform | [`native::cast`] |
 
+pub mod arrow_ipc;
 pub mod delimited;
 pub mod js;
+pub mod native;
 pub mod null;
+pub mod parquet_sink;
+pub mod staging;
 
 use flowengine_engine::registry::{Parser, Registry};
 
@@ -20,6 +30,12 @@ pub fn register_builtin(registry: &mut Registry) {
         .register("DelimitedSink", Parser::Sink(delimited::sink::parse))
         .register("JavaScriptTransform", Parser::Transform(js::parse))
         .register("NullSink", Parser::Sink(null::parse))
+        .register("ParquetSink", Parser::Sink(parquet_sink::parse))
+        .register("ArrowSink", Parser::Sink(arrow_ipc::parse))
+        .register("Filter", Parser::Transform(native::filter::parse))
+        .register("Compute", Parser::Transform(native::compute::parse))
+        .register("Select", Parser::Transform(native::select::parse))
+        .register("Cast", Parser::Transform(native::cast::parse))
         .set_dead_letter(delimited::sink::dead_letter);
 }
 

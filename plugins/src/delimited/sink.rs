@@ -4,7 +4,7 @@
 //! `commit` renames it over the target and fsyncs the directory. A sink dropped before `commit`
 //! (failed or interrupted run) deletes the temporary file, so the target is never half-written.
 
-use std::fs::{self, File};
+use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,21 +16,12 @@ use flowengine_engine::config::{ConfigCx, MapReader};
 use flowengine_engine::datefmt;
 use flowengine_engine::error::{BuildError, RunError};
 use flowengine_engine::Batch;
-use tempfile::NamedTempFile;
 
 use super::encode::{Encoder, JsonLinesEncoder, OutputColumn};
 use super::read_dialect;
 
-/// What to do when the target exists.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OutputMode {
-    /// Replace it (atomically).
-    Replace,
-    /// Refuse to run.
-    Create,
-    /// Add rows after its existing rows (no second header).
-    Append,
-}
+pub use crate::staging::OutputMode;
+use crate::staging::{read_output_mode, Staging};
 
 #[derive(Debug, Clone)]
 struct Mapping {
@@ -78,17 +69,7 @@ pub fn parse(
         .choice(cx, "LineEnding", &[("lf", false), ("crlf", true)])
         .unwrap_or(false);
     let bom = m.bool(cx, "Bom").unwrap_or(false);
-    let mode = m
-        .choice(
-            cx,
-            "OutputMode",
-            &[
-                ("replace", OutputMode::Replace),
-                ("create", OutputMode::Create),
-                ("append", OutputMode::Append),
-            ],
-        )
-        .unwrap_or(OutputMode::Replace);
+    let mode = read_output_mode(m, cx, true);
     let create_directories = m.bool(cx, "CreateDirectories").unwrap_or(true);
     super::check_encoding(m, cx);
     let mappings = read_mappings(m, cx);
@@ -294,53 +275,20 @@ impl SinkConfig for DelimitedSinkConfig {
         } else {
             Format::Delimited(Box::new(encoder.clone()))
         };
-        let dir = self
-            .path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."))
-            .to_path_buf();
-        if !dir.is_dir() {
-            if !self.create_directories {
-                let e = std::io::Error::new(
-                    std::io::ErrorKind::NotFound,
-                    "directory does not exist (CreateDirectories is false)",
-                );
-                return Err(io("write to", &dir, e));
-            }
-            fs::create_dir_all(&dir).map_err(|e| io("create directory", &dir, e))?;
-        }
         let exists = self.path.exists();
-        if exists && self.mode == OutputMode::Create {
-            return Err(BuildError::Invalid {
-                node,
-                message: format!(
-                    "{} already exists and `OutputMode` is create; use `OutputMode: replace` or `append`",
-                    self.path.display()
-                ),
-            });
-        }
-        let name = self
-            .path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let prefix = format!(".{name}.");
-        let mut builder = tempfile::Builder::new();
-        builder.prefix(&prefix).suffix(".tmp");
-        // Temporary files are private (0600); the output should get the ordinary mode, or keep the
-        // mode of the file it replaces.
-        #[cfg(unix)]
-        builder.permissions(output_permissions(&self.path));
-        let mut temp = builder
-            .tempfile_in(&dir)
-            .map_err(|e| io("create a temporary file in", &dir, e))?;
+        let mut staging =
+            Staging::new(&node, &self.path, self.mode, self.create_directories, true)?;
+        let temp_path = staging.temp_path().to_path_buf();
+        let file = staging.file_mut().map_err(|e| BuildError::Invalid {
+            node: node.clone(),
+            message: e.to_string(),
+        })?;
         let mut head = Vec::new();
         let appending = exists && self.mode == OutputMode::Append;
         let mut needs_header = self.include_headers && !self.json_lines;
         if appending {
             needs_header &= self
-                .copy_existing(&encoder, temp.as_file_mut(), &mut head)
+                .copy_existing(&encoder, file, &mut head)
                 .map_err(|e| match e {
                     AppendError::Io(e) => io("append to", &self.path, e),
                     AppendError::Header(message) => BuildError::Invalid {
@@ -354,27 +302,15 @@ impl SinkConfig for DelimitedSinkConfig {
         if needs_header {
             encoder.header(&mut head);
         }
-        temp.as_file_mut()
-            .write_all(&head)
-            .map_err(|e| io("write", temp.path(), e))?;
+        file.write_all(&head)
+            .map_err(|e| io("write", &temp_path, e))?;
         Ok(Box::new(DelimitedSink {
-            node: cx.node.clone(),
-            target: self.path.clone(),
-            dir,
-            temp: Some(temp),
+            staging,
             format: Arc::new(format),
             buf: Vec::with_capacity(1 << 20),
             rows: 0,
-            no_clobber: self.mode == OutputMode::Create,
         }))
     }
-}
-
-#[cfg(unix)]
-fn output_permissions(target: &Path) -> fs::Permissions {
-    use std::os::unix::fs::PermissionsExt;
-    // For a new file the process umask still applies at creation, as for any file.
-    fs::metadata(target).map_or_else(|_| fs::Permissions::from_mode(0o666), |m| m.permissions())
 }
 
 enum AppendError {
@@ -471,32 +407,10 @@ pub fn dead_letter(path: &Path, cx: &BuildCx) -> Result<Box<dyn Sink>, BuildErro
 
 /// A running `DelimitedSink`.
 struct DelimitedSink {
-    node: String,
-    target: PathBuf,
-    dir: PathBuf,
-    temp: Option<NamedTempFile>,
+    staging: Staging,
     format: Arc<Format>,
     buf: Vec<u8>,
     rows: u64,
-    no_clobber: bool,
-}
-
-impl DelimitedSink {
-    fn io(&self, action: &'static str, source: std::io::Error) -> RunError {
-        RunError::Io {
-            node: self.node.clone(),
-            action,
-            path: self.target.clone(),
-            source,
-        }
-    }
-
-    fn temp(&mut self) -> Result<&mut NamedTempFile, RunError> {
-        let node = self.node.clone();
-        self.temp
-            .as_mut()
-            .ok_or_else(|| RunError::Internal(format!("sink `{node}` used after commit")))
-    }
 }
 
 impl Sink for DelimitedSink {
@@ -514,33 +428,18 @@ impl Sink for DelimitedSink {
     }
 
     fn write_encoded(&mut self, rows: u64, bytes: &[u8]) -> Result<(), RunError> {
-        let written = self.temp()?.as_file_mut().write_all(bytes);
-        written.map_err(|e| self.io("write", e))?;
+        let written = self.staging.file_mut()?.write_all(bytes);
+        written.map_err(|e| self.staging.io("write", e))?;
         self.rows += rows;
         Ok(())
     }
 
     fn finish(&mut self) -> Result<u64, RunError> {
-        let file = self.temp()?.as_file_mut();
-        let synced = file.flush().and_then(|()| file.sync_all());
-        synced.map_err(|e| self.io("write", e))?;
+        self.staging.sync()?;
         Ok(self.rows)
     }
 
-    fn commit(mut self: Box<Self>) -> Result<(), RunError> {
-        let temp = self
-            .temp
-            .take()
-            .ok_or_else(|| RunError::Internal("sink committed twice".into()))?;
-        let persisted = if self.no_clobber {
-            temp.persist_noclobber(&self.target)
-        } else {
-            temp.persist(&self.target)
-        };
-        persisted.map_err(|e| self.io("replace", e.error))?;
-        // The rename is durable only once the directory entry is.
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| self.io("sync the directory of", e))
+    fn commit(self: Box<Self>) -> Result<(), RunError> {
+        self.staging.commit()
     }
 }

@@ -1,0 +1,162 @@
+//! `ArrowSink`: batches to an Arrow IPC file (random access, `.arrow`/`.feather`) or stream
+//! (`.arrows`), staged and committed atomically like every sink. Types are kept exactly.
+
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::PathBuf;
+
+use arrow_ipc::writer::{FileWriter, StreamWriter};
+use arrow_schema::{ArrowError, SchemaRef};
+use flowengine_engine::component::{BuildCx, NodeCx, Sink, SinkConfig};
+use flowengine_engine::config::{ConfigCx, MapReader};
+use flowengine_engine::error::{BuildError, RunError};
+use flowengine_engine::Batch;
+
+use crate::parquet_sink::without_metadata;
+use crate::staging::{read_output_mode, OutputMode, Staging};
+
+/// Which IPC layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// The IPC file format, with a footer for random access.
+    File,
+    /// The IPC streaming format.
+    Stream,
+}
+
+/// Parsed `ArrowSink` config.
+#[derive(Debug, Clone)]
+pub struct ArrowSinkConfig {
+    path: PathBuf,
+    mode: OutputMode,
+    create_directories: bool,
+    layout: Layout,
+}
+
+/// Parse an `ArrowSink` `Config` map. `Format` defaults to `stream` for `.arrows` files and to
+/// `file` otherwise.
+pub fn parse(
+    m: &mut MapReader<'_>,
+    cx: &mut ConfigCx,
+    _node: &NodeCx,
+) -> Option<Box<dyn SinkConfig>> {
+    let path = m.path_value(cx, "FilePath");
+    if path.is_none() && !m.has("FilePath") {
+        m.missing(cx, "FilePath");
+    }
+    let mode = read_output_mode(m, cx, false);
+    let create_directories = m.bool(cx, "CreateDirectories").unwrap_or(true);
+    let by_extension = path
+        .as_ref()
+        .and_then(|p| p.extension())
+        .is_some_and(|e| e.eq_ignore_ascii_case("arrows"));
+    let layout = m
+        .choice(
+            cx,
+            "Format",
+            &[("file", Layout::File), ("stream", Layout::Stream)],
+        )
+        .unwrap_or(if by_extension {
+            Layout::Stream
+        } else {
+            Layout::File
+        });
+    Some(Box::new(ArrowSinkConfig {
+        path: path?,
+        mode,
+        create_directories,
+        layout,
+    }))
+}
+
+enum Writer {
+    File(FileWriter<BufWriter<File>>),
+    Stream(StreamWriter<BufWriter<File>>),
+}
+
+impl SinkConfig for ArrowSinkConfig {
+    fn files_written(&self) -> Vec<PathBuf> {
+        vec![self.path.clone()]
+    }
+
+    fn build(&self, input: SchemaRef, cx: &BuildCx) -> Result<Box<dyn Sink>, BuildError> {
+        let staging = Staging::new(
+            &cx.node,
+            &self.path,
+            self.mode,
+            self.create_directories,
+            false,
+        )?;
+        let invalid = |message: String| BuildError::Invalid {
+            node: cx.node.clone(),
+            message,
+        };
+        let file = BufWriter::with_capacity(
+            1 << 20,
+            staging.handle().map_err(|e| invalid(e.to_string()))?,
+        );
+        let schema = without_metadata(&input);
+        let writer = match self.layout {
+            Layout::File => FileWriter::try_new(file, &schema).map(Writer::File),
+            Layout::Stream => StreamWriter::try_new(file, &schema).map(Writer::Stream),
+        }
+        .map_err(|e| invalid(format!("cannot write this schema as Arrow IPC: {e}")))?;
+        Ok(Box::new(ArrowSink {
+            node: cx.node.clone(),
+            staging,
+            schema,
+            writer: Some(writer),
+            rows: 0,
+        }))
+    }
+}
+
+struct ArrowSink {
+    node: String,
+    staging: Staging,
+    schema: SchemaRef,
+    writer: Option<Writer>,
+    rows: u64,
+}
+
+impl ArrowSink {
+    fn failed(&self, e: ArrowError) -> RunError {
+        match e {
+            ArrowError::IoError(_, io) => self.staging.io("write", io),
+            other => RunError::Node {
+                node: self.node.clone(),
+                message: format!("cannot write Arrow IPC: {other}"),
+            },
+        }
+    }
+}
+
+impl Sink for ArrowSink {
+    fn write(&mut self, batch: &Batch) -> Result<(), RunError> {
+        let data = batch.data.clone().with_schema(self.schema.clone());
+        let data = data.map_err(|e| self.failed(e))?;
+        let written = match self.writer.as_mut() {
+            Some(Writer::File(w)) => w.write(&data),
+            Some(Writer::Stream(w)) => w.write(&data),
+            None => return Err(RunError::Internal("Arrow sink written after finish".into())),
+        };
+        written.map_err(|e| self.failed(e))?;
+        self.rows += batch.num_rows() as u64;
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<u64, RunError> {
+        let flushed = match self.writer.take() {
+            Some(Writer::File(mut w)) => w.finish().and_then(|()| w.into_inner()).map(|_| ()),
+            Some(Writer::Stream(mut w)) => w.finish().and_then(|()| w.into_inner()).map(|_| ()),
+            None => Ok(()),
+        };
+        flushed.map_err(|e| self.failed(e))?;
+        self.staging.sync()?;
+        Ok(self.rows)
+    }
+
+    fn commit(self: Box<Self>) -> Result<(), RunError> {
+        self.staging.commit()
+    }
+}

@@ -1,0 +1,175 @@
+//! `Cast`: change the declared type of columns. A value that does not convert exactly (text that
+//! is not a number, a fraction cast to an integer, a decimal that would round) is a
+//! `TYPE_CONVERSION` reject with its line, column and value; the error policy decides the rest.
+//!
+//! ```yaml
+//! Config:
+//!   Columns: { age: int64, account_value: "decimal(12,2)", signup: date }
+//! ```
+
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use flowengine_engine::component::{BuildCx, NodeCx, Transform, TransformConfig};
+use flowengine_engine::config::{ConfigCx, MapReader};
+use flowengine_engine::error::{BuildError, ColumnRef, RowError, RunError};
+use flowengine_engine::schema::TYPE_NAMES;
+use flowengine_engine::Batch;
+
+use super::eval::{convert, Failure};
+use super::expr::{castable, declared_type};
+use super::{filter_columns, find_column, join_errors, reject_failures, run_error, type_name};
+use super::{unknown_column, FailureSite};
+
+/// Parsed `Cast` config.
+#[derive(Debug, Clone)]
+pub struct CastConfig {
+    columns: Vec<(String, DataType)>,
+}
+
+/// Parse a `Cast` `Config` map: `Columns`, a map from column name to type.
+pub fn parse(
+    m: &mut MapReader<'_>,
+    cx: &mut ConfigCx,
+    _node: &NodeCx,
+) -> Option<Box<dyn TransformConfig>> {
+    let Some(mut map) = m.map(cx, "Columns") else {
+        if !m.has("Columns") {
+            m.missing(cx, "Columns");
+        }
+        return None;
+    };
+    let mut columns = Vec::new();
+    let mut ok = true;
+    for (name, mark, node) in map.take_all() {
+        let path = format!("{}.{name}", map.path());
+        let written = node.as_scalar().and_then(|s| cx.substitute(s, &path, mark));
+        match written.as_deref().map(declared_type) {
+            Some(Ok(ty)) => columns.push((name.to_string(), ty)),
+            Some(Err(_)) | None => {
+                ok = false;
+                let found =
+                    written.map_or_else(|| node.kind_name().to_string(), |w| format!("{w:?}"));
+                let kind = flowengine_engine::error::ConfigErrorKind::InvalidValue {
+                    expected: format!("a type ({TYPE_NAMES})"),
+                    found,
+                };
+                cx.error(kind, &path, mark);
+            }
+        }
+    }
+    if columns.is_empty() && ok {
+        m.invalid(cx, "Columns", "at least one `column: type`", "an empty map");
+        return None;
+    }
+    ok.then(|| Box::new(CastConfig { columns }) as Box<dyn TransformConfig>)
+}
+
+impl CastConfig {
+    /// The column index and target type of every cast, and the output schema.
+    fn plan(&self, input: &Schema) -> Result<(Vec<(usize, DataType)>, SchemaRef), String> {
+        let mut fields: Vec<Field> = input.fields().iter().map(|f| f.as_ref().clone()).collect();
+        let mut casts = Vec::new();
+        let mut errors = Vec::new();
+        for (name, ty) in &self.columns {
+            let Some(i) = find_column(input, name) else {
+                errors.push(format!(
+                    "Config.Columns.{name}: {}",
+                    unknown_column(input, name)
+                ));
+                continue;
+            };
+            let from = input.field(i).data_type();
+            if !castable(from, ty) {
+                errors.push(format!(
+                    "Config.Columns.{name}: a {} column cannot be cast to {}",
+                    type_name(from),
+                    type_name(ty)
+                ));
+                continue;
+            }
+            if casts.iter().any(|(k, _)| *k == i) {
+                errors.push(format!(
+                    "Config.Columns.{name}: column `{name}` is cast twice"
+                ));
+                continue;
+            }
+            // The declared parse format belongs to the old type.
+            fields[i] = Field::new(
+                fields[i].name().clone(),
+                ty.clone(),
+                fields[i].is_nullable(),
+            );
+            casts.push((i, ty.clone()));
+        }
+        join_errors(errors)?;
+        Ok((casts, Arc::new(Schema::new(fields))))
+    }
+}
+
+impl TransformConfig for CastConfig {
+    fn output_schema(&self, input: &SchemaRef) -> Result<SchemaRef, String> {
+        self.plan(input).map(|(_, s)| s)
+    }
+
+    fn parallel(&self) -> bool {
+        true
+    }
+
+    fn build(&self, input: SchemaRef, cx: &BuildCx) -> Result<Box<dyn Transform>, BuildError> {
+        let (casts, schema) = self.plan(&input).map_err(|message| BuildError::Invalid {
+            node: cx.node.clone(),
+            message,
+        })?;
+        Ok(Box::new(Cast {
+            node: cx.node.clone(),
+            casts,
+            schema,
+        }))
+    }
+}
+
+struct Cast {
+    node: String,
+    casts: Vec<(usize, DataType)>,
+    schema: SchemaRef,
+}
+
+impl Transform for Cast {
+    fn apply(&self, batch: Batch, rejects: &mut Vec<RowError>) -> Result<Batch, RunError> {
+        let err = |e| run_error(&self.node, e);
+        let mut columns = batch.data.columns().to_vec();
+        let mut failures = Vec::new();
+        for (i, ty) in &self.casts {
+            let input = columns[*i].clone();
+            let (out, failed) = convert(&input, ty).map_err(err)?;
+            if let Some(rows) = failed {
+                let site = FailureSite {
+                    column: Some(ColumnRef {
+                        name: self.schema.field(*i).name().clone(),
+                        index: *i,
+                    }),
+                    hint: "fix the value, or declare the column with a type that holds it",
+                };
+                let failure = Failure {
+                    rows,
+                    values: input,
+                    target: ty.clone(),
+                };
+                failures.push((site, failure));
+            }
+            columns[*i] = out;
+        }
+        let (batch, columns) =
+            match reject_failures(&self.node, &batch, &failures, rejects).map_err(err)? {
+                Some(keep) => (
+                    batch.filter(&keep).map_err(err)?,
+                    filter_columns(&columns, &keep).map_err(err)?,
+                ),
+                None => (batch, columns),
+            };
+        let data = RecordBatch::try_new(self.schema.clone(), columns).map_err(err)?;
+        batch.with_data(data).map_err(err)
+    }
+}

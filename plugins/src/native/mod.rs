@@ -1,0 +1,216 @@
+//! Native column transforms: `Filter`, `Compute`, `Select` and `Cast`, on Arrow kernels.
+//!
+//! `expr` parses and type-checks the expression language (documented in `docs/expressions.md`),
+//! `eval` runs it on whole columns. The transforms are thin: read the config, check it against the
+//! input schema when the planner asks for the output schema, and at run time evaluate, reject the
+//! rows a conversion failed on, and drop the rows a condition did not keep. Every one of them is
+//! parallel by batch; the executor keeps the order.
+
+pub mod cast;
+pub mod compute;
+pub mod eval;
+pub mod expr;
+pub mod filter;
+pub mod select;
+
+use arrow_array::{Array, ArrayRef, BooleanArray};
+use arrow_cast::display::{ArrayFormatter, FormatOptions};
+use arrow_schema::{DataType, Schema};
+use flowengine_engine::config::{ConfigCx, MapReader};
+use flowengine_engine::error::{
+    ColumnRef, ConfigErrorKind, Location, RowError, RowErrorKind, Stage,
+};
+use flowengine_engine::yaml::{Mark, Node};
+use flowengine_engine::Batch;
+
+use eval::Failure;
+
+/// An expression as written in the pipeline file: its text, its syntax tree, and where it was
+/// written, so a type error found later (against the input schema) can still point at it.
+#[derive(Debug, Clone)]
+pub struct Written {
+    text: String,
+    ast: sqlparser::ast::Expr,
+    path: String,
+    location: Option<Location>,
+}
+
+impl Written {
+    /// Read and parse the expression in `node` (the value at `path`). A syntax error is reported
+    /// in `cx` at the value's position.
+    fn parse(node: &Node, path: String, mark: Mark, cx: &mut ConfigCx) -> Option<Written> {
+        let Some(raw) = node.as_scalar() else {
+            let kind = ConfigErrorKind::InvalidValue {
+                expected: "an expression (a string)".into(),
+                found: node.kind_name().into(),
+            };
+            cx.error(kind, &path, mark);
+            return None;
+        };
+        let text = cx.substitute(raw, &path, node.mark)?;
+        match expr::parse(&text) {
+            Ok(ast) => Some(Written {
+                location: cx.location(node.mark),
+                text,
+                ast,
+                path,
+            }),
+            Err(e) => {
+                let kind = ConfigErrorKind::InvalidValue {
+                    expected: "an expression (see docs/expressions.md)".into(),
+                    found: format!("a syntax error: {}", e.render(&text)),
+                };
+                cx.error(kind, &path, node.mark);
+                None
+            }
+        }
+    }
+
+    /// Read the required expression under `key`.
+    fn required(m: &mut MapReader<'_>, cx: &mut ConfigCx, key: &'static str) -> Option<Written> {
+        let Some(field) = m.take(key) else {
+            m.missing(cx, key);
+            return None;
+        };
+        Written::parse(field.node, m.key_path(key), field.mark, cx)
+    }
+
+    /// Type-check against `schema`; the error names where the expression was written, the
+    /// position in it, and (for unknown columns) the known columns.
+    fn check(&self, schema: &Schema) -> Result<expr::Expr, String> {
+        expr::check(&self.ast, schema).map_err(|e| self.blame(&e.render(&self.text)))
+    }
+
+    fn blame(&self, message: &str) -> String {
+        // The planner names the plugin already; from `Config` on is what the reader needs.
+        let path = self
+            .path
+            .find(".Config.")
+            .map_or(self.path.as_str(), |i| &self.path[i + 1..]);
+        match &self.location {
+            Some(loc) => format!("{path} ({loc}): {message}"),
+            None => format!("{path}: {message}"),
+        }
+    }
+}
+
+/// Join several plan-time problems into one message, one per line.
+fn join_errors(errors: Vec<String>) -> Result<(), String> {
+    match errors.len() {
+        0 => Ok(()),
+        1 => Err(errors.into_iter().next().unwrap_or_default()),
+        n => Err(format!("{n} problems:\n  {}", errors.join("\n  "))),
+    }
+}
+
+/// What a failed conversion is called in the reject: its column, and the hint.
+struct FailureSite {
+    column: Option<ColumnRef>,
+    hint: &'static str,
+}
+
+/// Turn conversion failures into rejects (in row order, the first failure of each row) and the
+/// mask of rows that stay. `None` when nothing failed.
+fn reject_failures(
+    node: &str,
+    batch: &Batch,
+    failures: &[(FailureSite, Failure)],
+    rejects: &mut Vec<RowError>,
+) -> Result<Option<BooleanArray>, arrow_schema::ArrowError> {
+    if failures.is_empty() {
+        return Ok(None);
+    }
+    let rows = batch.num_rows();
+    let mut failed = vec![None::<usize>; rows];
+    for (k, (_, f)) in failures.iter().enumerate() {
+        for (i, slot) in failed.iter_mut().enumerate() {
+            if slot.is_none() && f.rows.is_valid(i) && f.rows.value(i) {
+                *slot = Some(k);
+            }
+        }
+    }
+    let options = FormatOptions::default();
+    for (i, k) in failed.iter().enumerate() {
+        let Some(k) = *k else { continue };
+        let (site, f) = &failures[k];
+        let value = ArrayFormatter::try_new(f.values.as_ref(), &options)?
+            .value(i)
+            .to_string();
+        rejects.push(RowError {
+            node: node.to_string(),
+            stage: Stage::Convert,
+            kind: RowErrorKind::TypeConversion,
+            file: batch.origin.file.clone(),
+            line: Some(batch.origin.lines.value(i)),
+            record: None,
+            byte_offset: None,
+            column: site.column.clone(),
+            message: format!(
+                "{} cannot be converted to {}",
+                flowengine_engine::error::quote_value(&value),
+                type_name(&f.target)
+            ),
+            value: Some(value),
+            hint: Some(site.hint.to_string()),
+            raw: None,
+        });
+    }
+    Ok(Some(failed.iter().map(|k| Some(k.is_none())).collect()))
+}
+
+/// A type in the pipeline's vocabulary, for messages.
+fn type_name(ty: &DataType) -> String {
+    match ty {
+        DataType::Utf8 => "string".into(),
+        DataType::Int32 => "int32".into(),
+        DataType::Int64 => "int64".into(),
+        DataType::Float32 => "float32".into(),
+        DataType::Float64 => "double".into(),
+        DataType::Boolean => "bool".into(),
+        DataType::Date32 => "date".into(),
+        DataType::Timestamp(_, _) => "datetime".into(),
+        DataType::Decimal128(p, s) => format!("decimal({p},{s})"),
+        other => other.to_string(),
+    }
+}
+
+/// Every column of `columns` filtered by `keep`.
+fn filter_columns(
+    columns: &[ArrayRef],
+    keep: &BooleanArray,
+) -> Result<Vec<ArrayRef>, arrow_schema::ArrowError> {
+    columns
+        .iter()
+        .map(|c| arrow_select::filter::filter(c.as_ref(), keep))
+        .collect()
+}
+
+/// The position of `name` among `schema`'s columns: exact, else the one case-insensitive match.
+fn find_column(schema: &Schema, name: &str) -> Option<usize> {
+    let fields = schema.fields();
+    fields.iter().position(|f| f.name() == name).or_else(|| {
+        let mut matches =
+            (0..fields.len()).filter(|&i| fields[i].name().eq_ignore_ascii_case(name));
+        let first = matches.next()?;
+        matches.next().is_none().then_some(first)
+    })
+}
+
+fn unknown_column(schema: &Schema, name: &str) -> String {
+    let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    let suggestion = flowengine_engine::config::closest(name, &names)
+        .map(|s| format!(" (did you mean `{s}`?)"))
+        .unwrap_or_default();
+    format!(
+        "unknown column `{name}`{suggestion}; known columns: {}",
+        names.join(", ")
+    )
+}
+
+/// Wrap a kernel failure (an overflow, say) as the run's error for this node.
+fn run_error(node: &str, e: arrow_schema::ArrowError) -> flowengine_engine::error::RunError {
+    flowengine_engine::error::RunError::Node {
+        node: node.to_string(),
+        message: e.to_string(),
+    }
+}

@@ -1,0 +1,179 @@
+//! Staged output files, shared by every sink that writes a file.
+//!
+//! Output goes to a temporary file in the target's directory. [`Staging::sync`] flushes and
+//! fsyncs it; [`Staging::commit`] renames it over the target and fsyncs the directory. Dropped
+//! before `commit` (a failed or interrupted run), it deletes the temporary file, so the target is
+//! never half-written.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use flowengine_engine::config::{ConfigCx, MapReader};
+use flowengine_engine::error::{BuildError, RunError};
+use tempfile::NamedTempFile;
+
+/// What to do when the target exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputMode {
+    /// Replace it (atomically).
+    Replace,
+    /// Refuse to run.
+    Create,
+    /// Add rows after its existing rows (no second header).
+    Append,
+}
+
+/// Read `OutputMode`; `append` only where the format can append (`appends`).
+pub fn read_output_mode(m: &mut MapReader<'_>, cx: &mut ConfigCx, appends: bool) -> OutputMode {
+    let mut choices = vec![
+        ("replace", OutputMode::Replace),
+        ("create", OutputMode::Create),
+    ];
+    if appends {
+        choices.push(("append", OutputMode::Append));
+    }
+    m.choice(cx, "OutputMode", &choices)
+        .unwrap_or(OutputMode::Replace)
+}
+
+/// A temporary file that becomes the target on commit.
+#[derive(Debug)]
+pub struct Staging {
+    node: String,
+    target: PathBuf,
+    dir: PathBuf,
+    temp: Option<NamedTempFile>,
+    no_clobber: bool,
+}
+
+impl Staging {
+    /// Create the staging file for `target` (and its directory when `create_directories`). With
+    /// `OutputMode::Create`, an existing target is refused now and never overwritten at commit;
+    /// the message offers `append` when the format `appends`.
+    pub fn new(
+        node: &str,
+        target: &Path,
+        mode: OutputMode,
+        create_directories: bool,
+        appends: bool,
+    ) -> Result<Staging, BuildError> {
+        let io = |action, path: &Path, source| BuildError::Io {
+            node: node.to_string(),
+            action,
+            path: path.to_path_buf(),
+            source,
+        };
+        let dir = target
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
+        if !dir.is_dir() {
+            if !create_directories {
+                let e = std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "directory does not exist (CreateDirectories is false)",
+                );
+                return Err(io("write to", &dir, e));
+            }
+            fs::create_dir_all(&dir).map_err(|e| io("create directory", &dir, e))?;
+        }
+        if mode == OutputMode::Create && target.exists() {
+            return Err(BuildError::Invalid {
+                node: node.to_string(),
+                message: format!(
+                    "{} already exists and `OutputMode` is create; use `OutputMode: replace`{}",
+                    target.display(),
+                    if appends { " or `append`" } else { "" }
+                ),
+            });
+        }
+        let name = target
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let prefix = format!(".{name}.");
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(&prefix).suffix(".tmp");
+        // Temporary files are private (0600); the output should get the ordinary mode, or keep the
+        // mode of the file it replaces.
+        #[cfg(unix)]
+        builder.permissions(output_permissions(target));
+        let temp = builder
+            .tempfile_in(&dir)
+            .map_err(|e| io("create a temporary file in", &dir, e))?;
+        Ok(Staging {
+            node: node.to_string(),
+            target: target.to_path_buf(),
+            dir,
+            temp: Some(temp),
+            no_clobber: mode == OutputMode::Create,
+        })
+    }
+
+    /// The temporary file's path, for messages.
+    pub fn temp_path(&self) -> &Path {
+        self.temp.as_ref().map_or(&self.target, |t| t.path())
+    }
+
+    /// The staging file.
+    pub fn file_mut(&mut self) -> Result<&mut File, RunError> {
+        let node = &self.node;
+        self.temp
+            .as_mut()
+            .map(|t| t.as_file_mut())
+            .ok_or_else(|| RunError::Internal(format!("sink `{node}` used after commit")))
+    }
+
+    /// A second handle on the staging file, for writers that want to own theirs.
+    pub fn handle(&self) -> Result<File, RunError> {
+        let temp = self
+            .temp
+            .as_ref()
+            .ok_or_else(|| RunError::Internal(format!("sink `{}` used after commit", self.node)))?;
+        temp.as_file().try_clone().map_err(|e| self.io("write", e))
+    }
+
+    /// An I/O error on the target, for this sink.
+    pub fn io(&self, action: &'static str, source: std::io::Error) -> RunError {
+        RunError::Io {
+            node: self.node.clone(),
+            action,
+            path: self.target.clone(),
+            source,
+        }
+    }
+
+    /// Flush and fsync the staging file, without making it visible.
+    pub fn sync(&mut self) -> Result<(), RunError> {
+        let file = self.file_mut()?;
+        let synced = file.flush().and_then(|()| file.sync_all());
+        synced.map_err(|e| self.io("write", e))
+    }
+
+    /// Rename the staging file over the target, then make the rename durable.
+    pub fn commit(mut self) -> Result<(), RunError> {
+        let temp = self
+            .temp
+            .take()
+            .ok_or_else(|| RunError::Internal("sink committed twice".into()))?;
+        let persisted = if self.no_clobber {
+            temp.persist_noclobber(&self.target)
+        } else {
+            temp.persist(&self.target)
+        };
+        persisted.map_err(|e| self.io("replace", e.error))?;
+        // The rename is durable only once the directory entry is.
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| self.io("sync the directory of", e))
+    }
+}
+
+#[cfg(unix)]
+fn output_permissions(target: &Path) -> fs::Permissions {
+    use std::os::unix::fs::PermissionsExt;
+    // For a new file the process umask still applies at creation, as for any file.
+    fs::metadata(target).map_or_else(|_| fs::Permissions::from_mode(0o666), |m| m.permissions())
+}
