@@ -110,3 +110,14 @@ fn arrow_file_and_stream_keep_declared_types_and_values() {
         .expect("filter");
     check_types_and_values(&[active]);
 }
+
+/// The JavaScript and the native J2 must agree on every byte of the benchmark sample.
+#[test]
+fn javascript_and_native_j2_write_identical_output() {
+    let native = run_case("native-j2-benchmark-sample");
+    let js = run_case("js_j2_benchmark_sample");
+    let native = std::fs::read(out(&native, "out.csv")).expect("native output");
+    let js = std::fs::read(out(&js, "out.csv")).expect("JavaScript output");
+    assert!(native.len() > 1000, "the sample should keep rows");
+    assert!(native == js, "J2 native and J2 JavaScript outputs differ");
+}
