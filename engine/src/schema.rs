@@ -120,6 +120,24 @@ impl fmt::Display for ColumnType {
     }
 }
 
+/// The pipeline-file name of an Arrow type (`string`, `decimal(12,2)`, `datetime`, ...), for messages
+/// and for scripts; types outside the vocabulary use Arrow's own name.
+pub fn type_name(ty: &DataType) -> String {
+    match ty {
+        DataType::Utf8 => "string".into(),
+        DataType::Int32 => "int32".into(),
+        DataType::Int64 => "int64".into(),
+        DataType::Float32 => "float32".into(),
+        DataType::Float64 => "double".into(),
+        DataType::Boolean => "bool".into(),
+        DataType::Date32 => "date".into(),
+        DataType::Timestamp(_, _) => "datetime".into(),
+        DataType::Decimal128(p, s) => format!("decimal({p},{s})"),
+        DataType::Null => "null".into(),
+        other => other.to_string(),
+    }
+}
+
 fn parse_decimal_type(lower: &str) -> Result<ColumnType, String> {
     let unknown = || format!("unknown type `{lower}`; expected one of {TYPE_NAMES}");
     let inner = lower

@@ -563,7 +563,9 @@ impl State {
             let message = format!("validation failed: {}", self.staged.messages.join("; "));
             self.staged
                 .problems
-                .push(Problem::new(RowErrorKind::Validation, message));
+                .push(Problem::new(RowErrorKind::Validation, message).with_hint(
+                "the script's context.validate calls refused the row; fix the data, or the rule",
+            ));
         }
         if !self.staged.problems.is_empty() {
             let problems = std::mem::take(&mut self.staged.problems);
@@ -680,7 +682,8 @@ fn output_set_field(_: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResul
                 format!("setField(\"{field}\") ({ty}): {why}"),
             )
             .with_field(field, index)
-            .with_value(values::describe(&value));
+            .with_value(values::describe(&value))
+            .with_hint("convert it in the script (Number(x), String(x), Math.round(x)), or declare a type that fits");
             s.staged.problems.push(problem);
         }
     }
@@ -705,7 +708,7 @@ fn validate_required(_: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResu
     for name in wanted {
         let message = match s.shape()?.input_index(&name) {
             None => Some(format!("required field `{name}` is not an input column")),
-            Some(i) if s.columns[i].to_scalar(s.row) == Scalar::Null => {
+            Some(i) if s.columns[i].is_null(s.row) => {
                 Some(format!("required field `{name}` is null"))
             }
             Some(_) => None,

@@ -11,7 +11,7 @@ use arrow_schema::SchemaRef;
 use arrow_select::take::take;
 use flowengine_engine::component::{Routed, Transform};
 use flowengine_engine::error::{ColumnRef, RowError, RowErrorKind, RunError, Stage};
-use flowengine_engine::schema::ColumnType;
+use flowengine_engine::schema::type_name;
 use flowengine_engine::Batch;
 
 use super::config::{FieldSpec, JsConfig};
@@ -183,27 +183,6 @@ fn lower_index<'a>(names: impl Iterator<Item = &'a str>) -> HashMap<String, usiz
         map.entry(n.to_lowercase()).or_insert(i);
     }
     map
-}
-
-/// The pipeline-file name of an Arrow type.
-fn type_name(t: &arrow_schema::DataType) -> String {
-    use arrow_schema::DataType as D;
-    let ty = match t {
-        D::Utf8 => ColumnType::Utf8,
-        D::Int32 => ColumnType::Int32,
-        D::Int64 => ColumnType::Int64,
-        D::Float32 => ColumnType::Float32,
-        D::Float64 => ColumnType::Float64,
-        D::Decimal128(p, s) => ColumnType::Decimal {
-            precision: *p,
-            scale: *s,
-        },
-        D::Boolean => ColumnType::Bool,
-        D::Date32 => ColumnType::Date,
-        D::Timestamp(_, tz) => ColumnType::Timestamp { tz: tz.clone() },
-        other => return other.to_string(),
-    };
-    ty.to_string()
 }
 
 /// The rows of one batch the script has finished with.
@@ -529,6 +508,7 @@ mod tests {
     use crate::js::engine::Level;
     use arrow_array::{Array, Int32Array};
     use arrow_schema::{DataType, Field, Schema};
+    use flowengine_engine::schema::ColumnType;
 
     fn config(script: &str, parallel: bool) -> JsConfig {
         JsConfig {

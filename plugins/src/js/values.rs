@@ -94,7 +94,8 @@ impl Column {
         }
     }
 
-    fn is_null(&self, row: usize) -> bool {
+    /// Whether the value at `row` is null.
+    pub fn is_null(&self, row: usize) -> bool {
         match self {
             Column::Utf8(a) => a.is_null(row),
             Column::Int32(a) => a.is_null(row),

@@ -15,7 +15,7 @@ use arrow_array::{new_null_array, Array, ArrayRef, BooleanArray, Float64Array, I
 use arrow_array::{Decimal128Array, StringArray};
 use arrow_cast::cast::{cast_with_options, CastOptions};
 use arrow_schema::{DataType, Schema, TimeUnit};
-use flowengine_engine::schema::ColumnType;
+use flowengine_engine::schema::{type_name, ColumnType};
 use sqlparser::ast::{self as sql, Spanned};
 use sqlparser::dialect::GenericDialect;
 use sqlparser::parser::Parser;
@@ -322,22 +322,6 @@ struct Checker<'a> {
     scope: Scope<'a>,
 }
 
-fn describe(ty: &DataType) -> String {
-    match ty {
-        DataType::Utf8 => "string".into(),
-        DataType::Int32 => "int32".into(),
-        DataType::Int64 => "int64".into(),
-        DataType::Float32 => "float32".into(),
-        DataType::Float64 => "double".into(),
-        DataType::Boolean => "bool".into(),
-        DataType::Date32 => "date".into(),
-        DataType::Timestamp(_, _) => "datetime".into(),
-        DataType::Decimal128(p, s) => format!("decimal({p},{s})"),
-        DataType::Null => "null".into(),
-        other => other.to_string(),
-    }
-}
-
 fn is_numeric(ty: &DataType) -> bool {
     ty.is_integer() || ty.is_floating() || matches!(ty, DataType::Decimal128(..))
 }
@@ -503,7 +487,7 @@ impl Checker<'_> {
             sql::UnaryOperator::Minus | sql::UnaryOperator::Plus => {
                 if !is_numeric(&inner.ty) && inner.ty != DataType::Null {
                     return Err(ExprError::new(
-                        format!("`{op}` needs a number, found {}", describe(&inner.ty)),
+                        format!("`{op}` needs a number, found {}", type_name(&inner.ty)),
                         pos,
                     ));
                 }
@@ -594,8 +578,8 @@ impl Checker<'_> {
                 return Err(ExprError::new(
                     format!(
                         "IN: an item of type {} cannot be compared with a value of type {}; CAST the value",
-                        describe(&it.ty),
-                        describe(&value.ty)
+                        type_name(&it.ty),
+                        type_name(&value.ty)
                     ),
                     pos,
                 ));
@@ -874,7 +858,7 @@ impl Checker<'_> {
                 format!(
                     "{} of a {} value: date parts need a date (year..dayofyear) or a datetime",
                     format!("{part:?}").to_ascii_lowercase(),
-                    describe(&value.ty)
+                    type_name(&value.ty)
                 ),
                 Pos::of(e.span()).or(pos),
             ));
@@ -913,7 +897,7 @@ fn expect_bool(e: &Expr, what: &str, pos: Option<Pos>) -> Result<(), ExprError> 
         Ok(())
     } else {
         Err(ExprError::new(
-            format!("{what} needs a bool, found {}", describe(&e.ty)),
+            format!("{what} needs a bool, found {}", type_name(&e.ty)),
             pos,
         ))
     }
@@ -926,7 +910,7 @@ fn expect_string(e: &Expr, what: &str, pos: Option<Pos>) -> Result<(), ExprError
         Err(ExprError::new(
             format!(
                 "`{what}` needs a string, found {}; use CAST(... AS string)",
-                describe(&e.ty)
+                type_name(&e.ty)
             ),
             pos,
         ))
@@ -1056,8 +1040,8 @@ fn cast_node(
         return Err(ExprError::new(
             format!(
                 "cannot CAST {} to {}",
-                describe(&inner.ty),
-                describe(&target)
+                type_name(&inner.ty),
+                type_name(&target)
             ),
             pos,
         ));
@@ -1070,7 +1054,7 @@ fn cast_node(
                 format!(
                     "the constant `{}` cannot be converted to {}",
                     show(a),
-                    describe(&target)
+                    type_name(&target)
                 ),
                 pos,
             )
@@ -1158,7 +1142,11 @@ fn coerce_to(e: Expr, ty: &DataType, pos: Option<Pos>) -> Result<Expr, ExprError
             return Ok(node(Kind::Literal(out), ty.clone(), nullable));
         }
         return Err(ExprError::new(
-            format!("the constant `{}` is not a valid {}", show(a), describe(ty)),
+            format!(
+                "the constant `{}` is not a valid {}",
+                show(a),
+                type_name(ty)
+            ),
             pos,
         ));
     }
@@ -1197,8 +1185,8 @@ fn mismatch(what: &str, l: &DataType, r: &DataType, pos: Option<Pos>) -> ExprErr
     ExprError::new(
         format!(
             "`{what}` cannot combine {} and {}; CAST one side",
-            describe(l),
-            describe(r)
+            type_name(l),
+            type_name(r)
         ),
         pos,
     )
@@ -1243,8 +1231,8 @@ fn arith(op: Arith, l: Expr, r: Expr, pos: Option<Pos>) -> Result<Expr, ExprErro
         return Err(ExprError::new(
             format!(
                 "`{sym}` needs numbers, found {} and {}{hint}",
-                describe(&l.ty),
-                describe(&r.ty)
+                type_name(&l.ty),
+                type_name(&r.ty)
             ),
             pos,
         ));

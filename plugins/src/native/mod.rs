@@ -15,11 +15,12 @@ pub mod select;
 
 use arrow_array::{Array, ArrayRef, BooleanArray};
 use arrow_cast::display::{ArrayFormatter, FormatOptions};
-use arrow_schema::{DataType, Schema};
+use arrow_schema::Schema;
 use flowengine_engine::config::{ConfigCx, MapReader};
 use flowengine_engine::error::{
     ColumnRef, ConfigErrorKind, Location, RowError, RowErrorKind, Stage,
 };
+use flowengine_engine::schema::type_name;
 use flowengine_engine::yaml::{Mark, Node};
 use flowengine_engine::Batch;
 
@@ -156,22 +157,6 @@ fn reject_failures(
         });
     }
     Ok(Some(failed.iter().map(|k| Some(k.is_none())).collect()))
-}
-
-/// A type in the pipeline's vocabulary, for messages.
-fn type_name(ty: &DataType) -> String {
-    match ty {
-        DataType::Utf8 => "string".into(),
-        DataType::Int32 => "int32".into(),
-        DataType::Int64 => "int64".into(),
-        DataType::Float32 => "float32".into(),
-        DataType::Float64 => "double".into(),
-        DataType::Boolean => "bool".into(),
-        DataType::Date32 => "date".into(),
-        DataType::Timestamp(_, _) => "datetime".into(),
-        DataType::Decimal128(p, s) => format!("decimal({p},{s})"),
-        other => other.to_string(),
-    }
 }
 
 /// Every column of `columns` filtered by `keep`.
