@@ -187,6 +187,9 @@ pub struct Decoder {
     /// The record ended at `\r`: the next byte decides whether its `\n` belongs to it.
     await_lf: bool,
     done: bool,
+    /// A quote was out of place, a record was too large, or a resync happened: anything after
+    /// which counting quotes no longer tells where records end (see `split.rs`).
+    irregular: bool,
 }
 
 impl Decoder {
@@ -212,6 +215,7 @@ impl Decoder {
             rec_complete: false,
             await_lf: false,
             done: false,
+            irregular: false,
         }
     }
 
@@ -233,6 +237,30 @@ impl Decoder {
     /// The line the next unread byte is on.
     pub fn line(&self) -> u64 {
         self.line
+    }
+
+    /// The absolute offset of the next unread byte.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// Whether everything consumed so far is complete records, nothing is held back, and the
+    /// last byte consumed was `\n`: a new decoder started at `line()`/`offset()` on the unread
+    /// bytes would split them exactly as this one will.
+    pub fn at_record_boundary(&self) -> bool {
+        !self.in_record
+            && !self.rec_complete
+            && !self.await_lf
+            && !self.skipping
+            && !self.done
+            && self.pushback.is_empty()
+            && !self.after_cr
+    }
+
+    /// Whether a quote was out of place (even under lenient quoting), a record was too large or a
+    /// resync happened since this decoder started.
+    pub fn irregular(&self) -> bool {
+        self.irregular
     }
 
     /// Decode from `input` until `records` holds `limit` records or the input is used up; returns
@@ -407,7 +435,9 @@ impl Decoder {
     /// Structural checks on the record just split.
     fn check(&mut self, records: &Records, ended_by_eof: bool) -> Option<Problem> {
         let raw = &records.raw[self.rec_raw_start..];
-        match quote_state(raw, self.dialect) {
+        let scan = quote_state(raw, self.dialect);
+        self.irregular |= scan != QuoteScan::Clean;
+        match scan {
             QuoteScan::Clean => {}
             QuoteScan::Unclosed if ended_by_eof => {
                 return Some(Problem {
@@ -468,6 +498,7 @@ impl Decoder {
     }
 
     fn finish_too_large(&mut self, records: &mut Records) {
+        self.irregular = true;
         self.skipping = false;
         let problem = self.too_large_problem();
         self.rec_len = 0;
@@ -484,6 +515,7 @@ impl Decoder {
 
     /// Refuse the current record's first line and queue the rest of it for decoding again.
     fn resync(&mut self, records: &mut Records, mut problem: Problem) {
+        self.irregular = true;
         let start = self.rec_raw_start;
         let lines =
             1 + memchr::memchr2_iter(b'\n', b'\r', records.raw[start..].trim_ascii_end()).count();

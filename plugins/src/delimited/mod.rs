@@ -5,6 +5,7 @@ pub mod decode;
 pub mod encode;
 pub mod sink;
 pub mod source;
+pub mod split;
 
 use flowengine_engine::config::{parse_single_byte, ConfigCx, MapReader};
 
