@@ -51,7 +51,8 @@ struct CommonArgs {
 struct RunArgs {
     #[command(flatten)]
     common: CommonArgs,
-    /// Print the plan (nodes, connections, schemas) before running.
+    /// Print the plan (nodes, connections, schemas) before running, and how each source read its
+    /// input after.
     #[arg(short, long)]
     verbose: bool,
     /// Print the summary as one JSON object on stdout.
@@ -191,7 +192,7 @@ fn run(args: RunArgs) -> Result<(), Failure> {
     let setup = started.elapsed();
     let mut outcome = pipeline.run(&INTERRUPTED);
     outcome.summary.setup_ms = flowengine_engine::metrics::millis(setup);
-    report_summary(&outcome.summary, args.json);
+    report_summary(&outcome.summary, args.json, args.verbose);
     outcome.result.map_err(Failure::Run)
 }
 
@@ -210,10 +211,17 @@ fn print_plan(plan: &Plan) {
     }
 }
 
-fn report_summary(summary: &RunSummary, json: bool) {
-    let _ = std::io::stderr()
-        .lock()
-        .write_all(summary.render().as_bytes());
+fn report_summary(summary: &RunSummary, json: bool, verbose: bool) {
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_all(summary.render().as_bytes());
+    if verbose {
+        for node in &summary.nodes {
+            for note in &node.notes {
+                let _ = writeln!(err, "{}: {note}", node.name);
+            }
+        }
+    }
+    drop(err);
     if json {
         let mut out = std::io::stdout().lock();
         // A closed stdout (e.g. `| head`) is not a failure of the run.

@@ -67,6 +67,31 @@ pub trait Source: Send {
             "next_pending called on a source that does not defer".into(),
         ))
     }
+
+    /// Called on the node thread for each piece [`Pending::finish`] completed, in the order the
+    /// pieces were handed off, before its rows are counted or sent. The source completes what
+    /// depends on the pieces before it (such as record numbers in `rejects`) and checks any guess
+    /// it split the piece on. [`Settle::Redo`] drops this piece and every piece handed off after
+    /// it; the next [`Source::next_pending`] starts again where this piece started.
+    fn settle(&mut self, rejects: &mut [RowError]) -> Settle {
+        let _ = rejects;
+        Settle::Keep
+    }
+
+    /// How the source read its input, worth a line in verbose output (e.g. why it could not read
+    /// in parallel).
+    fn notes(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// What [`Source::settle`] decided about a finished piece.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settle {
+    /// Count and send it.
+    Keep,
+    /// Drop it and every later piece; the source reads them again.
+    Redo,
 }
 
 /// Work a source handed off, finished on any worker thread.

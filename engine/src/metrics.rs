@@ -35,6 +35,10 @@ pub struct NodeSummary {
     /// several outputs is counted on each.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<PortRows>,
+    /// What the plugin said about how it ran (e.g. how a source split its input), for verbose
+    /// output.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// Rows one output of a routing transform carried.

@@ -11,7 +11,7 @@ use rayon::prelude::*;
 
 use super::{BuiltNode, NodeResult, Out, Runtime, Shared};
 use crate::batch::Batch;
-use crate::component::{Encode, Routed, Sink, Source, Transform};
+use crate::component::{Encode, Routed, Settle, Sink, Source, Transform};
 use crate::error::{RowError, RunError};
 use crate::metrics::{millis, NodeSummary, PortRows};
 use crate::reject::{self, ErrorPolicy};
@@ -246,8 +246,14 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 
 fn drive_source(mut source: Box<dyn Source>, outs: &[Out], w: &mut Worker<'_, '_>) {
     if source.defers() {
-        return drive_deferring_source(source, outs, w);
+        drive_deferring_source(source.as_mut(), outs, w);
+    } else {
+        drive_batches(source.as_mut(), outs, w);
     }
+    w.summary.notes = source.notes();
+}
+
+fn drive_batches(source: &mut dyn Source, outs: &[Out], w: &mut Worker<'_, '_>) {
     let mut rejects = Vec::new();
     while !w.shared.should_stop() {
         let next = w.timed(|| source.next_batch(&mut rejects));
@@ -280,7 +286,7 @@ type Finished = (u64, Result<Batch, RunError>, Vec<RowError>, Duration);
 /// The source thread does the sequential part and keeps up to `window` pieces finishing on the
 /// workers; finished pieces are emitted strictly in sequence, so order, line numbers and the first
 /// reject under fail-fast are exactly those of a one-thread run.
-fn drive_deferring_source(mut source: Box<dyn Source>, outs: &[Out], w: &mut Worker<'_, '_>) {
+fn drive_deferring_source(source: &mut dyn Source, outs: &[Out], w: &mut Worker<'_, '_>) {
     let (done_tx, done_rx) = crossbeam_channel::unbounded::<Finished>();
     let mut waiting: std::collections::BTreeMap<u64, Finished> = Default::default();
     let (mut next_seq, mut emit_seq, mut exhausted) = (0u64, 0u64, false);
@@ -309,10 +315,20 @@ fn drive_deferring_source(mut source: Box<dyn Source>, outs: &[Out], w: &mut Wor
             return;
         }
         let Ok(done) = done_rx.recv() else { return };
+        if done.0 < emit_seq {
+            continue; // handed off before a redo: dropped
+        }
         waiting.insert(done.0, done);
         while let Some((_, result, mut rejects, busy)) = waiting.remove(&emit_seq) {
-            emit_seq += 1;
             w.busy += busy;
+            if result.is_ok() && w.timed(|| source.settle(&mut rejects)) == Settle::Redo {
+                // Every piece handed off from here on is dropped, whether finished or not.
+                waiting.clear();
+                emit_seq = next_seq;
+                exhausted = read_error.is_some();
+                break;
+            }
+            emit_seq += 1;
             let read = result.as_ref().map_or(0, Batch::num_rows) + rejects.len();
             w.summary.rows_in += read as u64;
             w.shared.rows_read.fetch_add(read as u64, Ordering::SeqCst);

@@ -1,13 +1,14 @@
 //! `DelimitedSource`: a CSV/TSV/PSV file decoded into typed Arrow batches.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::Read;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use arrow_array::{Array, BooleanArray, RecordBatch, UInt64Array};
 use arrow_schema::SchemaRef;
-use flowengine_engine::component::{BuildCx, NodeCx, Pending, Source, SourceConfig};
+use flowengine_engine::component::{BuildCx, NodeCx, Pending, Settle, Source, SourceConfig};
 use flowengine_engine::config::{ConfigCx, MapReader};
 use flowengine_engine::error::{BuildError, ColumnRef, RowError, RowErrorKind, RunError, Stage};
 use flowengine_engine::schema::{self, ColumnSpec};
@@ -16,6 +17,7 @@ use flowengine_engine::Batch;
 use super::convert::{self, ColumnReader};
 use super::decode::{Checks, Decoder, Dialect, Ragged, Records};
 use super::read_dialect;
+use super::split::Scan;
 
 /// Bytes read from the file at a time.
 const READ_SIZE: usize = 1 << 20;
@@ -32,6 +34,7 @@ pub struct DelimitedSourceConfig {
     trim: bool,
     checks: Checks,
     chunk_size: usize,
+    parallel: bool,
     columns: Vec<ColumnSpec>,
     schema: SchemaRef,
 }
@@ -68,6 +71,7 @@ pub fn parse(
     let chunk_size = m
         .integer(cx, "ChunkSize", 1, 1 << 20)
         .map_or(node.chunk_size, |n| n as usize);
+    let parallel = m.bool(cx, "Parallel").unwrap_or(true);
     super::check_encoding(m, cx);
     m.legacy(
         cx,
@@ -123,6 +127,7 @@ pub fn parse(
             max_record_bytes,
         },
         chunk_size,
+        parallel,
         columns,
         schema,
     }))
@@ -177,14 +182,31 @@ impl SourceConfig for DelimitedSourceConfig {
             }),
             path: self.path.clone(),
             chunk_size: self.chunk_size,
-            input,
+            checks: self.checks,
+            reading: Reading::Sequential(Box::new(input)),
+            sequential_only: self.sequential_only(),
+            unsettled: VecDeque::new(),
             ordinal: u64::from(self.has_headers),
             widths_checked: false,
+            ranges: 0,
+            redos: 0,
         }))
     }
 }
 
 impl DelimitedSourceConfig {
+    /// Why records cannot be split in parallel ranges, if they cannot.
+    fn sequential_only(&self) -> Option<&'static str> {
+        let d = self.dialect;
+        if !self.parallel {
+            Some("`Parallel: false`")
+        } else if d.escape.is_some() && d.escape != d.quote {
+            Some("with an `Escape` character, counting quotes cannot tell where records end")
+        } else {
+            None
+        }
+    }
+
     /// Map declared columns to record fields and check them against the header.
     fn plan_columns(
         &self,
@@ -304,6 +326,20 @@ impl Input {
         Ok(input)
     }
 
+    /// Go on reading `file` after `unread`, the bytes before it that were read but not decoded.
+    fn resume(file: File, mut unread: Vec<u8>, eof: bool, decoder: Decoder) -> Self {
+        let end = unread.len();
+        unread.resize(end.max(READ_SIZE), 0);
+        Self {
+            file,
+            buf: unread,
+            start: 0,
+            end,
+            eof,
+            decoder,
+        }
+    }
+
     /// Move unread bytes to the front and read more after them.
     fn fill(&mut self) -> std::io::Result<()> {
         self.buf.copy_within(self.start..self.end, 0);
@@ -350,27 +386,86 @@ struct Shape {
     schema: SchemaRef,
 }
 
-/// A running `DelimitedSource`. Splitting bytes into records is sequential (quote state and line
-/// numbers run through the whole file); converting a batch of records is not, so each batch of
-/// records is handed off as a [`Chunk`] for the executor to finish on its workers.
+/// Ranges redone sequentially before the source stops splitting in parallel for good: a file this
+/// irregular would pay for most ranges twice.
+const MAX_REDOS: u32 = 16;
+
+/// A running `DelimitedSource`.
+///
+/// Splitting bytes into records needs the quote state and line number at the start, so it is
+/// sequential unless those are known some other way. The source starts sequentially (one decoder
+/// on the node thread, handing each chunk of records off to be converted). Once it knows the record
+/// width and stands on a record boundary, it switches to ranges: it cuts the bytes after every
+/// `chunk_size` records by counting quotes ([`Scan`]), and each range is split *and* converted on a
+/// worker. The count is a guess that the worker checks; [`DelimitedSource::settle`] takes each
+/// range in order and redoes a failed one sequentially, from its start, with everything after it.
 struct DelimitedSource {
     shape: Arc<Shape>,
     path: PathBuf,
     chunk_size: usize,
-    input: Input,
-    /// Records read before the next chunk (the header counts).
+    checks: Checks,
+    reading: Reading,
+    /// Why ranges are never used, if they are not.
+    sequential_only: Option<&'static str>,
+    /// Pieces handed off and not yet settled, oldest first.
+    unsettled: VecDeque<Handed>,
+    /// Records settled so far (the header counts).
     ordinal: u64,
     /// Whether the columns' `Index`es were checked against the record width.
     widths_checked: bool,
+    /// Ranges split on the workers and kept.
+    ranges: u64,
+    /// Ranges redone on the node thread.
+    redos: u32,
+}
+
+/// How the source is reading now.
+enum Reading {
+    Sequential(Box<Input>),
+    Ranges(Ranges),
+    /// Only while switching from one to the other.
+    Switching,
+}
+
+/// The file, cut into ranges of records by counting quotes.
+struct Ranges {
+    file: File,
+    /// The bytes of the range being cut, from its start.
+    buf: Vec<u8>,
+    scan: Scan,
+    /// Line and absolute offset of `buf[0]`.
+    line: u64,
+    offset: u64,
+    eof: bool,
+}
+
+/// A piece handed off, until it is settled.
+struct Handed {
+    outcome: Arc<OnceLock<Outcome>>,
+    /// For a range: its bytes, line and offset, to read them again if the guess was wrong.
+    range: Option<(Arc<Vec<u8>>, u64, u64)>,
+}
+
+/// What finishing a piece found out, for [`DelimitedSource::settle`].
+#[derive(Debug, Clone, Copy)]
+struct Outcome {
+    records: u64,
+    /// The piece is a range whose decoding met something counting quotes cannot see past.
+    irregular: bool,
 }
 
 impl DelimitedSource {
+    fn io_error(&self, source: std::io::Error) -> RunError {
+        RunError::Io {
+            node: self.shape.node.clone(),
+            action: "read",
+            path: self.path.clone(),
+            source,
+        }
+    }
+
     /// Without a header, the width comes from the first record: check that every `Index` fits.
-    fn check_indexes(&mut self) -> Result<(), RunError> {
-        // Without a header, the width is known once a record with sound quoting was read.
-        let Some(width) = self.input.decoder.width() else {
-            return Ok(());
-        };
+    fn check_indexes(&mut self, width: usize) -> Result<(), RunError> {
         self.widths_checked = true;
         match self.shape.columns.iter().find(|c| c.field >= width) {
             Some(c) => Err(RunError::Node {
@@ -386,13 +481,149 @@ impl DelimitedSource {
             None => Ok(()),
         }
     }
+
+    fn hand_off(&mut self, body: Body) -> Box<dyn Pending> {
+        let outcome = Arc::new(OnceLock::new());
+        let range = match &body {
+            Body::Records(_) => None,
+            Body::Range {
+                bytes,
+                line,
+                offset,
+                ..
+            } => Some((bytes.clone(), *line, *offset)),
+        };
+        self.unsettled.push_back(Handed {
+            outcome: outcome.clone(),
+            range,
+        });
+        Box::new(Chunk {
+            shape: self.shape.clone(),
+            body,
+            outcome,
+        })
+    }
+
+    /// The next chunk of records from the one decoder.
+    fn next_records(&mut self) -> Result<Option<Body>, RunError> {
+        let Reading::Sequential(input) = &mut self.reading else {
+            return Err(RunError::Internal("not reading sequentially".into()));
+        };
+        let mut records = Records::default();
+        let read = input.read(&mut records, self.chunk_size);
+        let width = input.decoder.width();
+        read.map_err(|e| self.io_error(e))?;
+        if records.is_empty() {
+            return Ok(None);
+        }
+        if let (false, Some(width)) = (self.widths_checked, width) {
+            self.check_indexes(width)?;
+        }
+        self.switch_to_ranges();
+        Ok(Some(Body::Records(records)))
+    }
+
+    /// Cut ranges from here on, if the decoder stands where a new one could start.
+    fn switch_to_ranges(&mut self) {
+        let Reading::Sequential(input) = &self.reading else {
+            return;
+        };
+        let d = &input.decoder;
+        let ready = d.at_record_boundary() && d.width().is_some() && self.widths_checked;
+        if self.sequential_only.is_some() || self.redos >= MAX_REDOS || !ready {
+            return;
+        }
+        let Reading::Sequential(input) = std::mem::replace(&mut self.reading, Reading::Switching)
+        else {
+            return;
+        };
+        self.checks.width = input.decoder.width();
+        self.reading = Reading::Ranges(Ranges {
+            buf: input.buf[input.start..input.end].to_vec(),
+            scan: Scan::new(self.shape.dialect.quote),
+            line: input.decoder.line(),
+            offset: input.decoder.offset(),
+            eof: input.eof,
+            file: input.file,
+        });
+    }
+
+    /// The next range: `chunk_size` records by the quote count, or the rest of the file.
+    fn next_range(&mut self) -> Result<Option<Body>, RunError> {
+        let Reading::Ranges(r) = &mut self.reading else {
+            return Err(RunError::Internal("not reading ranges".into()));
+        };
+        let (len, force_redo) = loop {
+            if let Some(len) = r.scan.cut(&r.buf, r.eof, self.chunk_size) {
+                break (len, false);
+            }
+            if r.scan.open_record_bytes() > self.checks.max_record_bytes {
+                // The count says one record runs on and on: a stray quote flipped it, or the
+                // record is too large. Either way the decoder must read this sequentially.
+                break (r.buf.len(), true);
+            }
+            if r.eof {
+                if r.buf.is_empty() {
+                    return Ok(None);
+                }
+                break (r.buf.len(), false);
+            }
+            let read = (&mut r.file).take(READ_SIZE as u64).read_to_end(&mut r.buf);
+            match read {
+                Ok(n) => r.eof = n == 0,
+                Err(e) => {
+                    let e = self.io_error(e);
+                    return Err(e);
+                }
+            }
+        };
+        let rest = r.buf.split_off(len);
+        let bytes = Arc::new(std::mem::replace(&mut r.buf, rest));
+        let (line, offset) = (r.line, r.offset);
+        r.line += r.scan.lines();
+        r.offset += len as u64;
+        r.scan = Scan::new(self.shape.dialect.quote);
+        Ok(Some(Body::Range {
+            bytes,
+            line,
+            offset,
+            checks: self.checks,
+            force_redo,
+        }))
+    }
+
+    /// Read `first` and everything handed off after it again, sequentially.
+    fn redo(&mut self, first: (Arc<Vec<u8>>, u64, u64)) {
+        self.redos += 1;
+        let (bytes, line, offset) = first;
+        let mut again = bytes.to_vec();
+        for later in self.unsettled.drain(..) {
+            if let Some((bytes, ..)) = later.range {
+                again.extend_from_slice(&bytes);
+            }
+        }
+        let Reading::Ranges(r) = std::mem::replace(&mut self.reading, Reading::Switching) else {
+            unreachable!("only ranges are redone");
+        };
+        again.extend_from_slice(&r.buf);
+        let decoder = Decoder::new(self.shape.dialect, self.checks, line, offset);
+        self.reading = Reading::Sequential(Box::new(Input::resume(r.file, again, r.eof, decoder)));
+    }
 }
 
 impl Source for DelimitedSource {
     fn next_batch(&mut self, rejects: &mut Vec<RowError>) -> Result<Option<Batch>, RunError> {
-        self.next_pending()?
-            .map(|chunk| chunk.finish(rejects))
-            .transpose()
+        loop {
+            let Some(piece) = self.next_pending()? else {
+                return Ok(None);
+            };
+            let mut own = Vec::new();
+            let batch = piece.finish(&mut own)?;
+            if self.settle(&mut own) == Settle::Keep {
+                rejects.append(&mut own);
+                return Ok(Some(batch));
+            }
+        }
     }
 
     fn defers(&self) -> bool {
@@ -400,40 +631,108 @@ impl Source for DelimitedSource {
     }
 
     fn next_pending(&mut self) -> Result<Option<Box<dyn Pending>>, RunError> {
-        let mut records = Records::default();
-        self.input
-            .read(&mut records, self.chunk_size)
-            .map_err(|source| RunError::Io {
-                node: self.shape.node.clone(),
-                action: "read",
-                path: self.path.clone(),
-                source,
-            })?;
-        if records.is_empty() {
-            return Ok(None);
+        let body = match self.reading {
+            Reading::Sequential(_) => self.next_records()?,
+            Reading::Ranges(_) => self.next_range()?,
+            Reading::Switching => return Err(RunError::Internal("source left mid-switch".into())),
+        };
+        Ok(body.map(|body| self.hand_off(body)))
+    }
+
+    fn settle(&mut self, rejects: &mut [RowError]) -> Settle {
+        let Some(handed) = self.unsettled.pop_front() else {
+            return Settle::Keep;
+        };
+        let outcome = handed.outcome.get().copied().unwrap_or(Outcome {
+            records: 0,
+            irregular: true,
+        });
+        match (outcome.irregular, handed.range) {
+            (true, Some(range)) => {
+                self.redo(range);
+                return Settle::Redo;
+            }
+            (false, Some(_)) => self.ranges += 1,
+            _ => {}
         }
-        if !self.widths_checked {
-            self.check_indexes()?;
+        for reject in rejects {
+            reject.record = reject.record.map(|r| r + self.ordinal);
         }
-        let ordinal = self.ordinal;
-        self.ordinal += records.len() as u64;
-        Ok(Some(Box::new(Chunk {
-            shape: self.shape.clone(),
-            records,
-            ordinal,
-        })))
+        self.ordinal += outcome.records;
+        Settle::Keep
+    }
+
+    fn notes(&self) -> Vec<String> {
+        if let Some(why) = self.sequential_only {
+            return vec![format!("records split on one thread: {why}")];
+        }
+        let mut notes = vec![format!(
+            "records split in parallel: {} ranges, {} redone on one thread after a quote out of place, an oversized record or a resync",
+            self.ranges, self.redos
+        )];
+        if self.redos >= MAX_REDOS {
+            notes.push(format!(
+                "after {MAX_REDOS} redos the rest of the file was split on one thread"
+            ));
+        }
+        notes
     }
 }
 
-/// Records split from the file, waiting to become a typed batch.
+/// What a piece holds before its worker finishes it.
+enum Body {
+    /// Records the sequential decoder split.
+    Records(Records),
+    /// Bytes cut by counting quotes, to split on the worker.
+    Range {
+        bytes: Arc<Vec<u8>>,
+        line: u64,
+        offset: u64,
+        checks: Checks,
+        /// The cut is known to be wrong: report the range irregular without decoding it.
+        force_redo: bool,
+    },
+}
+
+/// Records split from the file (or bytes to split), waiting to become a typed batch.
 struct Chunk {
     shape: Arc<Shape>,
-    records: Records,
-    /// Records read before this chunk (the header counts).
-    ordinal: u64,
+    body: Body,
+    outcome: Arc<OnceLock<Outcome>>,
 }
 
 impl Chunk {
+    /// The records of the piece, and whether counting quotes was wrong about it.
+    fn split(&mut self) -> (Records, bool) {
+        match std::mem::replace(&mut self.body, Body::Records(Records::default())) {
+            Body::Records(records) => (records, false),
+            Body::Range {
+                force_redo: true, ..
+            } => (Records::default(), true),
+            Body::Range {
+                bytes,
+                line,
+                offset,
+                checks,
+                force_redo: false,
+            } => {
+                let mut decoder = Decoder::new(self.shape.dialect, checks, line, offset);
+                let mut records = Records::default();
+                decoder.decode(&bytes, true, &mut records, usize::MAX);
+                let irregular = decoder.irregular() || !decoder.is_done();
+                (records, irregular)
+            }
+        }
+    }
+}
+
+/// One piece's records, converted into a typed batch and its rejects.
+struct Split {
+    shape: Arc<Shape>,
+    records: Records,
+}
+
+impl Split {
     fn reject(
         &self,
         r: usize,
@@ -448,7 +747,8 @@ impl Chunk {
             kind,
             file: Some(self.shape.label.clone()),
             line: Some(self.records.lines[r]),
-            record: Some(self.ordinal + r as u64 + 1),
+            // Counted within the piece; `settle` adds the records before it.
+            record: Some(r as u64 + 1),
             byte_offset: Some(self.records.offsets[r]),
             column: None,
             value: None,
@@ -498,6 +798,32 @@ impl Chunk {
 
 impl Pending for Chunk {
     fn finish(mut self: Box<Self>, rejects: &mut Vec<RowError>) -> Result<Batch, RunError> {
+        let (records, irregular) = self.split();
+        let outcome = Outcome {
+            records: records.len() as u64,
+            irregular,
+        };
+        // Set once, by the one worker that finishes the piece.
+        let _ = self.outcome.set(outcome);
+        if irregular {
+            // `settle` redoes the range: converting it would be wasted.
+            let data = RecordBatch::new_empty(self.shape.schema.clone());
+            return Ok(Batch::new(
+                data,
+                Some(self.shape.label.clone()),
+                UInt64Array::from(Vec::<u64>::new()),
+            ));
+        }
+        Split {
+            shape: self.shape.clone(),
+            records,
+        }
+        .into_batch(rejects)
+    }
+}
+
+impl Split {
+    fn into_batch(mut self, rejects: &mut Vec<RowError>) -> Result<Batch, RunError> {
         let n = self.records.len();
         let refused: Vec<bool> = self.records.problems.iter().map(Option::is_some).collect();
         let (arrays, errors) = convert::convert(&self.records, &self.shape.columns, &refused);

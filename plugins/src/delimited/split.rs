@@ -195,10 +195,7 @@ mod tests {
     #[test]
     fn ranges_end_after_the_wanted_number_of_records() {
         let input = b"1,\"a\nb\"\n\n2,x\n3,y\n4,z\n";
-        assert_eq!(
-            ranges(input, 2, 100),
-            [(0, 13, 1), (13, input.len(), 5)]
-        );
+        assert_eq!(ranges(input, 2, 100), [(0, 13, 1), (13, input.len(), 5)]);
     }
 
     #[test]
