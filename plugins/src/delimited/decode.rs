@@ -72,6 +72,12 @@ impl Records {
         self.starts.is_empty()
     }
 
+    /// Make room for records split from `bytes` bytes of input, which they never exceed.
+    pub fn reserve_for(&mut self, bytes: usize) {
+        self.data.reserve(bytes);
+        self.raw.reserve(bytes);
+    }
+
     /// Forget every record, keeping the allocations.
     pub fn clear(&mut self) {
         self.data.clear();

@@ -6,7 +6,12 @@
 
 use std::fmt::Write as _;
 
-use arrow_array::{Array, RecordBatch, StringArray};
+use chrono::Datelike;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Date32Type, Float64Type, Int32Type, Int64Type};
+use arrow_array::{Array, BooleanArray, Date32Array, Float64Array, Int32Array, Int64Array};
+use arrow_array::{RecordBatch, StringArray};
 use arrow_cast::display::{ArrayFormatter, FormatOptions};
 use arrow_schema::ArrowError;
 
@@ -21,12 +26,99 @@ pub struct OutputColumn {
     pub format: Option<String>,
 }
 
-/// A column as the encoder reads it.
+/// A column as the encoder reads it. The common types are written directly, with the text
+/// arrow-cast's display code gives them (the same `itoa`-style integers and `ryu` floats, ISO
+/// dates), without its `fmt` machinery: that machinery was a third of the encoding time.
 enum Column<'a> {
     /// UTF-8 text, written as is.
     Text(&'a StringArray),
+    Int32(&'a Int32Array),
+    Int64(&'a Int64Array),
+    Float64(&'a Float64Array),
+    Boolean(&'a BooleanArray),
+    /// A date in the default ISO 8601 form.
+    Date32(&'a Date32Array),
     /// Anything else, through arrow-cast's invariant formatting.
     Formatted(ArrayFormatter<'a>),
+}
+
+impl<'a> Column<'a> {
+    fn new(
+        array: &'a dyn Array,
+        format: Option<&str>,
+        options: &FormatOptions<'a>,
+    ) -> Result<Self, ArrowError> {
+        use arrow_schema::DataType as T;
+        Ok(match array.data_type() {
+            T::Utf8 => Column::Text(array.as_string::<i32>()),
+            T::Int32 => Column::Int32(array.as_primitive::<Int32Type>()),
+            T::Int64 => Column::Int64(array.as_primitive::<Int64Type>()),
+            T::Float64 => Column::Float64(array.as_primitive::<Float64Type>()),
+            T::Boolean => Column::Boolean(array.as_boolean()),
+            T::Date32 if format.is_none() => Column::Date32(array.as_primitive::<Date32Type>()),
+            _ => Column::Formatted(ArrayFormatter::try_new(array, options)?),
+        })
+    }
+}
+
+/// Reused buffers for formatting one value.
+#[derive(Default)]
+struct Scratch {
+    int: itoa::Buffer,
+    float: ryu::Buffer,
+    date: [u8; 10],
+    text: String,
+}
+
+impl Scratch {
+    /// The text of `row` in `column` (not null).
+    fn value<'s>(&'s mut self, column: &'s Column<'_>, row: usize) -> Result<&'s [u8], ArrowError> {
+        Ok(match column {
+            Column::Text(a) => a.value(row).as_bytes(),
+            Column::Int32(a) => self.int.format(a.value(row)).as_bytes(),
+            Column::Int64(a) => self.int.format(a.value(row)).as_bytes(),
+            Column::Float64(a) => self.float.format(a.value(row)).as_bytes(),
+            Column::Boolean(a) => match a.value(row) {
+                true => b"true",
+                false => b"false",
+            },
+            Column::Date32(a) => {
+                let days = a.value(row);
+                let date = arrow_array::temporal_conversions::date32_to_datetime(days)
+                    .map(|d| d.date())
+                    .ok_or_else(|| ArrowError::CastError(format!("day {days} is not a date")))?;
+                let year = date.year();
+                if (0..=9999).contains(&year) {
+                    let d = &mut self.date;
+                    digits(&mut d[0..4], year as u32);
+                    d[4] = b'-';
+                    digits(&mut d[5..7], date.month());
+                    d[7] = b'-';
+                    digits(&mut d[8..10], date.day());
+                    &self.date
+                } else {
+                    // `+10000-01-01`, `-0001-12-31`: chrono's form, as arrow-cast writes it.
+                    self.text.clear();
+                    let _ = write!(self.text, "{date:?}");
+                    self.text.as_bytes()
+                }
+            }
+            Column::Formatted(f) => {
+                self.text.clear();
+                write!(self.text, "{}", f.value(row))
+                    .map_err(|_| ArrowError::CastError(format!("cannot format row {row}")))?;
+                self.text.as_bytes()
+            }
+        })
+    }
+}
+
+/// Write `n` as `out.len()` decimal digits, zero-padded.
+fn digits(out: &mut [u8], mut n: u32) {
+    for b in out.iter_mut().rev() {
+        *b = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
 }
 
 /// Writes batches as delimited text.
@@ -87,47 +179,41 @@ impl Encoder {
                     .with_timestamp_tz_format(f)
             })
             .collect();
-        // Text needs no formatting: write it straight from the array.
-        let formatters = self
+        let columns = self
             .columns
             .iter()
             .zip(&options)
-            .map(|(c, o)| {
-                let array = batch.column(c.input).as_ref();
-                match array.as_any().downcast_ref::<StringArray>() {
-                    Some(text) => Ok(Column::Text(text)),
-                    None => ArrayFormatter::try_new(array, o).map(Column::Formatted),
-                }
-            })
+            .map(|(c, o)| Column::new(batch.column(c.input).as_ref(), c.format.as_deref(), o))
             .collect::<Result<Vec<_>, _>>()?;
+        let nulls: Vec<_> = self
+            .columns
+            .iter()
+            .map(|c| batch.column(c.input).nulls())
+            .collect();
         // A lone empty field (empty text or null) would be a blank line, which readers skip: write
         // `""` to keep the row. Read back, `""` is empty text, or null in a nullable column.
         let single = self.columns.len() == 1;
-        let mut scratch = String::new();
+        let mut scratch = Scratch::default();
+        let start = out.len();
         for row in 0..batch.num_rows() {
-            for (i, (f, c)) in formatters.iter().zip(&self.columns).enumerate() {
+            if row == 64 {
+                // Size the output from the first rows, rather than doubling it a dozen times.
+                let per_row = (out.len() - start) / 64 + 1;
+                out.reserve(per_row * (batch.num_rows() - 64) * 9 / 8);
+            }
+            for (i, (column, nulls)) in columns.iter().zip(&nulls).enumerate() {
                 if i > 0 {
                     out.push(self.delimiter);
                 }
-                if batch.column(c.input).is_null(row) {
+                if nulls.is_some_and(|n| n.is_null(row)) {
                     if single {
                         out.extend_from_slice(&[self.quote, self.quote]);
                     }
                     continue;
                 }
-                let value: &[u8] = match f {
-                    Column::Text(text) => text.value(row).as_bytes(),
-                    Column::Formatted(f) => {
-                        scratch.clear();
-                        write!(scratch, "{}", f.value(row)).map_err(|_| {
-                            ArrowError::CastError(format!(
-                                "cannot format column `{}` row {row}",
-                                c.name
-                            ))
-                        })?;
-                        scratch.as_bytes()
-                    }
-                };
+                let value = scratch.value(column, row).map_err(|e| {
+                    ArrowError::CastError(format!("column `{}`: {e}", self.columns[i].name))
+                })?;
                 if single && value.is_empty() {
                     out.extend_from_slice(&[self.quote, self.quote]);
                 } else {
@@ -255,6 +341,52 @@ mod tests {
     use super::*;
     use crate::delimited::convert::{convert, ColumnReader};
     use crate::delimited::decode::{Checks, Decoder, Dialect, Records};
+
+    #[test]
+    fn direct_formatting_matches_arrow_cast() {
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(Int32Array::from(vec![i32::MIN, -1, 0, 7, i32::MAX, 10])),
+            Arc::new(Int64Array::from(vec![
+                i64::MIN,
+                -10,
+                0,
+                1 << 40,
+                i64::MAX,
+                99,
+            ])),
+            Arc::new(Float64Array::from(vec![
+                f64::NAN,
+                f64::NEG_INFINITY,
+                -0.0,
+                0.1,
+                1e300,
+                5e-324,
+            ])),
+            Arc::new(BooleanArray::from(vec![
+                true, false, true, false, true, false,
+            ])),
+            // 1970-01-01, 1969-12-31, 0000-01-01, the day before it, 9999-12-31, 10000-01-01.
+            Arc::new(Date32Array::from(vec![
+                0, -1, -719_528, -719_529, 2_932_896, 2_932_897,
+            ])),
+        ];
+        let options = FormatOptions::new();
+        for array in &columns {
+            let column = Column::new(array.as_ref(), None, &options).unwrap();
+            assert!(!matches!(column, Column::Formatted(_)));
+            let reference = ArrayFormatter::try_new(array.as_ref(), &options).unwrap();
+            let mut scratch = Scratch::default();
+            for row in 0..array.len() {
+                let got = scratch.value(&column, row).unwrap().to_vec();
+                assert_eq!(
+                    String::from_utf8(got).unwrap(),
+                    reference.value(row).to_string(),
+                    "{} row {row}",
+                    array.data_type()
+                );
+            }
+        }
+    }
 
     fn encoder(columns: usize, delimiter: u8, crlf: bool) -> Encoder {
         let cols = (0..columns)

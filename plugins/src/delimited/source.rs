@@ -718,6 +718,7 @@ impl Chunk {
             } => {
                 let mut decoder = Decoder::new(self.shape.dialect, checks, line, offset);
                 let mut records = Records::default();
+                records.reserve_for(bytes.len());
                 decoder.decode(&bytes, true, &mut records, usize::MAX);
                 let irregular = decoder.irregular() || !decoder.is_done();
                 (records, irregular)
