@@ -23,6 +23,9 @@ pub struct BuildCx {
     pub node: String,
     /// Rows per batch a source should aim for.
     pub chunk_size: usize,
+    /// Input bytes per batch a source should not pass (its share of `Settings.MemoryLimit`); a
+    /// single larger record still makes a batch of its own.
+    pub batch_bytes: u64,
 }
 
 /// What a node's config parser gets to know about its place in the pipeline.

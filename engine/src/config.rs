@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::error::{ConfigError, ConfigErrorKind, ConfigErrors, Location};
+use crate::memory::human_bytes;
 use crate::vars::Variables;
 use crate::yaml::{Mark, Node, Value};
 
@@ -333,6 +334,27 @@ impl<'n> MapReader<'n> {
                     &format!("a whole number from {min} to {max}"),
                     &format!("{s:?}"),
                 );
+                None
+            }
+        }
+    }
+
+    /// A size in bytes in `min..=max`: a whole number, or one with a unit (`256 MiB`, `1.5GB`).
+    pub fn byte_size(
+        &mut self,
+        cx: &mut ConfigCx,
+        key: &'static str,
+        min: u64,
+        max: u64,
+    ) -> Option<u64> {
+        let s = self.string(cx, key)?;
+        match parse_size::parse_size(s.trim()) {
+            Ok(n) if (min..=max).contains(&n) => Some(n),
+            _ => {
+                let (min, max) = (human_bytes(min), human_bytes(max));
+                let expected =
+                    format!("a size from {min} to {max}, such as \"256 MiB\" or \"2 GiB\"");
+                self.invalid(cx, key, &expected, &format!("{s:?}"));
                 None
             }
         }

@@ -19,6 +19,7 @@ pub mod config;
 pub mod datefmt;
 pub mod error;
 pub mod exec;
+pub mod memory;
 pub mod metrics;
 pub mod pipeline;
 pub mod plan;

@@ -39,6 +39,8 @@ pub struct Settings {
     /// Threads of the worker pool (source conversion, sink encoding, parallel transforms); `None`
     /// means one per core.
     pub threads: Option<usize>,
+    /// Bytes the run's batches may hold at once (see [`crate::memory`]).
+    pub memory_limit: u64,
     /// What bad rows do, unless a plugin overrides it.
     pub error_handling: ErrorPolicy,
     /// How many rejects end the run.
@@ -56,6 +58,8 @@ pub struct SettingMarks {
     pub max_errors: Mark,
     /// `DeadLetter`.
     pub dead_letter: Mark,
+    /// `MemoryLimit`.
+    pub memory_limit: Mark,
 }
 
 impl Default for Settings {
@@ -64,6 +68,7 @@ impl Default for Settings {
             chunk_size: 8192,
             channel_capacity: 4,
             threads: None,
+            memory_limit: crate::memory::DEFAULT_LIMIT,
             error_handling: ErrorPolicy::FailFast,
             max_errors: MaxErrors::Unlimited,
             dead_letter: None,
@@ -255,6 +260,9 @@ fn read_settings(s: &mut MapReader<'_>, cx: &mut ConfigCx) -> Settings {
         .integer(cx, "ChannelCapacity", 1, 1024)
         .map_or(defaults.channel_capacity, |n| n as usize);
     let threads = s.integer(cx, "Threads", 1, 1024).map(|n| n as usize);
+    let memory_limit = s
+        .byte_size(cx, "MemoryLimit", 1 << 20, 1 << 50)
+        .unwrap_or(defaults.memory_limit);
     let error_handling = s
         .choice(cx, "ErrorHandling", &ErrorPolicy::CHOICES)
         .unwrap_or_default();
@@ -263,6 +271,7 @@ fn read_settings(s: &mut MapReader<'_>, cx: &mut ConfigCx) -> Settings {
     let marks = SettingMarks {
         max_errors: s.entry_mark("MaxErrors"),
         dead_letter: s.entry_mark("DeadLetter"),
+        memory_limit: s.entry_mark("MemoryLimit"),
     };
     s.legacy(cx, "SkipMalformedRows", "use `ErrorHandling: skip-row`");
     s.legacy(cx, "MaxDegreeOfParallelism", "use `Settings.Threads`");
@@ -287,6 +296,7 @@ fn read_settings(s: &mut MapReader<'_>, cx: &mut ConfigCx) -> Settings {
         chunk_size,
         channel_capacity,
         threads,
+        memory_limit,
         error_handling,
         max_errors,
         dead_letter,

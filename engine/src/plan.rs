@@ -12,6 +12,7 @@ use arrow_schema::SchemaRef;
 use crate::component::{NodeCx, SinkConfig, SourceConfig, TransformConfig};
 use crate::config::{closest, ConfigCx, MapReader};
 use crate::error::{ConfigErrorKind, ConfigErrors};
+use crate::memory::{self, Budget};
 use crate::pipeline::{self, LoadOptions, PipelineConfig, PluginEntry, Settings};
 use crate::registry::{DeadLetterBuilder, Parser, Registry};
 use crate::reject::ErrorPolicy;
@@ -234,7 +235,43 @@ impl Plan {
         plan.propagate_schemas(cx, &find);
         plan.plan_dead_letter(registry, cx);
         plan.check_files(cx, &find);
+        plan.check_memory(cx);
         Some(plan)
+    }
+
+    /// How `Settings.MemoryLimit` is shared between the batches this pipeline can hold at once.
+    pub fn budget(&self) -> Budget {
+        let s = &self.settings;
+        let shape = memory::Shape {
+            threads: s.threads.unwrap_or_else(rayon::current_num_threads),
+            channel_capacity: s.channel_capacity,
+            nodes: self.nodes.len(),
+            edges: self.edges.len(),
+        };
+        Budget::new(s.memory_limit, shape)
+    }
+
+    fn check_memory(&self, cx: &mut ConfigCx) {
+        let budget = self.budget();
+        if budget.is_enough() {
+            return;
+        }
+        let msg = format!(
+            "`MemoryLimit` {} leaves {} of input to each of the {} batches this pipeline can hold \
+             at once ({} bytes of memory per byte of input); it needs at least {}",
+            memory::human_bytes(self.settings.memory_limit),
+            memory::human_bytes(budget.batch_bytes),
+            budget.batches,
+            memory::EXPANSION,
+            memory::human_bytes(budget.smallest_limit()),
+        );
+        let hint = "raise `MemoryLimit`, or lower `ChannelCapacity` or `Threads`";
+        cx.error_with_hint(
+            ConfigErrorKind::Invalid(msg),
+            "Pipeline.Settings.MemoryLimit",
+            self.settings.marks.memory_limit,
+            hint,
+        );
     }
 
     fn check_roles(&self, cx: &mut ConfigCx, find: &dyn Fn(&str) -> (String, Mark)) -> bool {

@@ -13,7 +13,7 @@ use flowengine_engine::error::{BuildError, RunError};
 use flowengine_engine::Batch;
 
 use crate::parquet_sink::without_metadata;
-use crate::staging::{read_output_mode, OutputMode, Staging};
+use crate::staging::{Staging, Target};
 
 /// Which IPC layout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,9 +27,7 @@ pub enum Layout {
 /// Parsed `ArrowSink` config.
 #[derive(Debug, Clone)]
 pub struct ArrowSinkConfig {
-    path: PathBuf,
-    mode: OutputMode,
-    create_directories: bool,
+    target: Target,
     layout: Layout,
 }
 
@@ -40,15 +38,10 @@ pub fn parse(
     cx: &mut ConfigCx,
     _node: &NodeCx,
 ) -> Option<Box<dyn SinkConfig>> {
-    let path = m.path_value(cx, "FilePath");
-    if path.is_none() && !m.has("FilePath") {
-        m.missing(cx, "FilePath");
-    }
-    let mode = read_output_mode(m, cx, false);
-    let create_directories = m.bool(cx, "CreateDirectories").unwrap_or(true);
-    let by_extension = path
+    let target = Target::read(m, cx, false);
+    let by_extension = target
         .as_ref()
-        .and_then(|p| p.extension())
+        .and_then(|t| t.path.extension())
         .is_some_and(|e| e.eq_ignore_ascii_case("arrows"));
     let layout = m
         .choice(
@@ -62,9 +55,7 @@ pub fn parse(
             Layout::File
         });
     Some(Box::new(ArrowSinkConfig {
-        path: path?,
-        mode,
-        create_directories,
+        target: target?,
         layout,
     }))
 }
@@ -76,17 +67,11 @@ enum Writer {
 
 impl SinkConfig for ArrowSinkConfig {
     fn files_written(&self) -> Vec<PathBuf> {
-        vec![self.path.clone()]
+        vec![self.target.path.clone()]
     }
 
     fn build(&self, input: SchemaRef, cx: &BuildCx) -> Result<Box<dyn Sink>, BuildError> {
-        let staging = Staging::new(
-            &cx.node,
-            &self.path,
-            self.mode,
-            self.create_directories,
-            false,
-        )?;
+        let staging = self.target.stage(&cx.node)?;
         let invalid = |message: String| BuildError::Invalid {
             node: cx.node.clone(),
             message,

@@ -17,7 +17,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{WriterProperties, DEFAULT_MAX_ROW_GROUP_ROW_COUNT};
 
-use crate::staging::{read_output_mode, OutputMode, Staging};
+use crate::staging::{Staging, Target};
 
 /// How column chunks are compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,9 +33,7 @@ pub enum Codec {
 /// Parsed `ParquetSink` config.
 #[derive(Debug, Clone)]
 pub struct ParquetSinkConfig {
-    path: PathBuf,
-    mode: OutputMode,
-    create_directories: bool,
+    target: Target,
     codec: Codec,
     row_group_size: usize,
     dictionary: bool,
@@ -47,13 +45,8 @@ pub fn parse(
     cx: &mut ConfigCx,
     _node: &NodeCx,
 ) -> Option<Box<dyn SinkConfig>> {
-    let path = m.path_value(cx, "FilePath");
-    if path.is_none() && !m.has("FilePath") {
-        m.missing(cx, "FilePath");
-    }
     // No `append`: a Parquet file ends with its footer.
-    let mode = read_output_mode(m, cx, false);
-    let create_directories = m.bool(cx, "CreateDirectories").unwrap_or(true);
+    let target = Target::read(m, cx, false);
     let codec = m
         .choice(
             cx,
@@ -71,9 +64,7 @@ pub fn parse(
         .map_or(DEFAULT_MAX_ROW_GROUP_ROW_COUNT, |n| n as usize);
     let dictionary = m.bool(cx, "Dictionary").unwrap_or(true);
     Some(Box::new(ParquetSinkConfig {
-        path: path?,
-        mode,
-        create_directories,
+        target: target?,
         codec,
         row_group_size,
         dictionary,
@@ -111,17 +102,11 @@ impl ParquetSinkConfig {
 
 impl SinkConfig for ParquetSinkConfig {
     fn files_written(&self) -> Vec<PathBuf> {
-        vec![self.path.clone()]
+        vec![self.target.path.clone()]
     }
 
     fn build(&self, input: SchemaRef, cx: &BuildCx) -> Result<Box<dyn Sink>, BuildError> {
-        let staging = Staging::new(
-            &cx.node,
-            &self.path,
-            self.mode,
-            self.create_directories,
-            false,
-        )?;
+        let staging = self.target.stage(&cx.node)?;
         let invalid = |message: String| BuildError::Invalid {
             node: cx.node.clone(),
             message,
@@ -200,6 +185,7 @@ impl Sink for ParquetSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::staging::OutputMode;
     use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray, UInt64Array};
     use parquet::file::reader::{FileReader, SerializedFileReader};
 
@@ -212,9 +198,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub").join("t.parquet");
         let config = ParquetSinkConfig {
-            path: path.clone(),
-            mode: OutputMode::Replace,
-            create_directories: true,
+            target: Target {
+                path: path.clone(),
+                mode: OutputMode::Replace,
+                create_directories: true,
+                appends: false,
+            },
             codec,
             row_group_size,
             dictionary,
@@ -227,6 +216,7 @@ mod tests {
         let cx = BuildCx {
             node: "sink".into(),
             chunk_size: 10,
+            batch_bytes: 1 << 20,
         };
         let mut sink = config.build(data.schema(), &cx).unwrap();
         sink.write(&Batch::new(

@@ -25,7 +25,7 @@ pub enum OutputMode {
 }
 
 /// Read `OutputMode`; `append` only where the format can append (`appends`).
-pub fn read_output_mode(m: &mut MapReader<'_>, cx: &mut ConfigCx, appends: bool) -> OutputMode {
+fn read_output_mode(m: &mut MapReader<'_>, cx: &mut ConfigCx, appends: bool) -> OutputMode {
     let mut choices = vec![
         ("replace", OutputMode::Replace),
         ("create", OutputMode::Create),
@@ -35,6 +35,46 @@ pub fn read_output_mode(m: &mut MapReader<'_>, cx: &mut ConfigCx, appends: bool)
     }
     m.choice(cx, "OutputMode", &choices)
         .unwrap_or(OutputMode::Replace)
+}
+
+/// Where a file sink writes: its `FilePath`, `OutputMode` and `CreateDirectories` keys.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The file, resolved against the pipeline file's directory.
+    pub path: PathBuf,
+    /// What to do when the file exists.
+    pub mode: OutputMode,
+    pub(crate) create_directories: bool,
+    /// Whether the format can append (and so offers `OutputMode: append`).
+    pub(crate) appends: bool,
+}
+
+impl Target {
+    /// Read the keys; `append` is a choice only where the format `appends`.
+    pub fn read(m: &mut MapReader<'_>, cx: &mut ConfigCx, appends: bool) -> Option<Target> {
+        let path = m
+            .required_string(cx, "FilePath")
+            .map(|p| cx.resolve_path(&p));
+        let mode = read_output_mode(m, cx, appends);
+        let create_directories = m.bool(cx, "CreateDirectories").unwrap_or(true);
+        Some(Target {
+            path: path?,
+            mode,
+            create_directories,
+            appends,
+        })
+    }
+
+    /// Stage a temporary file for the target (see [`Staging::new`]).
+    pub fn stage(&self, node: &str) -> Result<Staging, BuildError> {
+        Staging::new(
+            node,
+            &self.path,
+            self.mode,
+            self.create_directories,
+            self.appends,
+        )
+    }
 }
 
 /// A temporary file that becomes the target on commit.

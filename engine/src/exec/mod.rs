@@ -59,6 +59,8 @@ pub struct Pipeline {
     name: String,
     channel_capacity: usize,
     threads: Option<usize>,
+    /// Batches one node keeps on the pool at once (from [`crate::memory::Budget`]).
+    window: usize,
     max_errors: MaxErrors,
     nodes: Vec<BuiltNode>,
     edges: Vec<Edge>,
@@ -81,6 +83,7 @@ impl Plan {
     /// Build every node in topological order. On failure nothing has been written: sinks built so
     /// far are dropped, which discards what they staged.
     pub fn build(self) -> Result<Pipeline, BuildError> {
+        let budget = self.budget();
         let mut built: Vec<Option<BuiltNode>> = (0..self.nodes.len()).map(|_| None).collect();
         let mut nodes: Vec<Option<crate::plan::PlanNode>> =
             self.nodes.into_iter().map(Some).collect();
@@ -91,6 +94,7 @@ impl Plan {
             let cx = BuildCx {
                 node: node.name.clone(),
                 chunk_size: self.settings.chunk_size,
+                batch_bytes: budget.batch_bytes,
             };
             let input = || {
                 node.input_schema
@@ -120,6 +124,7 @@ impl Plan {
                 let cx = BuildCx {
                     node: "dead-letter".into(),
                     chunk_size: self.settings.chunk_size,
+                    batch_bytes: budget.batch_bytes,
                 };
                 Some(DeadLetter {
                     sink: (plan.builder)(&plan.path, &cx)?,
@@ -132,6 +137,7 @@ impl Plan {
             name: self.name,
             channel_capacity: self.settings.channel_capacity,
             threads: self.settings.threads,
+            window: budget.window,
             max_errors: self.settings.max_errors,
             nodes: built.into_iter().flatten().collect(),
             edges: self.edges,
@@ -211,7 +217,6 @@ impl Pipeline {
     /// Run to completion. `interrupt` is polled between batches (Ctrl-C).
     pub fn run(self, interrupt: &AtomicBool) -> RunOutcome {
         let started = Instant::now();
-        let threads = self.threads.unwrap_or_else(rayon::current_num_threads);
         let pool = self.threads.and_then(|n| {
             rayon::ThreadPoolBuilder::new()
                 .num_threads(n)
@@ -225,7 +230,7 @@ impl Pipeline {
             first_error: Mutex::new(None),
             edge_sent: self.edges.iter().map(|_| AtomicU64::new(0)).collect(),
             edge_received: self.edges.iter().map(|_| AtomicU64::new(0)).collect(),
-            window: threads.max(1) * 2,
+            window: self.window,
             pool,
             max_errors: self.max_errors,
             rows_read: AtomicU64::new(0),

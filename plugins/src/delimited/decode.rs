@@ -38,8 +38,10 @@ impl Default for Dialect {
 }
 
 /// Complete records, with the field bytes (quotes removed) of all of them in one buffer.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Records {
+    /// Field bytes at which the chunk is full.
+    cap: usize,
     data: Vec<u8>,
     /// End offset in `data` of every field of every record.
     ends: Vec<usize>,
@@ -56,15 +58,36 @@ pub struct Records {
     pub problems: Vec<Option<Problem>>,
 }
 
+impl Default for Records {
+    fn default() -> Self {
+        Self::with_cap(MAX_CHUNK_BYTES)
+    }
+}
+
 impl Records {
+    /// An empty chunk that is full once its field bytes reach `cap` (at most [`MAX_CHUNK_BYTES`]).
+    pub fn with_cap(cap: usize) -> Self {
+        Self {
+            cap: cap.clamp(1, MAX_CHUNK_BYTES),
+            data: Vec::new(),
+            ends: Vec::new(),
+            starts: Vec::new(),
+            lines: Vec::new(),
+            offsets: Vec::new(),
+            raw: Vec::new(),
+            raw_ends: Vec::new(),
+            problems: Vec::new(),
+        }
+    }
+
     /// Number of records.
     pub fn len(&self) -> usize {
         self.starts.len()
     }
 
-    /// Whether the chunk is full: `limit` records, or [`MAX_CHUNK_BYTES`] of field data.
+    /// Whether the chunk is full: `limit` records, or its cap of field data.
     pub fn is_full(&self, limit: usize) -> bool {
-        self.len() >= limit || self.data.len() >= MAX_CHUNK_BYTES
+        self.len() >= limit || self.data.len() >= self.cap
     }
 
     /// True if there are none.

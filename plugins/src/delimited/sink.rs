@@ -21,7 +21,7 @@ use super::encode::{Encoder, JsonLinesEncoder, OutputColumn};
 use super::read_dialect;
 
 pub use crate::staging::OutputMode;
-use crate::staging::{read_output_mode, Staging};
+use crate::staging::{Staging, Target};
 
 #[derive(Debug, Clone)]
 struct Mapping {
@@ -33,14 +33,12 @@ struct Mapping {
 /// Parsed `DelimitedSink` config.
 #[derive(Debug, Clone)]
 pub struct DelimitedSinkConfig {
-    path: PathBuf,
+    target: Target,
     delimiter: u8,
     quote: u8,
     include_headers: bool,
     crlf: bool,
     bom: bool,
-    mode: OutputMode,
-    create_directories: bool,
     mappings: Option<Vec<Mapping>>,
     /// Write JSON Lines instead of delimited text (dead-letter files named `.jsonl`/`.ndjson`).
     json_lines: bool,
@@ -52,9 +50,7 @@ pub fn parse(
     cx: &mut ConfigCx,
     _node: &NodeCx,
 ) -> Option<Box<dyn SinkConfig>> {
-    let path = m
-        .required_string(cx, "FilePath")
-        .map(|p| cx.resolve_path(&p));
+    let target = Target::read(m, cx, true);
     let dialect = read_dialect(m, cx);
     if dialect.is_some_and(|d| d.escape.is_some()) {
         m.invalid(
@@ -69,8 +65,6 @@ pub fn parse(
         .choice(cx, "LineEnding", &[("lf", false), ("crlf", true)])
         .unwrap_or(false);
     let bom = m.bool(cx, "Bom").unwrap_or(false);
-    let mode = read_output_mode(m, cx, true);
-    let create_directories = m.bool(cx, "CreateDirectories").unwrap_or(true);
     super::check_encoding(m, cx);
     let mappings = read_mappings(m, cx);
     m.legacy(cx, "AppendMode", "use `OutputMode: append`");
@@ -104,14 +98,12 @@ pub fn parse(
         return None;
     };
     Some(Box::new(DelimitedSinkConfig {
-        path: path?,
+        target: target?,
         delimiter: dialect.delimiter,
         quote,
         include_headers,
         crlf,
         bom,
-        mode,
-        create_directories,
         mappings: mappings?,
         json_lines: false,
     }))
@@ -252,7 +244,7 @@ impl SinkConfig for DelimitedSinkConfig {
     }
 
     fn files_written(&self) -> Vec<PathBuf> {
-        vec![self.path.clone()]
+        vec![self.target.path.clone()]
     }
 
     fn build(&self, input: SchemaRef, cx: &BuildCx) -> Result<Box<dyn Sink>, BuildError> {
@@ -275,22 +267,21 @@ impl SinkConfig for DelimitedSinkConfig {
         } else {
             Format::Delimited(Box::new(encoder.clone()))
         };
-        let exists = self.path.exists();
-        let mut staging =
-            Staging::new(&node, &self.path, self.mode, self.create_directories, true)?;
+        let exists = self.target.path.exists();
+        let mut staging = self.target.stage(&node)?;
         let temp_path = staging.temp_path().to_path_buf();
         let file = staging.file_mut().map_err(|e| BuildError::Invalid {
             node: node.clone(),
             message: e.to_string(),
         })?;
         let mut head = Vec::new();
-        let appending = exists && self.mode == OutputMode::Append;
+        let appending = exists && self.target.mode == OutputMode::Append;
         let mut needs_header = self.include_headers && !self.json_lines;
         if appending {
             needs_header &= self
                 .copy_existing(&encoder, file, &mut head)
                 .map_err(|e| match e {
-                    AppendError::Io(e) => io("append to", &self.path, e),
+                    AppendError::Io(e) => io("append to", &self.target.path, e),
                     AppendError::Header(message) => BuildError::Invalid {
                         node: node.clone(),
                         message,
@@ -327,7 +318,7 @@ impl DelimitedSinkConfig {
         temp: &mut File,
         head: &mut Vec<u8>,
     ) -> Result<bool, AppendError> {
-        let mut existing = File::open(&self.path).map_err(AppendError::Io)?;
+        let mut existing = File::open(&self.target.path).map_err(AppendError::Io)?;
         let len = existing.metadata().map_err(AppendError::Io)?.len();
         if len == 0 {
             // An empty file is written as if new.
@@ -348,7 +339,7 @@ impl DelimitedSinkConfig {
             if trim(first) != trim(&ours) {
                 return Err(AppendError::Header(format!(
                     "cannot append to {}: its header is {:?} but this pipeline writes {:?}",
-                    self.path.display(),
+                    self.target.path.display(),
                     String::from_utf8_lossy(&trim(first)),
                     String::from_utf8_lossy(&trim(&ours)),
                 )));
@@ -391,14 +382,17 @@ pub fn dead_letter(path: &Path, cx: &BuildCx) -> Result<Box<dyn Sink>, BuildErro
         .extension()
         .map(|e| e.to_string_lossy().to_ascii_lowercase());
     let config = DelimitedSinkConfig {
-        path: path.to_path_buf(),
+        target: Target {
+            path: path.to_path_buf(),
+            mode: OutputMode::Replace,
+            create_directories: true,
+            appends: true,
+        },
         delimiter: b',',
         quote: b'"',
         include_headers: true,
         crlf: false,
         bom: false,
-        mode: OutputMode::Replace,
-        create_directories: true,
         mappings: None,
         json_lines: matches!(ext.as_deref(), Some("jsonl" | "ndjson")),
     };

@@ -11,6 +11,7 @@ use arrow_schema::SchemaRef;
 use flowengine_engine::component::{BuildCx, NodeCx, Pending, Settle, Source, SourceConfig};
 use flowengine_engine::config::{ConfigCx, MapReader};
 use flowengine_engine::error::{BuildError, ColumnRef, RowError, RowErrorKind, RunError, Stage};
+use flowengine_engine::memory::human_bytes;
 use flowengine_engine::schema::{self, ColumnSpec};
 use flowengine_engine::Batch;
 
@@ -66,7 +67,7 @@ pub fn parse(
         .choice(cx, "Quoting", &[("strict", true), ("lenient", false)])
         .unwrap_or(true);
     let max_record_bytes = m
-        .integer(cx, "MaxRecordBytes", 1024, 1 << 30)
+        .byte_size(cx, "MaxRecordBytes", 1024, 1 << 30)
         .map_or(Checks::default().max_record_bytes, |n| n as usize);
     let chunk_size = m
         .integer(cx, "ChunkSize", 1, 1 << 20)
@@ -182,6 +183,7 @@ impl SourceConfig for DelimitedSourceConfig {
             }),
             path: self.path.clone(),
             chunk_size: self.chunk_size,
+            batch_bytes: usize::try_from(cx.batch_bytes).unwrap_or(usize::MAX),
             checks: self.checks,
             reading: Reading::Sequential(Box::new(input)),
             sequential_only: self.sequential_only(),
@@ -190,6 +192,7 @@ impl SourceConfig for DelimitedSourceConfig {
             widths_checked: false,
             ranges: 0,
             redos: 0,
+            capped: 0,
         }))
     }
 }
@@ -403,6 +406,8 @@ struct DelimitedSource {
     shape: Arc<Shape>,
     path: PathBuf,
     chunk_size: usize,
+    /// Input bytes per batch at most: the batch's share of `Settings.MemoryLimit`.
+    batch_bytes: usize,
     checks: Checks,
     reading: Reading,
     /// Why ranges are never used, if they are not.
@@ -417,6 +422,8 @@ struct DelimitedSource {
     ranges: u64,
     /// Ranges redone on the node thread.
     redos: u32,
+    /// Batches cut at `batch_bytes` before `chunk_size` records.
+    capped: u64,
 }
 
 /// How the source is reading now.
@@ -509,13 +516,15 @@ impl DelimitedSource {
         let Reading::Sequential(input) = &mut self.reading else {
             return Err(RunError::Internal("not reading sequentially".into()));
         };
-        let mut records = Records::default();
+        let mut records = Records::with_cap(self.batch_bytes);
         let read = input.read(&mut records, self.chunk_size);
         let width = input.decoder.width();
+        let capped = records.len() < self.chunk_size && !input.decoder.is_done();
         read.map_err(|e| self.io_error(e))?;
         if records.is_empty() {
             return Ok(None);
         }
+        self.capped += u64::from(capped);
         if let (false, Some(width)) = (self.widths_checked, width) {
             self.check_indexes(width)?;
         }
@@ -554,7 +563,8 @@ impl DelimitedSource {
             return Err(RunError::Internal("not reading ranges".into()));
         };
         let (len, force_redo) = loop {
-            if let Some(len) = r.scan.cut(&r.buf, r.eof, self.chunk_size) {
+            if let Some(len) = r.scan.cut(&r.buf, r.eof, self.chunk_size, self.batch_bytes) {
+                self.capped += u64::from(r.scan.records() < self.chunk_size);
                 break (len, false);
             }
             if r.scan.open_record_bytes() > self.checks.max_record_bytes {
@@ -663,16 +673,27 @@ impl Source for DelimitedSource {
     }
 
     fn notes(&self) -> Vec<String> {
-        if let Some(why) = self.sequential_only {
-            return vec![format!("records split on one thread: {why}")];
-        }
-        let mut notes = vec![format!(
-            "records split in parallel: {} ranges, {} redone on one thread after a quote out of place, an oversized record or a resync",
-            self.ranges, self.redos
-        )];
+        let mut notes = vec![if let Some(why) = self.sequential_only {
+            format!("records split on one thread: {why}")
+        } else if self.ranges + u64::from(self.redos) == 0 {
+            "records split on one thread: the input ended before a range could be cut".to_string()
+        } else {
+            format!(
+                "records split in parallel: {} ranges, {} redone on one thread after a quote out of place, an oversized record or a resync",
+                self.ranges, self.redos
+            )
+        }];
         if self.redos >= MAX_REDOS {
             notes.push(format!(
                 "after {MAX_REDOS} redos the rest of the file was split on one thread"
+            ));
+        }
+        if self.capped > 0 {
+            notes.push(format!(
+                "{} batches ended at {} of input, their share of `MemoryLimit`, before `ChunkSize` ({}) rows",
+                self.capped,
+                human_bytes(self.batch_bytes as u64),
+                self.chunk_size
             ));
         }
         notes

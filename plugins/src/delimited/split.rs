@@ -45,9 +45,10 @@ impl Scan {
     }
 
     /// Scan `range` (the bytes of the current range so far; it only grows between calls) from where
-    /// the last call stopped. Returns the length of the range that holds `want` records, or `None`
-    /// if `range` ends first. With `eof`, the bytes after `range` are known to be none.
-    pub fn cut(&mut self, range: &[u8], eof: bool, want: usize) -> Option<usize> {
+    /// the last call stopped. Returns the length of the range that holds `want` records, or fewer
+    /// whose bytes reach `max_bytes` (at least one), or `None` if `range` ends first. With `eof`,
+    /// the bytes after `range` are known to be none.
+    pub fn cut(&mut self, range: &[u8], eof: bool, want: usize, max_bytes: usize) -> Option<usize> {
         let start = self.pos;
         for i in memchr::memchr3_iter(b'\n', b'\r', self.quote, &range[start..]).map(|i| i + start)
         {
@@ -77,7 +78,7 @@ impl Scan {
             self.line_start = i + 1;
             if !blank {
                 self.records += 1;
-                if self.records == want {
+                if self.records == want || i + 1 >= max_bytes {
                     self.pos = i + 1;
                     return Some(i + 1);
                 }
@@ -85,6 +86,11 @@ impl Scan {
         }
         self.pos = range.len();
         None
+    }
+
+    /// Records before the cut (or in everything scanned, if none was found).
+    pub fn records(&self) -> usize {
+        self.records
     }
 
     /// Line breaks before the cut (or in everything scanned, if none was found).
@@ -139,15 +145,20 @@ mod tests {
         (rows(&records), d.irregular(), d.width())
     }
 
-    /// Cut `input`, read `step` bytes at a time, into ranges of `want` records, as the source does:
-    /// (start offset, end offset, first line) of each.
-    fn ranges(input: &[u8], want: usize, step: usize) -> Vec<(usize, usize, u64)> {
+    /// Cut `input`, read `step` bytes at a time, into ranges of `want` records or `max_bytes`, as
+    /// the source does: (start offset, end offset, first line) of each.
+    fn ranges(
+        input: &[u8],
+        want: usize,
+        max_bytes: usize,
+        step: usize,
+    ) -> Vec<(usize, usize, u64)> {
         let (mut out, mut start, mut line) = (Vec::new(), 0, 1);
         let mut scan = Scan::new(Some(b'"'));
         let mut read = 0;
         loop {
             let eof = read == input.len();
-            match scan.cut(&input[start..read], eof, want) {
+            match scan.cut(&input[start..read], eof, want, max_bytes) {
                 Some(len) => {
                     out.push((start, start + len, line));
                     line += scan.lines();
@@ -167,10 +178,10 @@ mod tests {
 
     /// Decode every range on its own. Up to the first irregular range, the records must be exactly
     /// those of one decoder over the whole input; returns whether every range was regular.
-    fn check_ranges(input: &[u8], want: usize, step: usize) -> bool {
+    fn check_ranges(input: &[u8], want: usize, max_bytes: usize, step: usize) -> bool {
         let (whole, _, width) = decode(input, 1, 0, None);
         let mut got = Vec::new();
-        for (start, end, line) in ranges(input, want, step) {
+        for (start, end, line) in ranges(input, want, max_bytes, step) {
             let (rows, irregular, _) = decode(&input[start..end], line, start as u64, width);
             if irregular {
                 assert_eq!(got[..], whole[..got.len()]);
@@ -187,7 +198,10 @@ mod tests {
         let input = b"a,b\r\n\"x\ny\",2\n\n\r\n\"q\"\"uote\",\"\"\rc,\"\r\n\"\n\nlast,no newline";
         for want in 1..6 {
             for step in 1..input.len() + 1 {
-                assert!(check_ranges(input, want, step), "want {want} step {step}");
+                for max_bytes in [1, 7, usize::MAX] {
+                    let ok = check_ranges(input, want, max_bytes, step);
+                    assert!(ok, "want {want} max_bytes {max_bytes} step {step}");
+                }
             }
         }
     }
@@ -195,15 +209,29 @@ mod tests {
     #[test]
     fn ranges_end_after_the_wanted_number_of_records() {
         let input = b"1,\"a\nb\"\n\n2,x\n3,y\n4,z\n";
-        assert_eq!(ranges(input, 2, 100), [(0, 13, 1), (13, input.len(), 5)]);
+        assert_eq!(
+            ranges(input, 2, usize::MAX, 100),
+            [(0, 13, 1), (13, input.len(), 5)]
+        );
+    }
+
+    #[test]
+    fn ranges_end_at_the_record_that_reaches_the_byte_cap() {
+        // The cap falls inside the first record: the range still holds all of it, and only it.
+        let input = b"1,\"a\nb\"\n\n2,x\n3,y\n4,z\n";
+        assert_eq!(
+            ranges(input, 100, 4, 100),
+            [(0, 8, 1), (8, 13, 3), (13, 17, 5), (17, 21, 6)]
+        );
+        assert_eq!(ranges(input, 100, 14, 3), [(0, 17, 1), (17, 21, 6)]);
     }
 
     #[test]
     fn a_stray_quote_makes_its_range_irregular() {
         // The stray quote flips the count: the cut lands inside what the decoder reads as a field.
         let input = b"1,a\"b\n2,x\n3,\"y\n4\",z\n5,w\n";
-        assert!(!check_ranges(input, 1, 100));
-        assert!(!check_ranges(input, 2, 3));
+        assert!(!check_ranges(input, 1, usize::MAX, 100));
+        assert!(!check_ranges(input, 2, usize::MAX, 3));
     }
 
     proptest! {
@@ -212,9 +240,10 @@ mod tests {
             input in proptest::collection::vec(
                 prop_oneof![Just(b'a'), Just(b','), Just(b'"'), Just(b'\n'), Just(b'\r')], 0..80),
             want in 1usize..5,
+            max_bytes in prop_oneof![1usize..40, Just(usize::MAX)],
             step in 1usize..20,
         ) {
-            check_ranges(&input, want, step);
+            check_ranges(&input, want, max_bytes, step);
         }
 
         #[test]
@@ -223,6 +252,7 @@ mod tests {
                 proptest::collection::vec("[a-c,\"\r\n ]{0,5}", 2), 0..30),
             blank in proptest::collection::vec(any::<bool>(), 30),
             want in 1usize..5,
+            max_bytes in prop_oneof![1usize..60, Just(usize::MAX)],
             step in 1usize..40,
         ) {
             let mut input = Vec::new();
@@ -232,7 +262,7 @@ mod tests {
                 input.extend_from_slice(quoted.join(",").as_bytes());
                 input.extend_from_slice(if *blank { b"\r\n\n" } else { b"\n" });
             }
-            prop_assert!(check_ranges(&input, want, step));
+            prop_assert!(check_ranges(&input, want, max_bytes, step));
         }
     }
 }
