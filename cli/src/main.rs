@@ -14,6 +14,7 @@ use flowengine_engine::{
     load_plan, BuildError, ConfigErrors, LoadOptions, Plan, RunError, RunSummary,
 };
 
+#[cfg(feature = "jemalloc")]
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

@@ -437,8 +437,10 @@ enum Reading {
 /// The file, cut into ranges of records by counting quotes.
 struct Ranges {
     file: File,
-    /// The bytes of the range being cut, from its start.
-    buf: Vec<u8>,
+    /// The bytes read last; ranges cut from them share them.
+    block: Arc<Vec<u8>>,
+    /// Where the range being cut starts in `block`.
+    start: usize,
     scan: Scan,
     /// Line and absolute offset of `buf[0]`.
     line: u64,
@@ -446,11 +448,44 @@ struct Ranges {
     eof: bool,
 }
 
+impl Ranges {
+    /// Read up to `size` more bytes into a new block that starts with the unused rest of this one
+    /// (the start of the range being cut). Ranges already cut keep the old block alive, so their
+    /// bytes are never copied; only that rest is.
+    fn read_block(&mut self, size: usize) -> std::io::Result<()> {
+        let rest = &self.block[self.start..];
+        let mut next = Vec::with_capacity(rest.len() + size);
+        next.extend_from_slice(rest);
+        // `read_to_end` reads into the spare capacity reserved above, without growing it.
+        let n = (&mut self.file).take(size as u64).read_to_end(&mut next)?;
+        self.eof = n == 0;
+        self.block = Arc::new(next);
+        self.start = 0;
+        Ok(())
+    }
+}
+
+/// Bytes of a range: a part of a block that other ranges share.
+#[derive(Debug, Clone)]
+struct Slice {
+    block: Arc<Vec<u8>>,
+    start: usize,
+    end: usize,
+}
+
+impl std::ops::Deref for Slice {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.block[self.start..self.end]
+    }
+}
+
 /// A piece handed off, until it is settled.
 struct Handed {
     outcome: Arc<OnceLock<Outcome>>,
     /// For a range: its bytes, line and offset, to read them again if the guess was wrong.
-    range: Option<(Arc<Vec<u8>>, u64, u64)>,
+    range: Option<(Slice, u64, u64)>,
 }
 
 /// What finishing a piece found out, for [`DelimitedSource::settle`].
@@ -548,7 +583,8 @@ impl DelimitedSource {
         };
         self.checks.width = input.decoder.width();
         self.reading = Reading::Ranges(Ranges {
-            buf: input.buf[input.start..input.end].to_vec(),
+            block: Arc::new(input.buf[input.start..input.end].to_vec()),
+            start: 0,
             scan: Scan::new(self.shape.dialect.quote),
             line: input.decoder.line(),
             offset: input.decoder.offset(),
@@ -563,32 +599,32 @@ impl DelimitedSource {
             return Err(RunError::Internal("not reading ranges".into()));
         };
         let (len, force_redo) = loop {
-            if let Some(len) = r.scan.cut(&r.buf, r.eof, self.chunk_size, self.batch_bytes) {
+            let rest = &r.block[r.start..];
+            if let Some(len) = r.scan.cut(rest, r.eof, self.chunk_size, self.batch_bytes) {
                 self.capped += u64::from(r.scan.records() < self.chunk_size);
                 break (len, false);
             }
             if r.scan.open_record_bytes() > self.checks.max_record_bytes {
                 // The count says one record runs on and on: a stray quote flipped it, or the
                 // record is too large. Either way the decoder must read this sequentially.
-                break (r.buf.len(), true);
+                break (rest.len(), true);
             }
             if r.eof {
-                if r.buf.is_empty() {
+                if rest.is_empty() {
                     return Ok(None);
                 }
-                break (r.buf.len(), false);
+                break (rest.len(), false);
             }
-            let read = (&mut r.file).take(READ_SIZE as u64).read_to_end(&mut r.buf);
-            match read {
-                Ok(n) => r.eof = n == 0,
-                Err(e) => {
-                    let e = self.io_error(e);
-                    return Err(e);
-                }
+            if let Err(e) = r.read_block(self.batch_bytes.max(READ_SIZE)) {
+                return Err(self.io_error(e));
             }
         };
-        let rest = r.buf.split_off(len);
-        let bytes = Arc::new(std::mem::replace(&mut r.buf, rest));
+        let bytes = Slice {
+            block: r.block.clone(),
+            start: r.start,
+            end: r.start + len,
+        };
+        r.start += len;
         let (line, offset) = (r.line, r.offset);
         r.line += r.scan.lines();
         r.offset += len as u64;
@@ -603,7 +639,7 @@ impl DelimitedSource {
     }
 
     /// Read `first` and everything handed off after it again, sequentially.
-    fn redo(&mut self, first: (Arc<Vec<u8>>, u64, u64)) {
+    fn redo(&mut self, first: (Slice, u64, u64)) {
         self.redos += 1;
         let (bytes, line, offset) = first;
         let mut again = bytes.to_vec();
@@ -615,7 +651,7 @@ impl DelimitedSource {
         let Reading::Ranges(r) = std::mem::replace(&mut self.reading, Reading::Switching) else {
             unreachable!("only ranges are redone");
         };
-        again.extend_from_slice(&r.buf);
+        again.extend_from_slice(&r.block[r.start..]);
         let decoder = Decoder::new(self.shape.dialect, self.checks, line, offset);
         self.reading = Reading::Sequential(Box::new(Input::resume(r.file, again, r.eof, decoder)));
     }
@@ -706,7 +742,7 @@ enum Body {
     Records(Records),
     /// Bytes cut by counting quotes, to split on the worker.
     Range {
-        bytes: Arc<Vec<u8>>,
+        bytes: Slice,
         line: u64,
         offset: u64,
         checks: Checks,
