@@ -19,7 +19,8 @@ use flowengine_engine::Batch;
 
 use super::eval::{convert, Failure};
 use super::expr::{castable, declared_type};
-use super::{filter_columns, find_column, join_errors, reject_failures, run_error, type_name};
+use super::type_name;
+use super::{filter_columns, find_column, join_errors, read_columns, reject_failures, run_error};
 use super::{unknown_column, FailureSite};
 
 /// Parsed `Cast` config.
@@ -34,21 +35,11 @@ pub fn parse(
     cx: &mut ConfigCx,
     _node: &NodeCx,
 ) -> Option<Box<dyn TransformConfig>> {
-    let Some(mut map) = m.map(cx, "Columns") else {
-        if !m.has("Columns") {
-            m.missing(cx, "Columns");
-        }
-        return None;
-    };
-    let mut columns = Vec::new();
-    let mut ok = true;
-    for (name, mark, node) in map.take_all() {
-        let path = format!("{}.{name}", map.path());
+    let columns = read_columns(m, cx, "column: type", |node, path, mark, cx| {
         let written = node.as_scalar().and_then(|s| cx.substitute(s, &path, mark));
         match written.as_deref().map(declared_type) {
-            Some(Ok(ty)) => columns.push((name.to_string(), ty)),
+            Some(Ok(ty)) => Some(ty),
             Some(Err(_)) | None => {
-                ok = false;
                 let found =
                     written.map_or_else(|| node.kind_name().to_string(), |w| format!("{w:?}"));
                 let kind = flowengine_engine::error::ConfigErrorKind::InvalidValue {
@@ -56,14 +47,11 @@ pub fn parse(
                     found,
                 };
                 cx.error(kind, &path, mark);
+                None
             }
         }
-    }
-    if columns.is_empty() && ok {
-        m.invalid(cx, "Columns", "at least one `column: type`", "an empty map");
-        return None;
-    }
-    ok.then(|| Box::new(CastConfig { columns }) as Box<dyn TransformConfig>)
+    })?;
+    Some(Box::new(CastConfig { columns }))
 }
 
 impl CastConfig {

@@ -20,7 +20,8 @@ use flowengine_engine::error::{BuildError, ColumnRef, RowError, RunError};
 use flowengine_engine::Batch;
 
 use super::expr::Expr;
-use super::{eval, filter_columns, find_column, join_errors, reject_failures, run_error};
+use super::run_error;
+use super::{eval, filter_columns, find_column, join_errors, read_columns, reject_failures};
 use super::{FailureSite, Written};
 
 /// Parsed `Compute` config.
@@ -35,31 +36,10 @@ pub fn parse(
     cx: &mut ConfigCx,
     _node: &NodeCx,
 ) -> Option<Box<dyn TransformConfig>> {
-    let Some(mut map) = m.map(cx, "Columns") else {
-        if !m.has("Columns") {
-            m.missing(cx, "Columns");
-        }
-        return None;
-    };
-    let mut columns = Vec::new();
-    let mut ok = true;
-    for (name, mark, node) in map.take_all() {
-        let path = format!("{}.{name}", map.path());
-        match Written::parse(node, path, mark, cx) {
-            Some(w) => columns.push((name.to_string(), w)),
-            None => ok = false,
-        }
-    }
-    if columns.is_empty() && ok {
-        m.invalid(
-            cx,
-            "Columns",
-            "at least one `name: expression`",
-            "an empty map",
-        );
-        return None;
-    }
-    ok.then(|| Box::new(ComputeConfig { columns }) as Box<dyn TransformConfig>)
+    let columns = read_columns(m, cx, "name: expression", |node, path, mark, cx| {
+        Written::parse(node, path, mark, cx)
+    })?;
+    Some(Box::new(ComputeConfig { columns }))
 }
 
 /// One computed column: where it goes and how it is computed.

@@ -95,6 +95,42 @@ impl Written {
     }
 }
 
+/// Read `Columns`, a required, non-empty map from column name to a value that `read` turns into a
+/// `T` (reporting its own errors and returning `None`). `entry` describes one entry, for the
+/// message about an empty map.
+fn read_columns<T>(
+    m: &mut MapReader<'_>,
+    cx: &mut ConfigCx,
+    entry: &str,
+    mut read: impl FnMut(&Node, String, Mark, &mut ConfigCx) -> Option<T>,
+) -> Option<Vec<(String, T)>> {
+    let Some(mut map) = m.map(cx, "Columns") else {
+        if !m.has("Columns") {
+            m.missing(cx, "Columns");
+        }
+        return None;
+    };
+    let mut columns = Vec::new();
+    let mut ok = true;
+    for (name, mark, node) in map.take_all() {
+        let path = format!("{}.{name}", map.path());
+        match read(node, path, mark, cx) {
+            Some(value) => columns.push((name.to_string(), value)),
+            None => ok = false,
+        }
+    }
+    if columns.is_empty() && ok {
+        m.invalid(
+            cx,
+            "Columns",
+            &format!("at least one `{entry}`"),
+            "an empty map",
+        );
+        return None;
+    }
+    ok.then_some(columns)
+}
+
 /// Join several plan-time problems into one message, one per line.
 fn join_errors(errors: Vec<String>) -> Result<(), String> {
     match errors.len() {
