@@ -100,7 +100,7 @@ mod tests {
     }
 
     #[test]
-    fn a_two_node_pipeline_on_two_cores_counts_fifteen_batches() {
+    fn a_two_node_pipeline_on_two_cores_counts_eighteen_batches() {
         // Windows of 4 plus the one being sent, per node; 4 on the connection, 4 rejects.
         let b = Budget::new(DEFAULT_LIMIT, shape(2, 2, 1));
         assert_eq!(b.window, 4);
