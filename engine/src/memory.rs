@@ -2,14 +2,15 @@
 //!
 //! A run holds batches in a fixed number of places, whatever the file size: each connection buffers
 //! up to `ChannelCapacity` batches, the reject channel as many, and each node has up to its window
-//! (2 × worker threads) in the pool plus the one it is sending. [`Budget`] counts those places and
-//! shares the limit between them. Sources cut their batches at `ChunkSize` rows or at
-//! [`Budget::batch_bytes`] of input, whichever comes first, so the limit holds for wide rows too.
+//! (2 × worker threads, fewer if the limit is tight) in the pool plus the one it is sending.
+//! [`Budget`] counts those places and shares the limit between them. Sources cut their batches at
+//! `ChunkSize` rows or at [`Budget::batch_bytes`] of input, whichever comes first, so the limit
+//! holds for wide rows too.
 //!
 //! One batch costs more than its input bytes while it is worked on: a source holds the range it
 //! read, the split fields and the raw records (kept for rejects) next to the Arrow arrays, and a sink
-//! holds the encoded output next to the batch. [`EXPANSION`] is that factor, measured on the
-//! benchmark file (docs/benchmarks.md). The limit bounds batch data; the program, the worker
+//! holds the encoded output next to the batch. [`EXPANSION`] is that factor, an estimate that
+//! docs/benchmarks.md checks on wide rows (152 MiB peak under the default 256 MiB). The limit bounds batch data; the program, the worker
 //! stacks and JavaScript engines come on top (about 20–40 MiB).
 
 /// How many bytes of memory one byte of a batch's input takes at most while it is in flight.
@@ -46,19 +47,28 @@ pub struct Shape {
 }
 
 impl Budget {
-    /// Share `limit` bytes between the batches `shape` can hold at once.
+    /// Share `limit` bytes between the batches `shape` can hold at once. The window is 2 × threads
+    /// where the limit allows it, and shrinks (to one batch per node at least) where it does not,
+    /// so that many threads do not make the default limit too small.
     pub fn new(limit: u64, shape: Shape) -> Self {
-        let window = shape.threads.max(1) * 2;
+        let nodes = shape.nodes.max(1) as u64;
         let channels = (shape.edges as u64 + 1) * shape.channel_capacity as u64;
-        let batches = channels + shape.nodes as u64 * (window as u64 + 1);
+        let full = shape.threads.max(1) as u64 * 2;
+        let affordable = limit / (EXPANSION * MIN_BATCH_BYTES);
+        let window = affordable
+            .saturating_sub(channels)
+            .div_euclid(nodes)
+            .saturating_sub(1)
+            .clamp(1, full);
+        let batches = channels + nodes * (window + 1);
         Self {
-            window,
+            window: usize::try_from(window).unwrap_or(usize::MAX),
             batches,
             batch_bytes: limit / (batches * EXPANSION),
         }
     }
 
-    /// The smallest limit that gives every batch [`MIN_BATCH_BYTES`].
+    /// The smallest limit that gives every batch [`MIN_BATCH_BYTES`] (with this window).
     pub fn smallest_limit(&self) -> u64 {
         self.batches * EXPANSION * MIN_BATCH_BYTES
     }
@@ -118,8 +128,19 @@ mod tests {
     }
 
     #[test]
+    fn many_threads_shrink_the_window_before_the_default_limit_is_too_small() {
+        let b = Budget::new(DEFAULT_LIMIT, shape(1024, 6, 5));
+        assert!(b.window < 2048 && b.window >= 1);
+        assert!(b.is_enough());
+        let bigger = Budget::new(DEFAULT_LIMIT * 16, shape(1024, 6, 5));
+        assert!(bigger.window > b.window);
+    }
+
+    #[test]
     fn a_limit_too_small_says_what_would_do() {
+        // Even a window of one leaves each batch under 64 KiB.
         let b = Budget::new(1 << 20, shape(2, 3, 2));
+        assert_eq!(b.window, 1);
         assert!(!b.is_enough());
         let enough = Budget::new(b.smallest_limit(), shape(2, 3, 2));
         assert!(enough.is_enough());

@@ -265,7 +265,7 @@ impl Plan {
             memory::EXPANSION,
             memory::human_bytes(budget.smallest_limit()),
         );
-        let hint = "raise `MemoryLimit`, or lower `ChannelCapacity` or `Threads`";
+        let hint = "raise `MemoryLimit`, or lower `ChannelCapacity`";
         cx.error_with_hint(
             ConfigErrorKind::Invalid(msg),
             "Pipeline.Settings.MemoryLimit",

@@ -442,7 +442,7 @@ struct Ranges {
     /// Where the range being cut starts in `block`.
     start: usize,
     scan: Scan,
-    /// Line and absolute offset of `buf[0]`.
+    /// Line and absolute offset of `block[start]`.
     line: u64,
     offset: u64,
     eof: bool,
@@ -454,6 +454,8 @@ impl Ranges {
     /// bytes are never copied; only that rest is.
     fn read_block(&mut self, size: usize) -> std::io::Result<()> {
         let rest = &self.block[self.start..];
+        // A long record grows the rest: read at least as much again, so copying it stays linear.
+        let size = size.max(rest.len());
         let mut next = Vec::with_capacity(rest.len() + size);
         next.extend_from_slice(rest);
         // `read_to_end` reads into the spare capacity reserved above, without growing it.
