@@ -11,7 +11,7 @@
 //! read, the split fields and the raw records (kept for rejects) next to the Arrow arrays, and a sink
 //! holds the encoded output next to the batch. [`EXPANSION`] is that factor, an estimate that
 //! docs/benchmarks.md checks on wide rows (152 MiB peak under the default 256 MiB). The limit bounds batch data; the program, the worker
-//! stacks and JavaScript engines come on top (about 20–40 MiB).
+//! stacks and JavaScript engines come on top (the shipped example peaks at 21 MiB).
 
 /// How many bytes of memory one byte of a batch's input takes at most while it is in flight.
 pub const EXPANSION: u64 = 4;
