@@ -10,8 +10,9 @@
 //! One batch costs more than its input bytes while it is worked on: a source holds the range it
 //! read, the split fields and the raw records (kept for rejects) next to the Arrow arrays, and a sink
 //! holds the encoded output next to the batch. [`EXPANSION`] is that factor, an estimate that
-//! docs/benchmarks.md checks on wide rows (152 MiB peak under the default 256 MiB). The limit bounds batch data; the program, the worker
-//! stacks and JavaScript engines come on top (the shipped example peaks at 21 MiB).
+//! docs/benchmarks.md checks on wide rows (152 MiB peak under the default 256 MiB). The limit
+//! bounds batch data; the program, the worker stacks and JavaScript engines come on top (the
+//! shipped example peaks at 21 MiB).
 
 /// How many bytes of memory one byte of a batch's input takes at most while it is in flight.
 pub const EXPANSION: u64 = 4;
