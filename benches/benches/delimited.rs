@@ -11,8 +11,10 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use flowengine_engine::schema::ColumnType;
 use flowengine_engine::LoadOptions;
 use flowengine_plugins::delimited::convert::{convert, ColumnReader};
-use flowengine_plugins::delimited::decode::{Checks, Decoder, Dialect, Records};
+use flowengine_plugins::delimited::decode::{Checks, Decoder, Dialect, RecordSet, Records};
 use flowengine_plugins::delimited::encode::{Encoder, OutputColumn};
+use flowengine_plugins::delimited::split::Scan;
+use flowengine_plugins::delimited::tokens::{tokenize, Slice};
 
 const ROWS: usize = 50_000;
 const CHUNK: usize = 8192;
@@ -61,6 +63,46 @@ fn decode_all(input: &[u8], readers: &[ColumnReader]) -> Vec<Vec<arrow_array::Ar
     batches
 }
 
+/// `input` (header skipped) cut into ranges of `CHUNK` records, as the source cuts them: each
+/// range's bytes, first line and offset.
+fn ranges(input: &[u8]) -> Vec<(Slice, u64, u64)> {
+    let body_start = input.iter().position(|&b| b == b'\n').unwrap() + 1;
+    let block = Arc::new(input.to_vec());
+    let (mut start, mut line, mut out) = (body_start, 2, Vec::new());
+    while start < input.len() {
+        let mut scan = Scan::new(Some(b'"'));
+        let len = scan
+            .cut(&input[start..], true, CHUNK, usize::MAX)
+            .unwrap_or(input.len() - start);
+        let bytes = Slice {
+            block: block.clone(),
+            start,
+            end: start + len,
+        };
+        out.push((bytes, line, start as u64));
+        line += scan.lines();
+        start += len;
+    }
+    out
+}
+
+/// Split and type every range the way a worker does: field spans over the range (the fast path).
+fn tokenize_all(
+    ranges: &[(Slice, u64, u64)],
+    readers: &[ColumnReader],
+) -> Vec<Vec<arrow_array::ArrayRef>> {
+    let mut batches = Vec::new();
+    for (bytes, line, offset) in ranges {
+        let tokens = tokenize(bytes, *line, *offset, Dialect::default(), 12, 16 << 20)
+            .expect("the benchmark data is well formed");
+        let skip = vec![false; tokens.len()];
+        let (arrays, errors) = convert(&tokens, readers, &skip);
+        assert!(errors.is_empty());
+        batches.push(arrays);
+    }
+    batches
+}
+
 fn bench_decode(c: &mut Criterion) {
     let input = flowengine_benches::generate(ROWS);
     let readers = readers();
@@ -68,6 +110,10 @@ fn bench_decode(c: &mut Criterion) {
     g.throughput(Throughput::Bytes(input.len() as u64));
     g.bench_function("typed_12_columns", |b| {
         b.iter(|| decode_all(input.as_bytes(), &readers))
+    });
+    let ranges = ranges(input.as_bytes());
+    g.bench_function("typed_12_columns_ranges", |b| {
+        b.iter(|| tokenize_all(&ranges, &readers))
     });
     g.finish();
 }

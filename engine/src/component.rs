@@ -182,7 +182,9 @@ pub trait Encode: Send + Sync {
 /// existing file untouched and remove what it staged.
 ///
 /// A sink that offers an [`Encode`] gets its batches as bytes through `write_encoded`, encoded on
-/// worker threads and delivered in order; otherwise every batch goes through `write`.
+/// worker threads and delivered in order; otherwise every batch goes through `write`. `write` and
+/// `finish` run on the executor's worker pool (one call at a time, in order), so rayon's parallel
+/// iterators inside them share its threads instead of starting a pool of their own.
 pub trait Sink: Send {
     /// Stage one batch.
     fn write(&mut self, batch: &Batch) -> Result<(), RunError>;

@@ -4,10 +4,16 @@
 //! fsyncs it; [`Staging::commit`] renames it over the target and fsyncs the directory. Dropped
 //! before `commit` (a failed or interrupted run), it deletes the temporary file, so the target is
 //! never half-written.
+//!
+//! Data written through [`Staging::write_all`] is written back to disk while the run goes on: every
+//! [`WRITEBACK_BYTES`], a short-lived thread fsyncs a second handle. Without it the kernel keeps a
+//! large output dirty in the page cache until the final fsync, which then writes all of it while
+//! nothing else happens (0.5 s of a 10M-row J1 run, 1.5 GB of output).
 
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
 
 use flowengine_engine::config::{ConfigCx, MapReader};
 use flowengine_engine::error::{BuildError, RunError};
@@ -85,7 +91,14 @@ pub struct Staging {
     dir: PathBuf,
     temp: Option<NamedTempFile>,
     no_clobber: bool,
+    /// Bytes written through `write_all` since the last writeback started.
+    unsynced: u64,
+    /// The writeback in progress, if any.
+    writeback: Option<JoinHandle<std::io::Result<()>>>,
 }
+
+/// Bytes written between two background writebacks.
+pub const WRITEBACK_BYTES: u64 = 64 << 20;
 
 impl Staging {
     /// Create the staging file for `target` (and its directory when `create_directories`). With
@@ -149,6 +162,8 @@ impl Staging {
             dir,
             temp: Some(temp),
             no_clobber: mode == OutputMode::Create,
+            unsynced: 0,
+            writeback: None,
         })
     }
 
@@ -185,8 +200,36 @@ impl Staging {
         }
     }
 
+    /// Write `bytes` to the staging file, starting a writeback of what came before every
+    /// [`WRITEBACK_BYTES`] (unless the last one is still running).
+    pub fn write_all(&mut self, bytes: &[u8]) -> Result<(), RunError> {
+        let written = self.file_mut()?.write_all(bytes);
+        written.map_err(|e| self.io("write", e))?;
+        self.unsynced += bytes.len() as u64;
+        let idle = self.writeback.as_ref().is_none_or(JoinHandle::is_finished);
+        if self.unsynced >= WRITEBACK_BYTES && idle {
+            self.wait_for_writeback()?;
+            let file = self.handle()?;
+            self.writeback = Some(std::thread::spawn(move || file.sync_data()));
+            self.unsynced = 0;
+        }
+        Ok(())
+    }
+
+    /// Wait for the writeback in progress; its failure is this sink's write error.
+    fn wait_for_writeback(&mut self) -> Result<(), RunError> {
+        let Some(running) = self.writeback.take() else {
+            return Ok(());
+        };
+        match running.join() {
+            Ok(synced) => synced.map_err(|e| self.io("write", e)),
+            Err(_) => Err(RunError::Internal("the writeback thread panicked".into())),
+        }
+    }
+
     /// Flush and fsync the staging file, without making it visible.
     pub fn sync(&mut self) -> Result<(), RunError> {
+        self.wait_for_writeback()?;
         let file = self.file_mut()?;
         let synced = file.flush().and_then(|()| file.sync_all());
         synced.map_err(|e| self.io("write", e))

@@ -501,7 +501,8 @@ fn drive_sink(
         let written = match &encoder {
             None => {
                 w.count_in(&first);
-                w.timed(|| sink.write(&first))
+                // On the pool, so that a sink's own parallel work shares its threads.
+                w.on_pool(|| sink.write(&first))
             }
             Some(encoder) => encode_window(first, encoder.as_ref(), &mut *sink, inputs, w),
         };
@@ -514,7 +515,7 @@ fn drive_sink(
     if w.shared.should_stop() {
         return None;
     }
-    match w.timed(|| sink.finish()) {
+    match w.on_pool(|| sink.finish()) {
         Ok(written) => {
             w.summary.rows_out = written;
             Some((sink, written))

@@ -16,7 +16,7 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone};
 use flowengine_engine::error::RowErrorKind;
 use flowengine_engine::schema::ColumnType;
 
-use super::decode::Records;
+use super::decode::RecordSet;
 
 /// How to read one output column.
 #[derive(Debug, Clone)]
@@ -55,8 +55,8 @@ pub struct ConvertError {
 /// Convert every column. Records marked in `skip` (already refused) and records with a bad value
 /// get a null placeholder; every bad value is returned, ordered by record, then column. The caller
 /// removes the placeholder rows before the arrays meet a non-nullable schema.
-pub fn convert(
-    records: &Records,
+pub fn convert<R: RecordSet>(
+    records: &R,
     columns: &[ColumnReader],
     skip: &[bool],
 ) -> (Vec<ArrayRef>, Vec<ConvertError>) {
@@ -75,16 +75,16 @@ pub fn convert(
 }
 
 /// The column being converted, and which records to leave as placeholders.
-#[derive(Clone, Copy)]
-struct ColumnCx<'a> {
-    records: &'a Records,
+struct ColumnCx<'a, R> {
+    records: &'a R,
     col: &'a ColumnReader,
     skip: &'a [bool],
 }
 
 /// The field of record `r` for `col`, trimmed if asked. A missing field (allowed by `RaggedRows`)
 /// reads as empty.
-fn field<'r>(records: &'r Records, r: usize, col: &ColumnReader) -> &'r [u8] {
+#[inline]
+fn field<'r, R: RecordSet>(records: &'r R, r: usize, col: &ColumnReader) -> &'r [u8] {
     let raw = records.field(r, col.field).unwrap_or(b"");
     if col.trim {
         raw.trim_ascii()
@@ -114,21 +114,21 @@ fn null_in_required(r: usize, col: &ColumnReader) -> ConvertError {
     )
 }
 
-fn convert_column(cx: ColumnCx<'_>, errors: &mut Vec<ConvertError>) -> ArrayRef {
+fn convert_column<R: RecordSet>(cx: ColumnCx<'_, R>, errors: &mut Vec<ConvertError>) -> ArrayRef {
     match &cx.col.ty {
         ColumnType::Utf8 => strings(cx, errors),
-        ColumnType::Int32 => primitive::<Int32Type>(cx, errors, parse_int::<i32>),
-        ColumnType::Int64 => primitive::<Int64Type>(cx, errors, parse_int::<i64>),
-        ColumnType::Float32 => primitive::<Float32Type>(cx, errors, parse_float::<f32>),
-        ColumnType::Float64 => primitive::<Float64Type>(cx, errors, parse_float::<f64>),
+        ColumnType::Int32 => primitive::<Int32Type, R>(cx, errors, parse_int::<i32>),
+        ColumnType::Int64 => primitive::<Int64Type, R>(cx, errors, parse_int::<i64>),
+        ColumnType::Float32 => primitive::<Float32Type, R>(cx, errors, parse_float::<f32>),
+        ColumnType::Float64 => primitive::<Float64Type, R>(cx, errors, parse_float::<f64>),
         ColumnType::Bool => booleans(cx, errors),
         ColumnType::Date => {
             let format = cx.col.format.as_deref().unwrap_or("%Y-%m-%d");
-            primitive::<Date32Type>(cx, errors, |v| parse_date(v, format))
+            primitive::<Date32Type, R>(cx, errors, |v| parse_date(v, format))
         }
         ColumnType::Decimal { precision, scale } => {
             let (p, s) = (*precision, *scale);
-            let array = primitive::<Decimal128Type>(cx, errors, |v| parse_decimal(v, p, s));
+            let array = primitive::<Decimal128Type, R>(cx, errors, |v| parse_decimal(v, p, s));
             let array = array
                 .as_any()
                 .downcast_ref::<arrow_array::Decimal128Array>()
@@ -144,7 +144,7 @@ fn convert_column(cx: ColumnCx<'_>, errors: &mut Vec<ConvertError>) -> ArrayRef 
                 .transpose()
                 .expect("time zones are validated at plan time");
             let format = cx.col.format.as_deref();
-            let array = primitive::<TimestampMicrosecondType>(cx, errors, |v| {
+            let array = primitive::<TimestampMicrosecondType, R>(cx, errors, |v| {
                 parse_timestamp(v, format, zone.as_ref())
             });
             let array = array
@@ -161,8 +161,8 @@ fn convert_column(cx: ColumnCx<'_>, errors: &mut Vec<ConvertError>) -> ArrayRef 
 /// A parse failure: the message and the hint.
 type Refusal = (String, &'static str);
 
-fn primitive<T: ArrowPrimitiveType>(
-    cx: ColumnCx<'_>,
+fn primitive<T: ArrowPrimitiveType, R: RecordSet>(
+    cx: ColumnCx<'_, R>,
     errors: &mut Vec<ConvertError>,
     parse: impl Fn(&[u8]) -> Result<T::Native, Refusal>,
 ) -> ArrayRef {
@@ -192,7 +192,7 @@ fn primitive<T: ArrowPrimitiveType>(
     Arc::new(builder.finish())
 }
 
-fn strings(cx: ColumnCx<'_>, errors: &mut Vec<ConvertError>) -> ArrayRef {
+fn strings<R: RecordSet>(cx: ColumnCx<'_, R>, errors: &mut Vec<ConvertError>) -> ArrayRef {
     let ColumnCx { records, col, skip } = cx;
     let n = records.len();
     let mut offsets: Vec<usize> = Vec::with_capacity(n + 1);
@@ -274,7 +274,7 @@ fn string_array(
     Arc::new(array)
 }
 
-fn booleans(cx: ColumnCx<'_>, errors: &mut Vec<ConvertError>) -> ArrayRef {
+fn booleans<R: RecordSet>(cx: ColumnCx<'_, R>, errors: &mut Vec<ConvertError>) -> ArrayRef {
     let ColumnCx { records, col, skip } = cx;
     let mut out: Vec<Option<bool>> = Vec::with_capacity(records.len());
     for (r, &skipped) in skip.iter().enumerate().take(records.len()) {

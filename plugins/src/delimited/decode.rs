@@ -136,6 +136,59 @@ impl Records {
     }
 }
 
+/// Split records, wherever their bytes are kept: what conversion and rejects read of them.
+pub trait RecordSet {
+    /// Number of records.
+    fn len(&self) -> usize;
+    /// True if there are none.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Field `k` of record `r`; `None` if the record has fewer fields.
+    fn field(&self, r: usize, k: usize) -> Option<&[u8]>;
+    /// Absolute 1-based line of record `r`'s first byte.
+    fn line(&self, r: usize) -> u64;
+    /// Absolute byte offset of record `r`'s first byte.
+    fn offset(&self, r: usize) -> u64;
+    /// Record `r`'s raw bytes, including its terminator.
+    fn raw(&self, r: usize) -> &[u8];
+    /// Why record `r` is bad, if it is.
+    fn problem(&self, r: usize) -> Option<&Problem>;
+    /// Every record's line, leaving none behind.
+    fn take_lines(&mut self) -> Vec<u64>;
+}
+
+impl RecordSet for Records {
+    fn len(&self) -> usize {
+        Records::len(self)
+    }
+
+    #[inline]
+    fn field(&self, r: usize, k: usize) -> Option<&[u8]> {
+        Records::field(self, r, k)
+    }
+
+    fn line(&self, r: usize) -> u64 {
+        self.lines[r]
+    }
+
+    fn offset(&self, r: usize) -> u64 {
+        self.offsets[r]
+    }
+
+    fn raw(&self, r: usize) -> &[u8] {
+        Records::raw(self, r)
+    }
+
+    fn problem(&self, r: usize) -> Option<&Problem> {
+        self.problems[r].as_ref()
+    }
+
+    fn take_lines(&mut self) -> Vec<u64> {
+        std::mem::take(&mut self.lines)
+    }
+}
+
 /// What to do with a record whose field count differs from the expected width.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Ragged {

@@ -43,6 +43,19 @@ enum Column<'a> {
 }
 
 impl<'a> Column<'a> {
+    /// Every byte this column's text can hold, where that is a short list: numbers, booleans and
+    /// ISO dates (years past 9999 get a sign).
+    fn alphabet(&self) -> Option<&'static [u8]> {
+        match self {
+            Column::Int32(_) | Column::Int64(_) => Some(b"0123456789-"),
+            // ryu writes `NaN`, `inf` and `-inf` besides digits, sign, point and exponent.
+            Column::Float64(_) => Some(b"0123456789-.eNaifn"),
+            Column::Boolean(_) => Some(b"truefals"),
+            Column::Date32(_) => Some(b"0123456789-+"),
+            Column::Text(_) | Column::Formatted(_) => None,
+        }
+    }
+
     fn new(
         array: &'a dyn Array,
         format: Option<&str>,
@@ -190,6 +203,14 @@ impl Encoder {
             .iter()
             .map(|c| batch.column(c.input).nulls())
             .collect();
+        // Columns whose text never holds a byte that needs quoting skip the check.
+        let plain: Vec<bool> = columns
+            .iter()
+            .map(|c| {
+                c.alphabet()
+                    .is_some_and(|a| a.iter().all(|&b| !self.special[usize::from(b)]))
+            })
+            .collect();
         // A lone empty field (empty text or null) would be a blank line, which readers skip: write
         // `""` to keep the row. Read back, `""` is empty text, or null in a nullable column.
         let single = self.columns.len() == 1;
@@ -201,7 +222,8 @@ impl Encoder {
                 let per_row = (out.len() - start) / 64 + 1;
                 out.reserve(per_row * (batch.num_rows() - 64) * 9 / 8);
             }
-            for (i, (column, nulls)) in columns.iter().zip(&nulls).enumerate() {
+            for (i, ((column, nulls), &plain)) in columns.iter().zip(&nulls).zip(&plain).enumerate()
+            {
                 if i > 0 {
                     out.push(self.delimiter);
                 }
@@ -214,7 +236,10 @@ impl Encoder {
                 let value = scratch.value(column, row).map_err(|e| {
                     ArrowError::CastError(format!("column `{}`: {e}", self.columns[i].name))
                 })?;
-                if single && value.is_empty() {
+                if plain {
+                    // Never empty: a number, a boolean or a date.
+                    out.extend_from_slice(value);
+                } else if single && value.is_empty() {
                     out.extend_from_slice(&[self.quote, self.quote]);
                 } else {
                     self.field(value, out);
@@ -378,6 +403,12 @@ mod tests {
             let mut scratch = Scratch::default();
             for row in 0..array.len() {
                 let got = scratch.value(&column, row).unwrap().to_vec();
+                let alphabet = column.alphabet().unwrap();
+                assert!(
+                    !got.is_empty() && got.iter().all(|b| alphabet.contains(b)),
+                    "{} row {row}: {got:?} is outside the column's alphabet",
+                    array.data_type()
+                );
                 assert_eq!(
                     String::from_utf8(got).unwrap(),
                     reference.value(row).to_string(),

@@ -6,6 +6,7 @@ pub mod encode;
 pub mod sink;
 pub mod source;
 pub mod split;
+pub mod tokens;
 
 use flowengine_engine::config::{parse_single_byte, ConfigCx, MapReader};
 

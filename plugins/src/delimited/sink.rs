@@ -422,8 +422,7 @@ impl Sink for DelimitedSink {
     }
 
     fn write_encoded(&mut self, rows: u64, bytes: &[u8]) -> Result<(), RunError> {
-        let written = self.staging.file_mut()?.write_all(bytes);
-        written.map_err(|e| self.staging.io("write", e))?;
+        self.staging.write_all(bytes)?;
         self.rows += rows;
         Ok(())
     }

@@ -16,9 +16,10 @@ use flowengine_engine::schema::{self, ColumnSpec};
 use flowengine_engine::Batch;
 
 use super::convert::{self, ColumnReader};
-use super::decode::{Checks, Decoder, Dialect, Ragged, Records};
+use super::decode::{Checks, Decoder, Dialect, Problem, Ragged, RecordSet, Records};
 use super::read_dialect;
 use super::split::Scan;
+use super::tokens::{self, Slice, Tokens};
 
 /// Bytes read from the file at a time.
 const READ_SIZE: usize = 1 << 20;
@@ -467,22 +468,6 @@ impl Ranges {
     }
 }
 
-/// Bytes of a range: a part of a block that other ranges share.
-#[derive(Debug, Clone)]
-struct Slice {
-    block: Arc<Vec<u8>>,
-    start: usize,
-    end: usize,
-}
-
-impl std::ops::Deref for Slice {
-    type Target = [u8];
-
-    fn deref(&self) -> &[u8] {
-        &self.block[self.start..self.end]
-    }
-}
-
 /// A piece handed off, until it is settled.
 struct Handed {
     outcome: Arc<OnceLock<Outcome>>,
@@ -760,14 +745,20 @@ struct Chunk {
     outcome: Arc<OnceLock<Outcome>>,
 }
 
+/// A piece's records, as the decoder or the fast path split them.
+enum Split {
+    Records(Records),
+    Tokens(Tokens),
+}
+
 impl Chunk {
     /// The records of the piece, and whether counting quotes was wrong about it.
-    fn split(&mut self) -> (Records, bool) {
+    fn split(&mut self) -> (Split, bool) {
         match std::mem::replace(&mut self.body, Body::Records(Records::default())) {
-            Body::Records(records) => (records, false),
+            Body::Records(records) => (Split::Records(records), false),
             Body::Range {
                 force_redo: true, ..
-            } => (Records::default(), true),
+            } => (Split::Records(Records::default()), true),
             Body::Range {
                 bytes,
                 line,
@@ -775,24 +766,37 @@ impl Chunk {
                 checks,
                 force_redo: false,
             } => {
-                let mut decoder = Decoder::new(self.shape.dialect, checks, line, offset);
+                let dialect = self.shape.dialect;
+                let width = checks.width.unwrap_or(0);
+                let fast = tokens::tokenize(
+                    &bytes,
+                    line,
+                    offset,
+                    dialect,
+                    width,
+                    checks.max_record_bytes,
+                );
+                if let Some(tokens) = fast {
+                    return (Split::Tokens(tokens), false);
+                }
+                let mut decoder = Decoder::new(dialect, checks, line, offset);
                 let mut records = Records::default();
                 records.reserve_for(bytes.len());
                 decoder.decode(&bytes, true, &mut records, usize::MAX);
                 let irregular = decoder.irregular() || !decoder.is_done();
-                (records, irregular)
+                (Split::Records(records), irregular)
             }
         }
     }
 }
 
 /// One piece's records, converted into a typed batch and its rejects.
-struct Split {
+struct Typed<R> {
     shape: Arc<Shape>,
-    records: Records,
+    records: R,
 }
 
-impl Split {
+impl<R: RecordSet> Typed<R> {
     fn reject(
         &self,
         r: usize,
@@ -806,10 +810,10 @@ impl Split {
             stage,
             kind,
             file: Some(self.shape.label.clone()),
-            line: Some(self.records.lines[r]),
+            line: Some(self.records.line(r)),
             // Counted within the piece; `settle` adds the records before it.
             record: Some(r as u64 + 1),
-            byte_offset: Some(self.records.offsets[r]),
+            byte_offset: Some(self.records.offset(r)),
             column: None,
             value: None,
             message,
@@ -840,14 +844,14 @@ impl Split {
                 .err()
                 .map_or(0, |u| u.valid_up_to());
             let bad = span.start + in_field;
-            reject.byte_offset = Some(self.records.offsets[e.record] + bad as u64);
+            reject.byte_offset = Some(self.records.offset(e.record) + bad as u64);
             reject.line =
-                Some(self.records.lines[e.record] + super::decode::line_breaks(&raw[..bad]));
+                Some(self.records.line(e.record) + super::decode::line_breaks(&raw[..bad]));
         }
         reject
     }
 
-    fn structural_reject(&self, r: usize, p: &super::decode::Problem) -> RowError {
+    fn structural_reject(&self, r: usize, p: &Problem) -> RowError {
         let raw = String::from_utf8_lossy(self.records.raw(r));
         RowError {
             value: Some(raw.trim_end_matches(['\r', '\n']).to_string()),
@@ -858,9 +862,13 @@ impl Split {
 
 impl Pending for Chunk {
     fn finish(mut self: Box<Self>, rejects: &mut Vec<RowError>) -> Result<Batch, RunError> {
-        let (records, irregular) = self.split();
+        let (split, irregular) = self.split();
+        let records = match &split {
+            Split::Records(r) => r.len(),
+            Split::Tokens(t) => t.len(),
+        };
         let outcome = Outcome {
-            records: records.len() as u64,
+            records: records as u64,
             irregular,
         };
         // Set once, by the one worker that finishes the piece.
@@ -874,26 +882,27 @@ impl Pending for Chunk {
                 UInt64Array::from(Vec::<u64>::new()),
             ));
         }
-        Split {
-            shape: self.shape.clone(),
-            records,
+        let shape = self.shape.clone();
+        match split {
+            Split::Records(records) => Typed { shape, records }.into_batch(rejects),
+            Split::Tokens(records) => Typed { shape, records }.into_batch(rejects),
         }
-        .into_batch(rejects)
     }
 }
 
-impl Split {
+impl<R: RecordSet> Typed<R> {
     fn into_batch(mut self, rejects: &mut Vec<RowError>) -> Result<Batch, RunError> {
         let n = self.records.len();
-        let refused: Vec<bool> = self.records.problems.iter().map(Option::is_some).collect();
+        let refused: Vec<bool> = (0..n).map(|r| self.records.problem(r).is_some()).collect();
         let (arrays, errors) = convert::convert(&self.records, &self.shape.columns, &refused);
 
         // One reject per bad record, in record order: its structural problem, else its first bad value.
         let mut errors = errors.into_iter().peekable();
         let keep: Vec<bool> = (0..n)
             .map(|r| {
-                let mut reject = self.records.problems[r]
-                    .as_ref()
+                let mut reject = self
+                    .records
+                    .problem(r)
                     .map(|p| self.structural_reject(r, p));
                 while let Some(e) = errors.next_if(|e| e.record == r) {
                     if reject.is_none() {
@@ -904,7 +913,7 @@ impl Split {
                 reject.is_none()
             })
             .collect();
-        let lines = UInt64Array::from(std::mem::take(&mut self.records.lines));
+        let lines = UInt64Array::from(self.records.take_lines());
         let (arrays, lines) = if keep.iter().all(|&k| k) {
             (arrays, lines)
         } else {
