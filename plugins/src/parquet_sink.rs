@@ -4,10 +4,12 @@
 //! `TIMESTAMP(MICROS)` (adjusted to UTC when the column has a `TimeZone`). The Arrow schema is
 //! embedded too, so Arrow readers get the exact types back.
 //!
-//! The columns of a row group are encoded in parallel: each batch's columns go to their own
-//! `ArrowColumnWriter`s on the worker pool (the executor runs `write` there), and a full row group's
-//! chunks are closed in parallel, then appended in column order. Encoding one column after another
-//! on one thread was what bounded a CSV → Parquet run.
+//! The columns of a row group are encoded in parallel: each column's `ArrowColumnWriter` is a lane
+//! on the worker pool (the executor runs `write` there) that takes the batches' leaves in order
+//! ([`lanes`]), and a full row group's chunks are closed in parallel, then appended in column
+//! order. Encoding one column after another on one thread was what bounded a CSV → Parquet run.
+
+mod lanes;
 
 use std::fs::File;
 use std::path::PathBuf;
@@ -30,6 +32,7 @@ use parquet::file::writer::SerializedFileWriter;
 use rayon::prelude::*;
 
 use crate::staging::{Staging, Target};
+use lanes::Lanes;
 
 /// How column chunks are compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,7 +143,7 @@ impl SinkConfig for ParquetSinkConfig {
             schema,
             file: Some(file),
             factory,
-            columns,
+            columns: Lanes::new(columns),
             group_rows: 0,
             groups: 0,
             row_group_size: self.row_group_size,
@@ -157,7 +160,7 @@ struct ParquetSink {
     file: Option<SerializedFileWriter<File>>,
     factory: ArrowRowGroupWriterFactory,
     /// The row group being encoded: one writer per leaf column.
-    columns: Vec<ArrowColumnWriter>,
+    columns: Lanes,
     group_rows: usize,
     /// Row groups written.
     groups: usize,
@@ -183,16 +186,13 @@ impl ParquetSink {
         }
     }
 
-    /// Encode `part` (which fits in the row group) into the column writers, a column per task.
+    /// Queue `part` (which fits in the row group) on the column lanes.
     fn encode(&mut self, part: &RecordBatch) -> Result<(), ParquetError> {
-        let mut leaves = Vec::with_capacity(self.columns.len());
+        let mut leaves = Vec::with_capacity(part.num_columns());
         for (field, array) in part.schema().fields().iter().zip(part.columns()) {
             leaves.extend(compute_leaves(field, array)?);
         }
-        self.columns
-            .par_iter_mut()
-            .zip(leaves.into_par_iter())
-            .try_for_each(|(writer, leaf)| writer.write(&leaf))?;
+        self.columns.push(leaves)?;
         self.group_rows += part.num_rows();
         Ok(())
     }
@@ -200,7 +200,7 @@ impl ParquetSink {
     /// Close the row group's column chunks in parallel and append them to the file in order.
     fn close_group(&mut self) -> Result<(), ParquetError> {
         let next = self.factory.create_column_writers(self.groups + 1)?;
-        let writers = std::mem::replace(&mut self.columns, next);
+        let writers = self.columns.swap(next)?;
         let chunks: Vec<ArrowColumnChunk> = writers
             .into_par_iter()
             .map(ArrowColumnWriter::close)
