@@ -15,7 +15,7 @@ use std::fs::File;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use arrow_array::RecordBatch;
+use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{Schema, SchemaRef};
 use flowengine_engine::component::{BuildCx, NodeCx, Sink, SinkConfig};
 use flowengine_engine::config::{ConfigCx, MapReader};
@@ -29,6 +29,7 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::errors::ParquetError;
 use parquet::file::properties::{WriterProperties, DEFAULT_MAX_ROW_GROUP_ROW_COUNT};
 use parquet::file::writer::SerializedFileWriter;
+use parquet::schema::types::ColumnPath;
 use rayon::prelude::*;
 
 use crate::staging::{Staging, Target};
@@ -45,13 +46,29 @@ pub enum Codec {
     None,
 }
 
+/// Which columns are dictionary-encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dictionary {
+    /// Every column but those whose first batch is nearly all distinct values (the default).
+    Auto,
+    /// Every column (the writer still falls back to plain pages when a dictionary grows too large).
+    Always,
+    /// No column.
+    Never,
+}
+
+/// `Auto` decides on this many rows of the first batch…
+const SAMPLE_ROWS: usize = 8192;
+/// …and only when the first batch has at least this many; otherwise every column gets a dictionary.
+const MIN_SAMPLE_ROWS: usize = 1024;
+
 /// Parsed `ParquetSink` config.
 #[derive(Debug, Clone)]
 pub struct ParquetSinkConfig {
     target: Target,
     codec: Codec,
     row_group_size: usize,
-    dictionary: bool,
+    dictionary: Dictionary,
 }
 
 /// Parse a `ParquetSink` `Config` map.
@@ -77,7 +94,21 @@ pub fn parse(
     let row_group_size = m
         .integer(cx, "RowGroupSize", 1, 1 << 30)
         .map_or(DEFAULT_MAX_ROW_GROUP_ROW_COUNT, |n| n as usize);
-    let dictionary = m.bool(cx, "Dictionary").unwrap_or(true);
+    let dictionary = m
+        .choice(
+            cx,
+            "Dictionary",
+            &[
+                ("auto", Dictionary::Auto),
+                ("true", Dictionary::Always),
+                ("yes", Dictionary::Always),
+                ("always", Dictionary::Always),
+                ("false", Dictionary::Never),
+                ("no", Dictionary::Never),
+                ("never", Dictionary::Never),
+            ],
+        )
+        .unwrap_or(Dictionary::Auto);
     Some(Box::new(ParquetSinkConfig {
         target: target?,
         codec,
@@ -100,18 +131,50 @@ pub(crate) fn without_metadata(schema: &Schema) -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
+/// The top-level columns of `first` that are nearly all distinct in its first rows. Their
+/// dictionary would only grow until the writer gives it up for plain pages (Polars decides the
+/// same way), and building it costs a hash of every value on the way.
+fn mostly_distinct(first: &RecordBatch) -> Vec<String> {
+    if first.num_rows() < MIN_SAMPLE_ROWS {
+        return Vec::new();
+    }
+    let rows = first.num_rows().min(SAMPLE_ROWS);
+    first
+        .schema()
+        .fields()
+        .iter()
+        .zip(first.columns())
+        .filter(|(field, _)| !field.data_type().is_nested())
+        .filter(|(_, array)| distinct(&array.slice(0, rows)).is_some_and(|d| d * 10 >= rows * 9))
+        .map(|(field, _)| field.name().clone())
+        .collect()
+}
+
+/// How many distinct values (null counting as one) `array` holds; `None` for a type that does not
+/// sort.
+fn distinct(array: &ArrayRef) -> Option<usize> {
+    let sorted = arrow_ord::sort::sort(array, None).ok()?;
+    arrow_ord::partition::partition(&[sorted])
+        .ok()
+        .map(|p| p.len())
+}
+
 impl ParquetSinkConfig {
-    fn properties(&self) -> WriterProperties {
+    /// The writer's settings; `plain` names the columns written without a dictionary.
+    fn properties(&self, plain: &[String]) -> WriterProperties {
         let compression = match self.codec {
             Codec::Snappy => Compression::SNAPPY,
             Codec::Zstd => Compression::ZSTD(ZstdLevel::default()),
             Codec::None => Compression::UNCOMPRESSED,
         };
-        WriterProperties::builder()
+        let mut builder = WriterProperties::builder()
             .set_compression(compression)
             .set_max_row_group_row_count(Some(self.row_group_size))
-            .set_dictionary_enabled(self.dictionary)
-            .build()
+            .set_dictionary_enabled(self.dictionary != Dictionary::Never);
+        for name in plain {
+            builder = builder.set_column_dictionary_enabled(ColumnPath::from(name.as_str()), false);
+        }
+        builder.build()
     }
 }
 
@@ -128,22 +191,17 @@ impl SinkConfig for ParquetSinkConfig {
         };
         let file = staging.handle().map_err(|e| invalid(e.to_string()))?;
         let schema = without_metadata(&input);
-        // The high-level writer sets up the file (the embedded Arrow schema included); the
-        // column writers underneath it are driven here.
-        let writer = ArrowWriter::try_new(file, schema.clone(), Some(self.properties()))
-            .and_then(ArrowWriter::into_serialized_writer)
-            .map_err(|e| invalid(format!("cannot write this schema as Parquet: {e}")))?;
-        let (file, factory) = writer;
-        let columns = factory
-            .create_column_writers(0)
+        // The file is opened at the first batch (which `Dictionary: auto` needs to see); a schema
+        // Parquet cannot hold is refused now.
+        ArrowWriter::try_new(std::io::sink(), schema.clone(), Some(self.properties(&[])))
             .map_err(|e| invalid(format!("cannot write this schema as Parquet: {e}")))?;
         Ok(Box::new(ParquetSink {
             node: cx.node.clone(),
             staging,
             schema,
-            file: Some(file),
-            factory,
-            columns: Lanes::new(columns),
+            config: self.clone(),
+            unopened: Some(file),
+            writer: None,
             group_rows: 0,
             groups: 0,
             row_group_size: self.row_group_size,
@@ -156,16 +214,24 @@ struct ParquetSink {
     node: String,
     staging: Staging,
     schema: SchemaRef,
-    /// `None` once finished.
-    file: Option<SerializedFileWriter<File>>,
-    factory: ArrowRowGroupWriterFactory,
-    /// The row group being encoded: one writer per leaf column.
-    columns: Lanes,
+    config: ParquetSinkConfig,
+    /// The staged file, until the first batch (or the finish) opens the writer on it.
+    unopened: Option<File>,
+    /// `None` before that, and once finished.
+    writer: Option<Writer>,
     group_rows: usize,
     /// Row groups written.
     groups: usize,
     row_group_size: usize,
     rows: u64,
+}
+
+/// An open Parquet file and the row group being encoded into it.
+struct Writer {
+    file: SerializedFileWriter<File>,
+    factory: ArrowRowGroupWriterFactory,
+    /// One lane per leaf column.
+    columns: Lanes,
 }
 
 impl ParquetSink {
@@ -186,30 +252,53 @@ impl ParquetSink {
         }
     }
 
+    /// The open writer; the first call opens it, choosing the dictionary columns from `first`.
+    fn writer(&mut self, first: Option<&RecordBatch>) -> Result<&mut Writer, ParquetError> {
+        if let Some(file) = self.unopened.take() {
+            let plain = match (self.config.dictionary, first) {
+                (Dictionary::Auto, Some(first)) => mostly_distinct(first),
+                _ => Vec::new(),
+            };
+            let properties = self.config.properties(&plain);
+            // The high-level writer sets up the file (the embedded Arrow schema included); the
+            // column writers underneath it are driven here.
+            let (file, factory) =
+                ArrowWriter::try_new(file, self.schema.clone(), Some(properties))?
+                    .into_serialized_writer()?;
+            let columns = Lanes::new(factory.create_column_writers(0)?);
+            self.writer = Some(Writer {
+                file,
+                factory,
+                columns,
+            });
+        }
+        self.writer
+            .as_mut()
+            .ok_or_else(|| ParquetError::General("written after finish".into()))
+    }
+
     /// Queue `part` (which fits in the row group) on the column lanes.
     fn encode(&mut self, part: &RecordBatch) -> Result<(), ParquetError> {
         let mut leaves = Vec::with_capacity(part.num_columns());
         for (field, array) in part.schema().fields().iter().zip(part.columns()) {
             leaves.extend(compute_leaves(field, array)?);
         }
-        self.columns.push(leaves)?;
+        self.writer(Some(part))?.columns.push(leaves)?;
         self.group_rows += part.num_rows();
         Ok(())
     }
 
     /// Close the row group's column chunks in parallel and append them to the file in order.
     fn close_group(&mut self) -> Result<(), ParquetError> {
-        let next = self.factory.create_column_writers(self.groups + 1)?;
-        let writers = self.columns.swap(next)?;
+        let groups = self.groups;
+        let writer = self.writer(None)?;
+        let next = writer.factory.create_column_writers(groups + 1)?;
+        let writers = writer.columns.swap(next)?;
         let chunks: Vec<ArrowColumnChunk> = writers
             .into_par_iter()
             .map(ArrowColumnWriter::close)
             .collect::<Result<_, _>>()?;
-        let file = self
-            .file
-            .as_mut()
-            .ok_or_else(|| ParquetError::General("written after finish".into()))?;
-        let mut group = file.next_row_group()?;
+        let mut group = writer.file.next_row_group()?;
         for chunk in chunks {
             chunk.append_to_row_group(&mut group)?;
         }
@@ -237,8 +326,10 @@ impl ParquetSink {
         if self.group_rows > 0 {
             self.close_group()?;
         }
-        match self.file.take() {
-            Some(file) => file.close().map(drop),
+        // A run without rows still writes a file: the schema and no row groups.
+        self.writer(None)?;
+        match self.writer.take() {
+            Some(writer) => writer.file.close().map(drop),
             None => Ok(()),
         }
     }
@@ -274,11 +365,13 @@ mod tests {
     use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray, UInt64Array};
     use parquet::file::reader::{FileReader, SerializedFileReader};
 
-    /// Write 10 rows through the sink, commit, and open the result (with the folder holding it).
+    /// Write `rows` rows (unique ids, two names) through the sink, commit, and open the result
+    /// (with the folder holding it).
     fn written(
+        rows: i64,
         codec: Codec,
         row_group_size: usize,
-        dictionary: bool,
+        dictionary: Dictionary,
     ) -> (tempfile::TempDir, SerializedFileReader<File>) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub").join("t.parquet");
@@ -293,9 +386,9 @@ mod tests {
             row_group_size,
             dictionary,
         };
-        let ids: ArrayRef = Arc::new(Int64Array::from_iter_values(0..10));
+        let ids: ArrayRef = Arc::new(Int64Array::from_iter_values(0..rows));
         let names: ArrayRef = Arc::new(StringArray::from_iter_values(
-            (0..10).map(|i| format!("n{}", i % 2)),
+            (0..rows).map(|i| format!("n{}", i % 2)),
         ));
         let data = RecordBatch::try_from_iter([("id", ids), ("name", names)]).unwrap();
         let cx = BuildCx {
@@ -307,28 +400,56 @@ mod tests {
         sink.write(&Batch::new(
             data,
             None,
-            UInt64Array::from_iter_values(2..12),
+            UInt64Array::from_iter_values(2..rows as u64 + 2),
         ))
         .unwrap();
         assert!(!path.exists(), "nothing is visible before commit");
-        assert_eq!(sink.finish().unwrap(), 10);
+        assert_eq!(sink.finish().unwrap(), rows as u64);
         sink.commit().unwrap();
         let reader = SerializedFileReader::new(File::open(&path).unwrap()).unwrap();
         (dir, reader)
     }
 
+    /// Whether each column of the first row group has a dictionary page.
+    fn dictionaries(reader: &SerializedFileReader<File>) -> Vec<bool> {
+        let group = reader.metadata().row_group(0);
+        (0..group.num_columns())
+            .map(|i| group.column(i).dictionary_page_offset().is_some())
+            .collect()
+    }
+
     #[test]
     fn options_reach_the_file() {
-        let (_dir, zstd) = written(Codec::Zstd, 4, true);
+        let (_dir, zstd) = written(10, Codec::Zstd, 4, Dictionary::Auto);
         let meta = zstd.metadata();
         assert_eq!(meta.num_row_groups(), 3, "10 rows in groups of 4");
         let column = meta.row_group(0).column(1);
         assert!(matches!(column.compression(), Compression::ZSTD(_)));
-        assert!(column.dictionary_page_offset().is_some());
+        assert_eq!(dictionaries(&zstd), [true, true], "too few rows to judge");
 
-        let (_dir, plain) = written(Codec::None, 1 << 20, false);
+        let (_dir, plain) = written(10, Codec::None, 1 << 20, Dictionary::Never);
         let column = plain.metadata().row_group(0).column(1);
         assert_eq!(column.compression(), Compression::UNCOMPRESSED);
-        assert!(column.dictionary_page_offset().is_none());
+        assert_eq!(dictionaries(&plain), [false, false]);
+    }
+
+    #[test]
+    fn auto_dictionary_skips_columns_of_distinct_values() {
+        let (_dir, auto) = written(2000, Codec::Snappy, 1 << 20, Dictionary::Auto);
+        assert_eq!(dictionaries(&auto), [false, true], "unique ids, two names");
+        let (_dir, always) = written(2000, Codec::Snappy, 1 << 20, Dictionary::Always);
+        assert_eq!(dictionaries(&always), [true, true]);
+    }
+
+    #[test]
+    fn distinct_counts_null_as_one_value() {
+        let a: ArrayRef = Arc::new(Int64Array::from(vec![
+            Some(3),
+            None,
+            Some(1),
+            None,
+            Some(3),
+        ]));
+        assert_eq!(distinct(&a), Some(3));
     }
 }
