@@ -15,6 +15,10 @@ pub struct Batch {
     pub data: RecordBatch,
     /// The provenance of each row, kept in step with `data` by every transform.
     pub origin: Origin,
+    /// Rows of this piece of input that the source left out because the condition of the node it
+    /// feeds rules them out ([`crate::component::RowCondition`]). The executor counts them as
+    /// sent by the source and filtered by that node, and zeroes this on arrival.
+    pub prefiltered: u64,
 }
 
 /// Where rows came from: one input file and the absolute line of each row in it.
@@ -41,12 +45,18 @@ impl Batch {
         Self {
             data,
             origin: Origin { file, lines },
+            prefiltered: 0,
         }
     }
 
     /// Number of rows.
     pub fn num_rows(&self) -> usize {
         self.data.num_rows()
+    }
+
+    /// Rows this batch stands for: its own and those its source left out for the next node.
+    pub fn rows_counted(&self) -> u64 {
+        self.num_rows() as u64 + self.prefiltered
     }
 
     /// The rows where `mask` is true, with their provenance.
@@ -64,6 +74,7 @@ impl Batch {
                 file: self.origin.file.clone(),
                 lines,
             },
+            prefiltered: self.prefiltered,
         })
     }
 
@@ -79,6 +90,7 @@ impl Batch {
         Ok(Batch {
             data,
             origin: self.origin.clone(),
+            prefiltered: self.prefiltered,
         })
     }
 }

@@ -9,7 +9,7 @@ use std::fmt::Debug;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use arrow_array::RecordBatch;
+use arrow_array::{ArrayRef, BooleanArray, RecordBatch};
 
 use arrow_schema::SchemaRef;
 
@@ -86,6 +86,26 @@ pub trait Source: Send {
     fn notes(&self) -> Vec<String> {
         Vec::new()
     }
+
+    /// Offered the condition of the node this source feeds, when that node is its only consumer
+    /// and reads only from it. A source that takes it may leave out the rows the condition rules
+    /// out, counting them in [`Batch::prefiltered`] instead of building them. True if taken.
+    fn push_condition(&mut self, _condition: Arc<dyn RowCondition>) -> bool {
+        false
+    }
+}
+
+/// The part of a transform's work that decides which rows it filters out, in a form a source can
+/// evaluate while it decodes (late materialization: rows that would be dropped are never built).
+///
+/// The transform still runs on every row the source sends, so a source may use or ignore the
+/// condition, and a row the condition keeps is judged again by the transform.
+pub trait RowCondition: Send + Sync + Debug {
+    /// The columns the condition reads, ascending, as indexes into the source's schema.
+    fn columns(&self) -> &[usize];
+    /// Given those columns (in that order) of `rows` rows: false for each row the transform would
+    /// filter out without rejecting it, true for every other row.
+    fn may_keep(&self, columns: &[ArrayRef], rows: usize) -> Result<BooleanArray, RunError>;
 }
 
 /// What [`Source::settle`] decided about a finished piece.
@@ -118,6 +138,11 @@ pub trait TransformConfig: Debug + Send + Sync {
     }
     /// Prepare the transform.
     fn build(&self, input: SchemaRef, cx: &BuildCx) -> Result<Box<dyn Transform>, BuildError>;
+    /// The condition that decides which input rows this transform filters out, for the source
+    /// before it to evaluate early (see [`RowCondition`]); `None` if it has none.
+    fn condition(&self, _input: &SchemaRef) -> Option<Arc<dyn RowCondition>> {
+        None
+    }
 }
 
 /// A transform's output for one input batch, over its default output and its named ports.

@@ -9,13 +9,13 @@
 //! - Panics inside a node are caught and reported as internal errors, like any other failure.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::batch::Batch;
-use crate::component::{BuildCx, Sink, Source, Transform};
+use crate::component::{BuildCx, RowCondition, Sink, Source, Transform};
 use crate::error::{BuildError, RowError, RunError};
 use crate::metrics::{millis, NodeSummary, PathSummary, RunSummary, Status};
 use crate::plan::{Edge, NodeKind, Plan};
@@ -105,7 +105,13 @@ impl Plan {
                     })
             };
             let runtime = match &node.kind {
-                NodeKind::Source(s) => Runtime::Source(s.build(&cx)?),
+                NodeKind::Source(s) => {
+                    let mut source = s.build(&cx)?;
+                    if let Some(condition) = condition_fed_by(&node, &nodes, &self.edges) {
+                        source.push_condition(condition);
+                    }
+                    Runtime::Source(source)
+                }
                 NodeKind::Transform(t) => Runtime::Transform(t.build(input()?, &cx)?, t.parallel()),
                 NodeKind::Sink(s) => Runtime::Sink(s.build(input()?, &cx)?),
             };
@@ -143,6 +149,25 @@ impl Plan {
             edges: self.edges,
             dead_letter,
         })
+    }
+}
+
+/// The condition of the node `source` feeds, when that node is a transform that reads only from
+/// it and is its only consumer: only then is every row it could leave out one that node would
+/// filter (`nodes` holds the nodes not built yet).
+fn condition_fed_by(
+    source: &crate::plan::PlanNode,
+    nodes: &[Option<crate::plan::PlanNode>],
+    edges: &[Edge],
+) -> Option<Arc<dyn RowCondition>> {
+    let [edge] = source.outputs.as_slice() else {
+        return None;
+    };
+    let edge = edges.get(*edge)?;
+    let next = nodes.get(edge.to)?.as_ref()?;
+    match (&next.kind, next.inputs.len(), &next.input_schema) {
+        (NodeKind::Transform(t), 1, Some(input)) if edge.port == 0 => t.condition(input),
+        _ => None,
     }
 }
 

@@ -77,14 +77,14 @@ impl Worker<'_, '_> {
     /// Send to every consumer (fan-out shares the batch). False if a consumer is gone, which only
     /// happens when the run is failing.
     fn send_all(&mut self, batch: Batch, outs: &[Out]) -> bool {
-        self.summary.rows_out += batch.num_rows() as u64;
+        self.summary.rows_out += batch.rows_counted();
         self.summary.batches_out += 1;
         self.send_port(&batch, 0, outs)
     }
 
     /// Send to the consumers of one output.
     fn send_port(&mut self, batch: &Batch, port: usize, outs: &[Out]) -> bool {
-        let rows = batch.num_rows() as u64;
+        let rows = batch.rows_counted();
         if let Some(p) = self.summary.ports.get_mut(port) {
             p.rows += rows;
         }
@@ -112,8 +112,11 @@ impl Worker<'_, '_> {
         true
     }
 
-    fn count_in(&mut self, batch: &Batch) {
-        self.summary.rows_in += batch.num_rows() as u64;
+    /// Count a batch in. The rows its source left out for this node's condition are this node's
+    /// filtered rows; zeroing them keeps them from being counted again downstream.
+    fn count_in(&mut self, batch: &mut Batch) {
+        self.summary.rows_in += batch.rows_counted();
+        self.summary.rows_filtered += std::mem::take(&mut batch.prefiltered);
         self.summary.batches_in += 1;
     }
 
@@ -126,7 +129,7 @@ impl Worker<'_, '_> {
                 None => break,
             }
         }
-        for b in &window {
+        for b in &mut window {
             self.count_in(b);
         }
         window
@@ -259,17 +262,17 @@ fn drive_batches(source: &mut dyn Source, outs: &[Out], w: &mut Worker<'_, '_>) 
         let next = w.timed(|| source.next_batch(&mut rejects));
         let read = next
             .as_ref()
-            .map_or(0, |b| b.as_ref().map_or(0, Batch::num_rows))
-            + rejects.len();
-        w.summary.rows_in += read as u64;
-        w.shared.rows_read.fetch_add(read as u64, Ordering::SeqCst);
+            .map_or(0, |b| b.as_ref().map_or(0, Batch::rows_counted))
+            + rejects.len() as u64;
+        w.summary.rows_in += read;
+        w.shared.rows_read.fetch_add(read, Ordering::SeqCst);
         if !w.take_rejects(&mut rejects) {
             return;
         }
         match next {
             Ok(Some(batch)) => {
                 w.summary.batches_in += 1;
-                if batch.num_rows() > 0 && !w.send_all(batch, outs) {
+                if batch.rows_counted() > 0 && !w.send_all(batch, outs) {
                     return;
                 }
             }
@@ -329,16 +332,16 @@ fn drive_deferring_source(source: &mut dyn Source, outs: &[Out], w: &mut Worker<
                 break;
             }
             emit_seq += 1;
-            let read = result.as_ref().map_or(0, Batch::num_rows) + rejects.len();
-            w.summary.rows_in += read as u64;
-            w.shared.rows_read.fetch_add(read as u64, Ordering::SeqCst);
+            let read = result.as_ref().map_or(0, Batch::rows_counted) + rejects.len() as u64;
+            w.summary.rows_in += read;
+            w.shared.rows_read.fetch_add(read, Ordering::SeqCst);
             if !w.take_rejects(&mut rejects) {
                 return;
             }
             match result {
                 Ok(batch) => {
                     w.summary.batches_in += 1;
-                    if batch.num_rows() > 0 && !w.send_all(batch, outs) {
+                    if batch.rows_counted() > 0 && !w.send_all(batch, outs) {
                         return;
                     }
                 }
@@ -387,7 +390,7 @@ impl<'s, 'a> Inputs<'s, 'a> {
 
     fn note(&self, i: usize, batch: &Batch) {
         let edge = self.live[i].0;
-        self.shared.edge_received[edge].fetch_add(batch.num_rows() as u64, Ordering::SeqCst);
+        self.shared.edge_received[edge].fetch_add(batch.rows_counted(), Ordering::SeqCst);
     }
 
     /// The next batch from any input; `None` once every input has ended.
@@ -442,11 +445,11 @@ fn drive_transform(
     outs: &[Out],
     w: &mut Worker<'_, '_>,
 ) {
-    while let Some(batch) = inputs.recv() {
+    while let Some(mut batch) = inputs.recv() {
         if w.shared.should_stop() {
             return;
         }
-        w.count_in(&batch);
+        w.count_in(&mut batch);
         let rows = batch.num_rows();
         let mut rejects = Vec::new();
         let result = w.timed(|| t.apply_routed(batch, &mut rejects));
@@ -494,13 +497,13 @@ fn drive_sink(
     w: &mut Worker<'_, '_>,
 ) -> Option<(Box<dyn Sink>, u64)> {
     let encoder = sink.encoder();
-    while let Some(first) = inputs.recv() {
+    while let Some(mut first) = inputs.recv() {
         if w.shared.should_stop() {
             return None;
         }
         let written = match &encoder {
             None => {
-                w.count_in(&first);
+                w.count_in(&mut first);
                 // On the pool, so that a sink's own parallel work shares its threads.
                 w.on_pool(|| sink.write(&first))
             }
