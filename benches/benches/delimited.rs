@@ -10,7 +10,7 @@ use arrow_array::RecordBatch;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use flowengine_engine::schema::ColumnType;
 use flowengine_engine::LoadOptions;
-use flowengine_plugins::delimited::convert::{convert, ColumnReader};
+use flowengine_plugins::delimited::convert::{convert, ColumnReader, Take};
 use flowengine_plugins::delimited::decode::{Checks, Decoder, Dialect, RecordSet, Records};
 use flowengine_plugins::delimited::encode::{Encoder, OutputColumn};
 use flowengine_plugins::delimited::split::Scan;
@@ -54,8 +54,8 @@ fn decode_all(input: &[u8], readers: &[ColumnReader]) -> Vec<Vec<arrow_array::Ar
         let used = decoder.decode(rest, true, &mut records, CHUNK);
         rest = &rest[used..];
         if !records.is_empty() {
-            let skip = vec![false; records.len()];
-            let (arrays, errors) = convert(&records, readers, &skip);
+            let take = vec![Take::Value; records.len()];
+            let (arrays, errors) = convert(&records, readers, &take);
             assert!(errors.is_empty() && records.problems.iter().all(Option::is_none));
             batches.push(arrays);
         }
@@ -95,8 +95,8 @@ fn tokenize_all(
     for (bytes, line, offset) in ranges {
         let tokens = tokenize(bytes, *line, *offset, Dialect::default(), 12, 16 << 20)
             .expect("the benchmark data is well formed");
-        let skip = vec![false; tokens.len()];
-        let (arrays, errors) = convert(&tokens, readers, &skip);
+        let take = vec![Take::Value; tokens.len()];
+        let (arrays, errors) = convert(&tokens, readers, &take);
         assert!(errors.is_empty());
         batches.push(arrays);
     }

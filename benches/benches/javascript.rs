@@ -10,7 +10,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use flowengine_engine::component::Transform;
 use flowengine_engine::schema::ColumnType;
 use flowengine_engine::Batch;
-use flowengine_plugins::delimited::convert::{convert, ColumnReader};
+use flowengine_plugins::delimited::convert::{convert, ColumnReader, Take};
 use flowengine_plugins::delimited::decode::{Checks, Decoder, Dialect, Records};
 use flowengine_plugins::js::config::{FieldSpec, JsConfig, Limits};
 use flowengine_plugins::js::engine::Level;
@@ -68,7 +68,7 @@ fn batch() -> Batch {
     let mut decoder = Decoder::new(Dialect::default(), checks, 2, body as u64);
     let mut records = Records::default();
     decoder.decode(&input.as_bytes()[body..], true, &mut records, ROWS);
-    let (arrays, errors) = convert(&records, &readers, &vec![false; records.len()]);
+    let (arrays, errors) = convert(&records, &readers, &vec![Take::Value; records.len()]);
     assert!(errors.is_empty());
     let data = RecordBatch::try_from_iter(names.iter().map(|n| n.to_string()).zip(arrays)).unwrap();
     let lines = UInt64Array::from((2..2 + data.num_rows() as u64).collect::<Vec<_>>());

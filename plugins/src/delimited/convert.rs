@@ -52,33 +52,74 @@ pub struct ConvertError {
     pub hint: String,
 }
 
-/// Convert every column. Records marked in `skip` (already refused) and records with a bad value
-/// get a null placeholder; every bad value is returned, ordered by record, then column. The caller
-/// removes the placeholder rows before the arrays meet a non-nullable schema.
+/// What converting a column does with one record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Take {
+    /// Convert its value into the column.
+    Value,
+    /// Put a null in the column without reading the value (the record is already refused).
+    Placeholder,
+    /// Check the value and report it if bad, but leave the record out of the column (a condition
+    /// ruled it out).
+    Check,
+    /// Leave the record out without reading it.
+    Skip,
+}
+
+impl Take {
+    /// Whether the record has a row in the column.
+    pub fn in_column(self) -> bool {
+        matches!(self, Take::Value | Take::Placeholder)
+    }
+}
+
+/// Convert every column, taking records as `take` says. A record with a bad value gets a null;
+/// every bad value is returned, ordered by record, then column. The caller removes those rows
+/// before the arrays meet a non-nullable schema.
 pub fn convert<R: RecordSet>(
     records: &R,
     columns: &[ColumnReader],
-    skip: &[bool],
+    take: &[Take],
 ) -> (Vec<ArrayRef>, Vec<ConvertError>) {
-    let mut arrays = Vec::with_capacity(columns.len());
     let mut errors = Vec::new();
-    for (c, col) in columns.iter().enumerate() {
-        let start = errors.len();
-        let cx = ColumnCx { records, col, skip };
-        arrays.push(convert_column(cx, &mut errors));
-        for e in &mut errors[start..] {
-            e.column = c;
-        }
-    }
+    let arrays = (0..columns.len())
+        .map(|c| convert_one(records, columns, c, take, &mut errors))
+        .collect();
     errors.sort_by_key(|e| (e.record, e.column));
     (arrays, errors)
 }
 
-/// The column being converted, and which records to leave as placeholders.
+/// Convert column `c` of `columns`, adding its bad values (in record order) to `errors`.
+pub fn convert_one<R: RecordSet>(
+    records: &R,
+    columns: &[ColumnReader],
+    c: usize,
+    take: &[Take],
+    errors: &mut Vec<ConvertError>,
+) -> ArrayRef {
+    let start = errors.len();
+    let cx = ColumnCx {
+        records,
+        col: &columns[c],
+        take,
+    };
+    let array = convert_column(cx, errors);
+    for e in &mut errors[start..] {
+        e.column = c;
+    }
+    array
+}
+
+/// The column being converted, and what to do with each record.
 struct ColumnCx<'a, R> {
     records: &'a R,
     col: &'a ColumnReader,
-    skip: &'a [bool],
+    take: &'a [Take],
+}
+
+/// Rows the column will hold.
+fn rows_in_column(take: &[Take]) -> usize {
+    take.iter().filter(|t| t.in_column()).count()
 }
 
 /// The field of record `r` for `col`, trimmed if asked. A missing field (allowed by `RaggedRows`)
@@ -166,26 +207,36 @@ fn primitive<T: ArrowPrimitiveType, R: RecordSet>(
     errors: &mut Vec<ConvertError>,
     parse: impl Fn(&[u8]) -> Result<T::Native, Refusal>,
 ) -> ArrayRef {
-    let ColumnCx { records, col, skip } = cx;
-    let mut builder = PrimitiveBuilder::<T>::with_capacity(records.len());
-    for (r, &skipped) in skip.iter().enumerate().take(records.len()) {
+    let ColumnCx { records, col, take } = cx;
+    let mut builder = PrimitiveBuilder::<T>::with_capacity(rows_in_column(take));
+    for (r, &t) in take.iter().enumerate().take(records.len()) {
+        let keep = match t {
+            Take::Skip => continue,
+            Take::Placeholder => {
+                builder.append_null();
+                continue;
+            }
+            Take::Value => true,
+            Take::Check => false,
+        };
         let v = field(records, r, col);
-        if skipped {
-            builder.append_null();
-            continue;
-        }
         if v.is_empty() {
             if !col.nullable {
                 errors.push(null_in_required(r, col));
             }
-            builder.append_null();
+            if keep {
+                builder.append_null();
+            }
             continue;
         }
         match parse(v) {
-            Ok(x) => builder.append_value(x),
+            Ok(x) if keep => builder.append_value(x),
+            Ok(_) => {}
             Err((message, hint)) => {
                 errors.push(fail(r, RowErrorKind::TypeConversion, v, message, hint));
-                builder.append_null();
+                if keep {
+                    builder.append_null();
+                }
             }
         }
     }
@@ -193,21 +244,36 @@ fn primitive<T: ArrowPrimitiveType, R: RecordSet>(
 }
 
 fn strings<R: RecordSet>(cx: ColumnCx<'_, R>, errors: &mut Vec<ConvertError>) -> ArrayRef {
-    let ColumnCx { records, col, skip } = cx;
-    let n = records.len();
+    let ColumnCx { records, col, take } = cx;
+    let take = &take[..take.len().min(records.len())];
+    let n = rows_in_column(take);
+    // Sized exactly up front: growing a buffer of a few MB copies it each time.
+    let bytes = take
+        .iter()
+        .enumerate()
+        .filter(|(_, &t)| t == Take::Value)
+        .map(|(r, _)| field(records, r, col).len())
+        .sum();
     let mut offsets: Vec<usize> = Vec::with_capacity(n + 1);
-    let mut values: Vec<u8> = Vec::new();
+    let mut values: Vec<u8> = Vec::with_capacity(bytes);
     let mut valid = BooleanBufferBuilder::new(n);
+    // In-column row -> record, to name the record of a bad value.
+    let mut records_of = Vec::with_capacity(n);
     offsets.push(0);
-    for (r, &skipped) in skip.iter().enumerate().take(n) {
-        let v = if skipped {
-            b"".as_slice()
-        } else {
-            field(records, r, col)
+    for (r, &t) in take.iter().enumerate() {
+        let v = match t {
+            Take::Skip => continue,
+            Take::Check => {
+                check_utf8(r, field(records, r, col), errors);
+                continue;
+            }
+            Take::Placeholder => b"".as_slice(),
+            Take::Value => field(records, r, col),
         };
         values.extend_from_slice(v);
         offsets.push(values.len());
-        valid.append(!(skipped || v.is_empty() && col.nullable));
+        records_of.push(r);
+        valid.append(t == Take::Value && !(v.is_empty() && col.nullable));
     }
     let valid = valid.finish();
     // Every value is valid only if the whole is and no value boundary splits a character (two
@@ -220,24 +286,31 @@ fn strings<R: RecordSet>(cx: ColumnCx<'_, R>, errors: &mut Vec<ConvertError>) ->
     let mut clean_offsets = Vec::with_capacity(n + 1);
     let mut bits = BooleanBufferBuilder::new(n);
     clean_offsets.push(0);
-    for r in 0..n {
-        let v = &values[offsets[r]..offsets[r + 1]];
-        let ok = std::str::from_utf8(v).is_ok();
+    for (i, &r) in records_of.iter().enumerate() {
+        let v = &values[offsets[i]..offsets[i + 1]];
+        let ok = check_utf8(r, v, errors);
         if ok {
             clean.extend_from_slice(v);
-        } else {
-            errors.push(fail(
-                r,
-                RowErrorKind::InvalidUtf8,
-                v,
-                "the value is not valid UTF-8".into(),
-                "convert the file to UTF-8 (e.g. `iconv -f latin1 -t utf-8`)",
-            ));
         }
         clean_offsets.push(clean.len());
-        bits.append(ok && valid.value(r));
+        bits.append(ok && valid.value(i));
     }
     string_array(&clean_offsets, clean, bits.finish(), errors)
+}
+
+/// Report record `r`'s value if it is not UTF-8. True if it is.
+fn check_utf8(r: usize, v: &[u8], errors: &mut Vec<ConvertError>) -> bool {
+    let ok = std::str::from_utf8(v).is_ok();
+    if !ok {
+        errors.push(fail(
+            r,
+            RowErrorKind::InvalidUtf8,
+            v,
+            "the value is not valid UTF-8".into(),
+            "convert the file to UTF-8 (e.g. `iconv -f latin1 -t utf-8`)",
+        ));
+    }
+    ok
 }
 
 /// Assemble a `StringArray` from validated UTF-8. Offsets are i32: a column of one batch holding
@@ -275,19 +348,26 @@ fn string_array(
 }
 
 fn booleans<R: RecordSet>(cx: ColumnCx<'_, R>, errors: &mut Vec<ConvertError>) -> ArrayRef {
-    let ColumnCx { records, col, skip } = cx;
-    let mut out: Vec<Option<bool>> = Vec::with_capacity(records.len());
-    for (r, &skipped) in skip.iter().enumerate().take(records.len()) {
+    let ColumnCx { records, col, take } = cx;
+    let mut out: Vec<Option<bool>> = Vec::with_capacity(rows_in_column(take));
+    for (r, &t) in take.iter().enumerate().take(records.len()) {
+        let keep = match t {
+            Take::Skip => continue,
+            Take::Placeholder => {
+                out.push(None);
+                continue;
+            }
+            Take::Value => true,
+            Take::Check => false,
+        };
         let v = field(records, r, col);
-        if skipped {
-            out.push(None);
-            continue;
-        }
         if v.is_empty() {
             if !col.nullable {
                 errors.push(null_in_required(r, col));
             }
-            out.push(None);
+            if keep {
+                out.push(None);
+            }
             continue;
         }
         let is = |words: &[&[u8]]| words.iter().any(|w| w.eq_ignore_ascii_case(v));
@@ -305,7 +385,9 @@ fn booleans<R: RecordSet>(cx: ColumnCx<'_, R>, errors: &mut Vec<ConvertError>) -
                 None
             }
         };
-        out.push(b);
+        if keep {
+            out.push(b);
+        }
     }
     Arc::new(BooleanArray::from(out))
 }
@@ -479,6 +561,70 @@ fn parse_decimal(v: &[u8], precision: u8, scale: i8) -> Result<i128, Refusal> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::delimited::decode::{Checks, Decoder, Dialect, Records};
+
+    fn records(text: &[u8]) -> Records {
+        let mut d = Decoder::new(Dialect::default(), Checks::default(), 1, 0);
+        let mut records = Records::default();
+        d.decode(text, true, &mut records, usize::MAX);
+        records
+    }
+
+    fn reader(name: &str, ty: ColumnType, field: usize) -> ColumnReader {
+        ColumnReader {
+            name: name.into(),
+            ty,
+            nullable: false,
+            format: None,
+            field,
+            trim: false,
+        }
+    }
+
+    #[test]
+    fn checked_records_are_reported_but_left_out() {
+        let text = b"1,a\nx,b\n3,\xff\n4,d\n5,e\n";
+        let columns = [
+            reader("n", ColumnType::Int32, 0),
+            reader("s", ColumnType::Utf8, 1),
+        ];
+        let take = [
+            Take::Value,
+            Take::Check,
+            Take::Check,
+            Take::Placeholder,
+            Take::Skip,
+        ];
+        let (arrays, errors) = convert(&records(text), &columns, &take);
+        let found: Vec<_> = errors
+            .iter()
+            .map(|e| (e.record, e.column, e.kind))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (1, 0, RowErrorKind::TypeConversion),
+                (2, 1, RowErrorKind::InvalidUtf8)
+            ]
+        );
+        let n = arrays[0].as_any().downcast_ref::<arrow_array::Int32Array>();
+        assert_eq!(n.unwrap().iter().collect::<Vec<_>>(), [Some(1), None]);
+        let s = arrays[1].as_any().downcast_ref::<StringArray>().unwrap();
+        assert_eq!(s.iter().collect::<Vec<_>>(), [Some("a"), None]);
+    }
+
+    #[test]
+    fn a_bad_value_among_built_rows_names_its_record() {
+        // Record 1 is left out, so the bad value is the column's row 1 but record 2.
+        let text = b"a\nb\n\xfe\n";
+        let columns = [reader("s", ColumnType::Utf8, 0)];
+        let take = [Take::Value, Take::Skip, Take::Value];
+        let (arrays, errors) = convert(&records(text), &columns, &take);
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].record, 2);
+        assert_eq!(arrays[0].len(), 2);
+        assert!(arrays[0].is_null(1));
+    }
 
     #[test]
     fn decimals_are_exact_and_never_rounded() {

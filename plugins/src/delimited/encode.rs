@@ -364,7 +364,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::delimited::convert::{convert, ColumnReader};
+    use crate::delimited::convert::{convert, ColumnReader, Take};
     use crate::delimited::decode::{Checks, Decoder, Dialect, Records};
 
     #[test]
@@ -459,8 +459,8 @@ mod tests {
             assert_eq!(records.field_count(r), columns, "record {r}");
             assert_eq!(records.problems[r], None, "record {r}");
         }
-        let skip = vec![false; records.len()];
-        let (arrays, errors) = convert(&records, &readers, &skip);
+        let take = vec![Take::Value; records.len()];
+        let (arrays, errors) = convert(&records, &readers, &take);
         assert!(errors.is_empty(), "{errors:?}");
         arrays
             .iter()

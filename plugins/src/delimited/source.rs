@@ -6,16 +6,18 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
-use arrow_array::{Array, BooleanArray, RecordBatch, UInt64Array};
+use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch, UInt64Array};
 use arrow_schema::SchemaRef;
-use flowengine_engine::component::{BuildCx, NodeCx, Pending, Settle, Source, SourceConfig};
+use flowengine_engine::component::{
+    BuildCx, NodeCx, Pending, RowCondition, Settle, Source, SourceConfig,
+};
 use flowengine_engine::config::{ConfigCx, MapReader};
 use flowengine_engine::error::{BuildError, ColumnRef, RowError, RowErrorKind, RunError, Stage};
 use flowengine_engine::memory::human_bytes;
 use flowengine_engine::schema::{self, ColumnSpec};
 use flowengine_engine::Batch;
 
-use super::convert::{self, ColumnReader};
+use super::convert::{self, ColumnReader, Take};
 use super::decode::{Checks, Decoder, Dialect, Problem, Ragged, RecordSet, Records};
 use super::read_dialect;
 use super::split::Scan;
@@ -181,6 +183,7 @@ impl SourceConfig for DelimitedSourceConfig {
                 dialect: self.dialect,
                 columns,
                 schema: self.schema.clone(),
+                condition: None,
             }),
             path: self.path.clone(),
             chunk_size: self.chunk_size,
@@ -388,6 +391,9 @@ struct Shape {
     dialect: Dialect,
     columns: Vec<ColumnReader>,
     schema: SchemaRef,
+    /// The next node's condition: its columns are converted first, the rest only for the rows
+    /// it may keep.
+    condition: Option<Arc<dyn RowCondition>>,
 }
 
 /// Ranges redone sequentially before the source stops splitting in parallel for good: a file this
@@ -695,6 +701,17 @@ impl Source for DelimitedSource {
         Settle::Keep
     }
 
+    fn push_condition(&mut self, condition: Arc<dyn RowCondition>) -> bool {
+        // Only before the first piece is handed off, while the shape is not shared yet.
+        match Arc::get_mut(&mut self.shape) {
+            Some(shape) => {
+                shape.condition = Some(condition);
+                true
+            }
+            None => false,
+        }
+    }
+
     fn notes(&self) -> Vec<String> {
         let mut notes = vec![if let Some(why) = self.sequential_only {
             format!("records split on one thread: {why}")
@@ -710,6 +727,12 @@ impl Source for DelimitedSource {
             notes.push(format!(
                 "after {MAX_REDOS} redos the rest of the file was split on one thread"
             ));
+        }
+        if self.shape.condition.is_some() {
+            notes.push(
+                "the next node's condition is evaluated while decoding: the rows it filters out are checked but not built"
+                    .to_string(),
+            );
         }
         if self.capped > 0 {
             notes.push(format!(
@@ -894,45 +917,106 @@ impl<R: RecordSet> Typed<R> {
     fn into_batch(mut self, rejects: &mut Vec<RowError>) -> Result<Batch, RunError> {
         let n = self.records.len();
         let refused: Vec<bool> = (0..n).map(|r| self.records.problem(r).is_some()).collect();
-        let (arrays, errors) = convert::convert(&self.records, &self.shape.columns, &refused);
+        let (arrays, errors, take) = self.convert(&refused)?;
 
         // One reject per bad record, in record order: its structural problem, else its first bad value.
         let mut errors = errors.into_iter().peekable();
-        let keep: Vec<bool> = (0..n)
-            .map(|r| {
-                let mut reject = self
-                    .records
-                    .problem(r)
-                    .map(|p| self.structural_reject(r, p));
-                while let Some(e) = errors.next_if(|e| e.record == r) {
-                    if reject.is_none() {
-                        reject = Some(self.convert_reject(e));
-                    }
+        let mut keep = Vec::with_capacity(n);
+        let mut prefiltered = 0;
+        for (r, t) in take.iter().enumerate() {
+            let mut reject = self
+                .records
+                .problem(r)
+                .map(|p| self.structural_reject(r, p));
+            while let Some(e) = errors.next_if(|e| e.record == r) {
+                if reject.is_none() {
+                    reject = Some(self.convert_reject(e));
                 }
-                rejects.extend(reject.as_ref().cloned());
-                reject.is_none()
-            })
+            }
+            let rejected = reject.is_some();
+            rejects.extend(reject);
+            match t {
+                Take::Value | Take::Placeholder => keep.push(!rejected),
+                Take::Check | Take::Skip => prefiltered += u64::from(!rejected),
+            }
+        }
+        let lines = self.records.take_lines();
+        let lines: Vec<u64> = lines
+            .into_iter()
+            .zip(&take)
+            .filter(|(_, t)| t.in_column())
+            .map(|(l, _)| l)
             .collect();
-        let lines = UInt64Array::from(self.records.take_lines());
+        let (arrays, lines) = (arrays, UInt64Array::from(lines));
         let (arrays, lines) = if keep.iter().all(|&k| k) {
             (arrays, lines)
         } else {
             let mask = BooleanArray::from(keep);
-            let filter = |a: &dyn Array| arrow_select::filter::filter(a, &mask);
             let arrays = arrays
                 .iter()
-                .map(|a| filter(a.as_ref()))
-                .collect::<Result<Vec<_>, _>>();
-            match (arrays, filter(&lines)) {
-                (Ok(a), Ok(l)) => (a, UInt64Array::from(l.to_data())),
-                (Err(e), _) | (_, Err(e)) => {
-                    return Err(RunError::Internal(format!("filtering rejected rows: {e}")))
-                }
-            }
+                .map(|a| filter(a.as_ref(), &mask))
+                .collect::<Result<Vec<_>, _>>()?;
+            let lines = UInt64Array::from(filter(&lines, &mask)?.to_data());
+            (arrays, lines)
         };
         let data = RecordBatch::try_new(self.shape.schema.clone(), arrays).map_err(|e| {
             RunError::Internal(format!("decoded columns do not match the schema: {e}"))
         })?;
-        Ok(Batch::new(data, Some(self.shape.label.clone()), lines))
+        let mut batch = Batch::new(data, Some(self.shape.label.clone()), lines);
+        batch.prefiltered = prefiltered;
+        Ok(batch)
     }
+
+    /// Convert every column: with a condition, its columns first for every record, then the others
+    /// only for the records it may keep (the rest are only checked). Returns the arrays, every bad
+    /// value (by record, then column) and what was done with each record.
+    #[allow(clippy::type_complexity)]
+    fn convert(
+        &self,
+        refused: &[bool],
+    ) -> Result<(Vec<ArrayRef>, Vec<convert::ConvertError>, Vec<Take>), RunError> {
+        let columns = &self.shape.columns;
+        let Some(condition) = &self.shape.condition else {
+            let take: Vec<Take> = refused
+                .iter()
+                .map(|&r| if r { Take::Skip } else { Take::Value })
+                .collect();
+            let (arrays, errors) = convert::convert(&self.records, columns, &take);
+            return Ok((arrays, errors, take));
+        };
+        let n = refused.len();
+        let first: Vec<Take> = refused
+            .iter()
+            .map(|&r| if r { Take::Placeholder } else { Take::Value })
+            .collect();
+        let mut errors = Vec::new();
+        let read = condition.columns();
+        let inputs: Vec<ArrayRef> = read
+            .iter()
+            .map(|&c| convert::convert_one(&self.records, columns, c, &first, &mut errors))
+            .collect();
+        let may_keep = condition.may_keep(&inputs, n)?;
+        let take: Vec<Take> = (0..n)
+            .map(|r| match (refused[r], may_keep.value(r)) {
+                (true, _) => Take::Skip,
+                (false, true) => Take::Value,
+                (false, false) => Take::Check,
+            })
+            .collect();
+        let built = BooleanArray::from(take.iter().map(|t| t.in_column()).collect::<Vec<_>>());
+        let mut arrays = Vec::with_capacity(columns.len());
+        for c in 0..columns.len() {
+            arrays.push(match read.binary_search(&c) {
+                Ok(k) => filter(inputs[k].as_ref(), &built)?,
+                Err(_) => convert::convert_one(&self.records, columns, c, &take, &mut errors),
+            });
+        }
+        errors.sort_by_key(|e| (e.record, e.column));
+        Ok((arrays, errors, take))
+    }
+}
+
+fn filter(a: &dyn Array, mask: &BooleanArray) -> Result<ArrayRef, RunError> {
+    arrow_select::filter::filter(a, mask)
+        .map_err(|e| RunError::Internal(format!("filtering decoded rows: {e}")))
 }

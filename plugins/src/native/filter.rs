@@ -3,20 +3,22 @@
 
 use std::sync::Arc;
 
-use arrow_arith::boolean::and;
+use arrow_arith::boolean::{and, or};
 use arrow_array::cast::AsArray;
+use arrow_array::{ArrayRef, BooleanArray};
 use arrow_schema::{DataType, SchemaRef};
-use flowengine_engine::component::{BuildCx, NodeCx, Transform, TransformConfig};
+use flowengine_engine::component::{BuildCx, NodeCx, RowCondition, Transform, TransformConfig};
 use flowengine_engine::config::{ConfigCx, MapReader};
 use flowengine_engine::error::{BuildError, RowError, RunError};
 use flowengine_engine::Batch;
 
-use super::expr::Expr;
+use super::expr::{Expr, Kind};
 use super::{eval, reject_failures, run_error, FailureSite, Written};
 
 /// Parsed `Filter` config.
 #[derive(Debug, Clone)]
 pub struct FilterConfig {
+    node: String,
     condition: Written,
 }
 
@@ -24,10 +26,13 @@ pub struct FilterConfig {
 pub fn parse(
     m: &mut MapReader<'_>,
     cx: &mut ConfigCx,
-    _node: &NodeCx,
+    node: &NodeCx,
 ) -> Option<Box<dyn TransformConfig>> {
     let condition = Written::required(m, cx, "Condition")?;
-    Some(Box::new(FilterConfig { condition }))
+    Some(Box::new(FilterConfig {
+        node: node.node.clone(),
+        condition,
+    }))
 }
 
 impl FilterConfig {
@@ -63,6 +68,69 @@ impl TransformConfig for FilterConfig {
             condition: Arc::new(condition),
         }))
     }
+
+    /// The condition over just the columns it reads, so a source converts those first and
+    /// builds the other columns only for the rows that pass.
+    fn condition(&self, input: &SchemaRef) -> Option<Arc<dyn RowCondition>> {
+        let full = self.check(input).ok()?;
+        let mut columns = Vec::new();
+        columns_read(&full, &mut columns);
+        columns.sort_unstable();
+        columns.dedup();
+        let projected = Arc::new(input.project(&columns).ok()?);
+        let condition = self.check(&projected).ok()?;
+        Some(Arc::new(Early {
+            node: self.node.clone(),
+            columns,
+            condition,
+        }))
+    }
+}
+
+/// Every column `e` reads, in the order met (with repeats).
+fn columns_read(e: &Expr, out: &mut Vec<usize>) {
+    if let Kind::Column(i) = e.kind {
+        out.push(i);
+    }
+    for child in e.children() {
+        columns_read(child, out);
+    }
+}
+
+/// Which rows pass, from the condition's value: false and null do not.
+fn passing(value: &ArrayRef, rows: usize) -> BooleanArray {
+    match value.data_type() {
+        // `WHERE NULL`: nothing passes.
+        DataType::Null => BooleanArray::from(vec![false; rows]),
+        _ => eval::true_where_valid(value.as_boolean()),
+    }
+}
+
+/// A `Filter`'s condition as its source evaluates it, over the columns it reads.
+#[derive(Debug)]
+struct Early {
+    node: String,
+    columns: Vec<usize>,
+    /// Checked against the schema of just `columns`.
+    condition: Expr,
+}
+
+impl RowCondition for Early {
+    fn columns(&self) -> &[usize] {
+        &self.columns
+    }
+
+    fn may_keep(&self, columns: &[ArrayRef], rows: usize) -> Result<BooleanArray, RunError> {
+        let err = |e| run_error(&self.node, e);
+        let mut failures = Vec::new();
+        let value = eval::evaluate(&self.condition, columns, rows, &mut failures).map_err(err)?;
+        let mut keep = passing(&value, rows);
+        // A value a CAST cannot convert rejects its row in the `Filter`: let the row reach it.
+        for f in &failures {
+            keep = or(&keep, &eval::true_where_valid(&f.rows)).map_err(err)?;
+        }
+        Ok(keep)
+    }
 }
 
 struct Filter {
@@ -77,11 +145,7 @@ impl Transform for Filter {
         let columns = batch.data.columns();
         let value = eval::evaluate(&self.condition, columns, batch.num_rows(), &mut failures)
             .map_err(err)?;
-        let mut keep = match value.data_type() {
-            // `WHERE NULL`: nothing passes.
-            DataType::Null => arrow_array::BooleanArray::from(vec![false; batch.num_rows()]),
-            _ => eval::true_where_valid(value.as_boolean()),
-        };
+        let mut keep = passing(&value, batch.num_rows());
         let sited: Vec<_> = failures
             .into_iter()
             .map(|f| {
