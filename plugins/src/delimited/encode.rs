@@ -126,6 +126,13 @@ impl Scratch {
     }
 }
 
+/// The bytes of every value of `a`, back to back (a sliced array's part of its buffer).
+fn text_bytes(a: &StringArray) -> &[u8] {
+    let offsets = a.value_offsets();
+    let (start, end) = (offsets[0], offsets[offsets.len() - 1]);
+    &a.value_data()[start as usize..end as usize]
+}
+
 /// Write `n` as `out.len()` decimal digits, zero-padded.
 fn digits(out: &mut [u8], mut n: u32) {
     for b in out.iter_mut().rev() {
@@ -203,12 +210,14 @@ impl Encoder {
             .iter()
             .map(|c| batch.column(c.input).nulls())
             .collect();
-        // Columns whose text never holds a byte that needs quoting skip the check.
+        // Columns whose text never holds a byte that needs quoting skip the check: numbers and
+        // dates always, text when no value in this batch holds one.
         let plain: Vec<bool> = columns
             .iter()
-            .map(|c| {
-                c.alphabet()
-                    .is_some_and(|a| a.iter().all(|&b| !self.special[usize::from(b)]))
+            .map(|c| match (c, c.alphabet()) {
+                (_, Some(a)) => a.iter().all(|&b| !self.special[usize::from(b)]),
+                (Column::Text(a), None) => !self.needs_quotes(text_bytes(a)),
+                (_, None) => false,
             })
             .collect();
         // A lone empty field (empty text or null) would be a blank line, which readers skip: write
@@ -236,11 +245,10 @@ impl Encoder {
                 let value = scratch.value(column, row).map_err(|e| {
                     ArrowError::CastError(format!("column `{}`: {e}", self.columns[i].name))
                 })?;
-                if plain {
-                    // Never empty: a number, a boolean or a date.
-                    out.extend_from_slice(value);
-                } else if single && value.is_empty() {
+                if single && value.is_empty() {
                     out.extend_from_slice(&[self.quote, self.quote]);
+                } else if plain {
+                    out.extend_from_slice(value);
                 } else {
                     self.field(value, out);
                 }
@@ -250,16 +258,20 @@ impl Encoder {
         Ok(())
     }
 
-    /// One field, quoted if it holds the delimiter, the quote, CR or LF; quotes doubled.
-    fn field(&self, value: &[u8], out: &mut Vec<u8>) {
+    /// Whether `value` holds the delimiter, the quote, CR or LF.
+    fn needs_quotes(&self, value: &[u8]) -> bool {
         // Most fields are short, where a table beats memchr's setup; long ones get memchr.
-        let needs_quotes = if value.len() < 32 {
+        if value.len() < 32 {
             value.iter().any(|&b| self.special[usize::from(b)])
         } else {
             memchr::memchr3(self.delimiter, self.quote, b'\n', value).is_some()
                 || memchr::memchr(b'\r', value).is_some()
-        };
-        if !needs_quotes {
+        }
+    }
+
+    /// One field, quoted if it holds the delimiter, the quote, CR or LF; quotes doubled.
+    fn field(&self, value: &[u8], out: &mut Vec<u8>) {
+        if !self.needs_quotes(value) {
             out.extend_from_slice(value);
             return;
         }
