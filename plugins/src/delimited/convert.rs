@@ -16,6 +16,7 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone};
 use flowengine_engine::error::RowErrorKind;
 use flowengine_engine::schema::ColumnType;
 
+use super::civil;
 use super::decode::RecordSet;
 
 /// How to read one output column.
@@ -161,7 +162,7 @@ fn convert_column<R: RecordSet>(cx: ColumnCx<'_, R>, errors: &mut Vec<ConvertErr
         ColumnType::Int32 => primitive::<Int32Type, R>(cx, errors, parse_int::<i32>),
         ColumnType::Int64 => primitive::<Int64Type, R>(cx, errors, parse_int::<i64>),
         ColumnType::Float32 => primitive::<Float32Type, R>(cx, errors, parse_float::<f32>),
-        ColumnType::Float64 => primitive::<Float64Type, R>(cx, errors, parse_float::<f64>),
+        ColumnType::Float64 => primitive::<Float64Type, R>(cx, errors, parse_f64),
         ColumnType::Bool => booleans(cx, errors),
         ColumnType::Date => {
             let format = cx.col.format.as_deref().unwrap_or("%Y-%m-%d");
@@ -257,14 +258,15 @@ fn strings<R: RecordSet>(cx: ColumnCx<'_, R>, errors: &mut Vec<ConvertError>) ->
     let mut offsets: Vec<usize> = Vec::with_capacity(n + 1);
     let mut values: Vec<u8> = Vec::with_capacity(bytes);
     let mut valid = BooleanBufferBuilder::new(n);
-    // In-column row -> record, to name the record of a bad value.
-    let mut records_of = Vec::with_capacity(n);
     offsets.push(0);
+    let utf8 = records.utf8();
     for (r, &t) in take.iter().enumerate() {
         let v = match t {
             Take::Skip => continue,
             Take::Check => {
-                check_utf8(r, field(records, r, col), errors);
+                if !utf8 {
+                    check_utf8(r, field(records, r, col), errors);
+                }
                 continue;
             }
             Take::Placeholder => b"".as_slice(),
@@ -272,13 +274,15 @@ fn strings<R: RecordSet>(cx: ColumnCx<'_, R>, errors: &mut Vec<ConvertError>) ->
         };
         values.extend_from_slice(v);
         offsets.push(values.len());
-        records_of.push(r);
         valid.append(t == Take::Value && !(v.is_empty() && col.nullable));
     }
     let valid = valid.finish();
     // Every value is valid only if the whole is and no value boundary splits a character (two
     // invalid halves in neighbouring values can join into one valid character).
-    if std::str::from_utf8(&values).is_ok_and(|s| offsets.iter().all(|&o| s.is_char_boundary(o))) {
+    if utf8
+        || std::str::from_utf8(&values)
+            .is_ok_and(|s| offsets.iter().all(|&o| s.is_char_boundary(o)))
+    {
         return string_array(&offsets, values, valid, errors);
     }
     // Rare path: report every bad value and blank it, so the array stays valid UTF-8.
@@ -286,7 +290,9 @@ fn strings<R: RecordSet>(cx: ColumnCx<'_, R>, errors: &mut Vec<ConvertError>) ->
     let mut clean_offsets = Vec::with_capacity(n + 1);
     let mut bits = BooleanBufferBuilder::new(n);
     clean_offsets.push(0);
-    for (i, &r) in records_of.iter().enumerate() {
+    // In-column row -> record, to name the record of a bad value.
+    let records_of = take.iter().enumerate().filter(|(_, t)| t.in_column());
+    for (i, (r, _)) in records_of.enumerate() {
         let v = &values[offsets[i]..offsets[i + 1]];
         let ok = check_utf8(r, v, errors);
         if ok {
@@ -300,7 +306,8 @@ fn strings<R: RecordSet>(cx: ColumnCx<'_, R>, errors: &mut Vec<ConvertError>) ->
 
 /// Report record `r`'s value if it is not UTF-8. True if it is.
 fn check_utf8(r: usize, v: &[u8], errors: &mut Vec<ConvertError>) -> bool {
-    let ok = std::str::from_utf8(v).is_ok();
+    // Most values are ASCII, which is checked inline; `from_utf8` is a call per value.
+    let ok = v.is_ascii() || std::str::from_utf8(v).is_ok();
     if !ok {
         errors.push(fail(
             r,
@@ -371,10 +378,13 @@ fn booleans<R: RecordSet>(cx: ColumnCx<'_, R>, errors: &mut Vec<ConvertError>) -
             continue;
         }
         let is = |words: &[&[u8]]| words.iter().any(|w| w.eq_ignore_ascii_case(v));
-        let b = match () {
-            () if is(&[b"true", b"t", b"yes", b"y", b"1"]) => Some(true),
-            () if is(&[b"false", b"f", b"no", b"n", b"0"]) => Some(false),
-            () => {
+        let b = match v {
+            // The spellings writers use, before the case-blind list.
+            b"true" => Some(true),
+            b"false" => Some(false),
+            _ if is(&[b"true", b"t", b"yes", b"y", b"1"]) => Some(true),
+            _ if is(&[b"false", b"f", b"no", b"n", b"0"]) => Some(false),
+            _ => {
                 errors.push(fail(
                     r,
                     RowErrorKind::TypeConversion,
@@ -423,26 +433,62 @@ fn parse_float<T: lexical_core::FromLexical>(v: &[u8]) -> Result<T, Refusal> {
     })
 }
 
+/// A double: plain decimals by [`plain_decimal`], anything else (exponents, `inf`, long mantissas)
+/// by lexical.
+fn parse_f64(v: &[u8]) -> Result<f64, Refusal> {
+    plain_decimal(v).map_or_else(|| parse_float::<f64>(v), Ok)
+}
+
+/// `-?digits(.digits)?` with at most 15 digits, as the digits over a power of ten: both are exact
+/// doubles, so one division gives the correctly rounded value (Clinger's fast path, which lexical
+/// also takes, after more general work). `None` for anything else.
+fn plain_decimal(v: &[u8]) -> Option<f64> {
+    let (negative, text) = match v {
+        [b'-', rest @ ..] => (true, rest),
+        _ => (false, v),
+    };
+    let (whole, fraction) = match memchr::memchr(b'.', text) {
+        Some(i) => (&text[..i], &text[i + 1..]),
+        None => (text, &[][..]),
+    };
+    let digits = whole.len() + fraction.len();
+    let has_point = whole.len() < text.len();
+    if whole.is_empty() || (has_point && fraction.is_empty()) || digits > 15 {
+        return None;
+    }
+    let mut mantissa = 0u64;
+    for &b in whole.iter().chain(fraction) {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        mantissa = mantissa * 10 + u64::from(b - b'0');
+    }
+    const POWERS: [f64; 16] = [
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+    ];
+    let value = mantissa as f64 / POWERS[fraction.len()];
+    Some(if negative { -value } else { value })
+}
+
 fn parse_date(v: &[u8], format: &str) -> Result<i32, Refusal> {
-    let date = if format == "%Y-%m-%d" {
+    let days = if format == "%Y-%m-%d" {
         iso_date(v)
     } else {
         as_str(v)
             .ok()
             .and_then(|s| NaiveDate::parse_from_str(s, format).ok())
+            .map(Date32Type::from_naive_date)
     };
-    let refusal = || {
+    days.ok_or_else(|| {
         (
             format!("expected a date in the format `{format}`"),
             "set the column's `Format` to match the file, e.g. `dd/MM/yyyy` or `%d/%m/%Y`",
         )
-    };
-    let date = date.ok_or_else(refusal)?;
-    Ok(Date32Type::from_naive_date(date))
+    })
 }
 
 /// `YYYY-MM-DD`, the common case, without going through chrono's format interpreter.
-fn iso_date(v: &[u8]) -> Option<NaiveDate> {
+fn iso_date(v: &[u8]) -> Option<i32> {
     if v.len() != 10 || v[4] != b'-' || v[7] != b'-' {
         return None;
     }
@@ -451,7 +497,7 @@ fn iso_date(v: &[u8]) -> Option<NaiveDate> {
             b.is_ascii_digit().then(|| acc * 10 + u32::from(b - b'0'))
         })
     };
-    NaiveDate::from_ymd_opt(num(&v[0..4])? as i32, num(&v[5..7])?, num(&v[8..10])?)
+    civil::days_from_civil(num(&v[0..4])? as i32, num(&v[5..7])?, num(&v[8..10])?)
 }
 
 fn parse_timestamp(
@@ -660,6 +706,64 @@ mod tests {
             .0
             .contains("32-bit"));
         assert!(parse_int::<i64>(b" 1").is_err());
+    }
+
+    #[test]
+    fn plain_decimals_read_as_lexical_reads_them() {
+        let same = |text: &str| {
+            let fast = plain_decimal(text.as_bytes());
+            let full = lexical_core::parse::<f64>(text.as_bytes()).ok();
+            if let Some(f) = fast {
+                assert_eq!(Some(f.to_bits()), full.map(f64::to_bits), "{text}");
+            }
+            fast.is_some()
+        };
+        for text in [
+            "0",
+            "-0",
+            "-0.0",
+            "11223.33",
+            "80.01419",
+            "0.1",
+            "123456789012345",
+            "1.00",
+        ] {
+            assert!(same(text), "{text} takes the fast path");
+        }
+        // Everything else is left to lexical, which accepts or refuses it.
+        for text in [
+            "1234567890123456",
+            "1e5",
+            ".5",
+            "1.",
+            "-",
+            "",
+            "+1",
+            "1.2.3",
+            "1,5",
+            "inf",
+        ] {
+            assert!(!same(text), "{text} is not a plain decimal");
+        }
+        assert_eq!(parse_f64(b"1e5"), Ok(1e5));
+        assert!(parse_f64(b"1,5").is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_plain_decimal_is_the_correctly_rounded_double(
+            whole in 0u64..10_000_000, fraction in 0u64..100_000_000, places in 0usize..9,
+            negative: bool,
+        ) {
+            let sign = if negative { "-" } else { "" };
+            let fraction = format!("{fraction:08}");
+            let text = match places {
+                0 => format!("{sign}{whole}"),
+                k => format!("{sign}{whole}.{}", &fraction[..k]),
+            };
+            let want: f64 = text.parse().unwrap();
+            proptest::prop_assert_eq!(plain_decimal(text.as_bytes()).map(f64::to_bits), Some(want.to_bits()));
+        }
     }
 
     #[test]

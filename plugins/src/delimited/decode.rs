@@ -152,6 +152,10 @@ pub trait RecordSet {
     fn offset(&self, r: usize) -> u64;
     /// Record `r`'s raw bytes, including its terminator.
     fn raw(&self, r: usize) -> &[u8];
+    /// True if every field is known to be valid UTF-8.
+    fn utf8(&self) -> bool {
+        false
+    }
     /// Why record `r` is bad, if it is.
     fn problem(&self, r: usize) -> Option<&Problem>;
     /// Every record's line, leaving none behind.

@@ -57,6 +57,8 @@ pub struct Tokens {
     lines: Vec<u64>,
     /// Absolute offset of `bytes[0]`.
     offset: u64,
+    /// Every field is valid UTF-8: checked once for the whole range.
+    utf8: bool,
 }
 
 impl RecordSet for Tokens {
@@ -88,6 +90,10 @@ impl RecordSet for Tokens {
     fn raw(&self, r: usize) -> &[u8] {
         let (start, end) = self.raw[r];
         &self.bytes[start as usize..end as usize]
+    }
+
+    fn utf8(&self) -> bool {
+        self.utf8
     }
 
     fn problem(&self, _: usize) -> Option<&Problem> {
@@ -144,6 +150,7 @@ pub fn tokenize(
             raw: Vec::new(),
             lines: Vec::new(),
             offset,
+            utf8: false,
         },
     };
     // Where quoting is off the quote slot looks for `\n` again, which changes nothing.
@@ -159,6 +166,12 @@ pub fn tokenize(
     last[..tail.len()].copy_from_slice(tail);
     let past_end = u64::MAX.checked_shl(tail.len() as u32).unwrap_or(0);
     cut.events(base, masks.block(&last) & !past_end)?;
+    // Fields end at ASCII bytes (and lose only ASCII quotes and spaces), so if the range is UTF-8,
+    // so is each field. One check of the range beats one per field.
+    let ascii = |c: u8| c.is_ascii();
+    cut.out.utf8 = ascii(dialect.delimiter)
+        && dialect.quote.is_none_or(ascii)
+        && std::str::from_utf8(b).is_ok();
     cut.finish()
 }
 
@@ -413,6 +426,27 @@ mod tests {
         assert_eq!(got, want);
         assert_eq!(got[2].2, [b"q\"uote".to_vec(), Vec::new()]);
         assert_eq!(got[4].2, [b"last".to_vec(), Vec::new()]);
+    }
+
+    #[test]
+    fn a_range_is_utf8_only_if_every_byte_is() {
+        let utf8 = |input: &[u8], delimiter: u8| {
+            let dialect = Dialect {
+                delimiter,
+                ..Dialect::default()
+            };
+            tokenize(&slice(input), 1, 0, dialect, 2, 1 << 20).map(|t| t.utf8())
+        };
+        assert_eq!(utf8(b"a,b\n1,2\n", b','), Some(true));
+        assert_eq!(utf8("a,\"b\"\"é\"\nø,2\n".as_bytes(), b','), Some(true));
+        // Bad bytes at the start, at the end, in a quoted field.
+        let early = [&b"\xE9,"[..], &[b'x'; 70], b"\n"].concat();
+        assert_eq!(utf8(&early, b','), Some(false));
+        let late = [&[b'x'; 130][..], b",\xC3\n"].concat();
+        assert_eq!(utf8(&late, b','), Some(false));
+        assert_eq!(utf8(b"a,\"q\"\"\xE9\"\n", b','), Some(false));
+        // A delimiter that is not ASCII can split a character: the fields are checked one by one.
+        assert_eq!(utf8("a\u{a6}b\n".as_bytes(), 0xA6), Some(false));
     }
 
     #[test]
