@@ -6,14 +6,14 @@
 
 use std::fmt::Write as _;
 
-use chrono::Datelike;
-
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Date32Type, Float64Type, Int32Type, Int64Type};
 use arrow_array::{Array, BooleanArray, Date32Array, Float64Array, Int32Array, Int64Array};
 use arrow_array::{RecordBatch, StringArray};
 use arrow_cast::display::{ArrayFormatter, FormatOptions};
 use arrow_schema::ArrowError;
+
+use super::civil;
 
 /// One output column: which input column, and an optional date/time format.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +80,7 @@ struct Scratch {
     int: itoa::Buffer,
     float: ryu::Buffer,
     date: [u8; 10],
+    decimal: [u8; 24],
     text: String,
 }
 
@@ -90,27 +91,35 @@ impl Scratch {
             Column::Text(a) => a.value(row).as_bytes(),
             Column::Int32(a) => self.int.format(a.value(row)).as_bytes(),
             Column::Int64(a) => self.int.format(a.value(row)).as_bytes(),
-            Column::Float64(a) => self.float.format(a.value(row)).as_bytes(),
+            Column::Float64(a) => {
+                let v = a.value(row);
+                match short_decimal(v, &mut self.decimal) {
+                    Some(len) => &self.decimal[..len],
+                    None => self.float.format(v).as_bytes(),
+                }
+            }
             Column::Boolean(a) => match a.value(row) {
                 true => b"true",
                 false => b"false",
             },
             Column::Date32(a) => {
                 let days = a.value(row);
-                let date = arrow_array::temporal_conversions::date32_to_datetime(days)
-                    .map(|d| d.date())
-                    .ok_or_else(|| ArrowError::CastError(format!("day {days} is not a date")))?;
-                let year = date.year();
+                let (year, month, day) = civil::civil_from_days(days);
                 if (0..=9999).contains(&year) {
                     let d = &mut self.date;
                     digits(&mut d[0..4], year as u32);
                     d[4] = b'-';
-                    digits(&mut d[5..7], date.month());
+                    digits(&mut d[5..7], month);
                     d[7] = b'-';
-                    digits(&mut d[8..10], date.day());
+                    digits(&mut d[8..10], day);
                     &self.date
                 } else {
                     // `+10000-01-01`, `-0001-12-31`: chrono's form, as arrow-cast writes it.
+                    let date = arrow_array::temporal_conversions::date32_to_datetime(days)
+                        .map(|d| d.date())
+                        .ok_or_else(|| {
+                            ArrowError::CastError(format!("day {days} is not a date"))
+                        })?;
                     self.text.clear();
                     let _ = write!(self.text, "{date:?}");
                     self.text.as_bytes()
@@ -131,6 +140,45 @@ fn text_bytes(a: &StringArray) -> &[u8] {
     let offsets = a.value_offsets();
     let (start, end) = (offsets[0], offsets[offsets.len() - 1]);
     &a.value_data()[start as usize..end as usize]
+}
+
+/// Powers of ten that are exact doubles, for [`short_decimal`].
+const POWERS: [f64; 6] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5];
+
+/// ryu's text for a double that is a decimal of at most five places below 10^15 in magnitude
+/// (`11223.33`, `80.0`, `-0.125`), which is what most data files hold: the fewest places `k`
+/// whose integer `m = round(v * 10^k)` gives back `v` as `m / 10^k`. Below 10^15 at most one
+/// integer can, and the rounded product finds it, so the text is the shortest that reads back
+/// to `v`, as ryu's is, and in ryu's range for plain notation (it writes 10^-6 as `1e-6`); ryu's
+/// general algorithm costs several times more. Writes into `out` and
+/// returns the length, or `None` for anything else (zero, larger, more places, not finite).
+fn short_decimal(v: f64, out: &mut [u8; 24]) -> Option<usize> {
+    if v == 0.0 || !v.is_finite() {
+        return None;
+    }
+    let (k, m) = POWERS.iter().enumerate().find_map(|(k, &p)| {
+        let m = (v * p).round();
+        (m.abs() < 1e15 && m / p == v).then_some((k, m))
+    })?;
+    let mut len = 0;
+    if m < 0.0 {
+        out[0] = b'-';
+        len = 1;
+    }
+    let m = m.abs() as u64;
+    let scale = 10u64.pow(k as u32);
+    let mut int = itoa::Buffer::new();
+    let whole = int.format(m / scale).as_bytes();
+    out[len..len + whole.len()].copy_from_slice(whole);
+    len += whole.len();
+    out[len] = b'.';
+    len += 1;
+    if k == 0 {
+        out[len] = b'0';
+        return Some(len + 1);
+    }
+    digits(&mut out[len..len + k], (m % scale) as u32);
+    Some(len + k)
 }
 
 /// Write `n` as `out.len()` decimal digits, zero-padded.
@@ -378,6 +426,61 @@ mod tests {
     use super::*;
     use crate::delimited::convert::{convert, ColumnReader, Take};
     use crate::delimited::decode::{Checks, Decoder, Dialect, Records};
+
+    fn ryu_text(v: f64) -> String {
+        ryu::Buffer::new().format(v).to_string()
+    }
+
+    fn short_text(v: f64) -> Option<String> {
+        let mut out = [0; 24];
+        short_decimal(v, &mut out).map(|n| String::from_utf8(out[..n].to_vec()).unwrap())
+    }
+
+    #[test]
+    fn short_decimals_are_ryus_text() {
+        for text in [
+            "11223.33",
+            "80.01419",
+            "-0.125",
+            "0.00001",
+            "5",
+            "123000000",
+            "999999999999999",
+        ] {
+            let v: f64 = text.parse().unwrap();
+            assert_eq!(short_text(v), Some(ryu_text(v)), "{text}");
+        }
+        for v in [
+            0.0,
+            -0.0,
+            0.1 + 0.2,
+            1e15,
+            1e-6,
+            f64::NAN,
+            f64::INFINITY,
+            1.0 / 3.0,
+        ] {
+            assert_eq!(short_text(v), None, "{v}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn short_decimal_text_is_ryus_for_decimals(m in -10i64.pow(15)..10i64.pow(15), k in 0u32..7) {
+            let v = m as f64 / 10f64.powi(k as i32);
+            if let Some(text) = short_text(v) {
+                prop_assert_eq!(text, ryu_text(v));
+            }
+        }
+
+        #[test]
+        fn short_decimal_text_is_ryus_for_any_double(bits: u64) {
+            let v = f64::from_bits(bits);
+            if let Some(text) = short_text(v) {
+                prop_assert_eq!(text, ryu_text(v));
+            }
+        }
+    }
 
     #[test]
     fn direct_formatting_matches_arrow_cast() {
