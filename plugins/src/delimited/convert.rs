@@ -447,26 +447,32 @@ fn plain_decimal(v: &[u8]) -> Option<f64> {
         [b'-', rest @ ..] => (true, rest),
         _ => (false, v),
     };
-    let (whole, fraction) = match memchr::memchr(b'.', text) {
-        Some(i) => (&text[..i], &text[i + 1..]),
-        None => (text, &[][..]),
-    };
-    let digits = whole.len() + fraction.len();
-    let has_point = whole.len() < text.len();
-    if whole.is_empty() || (has_point && fraction.is_empty()) || digits > 15 {
+    // 16 bytes hold at most 16 digits, which cannot overflow the u64.
+    if text.len() > 16 {
         return None;
     }
     let mut mantissa = 0u64;
-    for &b in whole.iter().chain(fraction) {
-        if !b.is_ascii_digit() {
-            return None;
+    let mut point = None;
+    for (i, &b) in text.iter().enumerate() {
+        match b {
+            b'0'..=b'9' => mantissa = mantissa * 10 + u64::from(b - b'0'),
+            b'.' if point.is_none() => point = Some(i),
+            _ => return None,
         }
-        mantissa = mantissa * 10 + u64::from(b - b'0');
+    }
+    let places = match point {
+        None => 0,
+        // Digits are needed on both sides of the point.
+        Some(i) if i == 0 || i + 1 == text.len() => return None,
+        Some(i) => text.len() - i - 1,
+    };
+    if text.len() - usize::from(point.is_some()) > 15 || text.is_empty() {
+        return None;
     }
     const POWERS: [f64; 16] = [
         1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
     ];
-    let value = mantissa as f64 / POWERS[fraction.len()];
+    let value = mantissa as f64 / POWERS[places];
     Some(if negative { -value } else { value })
 }
 

@@ -157,15 +157,18 @@ fn short_decimal(v: f64, out: &mut [u8; 24]) -> Option<usize> {
         return None;
     }
     let (k, m) = POWERS.iter().enumerate().find_map(|(k, &p)| {
-        let m = (v * p).round();
-        (m.abs() < 1e15 && m / p == v).then_some((k, m))
+        let x = v * p;
+        // Rounding by hand: `f64::round` is a libm call on baseline x86-64. Any integer that
+        // passes the check is the one, so an estimate off by one only misses the fast path.
+        let m = (x + 0.5f64.copysign(x)) as i64;
+        (x.abs() < 1e15 && m as f64 / p == v).then_some((k, m))
     })?;
     let mut len = 0;
-    if m < 0.0 {
+    if m < 0 {
         out[0] = b'-';
         len = 1;
     }
-    let m = m.abs() as u64;
+    let m = m.unsigned_abs();
     let scale = 10u64.pow(k as u32);
     let mut int = itoa::Buffer::new();
     let whole = int.format(m / scale).as_bytes();
