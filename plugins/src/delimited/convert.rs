@@ -433,6 +433,11 @@ fn parse_float<T: lexical_core::FromLexical>(v: &[u8]) -> Result<T, Refusal> {
     })
 }
 
+/// Powers of ten that are exact doubles, for the plain-decimal fast paths of reader and writer.
+pub(super) const POWERS_OF_TEN: [f64; 16] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+];
+
 /// A double: plain decimals by [`plain_decimal`], anything else (exponents, `inf`, long mantissas)
 /// by lexical.
 fn parse_f64(v: &[u8]) -> Result<f64, Refusal> {
@@ -469,10 +474,7 @@ fn plain_decimal(v: &[u8]) -> Option<f64> {
     if text.len() - usize::from(point.is_some()) > 15 || text.is_empty() {
         return None;
     }
-    const POWERS: [f64; 16] = [
-        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
-    ];
-    let value = mantissa as f64 / POWERS[places];
+    let value = mantissa as f64 / POWERS_OF_TEN[places];
     Some(if negative { -value } else { value })
 }
 

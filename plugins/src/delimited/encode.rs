@@ -14,6 +14,7 @@ use arrow_cast::display::{ArrayFormatter, FormatOptions};
 use arrow_schema::ArrowError;
 
 use super::civil;
+use super::convert::POWERS_OF_TEN;
 
 /// One output column: which input column, and an optional date/time format.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,9 +143,6 @@ fn text_bytes(a: &StringArray) -> &[u8] {
     &a.value_data()[start as usize..end as usize]
 }
 
-/// Powers of ten that are exact doubles, for [`short_decimal`].
-const POWERS: [f64; 6] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5];
-
 /// ryu's text for a double that is a decimal of at most five places below 10^15 in magnitude
 /// (`11223.33`, `80.0`, `-0.125`), which is what most data files hold: the fewest places `k`
 /// whose integer `m = round(v * 10^k)` gives back `v` as `m / 10^k`. Below 10^15 at most one
@@ -156,7 +154,8 @@ fn short_decimal(v: f64, out: &mut [u8; 24]) -> Option<usize> {
     if v == 0.0 || !v.is_finite() {
         return None;
     }
-    let (k, m) = POWERS.iter().enumerate().find_map(|(k, &p)| {
+    // At most five places: ryu writes 10^-6 as `1e-6`.
+    let (k, m) = POWERS_OF_TEN[..6].iter().enumerate().find_map(|(k, &p)| {
         let x = v * p;
         // Rounding by hand: `f64::round` is a libm call on baseline x86-64. Any integer that
         // passes the check is the one, so an estimate off by one only misses the fast path.
