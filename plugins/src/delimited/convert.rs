@@ -5,13 +5,13 @@
 
 use std::sync::Arc;
 
-use arrow_array::builder::{BooleanBufferBuilder, PrimitiveBuilder};
+use arrow_array::builder::BooleanBufferBuilder;
 use arrow_array::types::{
     ArrowPrimitiveType, Date32Type, Decimal128Type, Float32Type, Float64Type, Int32Type, Int64Type,
     TimestampMicrosecondType,
 };
-use arrow_array::{ArrayRef, BooleanArray, StringArray};
-use arrow_buffer::{BooleanBuffer, Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
+use arrow_array::{ArrayRef, BooleanArray, PrimitiveArray, StringArray};
+use arrow_buffer::{Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone};
 use flowengine_engine::error::RowErrorKind;
 use flowengine_engine::schema::ColumnType;
@@ -123,16 +123,22 @@ fn rows_in_column(take: &[Take]) -> usize {
     take.iter().filter(|t| t.in_column()).count()
 }
 
-/// The field of record `r` for `col`, trimmed if asked. A missing field (allowed by `RaggedRows`)
-/// reads as empty.
+/// Each record's value for `col` (trimmed if asked) with what `take` says of the record,
+/// leaving out the records it skips. A missing field (allowed by `RaggedRows`) reads as empty.
 #[inline]
-fn field<'r, R: RecordSet>(records: &'r R, r: usize, col: &ColumnReader) -> &'r [u8] {
-    let raw = records.field(r, col.field).unwrap_or(b"");
-    if col.trim {
-        raw.trim_ascii()
-    } else {
-        raw
-    }
+fn each_value<R: RecordSet>(
+    records: &R,
+    col: &ColumnReader,
+    take: &[Take],
+    mut f: impl FnMut(usize, Take, &[u8]),
+) {
+    let trim = col.trim;
+    records.each_field(col.field, |r, raw| {
+        let t = take.get(r).copied().unwrap_or(Take::Skip);
+        if t != Take::Skip {
+            f(r, t, if trim { raw.trim_ascii() } else { raw });
+        }
+    });
 }
 
 fn fail(r: usize, kind: RowErrorKind, value: &[u8], message: String, hint: &str) -> ConvertError {
@@ -209,81 +215,106 @@ fn primitive<T: ArrowPrimitiveType, R: RecordSet>(
     parse: impl Fn(&[u8]) -> Result<T::Native, Refusal>,
 ) -> ArrayRef {
     let ColumnCx { records, col, take } = cx;
-    let mut builder = PrimitiveBuilder::<T>::with_capacity(rows_in_column(take));
-    for (r, &t) in take.iter().enumerate().take(records.len()) {
-        let keep = match t {
-            Take::Skip => continue,
-            Take::Placeholder => {
-                builder.append_null();
-                continue;
-            }
-            Take::Value => true,
-            Take::Check => false,
-        };
-        let v = field(records, r, col);
-        if v.is_empty() {
-            if !col.nullable {
-                errors.push(null_in_required(r, col));
-            }
-            if keep {
-                builder.append_null();
-            }
-            continue;
-        }
-        match parse(v) {
-            Ok(x) if keep => builder.append_value(x),
-            Ok(_) => {}
-            Err((message, hint)) => {
-                errors.push(fail(r, RowErrorKind::TypeConversion, v, message, hint));
-                if keep {
-                    builder.append_null();
+    // A plain vector and the rows that are null, rather than a builder that keeps a bitmap
+    // going for columns that mostly have no nulls.
+    let mut values: Vec<T::Native> = Vec::with_capacity(rows_in_column(take));
+    let mut nulls: Vec<usize> = Vec::new();
+    each_value(records, col, take, |r, t, v| {
+        let value = match t {
+            Take::Placeholder => None,
+            _ if v.is_empty() => {
+                if !col.nullable {
+                    errors.push(null_in_required(r, col));
                 }
+                None
             }
+            _ => match parse(v) {
+                Ok(x) => Some(x),
+                Err((message, hint)) => {
+                    errors.push(fail(r, RowErrorKind::TypeConversion, v, message, hint));
+                    None
+                }
+            },
+        };
+        if t.in_column() {
+            if value.is_none() {
+                nulls.push(values.len());
+            }
+            values.push(value.unwrap_or_default());
         }
+    });
+    let nulls = null_buffer(values.len(), &nulls);
+    Arc::new(PrimitiveArray::<T>::new(ScalarBuffer::from(values), nulls))
+}
+
+/// A null buffer for `rows` rows, null at `nulls`; `None` when there are none.
+fn null_buffer(rows: usize, nulls: &[usize]) -> Option<NullBuffer> {
+    if nulls.is_empty() {
+        return None;
     }
-    Arc::new(builder.finish())
+    let mut valid = BooleanBufferBuilder::new(rows);
+    valid.append_n(rows, true);
+    for &i in nulls {
+        valid.set_bit(i, false);
+    }
+    Some(NullBuffer::new(valid.finish()))
 }
 
 fn strings<R: RecordSet>(cx: ColumnCx<'_, R>, errors: &mut Vec<ConvertError>) -> ArrayRef {
     let ColumnCx { records, col, take } = cx;
-    let take = &take[..take.len().min(records.len())];
-    let n = rows_in_column(take);
+    let n = rows_in_column(&take[..take.len().min(records.len())]);
     // Sized exactly up front: growing a buffer of a few MB copies it each time.
-    let bytes = take
-        .iter()
-        .enumerate()
-        .filter(|(_, &t)| t == Take::Value)
-        .map(|(r, _)| field(records, r, col).len())
-        .sum();
-    let mut offsets: Vec<usize> = Vec::with_capacity(n + 1);
+    let mut bytes = 0;
+    each_value(records, col, take, |_, t, v| {
+        if t == Take::Value {
+            bytes += v.len();
+        }
+    });
+    // Offsets are i32: a column of one batch holding more than 2 GiB of text is refused (lower
+    // `ChunkSize`) rather than overflowing.
+    if i32::try_from(bytes).is_err() {
+        errors.push(fail(
+            0,
+            RowErrorKind::RecordTooLarge,
+            b"",
+            "one column of this batch holds more than 2 GiB of text".into(),
+            "lower `ChunkSize`",
+        ));
+        return Arc::new(StringArray::new_null(n));
+    }
+    let mut offsets: Vec<i32> = Vec::with_capacity(n + 1);
     let mut values: Vec<u8> = Vec::with_capacity(bytes);
-    let mut valid = BooleanBufferBuilder::new(n);
+    // Rows that are null, which most columns have none of: a bitmap only if there are some.
+    let mut nulls: Vec<usize> = Vec::new();
     offsets.push(0);
-    let utf8 = records.utf8();
-    for (r, &t) in take.iter().enumerate() {
+    // Checked values are only reported: one check of the whole set, where it can make one, costs
+    // less than one per value (and is not made when no value is checked).
+    let known_utf8 = take.contains(&Take::Check) && records.utf8();
+    each_value(records, col, take, |r, t, v| {
         let v = match t {
-            Take::Skip => continue,
             Take::Check => {
-                if !utf8 {
-                    check_utf8(r, field(records, r, col), errors);
+                if !known_utf8 {
+                    check_utf8(r, v, errors);
                 }
-                continue;
+                return;
             }
             Take::Placeholder => b"".as_slice(),
-            Take::Value => field(records, r, col),
+            Take::Value | Take::Skip => v,
         };
+        if t == Take::Placeholder || v.is_empty() && col.nullable {
+            nulls.push(offsets.len() - 1);
+        }
         values.extend_from_slice(v);
-        offsets.push(values.len());
-        valid.append(t == Take::Value && !(v.is_empty() && col.nullable));
-    }
-    let valid = valid.finish();
-    // Every value is valid only if the whole is and no value boundary splits a character (two
-    // invalid halves in neighbouring values can join into one valid character).
-    if utf8
-        || std::str::from_utf8(&values)
-            .is_ok_and(|s| offsets.iter().all(|&o| s.is_char_boundary(o)))
-    {
-        return string_array(&offsets, values, valid, errors);
+        // Cannot wrap: the values add up to `bytes`, checked above.
+        offsets.push(values.len() as i32);
+    });
+    let nulls = null_buffer(n, &nulls);
+    let offsets = OffsetBuffer::new(ScalarBuffer::from(offsets));
+    let values = Buffer::from_vec(values);
+    // The array checks that the values are UTF-8 and that no value boundary splits a character
+    // (two invalid halves in neighbouring values can join into one valid character).
+    if let Ok(array) = StringArray::try_new(offsets.clone(), values.clone(), nulls.clone()) {
+        return Arc::new(array);
     }
     // Rare path: report every bad value and blank it, so the array stays valid UTF-8.
     let mut clean = Vec::with_capacity(values.len());
@@ -292,16 +323,23 @@ fn strings<R: RecordSet>(cx: ColumnCx<'_, R>, errors: &mut Vec<ConvertError>) ->
     clean_offsets.push(0);
     // In-column row -> record, to name the record of a bad value.
     let records_of = take.iter().enumerate().filter(|(_, t)| t.in_column());
-    for (i, (r, _)) in records_of.enumerate() {
-        let v = &values[offsets[i]..offsets[i + 1]];
+    for (i, (r, _)) in records_of.take(n).enumerate() {
+        let v = &values[offsets[i] as usize..offsets[i + 1] as usize];
         let ok = check_utf8(r, v, errors);
         if ok {
             clean.extend_from_slice(v);
         }
-        clean_offsets.push(clean.len());
-        bits.append(ok && valid.value(i));
+        clean_offsets.push(clean.len() as i32);
+        bits.append(ok && nulls.as_ref().is_none_or(|n| n.is_valid(i)));
     }
-    string_array(&clean_offsets, clean, bits.finish(), errors)
+    let nulls = NullBuffer::new(bits.finish());
+    let array = StringArray::try_new(
+        OffsetBuffer::new(ScalarBuffer::from(clean_offsets)),
+        Buffer::from_vec(clean),
+        (nulls.null_count() > 0).then_some(nulls),
+    )
+    .expect("offsets are monotonic and every value was checked as UTF-8");
+    Arc::new(array)
 }
 
 /// Report record `r`'s value if it is not UTF-8. True if it is.
@@ -320,54 +358,18 @@ fn check_utf8(r: usize, v: &[u8], errors: &mut Vec<ConvertError>) -> bool {
     ok
 }
 
-/// Assemble a `StringArray` from validated UTF-8. Offsets are i32: a column of one batch holding
-/// more than 2 GiB of text is refused (lower `ChunkSize`) rather than overflowing.
-fn string_array(
-    offsets: &[usize],
-    values: Vec<u8>,
-    valid: BooleanBuffer,
-    errors: &mut Vec<ConvertError>,
-) -> ArrayRef {
-    let Ok(offsets) = offsets
-        .iter()
-        .map(|&o| i32::try_from(o))
-        .collect::<Result<Vec<i32>, _>>()
-    else {
-        let n = offsets.len() - 1;
-        errors.push(fail(
-            0,
-            RowErrorKind::RecordTooLarge,
-            b"",
-            "one column of this batch holds more than 2 GiB of text".into(),
-            "lower `ChunkSize`",
-        ));
-        return Arc::new(StringArray::new_null(n));
-    };
-    let nulls = NullBuffer::new(valid);
-    let nulls = (nulls.null_count() > 0).then_some(nulls);
-    let array = StringArray::try_new(
-        OffsetBuffer::new(ScalarBuffer::from(offsets)),
-        Buffer::from_vec(values),
-        nulls,
-    )
-    .expect("offsets are monotonic and values were validated as UTF-8");
-    Arc::new(array)
-}
-
 fn booleans<R: RecordSet>(cx: ColumnCx<'_, R>, errors: &mut Vec<ConvertError>) -> ArrayRef {
     let ColumnCx { records, col, take } = cx;
     let mut out: Vec<Option<bool>> = Vec::with_capacity(rows_in_column(take));
-    for (r, &t) in take.iter().enumerate().take(records.len()) {
+    each_value(records, col, take, |r, t, v| {
         let keep = match t {
-            Take::Skip => continue,
             Take::Placeholder => {
                 out.push(None);
-                continue;
+                return;
             }
-            Take::Value => true,
             Take::Check => false,
+            Take::Value | Take::Skip => true,
         };
-        let v = field(records, r, col);
         if v.is_empty() {
             if !col.nullable {
                 errors.push(null_in_required(r, col));
@@ -375,7 +377,7 @@ fn booleans<R: RecordSet>(cx: ColumnCx<'_, R>, errors: &mut Vec<ConvertError>) -
             if keep {
                 out.push(None);
             }
-            continue;
+            return;
         }
         let is = |words: &[&[u8]]| words.iter().any(|w| w.eq_ignore_ascii_case(v));
         let b = match v {
@@ -398,7 +400,7 @@ fn booleans<R: RecordSet>(cx: ColumnCx<'_, R>, errors: &mut Vec<ConvertError>) -
         if keep {
             out.push(b);
         }
-    }
+    });
     Arc::new(BooleanArray::from(out))
 }
 
@@ -431,15 +433,53 @@ fn plain_int<T: TryFrom<i64>>(v: &[u8]) -> Option<T> {
     if digits.is_empty() || digits.len() > 18 {
         return None;
     }
-    let mut n = 0i64;
-    for &b in digits {
+    let n = i64::try_from(digits_value(digits)?).ok()?;
+    T::try_from(if negative { -n } else { n }).ok()
+}
+
+/// The value of ASCII `digits` (at most 19, so it fits), eight at a time by [`eight_digits`];
+/// `None` if any byte is not a digit.
+#[inline]
+fn digits_value(digits: &[u8]) -> Option<u64> {
+    more_digits(0, digits)
+}
+
+/// `n` followed by ASCII `digits`, as [`digits_value`] reads them.
+#[inline]
+fn more_digits(mut n: u64, digits: &[u8]) -> Option<u64> {
+    let mut rest = digits;
+    while let Some((eight, tail)) = rest.split_first_chunk::<8>() {
+        n = n * 100_000_000 + eight_digits(u64::from_le_bytes(*eight))?;
+        rest = tail;
+    }
+    for &b in rest {
         let d = b.wrapping_sub(b'0');
         if d > 9 {
             return None;
         }
-        n = n * 10 + i64::from(d);
+        n = n * 10 + u64::from(d);
     }
-    T::try_from(if negative { -n } else { n }).ok()
+    Some(n)
+}
+
+/// Eight ASCII digits read little-endian (the first digit in the low byte) as their value, or
+/// `None` if a byte is not a digit: three multiplies instead of eight steps (the SWAR method of
+/// simdjson's `parse_eight_digits_unrolled`).
+#[inline]
+fn eight_digits(chunk: u64) -> Option<u64> {
+    const HIGH: u64 = 0xf0f0_f0f0_f0f0_f0f0;
+    const ZEROS: u64 = 0x3030_3030_3030_3030;
+    // Every byte is 0x30..=0x3f, and still below 0x40 after adding 6: exactly `0`..=`9`. No byte
+    // carries into the next, as none is above 0x3f.
+    let digits = chunk & HIGH == ZEROS && chunk.wrapping_add(0x0606_0606_0606_0606) & HIGH == ZEROS;
+    if !digits {
+        return None;
+    }
+    let v = chunk - ZEROS;
+    // Pairs, then fours, then all eight: each step's lanes stay below their width.
+    let v = (v.wrapping_mul(10) + (v >> 8)) & 0x00ff_00ff_00ff_00ff;
+    let v = (v.wrapping_mul(100) + (v >> 16)) & 0x0000_ffff_0000_ffff;
+    Some((v.wrapping_mul(10_000) + (v >> 32)) & 0xffff_ffff)
 }
 
 fn lexical_int<T: lexical_core::FromLexical>(v: &[u8]) -> Result<T, Refusal> {
@@ -483,29 +523,18 @@ fn plain_decimal(v: &[u8]) -> Option<f64> {
         [b'-', rest @ ..] => (true, rest),
         _ => (false, v),
     };
-    // 16 bytes hold at most 16 digits, which cannot overflow the u64.
-    if text.len() > 16 {
-        return None;
-    }
-    let mut mantissa = 0u64;
-    let mut point = None;
-    for (i, &b) in text.iter().enumerate() {
-        match b {
-            b'0'..=b'9' => mantissa = mantissa * 10 + u64::from(b - b'0'),
-            b'.' if point.is_none() => point = Some(i),
-            _ => return None,
-        }
-    }
-    let places = match point {
-        None => 0,
+    let (whole, places) = match text.iter().position(|&b| b == b'.') {
+        None => (text, &text[text.len()..]),
         // Digits are needed on both sides of the point.
         Some(i) if i == 0 || i + 1 == text.len() => return None,
-        Some(i) => text.len() - i - 1,
+        Some(i) => (&text[..i], &text[i + 1..]),
     };
-    if text.len() - usize::from(point.is_some()) > 15 || text.is_empty() {
+    if whole.is_empty() || whole.len() + places.len() > 15 {
         return None;
     }
-    let value = mantissa as f64 / POWERS_OF_TEN[places];
+    // At most 15 digits: the mantissa is an exact double.
+    let mantissa = more_digits(digits_value(whole)?, places)?;
+    let value = mantissa as f64 / POWERS_OF_TEN[places.len()];
     Some(if negative { -value } else { value })
 }
 
@@ -764,6 +793,23 @@ mod tests {
         #[test]
         fn every_i64_of_up_to_18_digits_takes_the_fast_path(n in -999_999_999_999_999_999i64..=999_999_999_999_999_999) {
             proptest::prop_assert_eq!(plain_int::<i64>(n.to_string().as_bytes()), Some(n));
+        }
+    }
+
+    #[test]
+    fn eight_digits_at_once() {
+        let read = |text: &[u8; 8]| eight_digits(u64::from_le_bytes(*text));
+        assert_eq!(read(b"12345678"), Some(12_345_678));
+        assert_eq!(read(b"00000000"), Some(0));
+        assert_eq!(read(b"99999999"), Some(99_999_999));
+        assert_eq!(read(b"00000010"), Some(10));
+        // Every byte that is not a digit, in every position.
+        for at in 0..8 {
+            for b in (0..=255u8).filter(|b| !b.is_ascii_digit()) {
+                let mut text = *b"55555555";
+                text[at] = b;
+                assert_eq!(read(&text), None, "{b:#x} at {at}");
+            }
         }
     }
 

@@ -146,13 +146,23 @@ pub trait RecordSet {
     }
     /// Field `k` of record `r`; `None` if the record has fewer fields.
     fn field(&self, r: usize, k: usize) -> Option<&[u8]>;
+    /// Field `k` of every record in order, with the record's index; a record with fewer fields
+    /// gives an empty one. Converting a column walks it this way, which a set can do for less
+    /// than a [`RecordSet::field`] call per record.
+    #[inline]
+    fn each_field(&self, k: usize, mut f: impl FnMut(usize, &[u8])) {
+        for r in 0..self.len() {
+            f(r, self.field(r, k).unwrap_or(b""));
+        }
+    }
     /// Absolute 1-based line of record `r`'s first byte.
     fn line(&self, r: usize) -> u64;
     /// Absolute byte offset of record `r`'s first byte.
     fn offset(&self, r: usize) -> u64;
     /// Record `r`'s raw bytes, including its terminator.
     fn raw(&self, r: usize) -> &[u8];
-    /// True if every field is known to be valid UTF-8.
+    /// True if every field is known to be valid UTF-8, where one check of the whole set can
+    /// tell (made at most once, when first asked).
     fn utf8(&self) -> bool {
         false
     }
