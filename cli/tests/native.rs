@@ -93,6 +93,32 @@ fn parquet_keeps_declared_types_and_values() {
     check_types_and_values(&batches);
 }
 
+/// Per column of the first row group: whether its chunk starts with a dictionary page.
+fn dictionary_pages(path: &Path) -> Vec<bool> {
+    use parquet::file::reader::FileReader;
+    let file = File::open(path).expect("parquet written");
+    let reader = parquet::file::reader::SerializedFileReader::new(file).expect("a Parquet file");
+    let group = reader.metadata().row_group(0);
+    assert_eq!(group.num_rows(), 2000);
+    (0..group.num_columns())
+        .map(|i| group.column(i).dictionary_page_offset().is_some())
+        .collect()
+}
+
+#[test]
+fn parquet_dictionary_auto_writes_distinct_columns_plain() {
+    let dir = run_case("parquet-dictionary-auto");
+    // id and email are all distinct; name has four values.
+    assert_eq!(
+        dictionary_pages(&out(&dir, "auto.parquet")),
+        [false, true, false]
+    );
+    assert_eq!(
+        dictionary_pages(&out(&dir, "always.parquet")),
+        [true, true, true]
+    );
+}
+
 #[test]
 fn arrow_file_and_stream_keep_declared_types_and_values() {
     let dir = run_case("arrow-file-and-stream");
