@@ -87,8 +87,8 @@ impl RecordSet for Tokens {
         if k >= self.width {
             return (0..self.len()).for_each(|r| f(r, b""));
         }
-        // One look-up of the range's bytes for the column, and its spans one record apart:
-        // per field this is a fifth of the work of `field`.
+        // The range's bytes looked up once for the column, not once per field, and its spans
+        // taken one record apart.
         let bytes: &[u8] = &self.bytes;
         // No records, no spans.
         let spans = self.spans.get(k..).unwrap_or_default();
