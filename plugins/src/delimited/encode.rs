@@ -12,10 +12,10 @@ use arrow_array::{Array, BooleanArray, Date32Array, Float64Array, Int32Array, In
 use arrow_array::{RecordBatch, StringArray};
 use arrow_cast::display::{ArrayFormatter, FormatOptions};
 use arrow_schema::ArrowError;
-use wide::u8x16;
 
 use super::civil;
 use super::convert::POWERS_OF_TEN;
+use super::tokens::Masks;
 
 /// One output column: which input column, and an optional date/time format.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -201,8 +201,8 @@ pub struct Encoder {
     columns: Vec<OutputColumn>,
     /// Bytes that force quoting: the delimiter, the quote, CR and LF.
     special: [bool; 256],
-    /// The same four bytes, each in every lane.
-    needles: [u8x16; 4],
+    /// The same four bytes, 16 at a time.
+    masks: Masks,
 }
 
 impl Encoder {
@@ -218,7 +218,7 @@ impl Encoder {
             line_ending: if crlf { b"\r\n" } else { b"\n" },
             columns,
             special,
-            needles: [delimiter, quote, b'\n', b'\r'].map(u8x16::splat),
+            masks: Masks::new(delimiter, quote),
         }
     }
 
@@ -320,11 +320,7 @@ impl Encoder {
         // All four at once, 16 bytes at a time: one pass where memchr3 and memchr made two, and
         // fewer instructions on the benchmark's short fields. The last few bytes by the table.
         let mut blocks = value.chunks_exact(16);
-        let hit = blocks.by_ref().any(|block| {
-            let v = u8x16::from(<[u8; 16]>::try_from(block).unwrap_or_default());
-            let [d, q, n, r] = self.needles.map(|needle| v.simd_eq(needle));
-            (d | q | n | r).to_bitmask() != 0
-        });
+        let hit = blocks.by_ref().any(|block| self.masks.part(block) != 0);
         hit || blocks
             .remainder()
             .iter()

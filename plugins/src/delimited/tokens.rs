@@ -64,6 +64,18 @@ pub struct Tokens {
     utf8: OnceLock<bool>,
 }
 
+impl Tokens {
+    /// The bytes of a field's span: in `bytes` (the range's), or in `unescaped`.
+    #[inline]
+    fn text<'a>(&'a self, bytes: &'a [u8], (start, end): (u32, u32)) -> &'a [u8] {
+        if start & UNESCAPED == 0 {
+            &bytes[start as usize..end as usize]
+        } else {
+            &self.unescaped[(start & !UNESCAPED) as usize..end as usize]
+        }
+    }
+}
+
 impl RecordSet for Tokens {
     fn len(&self) -> usize {
         self.raw.len()
@@ -74,12 +86,7 @@ impl RecordSet for Tokens {
         if k >= self.width {
             return None;
         }
-        let (start, end) = self.spans[r * self.width + k];
-        Some(if start & UNESCAPED == 0 {
-            &self.bytes[start as usize..end as usize]
-        } else {
-            &self.unescaped[(start & !UNESCAPED) as usize..end as usize]
-        })
+        Some(self.text(&self.bytes, self.spans[r * self.width + k]))
     }
 
     #[inline]
@@ -92,13 +99,8 @@ impl RecordSet for Tokens {
         let bytes: &[u8] = &self.bytes;
         // No records, no spans.
         let spans = self.spans.get(k..).unwrap_or_default();
-        for (r, &(start, end)) in spans.iter().step_by(self.width).enumerate() {
-            let v = if start & UNESCAPED == 0 {
-                &bytes[start as usize..end as usize]
-            } else {
-                &self.unescaped[(start & !UNESCAPED) as usize..end as usize]
-            };
-            f(r, v);
+        for (r, &span) in spans.iter().step_by(self.width).enumerate() {
+            f(r, self.text(bytes, span));
         }
     }
 
@@ -197,16 +199,26 @@ pub fn tokenize(
     cut.finish()
 }
 
-/// Finds the bytes the cutter stops at, 16 at a time (SSE2 or NEON through `wide`).
-struct Masks {
+/// Finds the delimiter, the quote, CR and LF 16 bytes at a time (SSE2 or NEON through `wide`):
+/// the bytes the cutter stops at, and the bytes that make the sink quote a field.
+#[derive(Debug, Clone)]
+pub(super) struct Masks {
     needles: [u8x16; 4],
 }
 
 impl Masks {
-    fn new(delimiter: u8, quote: u8) -> Self {
+    pub(super) fn new(delimiter: u8, quote: u8) -> Self {
         Self {
             needles: [delimiter, quote, b'\n', b'\r'].map(u8x16::splat),
         }
+    }
+
+    /// Bit `i` is set where `part[i]` is one of the four (`part` holds 16 bytes).
+    #[inline]
+    pub(super) fn part(&self, part: &[u8]) -> u16 {
+        let v = u8x16::from(<[u8; 16]>::try_from(part).unwrap_or_default());
+        let [d, q, n, r] = self.needles.map(|needle| v.simd_eq(needle));
+        (d | q | n | r).to_bitmask() as u16
     }
 
     /// Bit `i` is set where `block[i]` is one of the four (`block` holds 64 bytes).
@@ -214,9 +226,7 @@ impl Masks {
     fn block(&self, block: &[u8]) -> u64 {
         let mut mask = 0;
         for (k, part) in block.chunks_exact(16).enumerate() {
-            let v = u8x16::from(<[u8; 16]>::try_from(part).unwrap_or_default());
-            let [d, q, n, r] = self.needles.map(|needle| v.simd_eq(needle));
-            mask |= u64::from((d | q | n | r).to_bitmask()) << (16 * k);
+            mask |= u64::from(self.part(part)) << (16 * k);
         }
         mask
     }
