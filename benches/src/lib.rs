@@ -13,7 +13,7 @@ pub const COLUMNS_YAML: &str = "
             - { Name: email, Type: string }
             - { Name: age, Type: int32 }
             - { Name: country, Type: string }
-            - { Name: signup_date, Type: date }
+            - { Name: signup_date, Type: date, Format: \"%Y-%m-%d\" }
             - { Name: account_value, Type: double }
             - { Name: is_active, Type: bool }
             - { Name: score, Type: double }

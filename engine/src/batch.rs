@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use arrow_array::{BooleanArray, RecordBatch, UInt64Array};
-use arrow_schema::ArrowError;
+use arrow_array::{BooleanArray, RecordBatch, RecordBatchOptions, UInt64Array};
+use arrow_schema::{ArrowError, Schema, SchemaRef};
 
 /// An Arrow `RecordBatch` plus where each of its rows came from.
 ///
@@ -93,6 +93,39 @@ impl Batch {
             prefiltered: self.prefiltered,
         })
     }
+
+    /// The same batch under `schema`, the schema its consumer was planned and built with. The
+    /// executor hands every node its input through here, so a sink can give its writer the schema
+    /// it was built with and trust every batch to match it. Differences it absorbs: metadata, and
+    /// a column that holds no nulls where `schema` allows them (fan-in of a nullable and a
+    /// non-nullable input). A different name, type or column count is an error.
+    pub fn conform(mut self, schema: &SchemaRef) -> Result<Batch, ArrowError> {
+        if self.data.schema_ref() == schema {
+            return Ok(self);
+        }
+        let have = self.data.schema();
+        let names = have.fields().iter().map(|f| f.name());
+        if have.fields().len() != schema.fields().len()
+            || !names.eq(schema.fields().iter().map(|f| f.name()))
+        {
+            return Err(ArrowError::SchemaError(format!(
+                "the batch's columns {:?} are not the planned {:?}",
+                field_names(&have),
+                field_names(schema)
+            )));
+        }
+        let options = RecordBatchOptions::new().with_row_count(Some(self.num_rows()));
+        self.data = RecordBatch::try_new_with_options(
+            schema.clone(),
+            self.data.columns().to_vec(),
+            &options,
+        )?;
+        Ok(self)
+    }
+}
+
+fn field_names(schema: &Schema) -> Vec<&str> {
+    schema.fields().iter().map(|f| f.name().as_str()).collect()
 }
 
 #[cfg(test)]
@@ -110,5 +143,27 @@ mod tests {
             .unwrap();
         assert_eq!(kept.num_rows(), 2);
         assert_eq!(kept.origin.lines.values().as_ref(), &[2, 5]);
+    }
+
+    #[test]
+    fn conform_drops_metadata_and_widens_nullability_only() {
+        use arrow_schema::{DataType, Field};
+        use std::collections::HashMap;
+        let col: ArrayRef = Arc::new(Int32Array::from(vec![1, 2]));
+        let meta = HashMap::from([("k".to_string(), "v".to_string())]);
+        let have = Schema::new(vec![
+            Field::new("a", DataType::Int32, false).with_metadata(meta)
+        ]);
+        let data = RecordBatch::try_new(Arc::new(have), vec![col]).unwrap();
+        let batch = Batch::new(data, None, UInt64Array::from(vec![1, 2]));
+
+        let planned = Arc::new(Schema::new(vec![Field::new("a", DataType::Int32, true)]));
+        let conformed = batch.clone().conform(&planned).unwrap();
+        assert_eq!(conformed.data.schema(), planned);
+
+        let renamed = Arc::new(Schema::new(vec![Field::new("b", DataType::Int32, true)]));
+        assert!(batch.clone().conform(&renamed).is_err());
+        let retyped = Arc::new(Schema::new(vec![Field::new("a", DataType::Int64, true)]));
+        assert!(batch.conform(&retyped).is_err());
     }
 }

@@ -453,10 +453,10 @@ impl Plan {
             (from.name.as_str(), from.output_schema.clone())
         });
         let (first_name, first) = schemas.next()?;
-        let first = first?;
+        let mut merged = first?;
         for (name, schema) in schemas {
             let schema = schema?;
-            if let Some(diff) = crate::schema::describe_difference(&first, &schema) {
+            if let Some(diff) = crate::schema::describe_difference(&merged, &schema) {
                 let (path, mark) = find(&node.name);
                 let msg = format!(
                     "the inputs of `{}` have different schemas: `{first_name}` vs `{name}`: {diff}",
@@ -465,8 +465,9 @@ impl Plan {
                 cx.error(ConfigErrorKind::Graph(msg), &path, mark);
                 return None;
             }
+            merged = crate::schema::nullable_union(&merged, &schema);
         }
-        Some(first)
+        Some(merged)
     }
 
     /// With any node on `skip-row`, rejects need a file: `Settings.DeadLetter`, else

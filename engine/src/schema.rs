@@ -19,15 +19,12 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow_schema::{DataType, Field, FieldRef, Schema, SchemaRef, TimeUnit};
 
 use crate::config::{ConfigCx, MapReader};
 use crate::datefmt;
 use crate::error::ConfigErrorKind;
 use crate::yaml::{Mark, Node};
-
-/// Metadata key on an Arrow field holding its declared strftime format.
-pub const FORMAT_METADATA_KEY: &str = "flowengine.format";
 
 /// A declared column type.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -171,16 +168,12 @@ pub struct ColumnSpec {
 }
 
 impl ColumnSpec {
-    /// The Arrow field, with the format kept as metadata.
+    /// The Arrow field. It carries no metadata: the `Format` is how the source reads the text,
+    /// not part of the data, so it stays with the source's [`ColumnSpec`] (a field's metadata
+    /// would make batches from two sources with different formats disagree, and would be written
+    /// into Parquet and Arrow files).
     pub fn to_field(&self) -> Field {
-        let field = Field::new(&self.name, self.ty.to_arrow(), self.nullable);
-        match &self.format {
-            Some(f) => field.with_metadata(std::collections::HashMap::from([(
-                FORMAT_METADATA_KEY.to_string(),
-                f.clone(),
-            )])),
-            None => field,
-        }
+        Field::new(&self.name, self.ty.to_arrow(), self.nullable)
     }
 }
 
@@ -351,6 +344,25 @@ pub fn describe_difference(a: &Schema, b: &Schema) -> Option<String> {
     (!diffs.is_empty()).then(|| diffs.join("; "))
 }
 
+/// `a` with each column nullable where `a` or `b` allows nulls: the schema batches of both can be
+/// conformed to. The two must already agree on names and types ([`describe_difference`]).
+pub fn nullable_union(a: &SchemaRef, b: &Schema) -> SchemaRef {
+    let widen = |(fa, fb): (&FieldRef, &FieldRef)| !fa.is_nullable() && fb.is_nullable();
+    if !a.fields().iter().zip(b.fields()).any(widen) {
+        return a.clone();
+    }
+    let fields: Vec<Field> = a
+        .fields()
+        .iter()
+        .zip(b.fields())
+        .map(|(fa, fb)| {
+            let nullable = fa.is_nullable() || fb.is_nullable();
+            fa.as_ref().clone().with_nullable(nullable)
+        })
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, a.metadata().clone()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -398,10 +410,11 @@ mod tests {
         assert_eq!(schema.field(0).data_type(), &DataType::Int64);
         assert!(!schema.field(0).is_nullable());
         assert!(schema.field(1).is_nullable());
-        assert_eq!(
-            schema.field(1).metadata().get(FORMAT_METADATA_KEY).unwrap(),
-            "%d/%m/%Y"
+        assert!(
+            schema.field(1).metadata().is_empty(),
+            "no internal metadata"
         );
+        assert_eq!(cols[1].format.as_deref(), Some("%d/%m/%Y"));
         assert_eq!(
             schema.field(2).data_type(),
             &DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))

@@ -12,7 +12,6 @@ use flowengine_engine::config::{ConfigCx, MapReader};
 use flowengine_engine::error::{BuildError, RunError};
 use flowengine_engine::Batch;
 
-use crate::parquet_sink::without_metadata;
 use crate::staging::{Staging, Target};
 
 /// Which IPC layout.
@@ -80,7 +79,8 @@ impl SinkConfig for ArrowSinkConfig {
             1 << 20,
             staging.handle().map_err(|e| invalid(e.to_string()))?,
         );
-        let schema = without_metadata(&input);
+        // Batches arrive conformed to `input` (the executor sees to it).
+        let schema = input;
         let writer = match self.layout {
             Layout::File => FileWriter::try_new(file, &schema).map(Writer::File),
             Layout::Stream => StreamWriter::try_new(file, &schema).map(Writer::Stream),
@@ -89,7 +89,6 @@ impl SinkConfig for ArrowSinkConfig {
         Ok(Box::new(ArrowSink {
             node: cx.node.clone(),
             staging,
-            schema,
             writer: Some(writer),
             rows: 0,
         }))
@@ -99,7 +98,6 @@ impl SinkConfig for ArrowSinkConfig {
 struct ArrowSink {
     node: String,
     staging: Staging,
-    schema: SchemaRef,
     writer: Option<Writer>,
     rows: u64,
 }
@@ -118,11 +116,9 @@ impl ArrowSink {
 
 impl Sink for ArrowSink {
     fn write(&mut self, batch: &Batch) -> Result<(), RunError> {
-        let data = batch.data.clone().with_schema(self.schema.clone());
-        let data = data.map_err(|e| self.failed(e))?;
         let written = match self.writer.as_mut() {
-            Some(Writer::File(w)) => w.write(&data),
-            Some(Writer::Stream(w)) => w.write(&data),
+            Some(Writer::File(w)) => w.write(&batch.data),
+            Some(Writer::Stream(w)) => w.write(&batch.data),
             None => return Err(RunError::Internal("Arrow sink written after finish".into())),
         };
         written.map_err(|e| self.failed(e))?;

@@ -13,10 +13,9 @@ mod lanes;
 
 use std::fs::File;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use arrow_array::{ArrayRef, RecordBatch};
-use arrow_schema::{Schema, SchemaRef};
+use arrow_schema::SchemaRef;
 use flowengine_engine::component::{BuildCx, NodeCx, Sink, SinkConfig};
 use flowengine_engine::config::{ConfigCx, MapReader};
 use flowengine_engine::error::{BuildError, RunError};
@@ -117,20 +116,6 @@ pub fn parse(
     }))
 }
 
-/// The schema as written: our parse formats are pipeline details, not data.
-pub(crate) fn without_metadata(schema: &Schema) -> SchemaRef {
-    let fields: Vec<_> = schema
-        .fields()
-        .iter()
-        .map(|f| {
-            f.as_ref()
-                .clone()
-                .with_metadata(std::collections::HashMap::new())
-        })
-        .collect();
-    Arc::new(Schema::new(fields))
-}
-
 /// The top-level columns of `first` that are nearly all distinct in its first rows. Their
 /// dictionary would only grow until the writer gives it up for plain pages (Polars decides the
 /// same way), and building it costs a hash of every value on the way.
@@ -190,7 +175,8 @@ impl SinkConfig for ParquetSinkConfig {
             message,
         };
         let file = staging.handle().map_err(|e| invalid(e.to_string()))?;
-        let schema = without_metadata(&input);
+        // Batches arrive conformed to `input` (the executor sees to it), so it is the file's schema.
+        let schema = input;
         // The file is opened at the first batch (which `Dictionary: auto` needs to see); a schema
         // Parquet cannot hold is refused now.
         ArrowWriter::try_new(std::io::sink(), schema.clone(), Some(self.properties(&[])))
@@ -337,12 +323,7 @@ impl ParquetSink {
 
 impl Sink for ParquetSink {
     fn write(&mut self, batch: &Batch) -> Result<(), RunError> {
-        let data = batch
-            .data
-            .clone()
-            .with_schema(self.schema.clone())
-            .map_err(|e| self.message(e.to_string()))?;
-        self.write_rows(&data).map_err(|e| self.failed(e))?;
+        self.write_rows(&batch.data).map_err(|e| self.failed(e))?;
         self.rows += batch.num_rows() as u64;
         Ok(())
     }
@@ -364,6 +345,7 @@ mod tests {
     use crate::staging::OutputMode;
     use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray, UInt64Array};
     use parquet::file::reader::{FileReader, SerializedFileReader};
+    use std::sync::Arc;
 
     /// Write `rows` rows (unique ids, two names) through the sink, commit, and open the result
     /// (with the folder holding it).

@@ -1,17 +1,121 @@
 //! Running a built pipeline: one thread per node, bounded channels between them.
 //!
-//! Shutdown rules, which together rule out hangs:
-//! - A node that ends (done or failed) drops its channel ends. Consumers see "disconnected" once
-//!   every producer is gone; producers see a failed send once their consumer is gone.
-//! - A failing node records its error (the first one wins) *before* dropping its channels, so every
-//!   node that then stops early can tell failure from a normal end of input.
-//! - Sinks stage their output and only commit after every node has finished without error.
-//! - Panics inside a node are caught and reported as internal errors, like any other failure.
+//! `Plan::build` builds every node (sources open their input, sinks stage their output), and
+//! `Pipeline::run` runs them: the node threads, the worker pool and its window, the dead-letter thread,
+//! the accounting check and the commit. `worker.rs` holds what a node thread does: the drivers
+//! (`drive_source`, `drive_deferring_source` with `spawn_finish`, `drive_transform`,
+//! `drive_parallel`, `drive_sink` with `encode_window`), `Worker::take_rejects`, where the error
+//! policy is applied, and `drive_dead_letter`. `tests.rs` tests both with stand-in plugins.
+//!
+//! # Executor design
+//!
+//! - **One thread per node**, scoped (`std::thread::scope`) and named `node-<name>`. Connections are
+//!   `crossbeam_channel::bounded(Settings.ChannelCapacity)`, so a slow consumer slows its producers and memory
+//!   stays bounded.
+//! - **Fan-out** sends a clone of the same batch to every consumer. The Arrow buffers are shared, not copied.
+//!   Each consumer sees the producer's order.
+//! - **Ports.** `Edge::port` is 0 for a producer's default output and `k` for its `k`-th named port
+//!   (`From: node.port`, resolved by the planner, which also refuses a port or default output left
+//!   unconnected). `send_routed` sends `Routed::main` on the port-0 connections and each port's batch on its
+//!   own, and counts rows per output in `NodeSummary::ports`.
+//! - **Fan-in** receives with `crossbeam_channel::Select` over the inputs still open, in arrival order. A node
+//!   never waits on one particular input while another is full, so diamonds with one-slot channels do not
+//!   deadlock (tested). The interleaving is not deterministic, and fan-in outputs are compared as sets in the
+//!   golden cases.
+//! - **One worker pool** per run, for the plugin work that can run in parallel: parallel transforms, deferred
+//!   source work and sink encoding. With `Settings.Threads` it is a dedicated rayon pool of that many threads
+//!   (`flowengine-worker-<i>`); unset, it is rayon's global pool (one thread per core by default). The
+//!   **window** is `2 × threads` (`Budget::window`, smaller if `MemoryLimit` is tight): how many batches
+//!   one node has in the pool at once.
+//! - **Memory is bounded by places, not by file size.** Channels, windows and the reject channel are all
+//!   fixed counts, so the batches in flight are a fixed number (`Budget::batches`). A batch's size is bounded
+//!   too: sources cut at `ChunkSize` rows or `BuildCx::batch_bytes` of input (`Records::with_cap` for the
+//!   sequential decoder, the `max_bytes` of `Scan::cut` for ranges), so `MemoryLimit` holds for wide rows.
+//! - **Parallel transforms** (`TransformConfig::parallel() == true`, `drive_parallel`) receive one batch
+//!   (blocking), then take whatever else is already waiting, up to the window. They apply the transform to the
+//!   window on the pool (`install` + `into_par_iter`) and emit the results in arrival order, so output order
+//!   matches input order. `Transform::apply` takes `&self` and the trait requires `Sync` for this reason.
+//! - **Deferring sources** (`Source::defers() == true`, `drive_deferring_source`). The node thread calls
+//!   `next_pending` (the sequential part) and hands each `Pending` to the pool with `spawn_finish`, tagged with
+//!   a sequence number, keeping at most `window` pieces between handed off and emitted. Finished pieces come
+//!   back on a channel into a reorder map (`BTreeMap`), and are accounted for and emitted strictly in
+//!   sequence. Order, line numbers and the first reject under fail-fast are therefore those of a one-thread run
+//!   (one exception: an `Err` from `next_pending` itself, such as an I/O error, ends the run at once, before
+//!   pieces still on the pool are looked at). Each piece goes through `Source::settle` on the node thread
+//!   before it is counted: `Settle::Redo` drops it and every piece handed off after it (finished ones at
+//!   once, those still on the pool when they arrive, by sequence number), and `next_pending` continues
+//!   from that piece's start. A panic in `finish` is caught on the pool thread and becomes that
+//!   piece's `RunError::Internal` (an uncaught panic in a `spawn`ed job would abort the process). A finished
+//!   piece with no rows left (every record rejected) is counted but not sent.
+//! - **Encoding sinks** (`Sink::encoder()` is `Some`, `encode_window`). The sink thread takes the first batch
+//!   and the batches already waiting, up to the window, encodes them in parallel on the pool, then calls
+//!   `write_encoded` with each batch's bytes in arrival order. The output is byte-for-byte that of encoding
+//!   one batch at a time. Other sinks, sequential transforms and non-deferring sources run plugin code directly
+//!   on their node thread, as does the dead-letter thread (`Sink::write`).
+//! - **Timing**: `busy_ms` is time spent inside plugin calls. For a deferring source it is the node thread's
+//!   `next_pending` time plus every piece's `finish` time on the workers, so it can exceed the wall time. For
+//!   parallel transforms and encoding sinks it is the wall time of the window. Setup time (load, plan, build)
+//!   is measured by the CLI and reported separately from processing.
+//!
+//! # Error policy, rejects and commit
+//!
+//! In `worker.rs` and this module:
+//! - **One place applies the policy.** After every plugin call (for a deferring source, as each piece is emitted
+//!   in sequence), the node thread hands the plugin's `rejects` to `Worker::take_rejects`, with the node's
+//!   `ErrorPolicy` (settled at plan time). A source first adds its
+//!   batch's rows plus its rejects to the shared `rows_read`, so rejected rows count as read.
+//!   - `fail-fast`: the first reject becomes the run's error (`RunError::Row`) through `Shared::fail`, and the
+//!     rest are dropped. The node's `rows_rejected` stays 0.
+//!   - `skip-row`: the node counts the rejects (`rows_rejected`, and `rejected_by_type` by `RowErrorKind`),
+//!     remembers the run's first reject, and adds them to the shared total. If `MaxErrors` is exceeded, the run
+//!     fails with `RunError::TooManyRejects`. Otherwise the rejects go down the reject channel.
+//! - **`MaxErrors`** is pipeline-wide: the shared reject total is compared against the shared `rows_read`. A
+//!   count is checked each time a node reports rejects. A percentage is checked then only once `rows_read × N%`
+//!   reaches one row, so one early reject does not end a large run. After all threads join, `Pipeline::run`
+//!   checks the cap once more on the final totals, before the accounting check.
+//! - **The dead-letter thread.** Node threads share one bounded channel of `Vec<RowError>` (capacity
+//!   `ChannelCapacity`). A thread named `dead-letter` turns each vector into a batch of `reject_schema`
+//!   (`reject::to_batch`) and writes it to the dead-letter sink. It ends when every node thread has dropped its
+//!   sender. It calls `finish` only if the run has not failed, and returns the sink and its written count for
+//!   the accounting check. Without a skip-row node there is no sink, and the thread only drains the channel,
+//!   failing the run as a bug if anything arrives. Panics are caught, as in node threads.
+//! - **Commit order.** After all threads (nodes and dead-letter) join, the run fails if an error was recorded,
+//!   if `MaxErrors` is exceeded on the totals, or if `check_accounting` finds a mismatch. Otherwise it commits
+//!   the sinks in declaration order, then the dead-letter file. It stops at the first failed commit, so the
+//!   rejects file is never committed without the outputs that go with it.
+//!
+//! # Shutdown, and why runs end promptly
+//!
+//! In this module:
+//! - A node that ends, whether done or failed, drops its channel ends. A `recv` returns "disconnected" once
+//!   every producer of that connection is gone, and a `send` fails once its consumer is gone. So a blocking
+//!   channel operation waits only on a peer that is still running.
+//! - A failing node records its error in `Shared::fail` (the first error wins, and a `failed` flag is set)
+//!   *before* it drops its ends. A node that then sees a closed channel checks `should_stop()` and can tell a
+//!   failure from a normal end of input. In particular, a sink whose inputs closed because of a failure returns
+//!   without `finish`, so it never reports success.
+//! - The failure spreads in both directions. Upstream, producers get a failed `send` and stop, dropping their
+//!   own ends in turn. Downstream, consumers see disconnection. Branches not connected to the failure notice it
+//!   too: sources poll `should_stop()` before every batch, and transforms and sinks after every receive. The
+//!   graph is acyclic (cycles are refused at plan time), so every thread reaches its end within a batch or so
+//!   of its neighbours.
+//! - Ctrl-C sets an `AtomicBool` that `should_stop()` turns into `RunError::Cancelled`, which then follows the
+//!   same path. A panic in plugin code is caught with `catch_unwind` and becomes `RunError::Internal`, also on
+//!   the same path, so it drops its ends like any other failure. A panic inside the pool during a window
+//!   (parallel transform, encoding) resurfaces on the node thread and is caught there; a deferred piece's panic
+//!   is caught by `spawn_finish` (above).
+//! - A deferring source that stops does not wait for the pieces it left on the pool: they finish and their
+//!   results are dropped, since nothing reads their channel any more.
+//! - The dead-letter thread needs no signal of its own: it ends when the last node thread drops its reject
+//!   sender. A failing dead-letter write fails the run like any node, and node threads then see a failed send
+//!   on the reject channel.
+//! - After all threads join, the run commits only as described under commit order above.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use arrow_schema::SchemaRef;
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::batch::Batch;
@@ -38,6 +142,8 @@ struct BuiltNode {
     outputs: Vec<usize>,
     /// Named output ports (routing transforms only).
     ports: Vec<String>,
+    /// The schema its input batches are conformed to (none for sources).
+    input_schema: Option<SchemaRef>,
 }
 
 /// One output connection of a running node.
@@ -123,6 +229,7 @@ impl Plan {
                 inputs: node.inputs,
                 outputs: node.outputs,
                 ports: node.ports,
+                input_schema: node.input_schema,
             });
         }
         let dead_letter = match self.dead_letter {

@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use arrow_array::UInt64Array;
+use arrow_schema::SchemaRef;
 use crossbeam_channel::{Receiver, Select, Sender, TryRecvError};
 use rayon::prelude::*;
 
@@ -211,7 +212,7 @@ pub(super) fn run_node(
         }
         Runtime::Transform(t, parallel) => {
             w.summary.role = "transform";
-            let mut inputs = Inputs::new(ins, shared);
+            let mut inputs = Inputs::new(ins, node.input_schema.clone(), &name, shared);
             if parallel {
                 drive_parallel(&*t, &mut inputs, &outs, &mut w);
             } else {
@@ -221,7 +222,7 @@ pub(super) fn run_node(
         }
         Runtime::Sink(sink) => {
             w.summary.role = "sink";
-            let mut inputs = Inputs::new(ins, shared);
+            let mut inputs = Inputs::new(ins, node.input_schema.clone(), &name, shared);
             drive_sink(sink, &mut inputs, &mut w)
         }
     }));
@@ -378,19 +379,49 @@ fn spawn_finish(
 }
 
 /// The receiving ends of a node's input connections, read in arrival order.
+///
+/// Every batch comes out conformed to the node's planned input schema ([`Batch::conform`]), so
+/// no transform or sink has to reconcile schemas itself.
 struct Inputs<'s, 'a> {
     live: Vec<(usize, Receiver<Batch>)>,
+    schema: Option<SchemaRef>,
+    node: String,
     shared: &'s Shared<'a>,
 }
 
 impl<'s, 'a> Inputs<'s, 'a> {
-    fn new(live: Vec<(usize, Receiver<Batch>)>, shared: &'s Shared<'a>) -> Self {
-        Self { live, shared }
+    fn new(
+        live: Vec<(usize, Receiver<Batch>)>,
+        schema: Option<SchemaRef>,
+        node: &str,
+        shared: &'s Shared<'a>,
+    ) -> Self {
+        Self {
+            live,
+            schema,
+            node: node.to_string(),
+            shared,
+        }
     }
 
-    fn note(&self, i: usize, batch: &Batch) {
+    /// Count the batch as received on input `i` and conform it; `None` (the run failed) if it
+    /// does not fit the planned schema, which is a bug in the node that sent it.
+    fn accept(&self, i: usize, batch: Batch) -> Option<Batch> {
         let edge = self.live[i].0;
         self.shared.edge_received[edge].fetch_add(batch.rows_counted(), Ordering::SeqCst);
+        let Some(schema) = &self.schema else {
+            return Some(batch);
+        };
+        match batch.conform(schema) {
+            Ok(batch) => Some(batch),
+            Err(e) => {
+                self.shared.fail(RunError::Internal(format!(
+                    "node `{}` received a batch that does not fit its planned input: {e}",
+                    self.node
+                )));
+                None
+            }
+        }
     }
 
     /// The next batch from any input; `None` once every input has ended.
@@ -408,10 +439,7 @@ impl<'s, 'a> Inputs<'s, 'a> {
                 (i, op.recv(&self.live[i].1))
             };
             match got {
-                Ok(b) => {
-                    self.note(i, &b);
-                    return Some(b);
-                }
+                Ok(b) => return self.accept(i, b),
                 Err(_) => {
                     self.live.remove(i);
                 }
@@ -425,10 +453,7 @@ impl<'s, 'a> Inputs<'s, 'a> {
         let mut i = 0;
         while i < self.live.len() {
             match self.live[i].1.try_recv() {
-                Ok(b) => {
-                    self.note(i, &b);
-                    return Some(b);
-                }
+                Ok(b) => return self.accept(i, b),
                 Err(TryRecvError::Empty) => i += 1,
                 Err(TryRecvError::Disconnected) => {
                     self.live.remove(i);

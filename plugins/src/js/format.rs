@@ -13,7 +13,7 @@ use boa_engine::{Context, JsValue};
 use chrono::DateTime;
 use flowengine_engine::datefmt;
 
-use super::values::{describe, number_text};
+use super::values::{describe, number_text, text};
 
 /// Format `value`; the error says why it cannot be.
 pub fn format(value: &JsValue, format: &str, ctx: &mut Context) -> Result<String, String> {
@@ -35,7 +35,7 @@ pub fn format(value: &JsValue, format: &str, ctx: &mut Context) -> Result<String
     }
     if format.is_empty() {
         if let Some(s) = value.as_string() {
-            return Ok(s.to_std_string_escaped());
+            return Ok(text(&s));
         }
         if let Some(b) = value.as_boolean() {
             return Ok(b.to_string());

@@ -189,8 +189,8 @@ pub fn decimal_text(v: i128, scale: i8) -> String {
     format!("{sign}{int}.{frac}")
 }
 
-/// A JavaScript string as Rust text. Lone surrogates (which UTF-8 cannot hold) are written as
-/// `\uXXXX` escapes rather than lost.
+/// A JavaScript string as Rust text. A lone surrogate (which UTF-8 cannot hold) becomes U+FFFD,
+/// as the WHATWG `TextEncoder` writes it.
 pub fn text(s: &JsString) -> String {
     use boa_engine::string::JsStrVariant;
     match s.variant() {
@@ -198,9 +198,7 @@ pub fn text(s: &JsString) -> String {
             String::from_utf8(bytes.to_vec()).unwrap_or_default()
         }
         JsStrVariant::Latin1(bytes) => bytes.iter().copied().map(char::from).collect(),
-        JsStrVariant::Utf16(units) => {
-            String::from_utf16(units).unwrap_or_else(|_| s.to_std_string_escaped())
-        }
+        JsStrVariant::Utf16(units) => String::from_utf16_lossy(units),
     }
 }
 
