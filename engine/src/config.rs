@@ -4,7 +4,12 @@
 //! every key that is read is remembered, and [`MapReader::finish`] reports every key nobody read,
 //! with a "did you mean" drawn from the keys that were asked for. Errors are pushed into a
 //! [`ConfigCx`] instead of being returned, so one pass finds all of them.
+//!
+//! [`record_asked_keys`] lists the keys that readers were asked for while a closure ran. Loading does
+//! not use it; it is for tooling, such as the test that checks every key the loader accepts is
+//! documented (`cli/tests/docs.rs`).
 
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -103,26 +108,8 @@ impl ConfigCx {
     /// Resolve a path written in the pipeline file: relative paths are relative to its directory.
     pub fn resolve_path(&self, written: &str) -> PathBuf {
         // Normalised either way, so `/a/b/../in.csv` and `/a/in.csv` are known to be one file.
-        normalize(&self.base_dir.join(written))
+        crate::paths::normalize(&self.base_dir.join(written))
     }
-}
-
-/// Lexically clean a path (`a/./b/../c` → `a/c`) so equal paths compare equal without touching disk.
-pub fn normalize(path: &Path) -> PathBuf {
-    use std::path::Component;
-    let mut out = PathBuf::new();
-    for c in path.components() {
-        match c {
-            Component::CurDir => {}
-            Component::ParentDir => {
-                if !out.pop() {
-                    out.push("..");
-                }
-            }
-            other => out.push(other.as_os_str()),
-        }
-    }
-    out
 }
 
 /// A value read from a map, with its YAML path and position.
@@ -140,6 +127,45 @@ struct Entry<'n> {
     key_mark: Mark,
     value: &'n Node,
     used: bool,
+}
+
+/// A key that a [`MapReader`] was asked for, as listed by [`record_asked_keys`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AskedKey {
+    /// The YAML path of the map, e.g. `Pipeline.Plugins[read].Config`.
+    pub map: String,
+    /// The key as the reader spells it (the documented spelling).
+    pub key: &'static str,
+    /// Whether it is a key of the original system, read only to refuse it with its replacement.
+    pub legacy: bool,
+}
+
+thread_local! {
+    static ASKED: RefCell<Option<Vec<AskedKey>>> = const { RefCell::new(None) };
+}
+
+/// Run `f`, and return with its result every key that a [`MapReader`] on this thread was asked
+/// for meanwhile (by a getter, [`MapReader::take`] or [`MapReader::legacy`]), whether or not the
+/// map held it, in the order asked. A key asked only under some condition (say, only when another
+/// key is present) is listed only when `f` met that condition. Calls do not nest: an inner call
+/// takes the keys asked during it.
+pub fn record_asked_keys<R>(f: impl FnOnce() -> R) -> (R, Vec<AskedKey>) {
+    let outer = ASKED.with(|a| a.borrow_mut().replace(Vec::new()));
+    let result = f();
+    let asked = ASKED.with(|a| std::mem::replace(&mut *a.borrow_mut(), outer));
+    (result, asked.unwrap_or_default())
+}
+
+fn note_asked(map: &str, key: &'static str, legacy: bool) {
+    ASKED.with(|a| {
+        if let Some(asked) = a.borrow_mut().as_mut() {
+            asked.push(AskedKey {
+                map: map.to_string(),
+                key,
+                legacy,
+            });
+        }
+    });
 }
 
 /// Reads one YAML map; see the module docs.
@@ -223,6 +249,7 @@ impl<'n> MapReader<'n> {
     /// Take the value of `key` (case-insensitive); `Null` values count as absent.
     pub fn take(&mut self, key: &'static str) -> Option<Field<'n>> {
         self.asked.push(key);
+        note_asked(&self.path, key, false);
         let entry = self
             .entries
             .iter_mut()
@@ -432,6 +459,7 @@ impl<'n> MapReader<'n> {
 
     /// A key of the original system: if present, it is an error that names the replacement.
     pub fn legacy(&mut self, cx: &mut ConfigCx, key: &'static str, replacement: &str) {
+        note_asked(&self.path, key, true);
         let path = self.path.clone();
         if let Some(entry) = self
             .entries

@@ -21,6 +21,7 @@ pub mod error;
 pub mod exec;
 pub mod memory;
 pub mod metrics;
+pub mod paths;
 pub mod pipeline;
 pub mod plan;
 pub mod registry;

@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Local};
 
-use crate::config::{normalize, ConfigCx, MapReader};
+use crate::config::{ConfigCx, MapReader};
 use crate::error::{ConfigError, ConfigErrorKind, ConfigErrors};
+use crate::paths::absolute;
 use crate::reject::{ErrorPolicy, MaxErrors};
 use crate::vars::Variables;
 use crate::yaml::{self, Mark, Node, Value};
@@ -162,15 +163,6 @@ fn syntax_error(path: &Path, message: String, mark: Option<Mark>) -> ConfigError
         "",
         location,
     )])
-}
-
-fn absolute(path: &Path) -> PathBuf {
-    if path.is_absolute() {
-        normalize(path)
-    } else {
-        let cwd = std::env::current_dir().unwrap_or_default();
-        normalize(&cwd.join(path))
-    }
 }
 
 fn read_root(

@@ -14,13 +14,14 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use chrono::format::{Item, StrftimeItems};
 use chrono::{DateTime, FixedOffset, Local, NaiveDate, NaiveDateTime, Utc};
 use thiserror::Error;
 
 use crate::datefmt;
+use crate::paths::absolute;
 
 /// How a date/time renders when the placeholder has no format.
 const DEFAULT_DATE_FORMAT: &str = "%Y-%m-%dT%H:%M:%S";
@@ -579,27 +580,6 @@ fn lossy(part: Option<&std::ffi::OsStr>) -> Cow<'_, str> {
 
 fn path_text(path: &Path) -> String {
     path.to_string_lossy().into_owned()
-}
-
-/// `path` made absolute against the current directory and lexically
-/// normalised (`.` and `..` removed) without touching the filesystem.
-fn absolute(path: &Path) -> PathBuf {
-    let joined = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-    let mut normal = PathBuf::new();
-    for component in joined.components() {
-        match component {
-            Component::CurDir => {}
-            Component::ParentDir => {
-                if matches!(normal.components().next_back(), Some(Component::Normal(_))) {
-                    normal.pop();
-                } else if !normal.has_root() {
-                    normal.push(component);
-                }
-            }
-            other => normal.push(other),
-        }
-    }
-    normal
 }
 
 /// Whether `name` can be a variable: `[A-Za-z_][A-Za-z0-9_]*`, as `{Name}` placeholders require.
