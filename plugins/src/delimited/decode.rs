@@ -7,6 +7,40 @@
 //! Positions are absolute: the decoder counts every line break it consumes (`\n`, `\r\n`, or a lone
 //! `\r`), including those inside quoted fields, so a record's line is the physical line of its first
 //! byte in the file.
+//!
+//! # Why our own decoder on csv-core, not arrow-csv's reader
+//!
+//! arrow-csv's reader reports positions relative to the batch, not absolute line numbers in the file
+//! (arrow-rs#7344, datafusion#15456), and a record with quoted newlines spans several lines. It also has no
+//! per-column date and datetime parse formats. FlowEngine needs both: every error names the physical line of
+//! the record, and columns declare `Format` and `TimeZone`. So tokenising uses csv-core, which is push-style and
+//! RFC 4180. `Decoder` counts every line break it consumes (LF, CRLF or a lone CR, which csv-core's `CRLF`
+//! terminator also accepts), including those inside quotes, and keeps each record's raw bytes. `convert.rs`
+//! builds the Arrow arrays itself, with the strictness we want (exact decimals, no silent nulls). Writing uses
+//! arrow-cast's display formatters for values and our own quoting. arrow-csv is not a dependency.
+//!
+//! What the decoder adds to csv-core, all in this module:
+//! - **Strict quote scan.** csv-core accepts stray quotes silently: `a"b` stays as written, and `"a"b` reads
+//!   as `ab`. After csv-core splits a record, `quote_state` walks its raw bytes the way RFC 4180 reads them. A
+//!   quote inside an unquoted field, or anything but a quote, delimiter or line end after a closing quote, is
+//!   `STRAY_QUOTE` (unless `Quoting: lenient`). A quoted field open at end of input is `UNTERMINATED_QUOTE`.
+//!   Records without a quote character cost one `memchr`. The same check then compares the field count with
+//!   the expected width under `Ragged`.
+//! - **Resync.** An unclosed quote makes csv-core read the following lines as one quoted field, until some
+//!   later quote closes it or the input ends. So when a record with a structural problem (quote, width or size)
+//!   spans several physical lines, `resync` refuses only its first line, as a record with no fields and that
+//!   problem. It puts the rest of the raw bytes in `pushback`, resets csv-core and the line counter to the next
+//!   line, and decodes the pushed-back bytes again before any new input. One bad quote costs one row. The lines
+//!   read again become records of their own, and may be rejected in turn.
+//! - **Bounded records.** When a record's raw bytes pass `max_record_bytes`, a multi-line record is resynced.
+//!   A single-line one keeps only its first `max_record_bytes` raw bytes, and the decoder enters `skipping`
+//!   mode, which consumes the rest of the line with `memchr` without storing it, then emits it as
+//!   `RECORD_TOO_LARGE`. Memory stays bounded however long the line is.
+//! - Decoding is identical for every way of chunking the input, including across a resync and a CR/LF pair
+//!   split between two slices (`after_cr`). A unit test decodes every chunk size of clean and polluted inputs.
+//!
+//! Problems found while splitting are stored per record in `Records::problems`. The decoder never fails and
+//! never decides what a problem does; the source turns problems into `RowError`s for the executor.
 
 use csv_core::{ReadRecordResult, Terminator};
 use flowengine_engine::error::RowErrorKind;

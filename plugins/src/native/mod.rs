@@ -5,6 +5,47 @@
 //! input schema when the planner asks for the output schema, and at run time evaluate, reject the
 //! rows a conversion failed on, and drop the rows a condition did not keep. Every one of them is
 //! parallel by batch; the executor keeps the order.
+//!
+//! # Design
+//!
+//! Expressions go through three stages, matching the pipeline's own:
+//!
+//! 1. **Parse, at load** (`expr::parse`, called from `Written::parse` in this module). sqlparser's
+//!    `Parser::parse_expr` with the generic dialect gives an AST with spans; trailing tokens are an error. A
+//!    syntax error is a `ConfigError` at the YAML position of the value, so it is collected with the others.
+//! 2. **Type-check, at plan** (`expr::check`). `TransformConfig::output_schema` is the only place the
+//!    input schema is known, and it returns a `String`, so each message embeds the YAML path and position
+//!    of the expression (kept from load in `Written`), the column inside it with a caret, and the known
+//!    columns; `join_errors` puts every problem of one plugin in one message. `check` resolves names to
+//!    column indices, coerces operands (a constant takes the type of the column it meets when it converts
+//!    exactly; otherwise both widen), folds constant sub-expressions, and records the result type and
+//!    nullability of every node. `build` checks again (cheap) to get the typed tree.
+//! 3. **Evaluate, per batch** (`eval::evaluate`). Each node maps whole arrays to whole arrays with
+//!    arrow-arith (arithmetic, Kleene `AND`/`OR`), arrow-ord (comparison), arrow-string (`LIKE`,
+//!    `substr`), arrow-select (`zip` for `CASE`/`COALESCE`, `nullif` for division by zero) and arrow-cast.
+//!    Constants stay one-value arrays and reach kernels as `Scalar` datums. `||`, `upper`/`lower`/`trim`,
+//!    `length` and `replace` are tight loops over a `StringArray` with a pre-sized builder, since Arrow has
+//!    no kernel for them.
+//!
+//! A `CAST` that cannot convert a value (checked exactly: a numeric conversion must round-trip) makes the
+//! value null and records a `Failure` (a row mask, the input values, the target type). The transform turns
+//! failures into `TYPE_CONVERSION` rejects (`reject_failures`, with the batch's `Origin` for file and line)
+//! and removes those rows; the executor applies the policy. `CASE` evaluates every branch on every row
+//! (that is what `zip` needs) but keeps a branch's failures only on the rows that branch takes, as a
+//! row-at-a-time engine would. `Filter` removes false and null rows without
+//! rejecting them, so they count as filtered. All four declare `parallel()`, so the executor runs them on
+//! its pool and keeps the order.
+//!
+//! **A `Filter` right after a `DelimitedSource` is evaluated while decoding** (late materialization).
+//! `FilterConfig::condition` re-checks the condition against the schema of just the columns it reads. The
+//! source converts those columns for every record of a range, evaluates the condition, and converts the
+//! other columns only for the records it may keep (`convert::Take`). Records it rules out are still
+//! *checked* (`Take::Check`: parsed, UTF-8-checked and reported, but not appended), so a bad value is a
+//! reject or a failed run exactly as without the optimization, and the golden cases
+//! `native-filter-early-*` hold that. A row a `CAST` in the condition cannot convert is kept, so the
+//! `Filter` rejects it itself. The `Filter` still evaluates the condition on what arrives (all rows pass,
+//! so it returns the batch unchanged). On J2 about 42% of the rows are filtered, and building the other
+//! ten columns only for the rest saved about 7% of CPU time at 10M rows.
 
 pub mod cast;
 pub mod compute;
