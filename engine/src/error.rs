@@ -163,22 +163,45 @@ impl fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
+/// An I/O failure of a node on a named path, at build or at run time: the one shape every such
+/// message has (`node `write`: cannot create /out/x.csv: Permission denied`).
+#[derive(Debug, thiserror::Error)]
+#[error("node `{node}`: cannot {action} {}: {source}", path.display())]
+pub struct IoError {
+    /// The node.
+    pub node: String,
+    /// What was attempted ("open", "create directory", "write", ...).
+    pub action: &'static str,
+    /// The path.
+    pub path: PathBuf,
+    /// The OS error.
+    pub source: std::io::Error,
+}
+
+impl IoError {
+    /// The failure of `action` on `path` by `node`.
+    pub fn new(
+        node: impl Into<String>,
+        action: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
+        Self {
+            node: node.into(),
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+}
+
 /// A node could not be prepared (file missing, directory not writable, ...). No row has moved yet.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BuildError {
     /// An I/O failure on a named path.
-    #[error("node `{node}`: cannot {action} {}: {source}", path.display())]
-    Io {
-        /// The node.
-        node: String,
-        /// What was attempted ("open", "create directory", ...).
-        action: &'static str,
-        /// The path.
-        path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
     /// Anything else, with a message that names the problem.
     #[error("node `{node}`: {message}")]
     Invalid {
@@ -351,17 +374,8 @@ pub enum RunError {
     #[error("{0}")]
     Row(Box<RowError>),
     /// An I/O failure while reading or writing.
-    #[error("node `{node}`: cannot {action} {}: {source}", path.display())]
-    Io {
-        /// The node.
-        node: String,
-        /// What was attempted.
-        action: &'static str,
-        /// The path.
-        path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
     /// A node failed for a reason of its own.
     #[error("node `{node}`: {message}")]
     Node {

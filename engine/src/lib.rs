@@ -31,7 +31,7 @@ pub mod vars;
 pub mod yaml;
 
 pub use batch::Batch;
-pub use error::{BuildError, ConfigError, ConfigErrors, RowError, RunError};
+pub use error::{BuildError, ConfigError, ConfigErrors, IoError, RowError, RunError};
 pub use exec::{Pipeline, RunOutcome};
 pub use metrics::RunSummary;
 pub use pipeline::LoadOptions;

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 
 use flowengine_engine::config::{ConfigCx, MapReader};
-use flowengine_engine::error::{BuildError, RunError};
+use flowengine_engine::error::{BuildError, IoError, RunError};
 use tempfile::NamedTempFile;
 
 /// What to do when the target exists.
@@ -117,11 +117,8 @@ impl Staging {
         create_directories: bool,
         appends: bool,
     ) -> Result<Staging, BuildError> {
-        let io = |action, path: &Path, source| BuildError::Io {
-            node: node.to_string(),
-            action,
-            path: path.to_path_buf(),
-            source,
+        let io = |action, path: &Path, source| {
+            BuildError::from(IoError::new(node, action, path, source))
         };
         let dir = target
             .parent()
@@ -199,12 +196,7 @@ impl Staging {
 
     /// An I/O error on the target, for this sink.
     pub fn io(&self, action: &'static str, source: std::io::Error) -> RunError {
-        RunError::Io {
-            node: self.node.clone(),
-            action,
-            path: self.target.clone(),
-            source,
-        }
+        IoError::new(&self.node, action, &self.target, source).into()
     }
 
     /// Write `bytes` to the staging file, starting a writeback of what came before every

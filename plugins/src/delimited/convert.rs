@@ -16,6 +16,7 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone};
 use flowengine_engine::error::RowErrorKind;
 use flowengine_engine::schema::ColumnType;
 
+use super::bytes::POWERS_OF_TEN;
 use super::civil;
 use super::decode::RecordSet;
 
@@ -503,11 +504,6 @@ fn parse_float<T: lexical_core::FromLexical>(v: &[u8]) -> Result<T, Refusal> {
         )
     })
 }
-
-/// Powers of ten that are exact doubles, for the plain-decimal fast paths of reader and writer.
-pub(super) const POWERS_OF_TEN: [f64; 16] = [
-    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
-];
 
 /// A double: plain decimals by [`plain_decimal`], anything else (exponents, `inf`, long mantissas)
 /// by lexical.

@@ -13,9 +13,8 @@ use arrow_array::{RecordBatch, StringArray};
 use arrow_cast::display::{ArrayFormatter, FormatOptions};
 use arrow_schema::ArrowError;
 
+use super::bytes::{Masks, POWERS_OF_TEN};
 use super::civil;
-use super::convert::POWERS_OF_TEN;
-use super::tokens::Masks;
 
 /// One output column: which input column, and an optional date/time format.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,5 +1,6 @@
 //! Delimited text files (CSV, TSV, PSV, ...): the source, the sink, and what they share.
 
+mod bytes;
 mod civil;
 pub mod convert;
 pub mod decode;

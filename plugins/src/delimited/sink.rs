@@ -14,7 +14,7 @@ use arrow_schema::{DataType, SchemaRef};
 use flowengine_engine::component::{BuildCx, Encode, NodeCx, Sink, SinkConfig};
 use flowengine_engine::config::{ConfigCx, MapReader};
 use flowengine_engine::datefmt;
-use flowengine_engine::error::{BuildError, RunError};
+use flowengine_engine::error::{BuildError, IoError, RunError};
 use flowengine_engine::Batch;
 
 use super::encode::{Encoder, JsonLinesEncoder, OutputColumn};
@@ -249,11 +249,8 @@ impl SinkConfig for DelimitedSinkConfig {
 
     fn build(&self, input: SchemaRef, cx: &BuildCx) -> Result<Box<dyn Sink>, BuildError> {
         let node = cx.node.clone();
-        let io = |action, path: &Path, source| BuildError::Io {
-            node: node.clone(),
-            action,
-            path: path.to_path_buf(),
-            source,
+        let io = |action, path: &Path, source| {
+            BuildError::from(IoError::new(&node, action, path, source))
         };
         let columns = self
             .output_columns(&input)

@@ -10,8 +10,9 @@
 //! The count is only a guess: a stray quote flips it. The guess is checked afterwards, by the full
 //! decoder that splits the range ([`super::decode::Decoder::irregular`]): a range decoded without a
 //! misplaced quote, oversized record or resync started and ended on true boundaries. The source
-//! redoes any other range sequentially (see `source.rs`). An escape character other than the quote
-//! makes the count meaningless (`\"` inside quotes), so such dialects are never split this way.
+//! redoes any other range sequentially (see `source/reader.rs`). An escape character other than
+//! the quote makes the count meaningless (`\"` inside quotes), so such dialects are never split
+//! this way.
 
 /// Where the records of one range end, found by counting quotes and line breaks.
 #[derive(Debug, Clone)]

@@ -15,8 +15,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use wide::u8x16;
-
+use super::bytes::Masks;
 use super::decode::{Dialect, Problem, RecordSet};
 
 /// Bytes of a range: a part of a block that other ranges share.
@@ -197,39 +196,6 @@ pub fn tokenize(
     let past_end = u64::MAX.checked_shl(tail.len() as u32).unwrap_or(0);
     cut.events(base, masks.block(&last) & !past_end)?;
     cut.finish()
-}
-
-/// Finds the delimiter, the quote, CR and LF 16 bytes at a time (SSE2 or NEON through `wide`):
-/// the bytes the cutter stops at, and the bytes that make the sink quote a field.
-#[derive(Debug, Clone)]
-pub(super) struct Masks {
-    needles: [u8x16; 4],
-}
-
-impl Masks {
-    pub(super) fn new(delimiter: u8, quote: u8) -> Self {
-        Self {
-            needles: [delimiter, quote, b'\n', b'\r'].map(u8x16::splat),
-        }
-    }
-
-    /// Bit `i` is set where `part[i]` is one of the four (`part` holds 16 bytes).
-    #[inline]
-    pub(super) fn part(&self, part: &[u8]) -> u16 {
-        let v = u8x16::from(<[u8; 16]>::try_from(part).unwrap_or_default());
-        let [d, q, n, r] = self.needles.map(|needle| v.simd_eq(needle));
-        (d | q | n | r).to_bitmask() as u16
-    }
-
-    /// Bit `i` is set where `block[i]` is one of the four (`block` holds 64 bytes).
-    #[inline]
-    fn block(&self, block: &[u8]) -> u64 {
-        let mut mask = 0;
-        for (k, part) in block.chunks_exact(16).enumerate() {
-            mask |= u64::from(self.part(part)) << (16 * k);
-        }
-        mask
-    }
 }
 
 /// The state between special bytes. Ordinary bytes are never looked at one by one: a field that

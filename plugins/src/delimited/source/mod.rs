@@ -1,0 +1,385 @@
+//! `DelimitedSource`: a CSV/TSV/PSV file decoded into typed Arrow batches.
+//!
+//! This file is the config (`parse`, the header check at `build`) and the [`Source`] glue. The
+//! stages of a read, in order:
+//!
+//! - `input.rs`: the file's bytes (byte-order mark, `SkipRows`, the sequential buffer, the blocks
+//!   ranges are cut from);
+//! - `reader.rs`: the state machine on the node thread (sequential, ranges, redo) and the order in
+//!   which pieces are handed off and settled;
+//! - `chunk.rs`: cutting a range by counting quotes, and a worker splitting a piece into records;
+//! - `typed.rs`: a worker converting those records into a typed batch and its rejects.
+//!
+//! Invariant: whatever runs in parallel, lines, record numbers and rejects are those of a
+//! one-thread read (see `reader.rs`).
+
+mod chunk;
+mod input;
+mod reader;
+mod typed;
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arrow_schema::SchemaRef;
+use flowengine_engine::component::{
+    BuildCx, NodeCx, Pending, RowCondition, Settle, Source, SourceConfig,
+};
+use flowengine_engine::config::{ConfigCx, MapReader};
+use flowengine_engine::error::{BuildError, IoError, RowError, RunError};
+use flowengine_engine::memory::human_bytes;
+use flowengine_engine::schema::{self, ColumnSpec};
+use flowengine_engine::Batch;
+
+use super::convert::ColumnReader;
+use super::decode::{Checks, Dialect, Ragged, Records};
+use super::read_dialect;
+use chunk::Outcome;
+use input::Input;
+use reader::{DelimitedSource, Reading, MAX_REDOS};
+use typed::Shape;
+
+/// Parsed `DelimitedSource` config.
+#[derive(Debug, Clone)]
+pub struct DelimitedSourceConfig {
+    path: PathBuf,
+    /// The path as written (after substitution), for messages.
+    label: Arc<str>,
+    dialect: Dialect,
+    has_headers: bool,
+    skip_rows: u64,
+    trim: bool,
+    checks: Checks,
+    chunk_size: usize,
+    parallel: bool,
+    columns: Vec<ColumnSpec>,
+    schema: SchemaRef,
+}
+
+/// Parse a `DelimitedSource` `Config` map.
+pub fn parse(
+    m: &mut MapReader<'_>,
+    cx: &mut ConfigCx,
+    node: &NodeCx,
+) -> Option<Box<dyn SourceConfig>> {
+    let label = m.required_string(cx, "FilePath");
+    let path = label.as_deref().map(|l| cx.resolve_path(l));
+    let dialect = read_dialect(m, cx);
+    let has_headers = m.bool(cx, "HasHeaders").unwrap_or(true);
+    let skip_rows = m.integer(cx, "SkipRows", 0, u32::MAX as u64).unwrap_or(0);
+    let trim = m.bool(cx, "Trim").unwrap_or(false);
+    let ragged = m
+        .choice(
+            cx,
+            "RaggedRows",
+            &[
+                ("error", Ragged::Error),
+                ("pad-null", Ragged::PadNull),
+                ("truncate", Ragged::Truncate),
+            ],
+        )
+        .unwrap_or_default();
+    let strict_quotes = m
+        .choice(cx, "Quoting", &[("strict", true), ("lenient", false)])
+        .unwrap_or(true);
+    let max_record_bytes = m
+        .byte_size(cx, "MaxRecordBytes", 1024, 1 << 30)
+        .map_or(Checks::default().max_record_bytes, |n| n as usize);
+    let chunk_size = m
+        .integer(cx, "ChunkSize", 1, 1 << 20)
+        .map_or(node.chunk_size, |n| n as usize);
+    let parallel = m.bool(cx, "Parallel").unwrap_or(true);
+    super::check_encoding(m, cx);
+    m.legacy(
+        cx,
+        "InferSchema",
+        "schemas are never guessed; declare `OutputSchema.Columns`",
+    );
+    m.legacy(
+        cx,
+        "InferenceSampleRows",
+        "schemas are never guessed; declare `OutputSchema.Columns`",
+    );
+    m.legacy(cx, "SkipMalformedRows", "use `ErrorHandling: skip-row`");
+    m.legacy(
+        cx,
+        "MaxErrors",
+        "the cap on rejects is pipeline-wide: set `Pipeline.Settings.MaxErrors`",
+    );
+    let columns = match m.map(cx, "OutputSchema") {
+        Some(mut s) => {
+            let mark = s.mark();
+            s.take("Name");
+            s.take("Description");
+            let list_path = s.key_path("Columns");
+            let columns = match s.list(cx, "Columns") {
+                Some(items) => schema::read_columns(&items, &list_path, mark, cx),
+                None => {
+                    s.missing(cx, "Columns");
+                    None
+                }
+            };
+            s.finish(cx);
+            columns
+        }
+        None => {
+            let hint = "declare every column, e.g. `OutputSchema: { Columns: [ { Name: id, Type: int64 } ] }`";
+            let kind = flowengine_engine::error::ConfigErrorKind::MissingKey("OutputSchema".into());
+            cx.error_with_hint(kind, m.path(), m.mark(), hint);
+            None
+        }
+    }?;
+    let schema = schema::to_schema(&columns);
+    Some(Box::new(DelimitedSourceConfig {
+        path: path?,
+        label: label?.into(),
+        dialect: dialect?,
+        has_headers,
+        skip_rows,
+        trim,
+        checks: Checks {
+            strict_quotes,
+            width: None,
+            ragged,
+            max_record_bytes,
+        },
+        chunk_size,
+        parallel,
+        columns,
+        schema,
+    }))
+}
+
+impl SourceConfig for DelimitedSourceConfig {
+    fn output_schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn files_read(&self) -> Vec<PathBuf> {
+        vec![self.path.clone()]
+    }
+
+    fn build(&self, cx: &BuildCx) -> Result<Box<dyn Source>, BuildError> {
+        let io_err =
+            |action, source| BuildError::from(IoError::new(&cx.node, action, &self.path, source));
+        let invalid = |message: String| BuildError::Invalid {
+            node: cx.node.clone(),
+            message: format!("{}: {message}", self.label),
+        };
+        let file = File::open(&self.path).map_err(|e| io_err("open", e))?;
+        let mut input = Input::new(file, self.dialect, self.checks, self.skip_rows)
+            .map_err(|e| io_err("read", e))?;
+        let header = if self.has_headers {
+            let mut records = Records::default();
+            input.read(&mut records, 1).map_err(|e| io_err("read", e))?;
+            if let Some(Some(problem)) = records.problems.first() {
+                let line = records.lines[0];
+                return Err(invalid(format!(
+                    "the header (line {line}) is malformed: {}",
+                    problem.message
+                )));
+            }
+            Some(records)
+        } else {
+            None
+        };
+        let (columns, width) = self.plan_columns(header.as_ref()).map_err(invalid)?;
+        input.decoder.set_width(width);
+        Ok(Box::new(DelimitedSource {
+            shape: Arc::new(Shape {
+                node: cx.node.clone(),
+                label: self.label.clone(),
+                dialect: self.dialect,
+                columns,
+                schema: self.schema.clone(),
+                condition: None,
+            }),
+            path: self.path.clone(),
+            chunk_size: self.chunk_size,
+            batch_bytes: usize::try_from(cx.batch_bytes).unwrap_or(usize::MAX),
+            checks: self.checks,
+            reading: Reading::Sequential(Box::new(input)),
+            sequential_only: self.sequential_only(),
+            unsettled: VecDeque::new(),
+            ordinal: u64::from(self.has_headers),
+            widths_checked: false,
+            ranges: 0,
+            redos: 0,
+            capped: 0,
+        }))
+    }
+}
+
+impl DelimitedSourceConfig {
+    /// Why records cannot be split in parallel ranges, if they cannot.
+    fn sequential_only(&self) -> Option<&'static str> {
+        let d = self.dialect;
+        if !self.parallel {
+            Some("`Parallel: false`")
+        } else if d.escape.is_some() && d.escape != d.quote {
+            Some("with an `Escape` character, counting quotes cannot tell where records end")
+        } else {
+            None
+        }
+    }
+
+    /// Map declared columns to record fields and check them against the header.
+    fn plan_columns(
+        &self,
+        header: Option<&Records>,
+    ) -> Result<(Vec<ColumnReader>, Option<usize>), String> {
+        let explicit = self.columns.iter().any(|c| c.index.is_some());
+        let readers: Vec<ColumnReader> = self
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| ColumnReader {
+                name: c.name.clone(),
+                ty: c.ty.clone(),
+                nullable: c.nullable,
+                format: c.format.clone(),
+                field: c.index.unwrap_or(i),
+                trim: self.trim,
+            })
+            .collect();
+        let Some(header) = header else {
+            return Ok((readers, (!explicit).then_some(self.columns.len())));
+        };
+        if header.is_empty() {
+            return Err("the file is empty, but `HasHeaders: true` expects a header line".into());
+        }
+        let names: Vec<String> = (0..header.field_count(0))
+            .map(|k| {
+                let raw = header.field(0, k).unwrap_or_default();
+                String::from_utf8_lossy(raw).trim().to_string()
+            })
+            .collect();
+        if !explicit && names.len() != readers.len() {
+            return Err(format!(
+                "the header has {} columns ({}) but `OutputSchema` declares {}; declare every column, or give `Index` to pick columns by position",
+                names.len(),
+                names.join(", "),
+                readers.len()
+            ));
+        }
+        for r in &readers {
+            match names.get(r.field) {
+                None => {
+                    return Err(format!(
+                        "column `{}` has Index {} but the header has only {} columns",
+                        r.name,
+                        r.field,
+                        names.len()
+                    ))
+                }
+                Some(h) if !h.eq_ignore_ascii_case(&r.name) => {
+                    return Err(format!(
+                        "header column {} is `{h}` but the schema expects `{}` there; rename the column in the schema or set its `Index`",
+                        r.field + 1,
+                        r.name
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
+        Ok((readers, Some(names.len())))
+    }
+}
+
+impl Source for DelimitedSource {
+    fn next_batch(&mut self, rejects: &mut Vec<RowError>) -> Result<Option<Batch>, RunError> {
+        loop {
+            let Some(piece) = self.next_pending()? else {
+                return Ok(None);
+            };
+            let mut own = Vec::new();
+            let batch = piece.finish(&mut own)?;
+            if self.settle(&mut own) == Settle::Keep {
+                rejects.append(&mut own);
+                return Ok(Some(batch));
+            }
+        }
+    }
+
+    fn defers(&self) -> bool {
+        true
+    }
+
+    fn next_pending(&mut self) -> Result<Option<Box<dyn Pending>>, RunError> {
+        let body = match self.reading {
+            Reading::Sequential(_) => self.next_records()?,
+            Reading::Ranges(_) => self.next_range()?,
+            Reading::Switching => return Err(RunError::Internal("source left mid-switch".into())),
+        };
+        Ok(body.map(|body| self.hand_off(body)))
+    }
+
+    fn settle(&mut self, rejects: &mut [RowError]) -> Settle {
+        let Some(handed) = self.unsettled.pop_front() else {
+            return Settle::Keep;
+        };
+        let outcome = handed.outcome.get().copied().unwrap_or(Outcome {
+            records: 0,
+            irregular: true,
+        });
+        match (outcome.irregular, handed.range) {
+            (true, Some(range)) => {
+                self.redo(range);
+                return Settle::Redo;
+            }
+            (false, Some(_)) => self.ranges += 1,
+            _ => {}
+        }
+        for reject in rejects {
+            reject.record = reject.record.map(|r| r + self.ordinal);
+        }
+        self.ordinal += outcome.records;
+        Settle::Keep
+    }
+
+    fn push_condition(&mut self, condition: Arc<dyn RowCondition>) -> bool {
+        // Only before the first piece is handed off, while the shape is not shared yet.
+        match Arc::get_mut(&mut self.shape) {
+            Some(shape) => {
+                shape.condition = Some(condition);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn notes(&self) -> Vec<String> {
+        let mut notes = vec![if let Some(why) = self.sequential_only {
+            format!("records split on one thread: {why}")
+        } else if self.ranges + u64::from(self.redos) == 0 {
+            "records split on one thread: the input ended before a range could be cut".to_string()
+        } else {
+            format!(
+                "records split in parallel: {} ranges, {} redone on one thread after a quote out of place, an oversized record or a resync",
+                self.ranges, self.redos
+            )
+        }];
+        if self.redos >= MAX_REDOS {
+            notes.push(format!(
+                "after {MAX_REDOS} redos the rest of the file was split on one thread"
+            ));
+        }
+        if self.shape.condition.is_some() {
+            notes.push(
+                "the next node's condition is evaluated while decoding: the rows it filters out are checked but not built"
+                    .to_string(),
+            );
+        }
+        if self.capped > 0 {
+            notes.push(format!(
+                "{} batches ended at {} of input, their share of `MemoryLimit`, before `ChunkSize` ({}) rows",
+                self.capped,
+                human_bytes(self.batch_bytes as u64),
+                self.chunk_size
+            ));
+        }
+        notes
+    }
+}
