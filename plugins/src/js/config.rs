@@ -1,20 +1,18 @@
-//! The `JavaScriptTransform` `Config` keys, and the checks that run at plan time: the script is
-//! compiled and its top level run once, so a syntax error or a missing `process` is reported by
-//! `flowengine validate`, with its line and column, before any data moves.
+//! The `JavaScriptTransform` `Config` keys: the typed config ([`JsConfig`]), the readers that
+//! [`super::parse`] runs over the `Config` map, and the output schema. Compiling the script at
+//! plan time is `parse`'s last step, in `mod.rs`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use arrow_schema::{Field, Schema, SchemaRef};
-use flowengine_engine::component::{BuildCx, NodeCx, Transform, TransformConfig};
 use flowengine_engine::config::{ConfigCx, MapReader};
-use flowengine_engine::error::{BuildError, ConfigErrorKind};
+use flowengine_engine::error::ConfigErrorKind;
 use flowengine_engine::schema::{ColumnType, TYPE_NAMES};
 use flowengine_engine::yaml::Node;
 
-use super::engine::{self, Level};
-use super::transform::JsTransform;
+use super::log::Level;
 
 /// Ports are a bit set per row, the default output included.
 const MAX_PORTS: usize = 63;
@@ -74,75 +72,11 @@ pub struct JsConfig {
     pub log_level: Level,
 }
 
-/// Parse a `JavaScriptTransform` `Config` map.
-pub fn parse(
+pub(super) fn read_script(
     m: &mut MapReader<'_>,
     cx: &mut ConfigCx,
-    node: &NodeCx,
-) -> Option<Box<dyn TransformConfig>> {
-    let (script, script_name) = read_script(m, cx, &node.node)?;
-    let (inherit, fields) = read_output_schema(m, cx)?;
-    let parallel = m.bool(cx, "Parallel").unwrap_or(true);
-    let limits = read_limits(m, cx);
-    let log_level = m
-        .choice(cx, "LogLevel", &Level::CHOICES)
-        .unwrap_or(Level::Info);
-    let ports = read_ports(m, cx, &script)?;
-    for (key, replacement) in [
-        (
-            "Engine",
-            "limits are `MaxLoopIterations`, `MaxRecursion` and `BatchTimeoutMs`",
-        ),
-        (
-            "Performance",
-            "every run reports rows/s per node; there is nothing to configure",
-        ),
-    ] {
-        m.legacy(cx, key, replacement);
-    }
-    // Errors about the script point at the key that holds it.
-    let key = if m.has("Script") {
-        "Script"
-    } else {
-        "ScriptFile"
-    };
-    let (key_path, key_mark) = (m.key_path(key), m.entry_mark(key));
-    if script.contains("businessRule") {
-        let msg = "`context.validate.businessRule` is not supported (it was a stub that always passed in the original)";
-        let hint = "write the rule as JavaScript: `context.validate.check(row.total > 0, 'total must be positive')`";
-        cx.error_with_hint(
-            ConfigErrorKind::Invalid(msg.into()),
-            &key_path,
-            key_mark,
-            hint,
-        );
-        return None;
-    }
-    let config = JsConfig {
-        node: node.node.clone(),
-        script: script.into(),
-        script_name,
-        fields,
-        inherit,
-        ports,
-        parallel,
-        limits,
-        log_level,
-    };
-    if let Err(e) = engine::check_script(&config) {
-        let hint = e.hint();
-        cx.error_with_hint(
-            ConfigErrorKind::Invalid(e.to_string()),
-            &key_path,
-            key_mark,
-            hint,
-        );
-        return None;
-    }
-    Some(Box::new(config))
-}
-
-fn read_script(m: &mut MapReader<'_>, cx: &mut ConfigCx, node: &str) -> Option<(String, String)> {
+    node: &str,
+) -> Option<(String, String)> {
     // Scripts are code: `{Name}` inside them is JavaScript, never a variable.
     let inline = m.raw_string(cx, "Script");
     let file: Option<PathBuf> = m.path_value(cx, "ScriptFile");
@@ -177,7 +111,10 @@ fn read_script(m: &mut MapReader<'_>, cx: &mut ConfigCx, node: &str) -> Option<(
 
 /// `OutputSchema: { Inherit, Fields }`. Without it the output is the input, unchanged in shape
 /// (a script that only filters, validates or routes).
-fn read_output_schema(m: &mut MapReader<'_>, cx: &mut ConfigCx) -> Option<(bool, Vec<FieldSpec>)> {
+pub(super) fn read_output_schema(
+    m: &mut MapReader<'_>,
+    cx: &mut ConfigCx,
+) -> Option<(bool, Vec<FieldSpec>)> {
     let Some(mut s) = m.map(cx, "OutputSchema") else {
         return Some((true, Vec::new()));
     };
@@ -262,7 +199,7 @@ fn read_field(node: &Node, path: &str, cx: &mut ConfigCx) -> Option<FieldSpec> {
     })
 }
 
-fn read_limits(m: &mut MapReader<'_>, cx: &mut ConfigCx) -> Limits {
+pub(super) fn read_limits(m: &mut MapReader<'_>, cx: &mut ConfigCx) -> Limits {
     let d = Limits::default();
     Limits {
         loop_iterations: m
@@ -280,7 +217,11 @@ fn read_limits(m: &mut MapReader<'_>, cx: &mut ConfigCx) -> Limits {
 /// `Ports:` as declared, or else the port names the script sends to with string literals.
 /// Either way every port the script names literally must be declared, so a typo is a plan-time
 /// error rather than rows sent nowhere.
-fn read_ports(m: &mut MapReader<'_>, cx: &mut ConfigCx, script: &str) -> Option<Vec<String>> {
+pub(super) fn read_ports(
+    m: &mut MapReader<'_>,
+    cx: &mut ConfigCx,
+    script: &str,
+) -> Option<Vec<String>> {
     let used = literal_ports(script);
     let mark = m.entry_mark("Ports");
     let path = m.key_path("Ports");
@@ -377,30 +318,6 @@ impl JsConfig {
             return Err("the output has no columns: declare `OutputSchema.Fields`".into());
         }
         Ok(Arc::new(Schema::new(out)))
-    }
-}
-
-impl TransformConfig for JsConfig {
-    fn output_schema(&self, input: &SchemaRef) -> Result<SchemaRef, String> {
-        self.schema_for(input)
-    }
-
-    fn parallel(&self) -> bool {
-        self.parallel
-    }
-
-    fn ports(&self) -> Vec<String> {
-        self.ports.clone()
-    }
-
-    fn build(&self, input: SchemaRef, _: &BuildCx) -> Result<Box<dyn Transform>, BuildError> {
-        let output = self
-            .schema_for(&input)
-            .map_err(|message| BuildError::Invalid {
-                node: self.node.clone(),
-                message,
-            })?;
-        Ok(Box::new(JsTransform::new(self.clone(), input, output)))
     }
 }
 

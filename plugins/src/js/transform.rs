@@ -1,291 +1,23 @@
 //! The running `JavaScriptTransform`: a batch in; the rows the script kept, routed to the default
 //! output and the ports; a reject per row that failed.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use arrow_array::{ArrayRef, BooleanArray, RecordBatch, UInt32Array, UInt64Array};
+use arrow_array::{ArrayRef, BooleanArray, RecordBatch, UInt32Array};
 use arrow_schema::SchemaRef;
 use arrow_select::take::take;
 use flowengine_engine::component::{Routed, Transform};
 use flowengine_engine::error::{ColumnRef, RowError, RowErrorKind, RunError, Stage};
-use flowengine_engine::schema::type_name;
 use flowengine_engine::Batch;
 
-use super::config::{FieldSpec, JsConfig};
-use super::engine::{self, Engine, Log, Stop};
-use super::values::{Builder, Column, Scalar};
+use super::config::JsConfig;
+use super::engine::{self, Engine, Stop};
+use super::shape::{BatchOut, Problem, Shape, Source};
+use super::values::Column;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-
-/// Why one row failed, before it is placed in its file and line.
-#[derive(Debug, Clone)]
-pub struct Problem {
-    kind: RowErrorKind,
-    message: String,
-    hint: Option<String>,
-    field: Option<(String, usize)>,
-    value: Option<String>,
-}
-
-impl Problem {
-    /// A problem of `kind`.
-    pub fn new(kind: RowErrorKind, message: impl Into<String>) -> Self {
-        Self {
-            kind,
-            message: message.into(),
-            hint: None,
-            field: None,
-            value: None,
-        }
-    }
-
-    /// With a hint.
-    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
-        self.hint = Some(hint.into());
-        self
-    }
-
-    /// About output field `name`, the `index`-th declared.
-    pub fn with_field(mut self, name: String, index: usize) -> Self {
-        self.field = Some((name, index));
-        self
-    }
-
-    /// With the offending value as the script gave it.
-    pub fn with_value(mut self, value: String) -> Self {
-        self.value = Some(value);
-        self
-    }
-}
-
-/// A declared output field and the input column it replaces, if any.
-#[derive(Debug)]
-pub struct OutField {
-    /// As declared.
-    pub spec: FieldSpec,
-    /// The input column of the same name (with `Inherit: true`).
-    pub replaces: Option<usize>,
-    /// Whether that column has the declared type, so an unset row can keep its input value.
-    pub same_type: bool,
-}
-
-/// Where each output column comes from.
-#[derive(Debug, Clone, Copy)]
-enum Source {
-    Input(usize),
-    Field(usize),
-}
-
-/// What a batch needs to know about the transform's schemas; shared by every engine.
-#[derive(Debug)]
-pub struct Shape {
-    /// Input column names in order.
-    pub input_names: Vec<String>,
-    input: SchemaRef,
-    input_lower: HashMap<String, usize>,
-    /// Declared fields.
-    pub fields: Vec<OutField>,
-    field_lower: HashMap<String, usize>,
-    /// Named ports.
-    pub ports: Vec<String>,
-    /// `utils.log` output.
-    pub log: Log,
-    output: SchemaRef,
-    sources: Vec<Source>,
-}
-
-impl Shape {
-    fn new(config: &JsConfig, input: SchemaRef, output: SchemaRef) -> Self {
-        let input_names: Vec<String> = input.fields().iter().map(|f| f.name().clone()).collect();
-        let input_lower = lower_index(input_names.iter().map(String::as_str));
-        let fields: Vec<OutField> = config
-            .fields
-            .iter()
-            .map(|spec| {
-                let replaces = config
-                    .inherit
-                    .then(|| input_lower.get(&spec.name.to_lowercase()).copied())
-                    .flatten();
-                let same_type =
-                    replaces.is_some_and(|c| input.field(c).data_type() == &spec.ty.to_arrow());
-                OutField {
-                    spec: spec.clone(),
-                    replaces,
-                    same_type,
-                }
-            })
-            .collect();
-        let field_lower = lower_index(fields.iter().map(|f| f.spec.name.as_str()));
-        let sources = output
-            .fields()
-            .iter()
-            .map(|f| match field_lower.get(&f.name().to_lowercase()) {
-                Some(&i) => Source::Field(i),
-                None => Source::Input(input_lower[&f.name().to_lowercase()]),
-            })
-            .collect();
-        Self {
-            input_names,
-            input,
-            input_lower,
-            fields,
-            field_lower,
-            ports: config.ports.clone(),
-            log: Log::new(&config.node, config.log_level),
-            output,
-            sources,
-        }
-    }
-
-    /// An input column by name, case-insensitively.
-    pub fn input_index(&self, name: &str) -> Option<usize> {
-        lookup(name, &self.input_names, &self.input_lower)
-    }
-
-    /// A declared field by name, case-insensitively.
-    pub fn field_index(&self, name: &str) -> Option<usize> {
-        let exact = self.fields.iter().position(|f| f.spec.name == name);
-        exact.or_else(|| self.field_lower.get(&name.to_lowercase()).copied())
-    }
-
-    /// The declared field names, for messages.
-    pub fn field_names(&self) -> String {
-        let names: Vec<&str> = self.fields.iter().map(|f| f.spec.name.as_str()).collect();
-        if names.is_empty() {
-            "(none)".into()
-        } else {
-            names.join(", ")
-        }
-    }
-
-    /// (name, type, nullable) of every input column, for `context.input.schema()`.
-    pub fn input_fields(&self) -> Vec<(String, String, bool)> {
-        self.input
-            .fields()
-            .iter()
-            .map(|f| (f.name().clone(), type_name(f.data_type()), f.is_nullable()))
-            .collect()
-    }
-}
-
-/// Scripts almost always spell names as declared: try that before lower-casing (which allocates).
-fn lookup(name: &str, names: &[String], lower: &HashMap<String, usize>) -> Option<usize> {
-    let exact = names.iter().position(|n| n == name);
-    exact.or_else(|| lower.get(&name.to_lowercase()).copied())
-}
-
-fn lower_index<'a>(names: impl Iterator<Item = &'a str>) -> HashMap<String, usize> {
-    let mut map = HashMap::new();
-    for (i, n) in names.enumerate() {
-        map.entry(n.to_lowercase()).or_insert(i);
-    }
-    map
-}
-
-/// The rows of one batch the script has finished with.
-#[derive(Debug, Default)]
-pub struct BatchOut {
-    lines: Option<UInt64Array>,
-    builders: Vec<Builder>,
-    kept: Vec<u32>,
-    routes: Vec<u64>,
-    rejects: Vec<(usize, Vec<Problem>)>,
-    /// Reused for each kept row's values.
-    scratch: Vec<Scalar>,
-}
-
-impl BatchOut {
-    fn new(shape: &Shape, lines: UInt64Array, rows: usize) -> Self {
-        Self {
-            builders: shape
-                .fields
-                .iter()
-                .map(|f| Builder::new(&f.spec.ty, rows))
-                .collect(),
-            lines: Some(lines),
-            kept: Vec::with_capacity(rows),
-            routes: Vec::with_capacity(rows),
-            rejects: Vec::new(),
-            scratch: Vec::new(),
-        }
-    }
-
-    /// The source line of `row`.
-    pub fn line(&self, row: usize) -> u64 {
-        self.lines
-            .as_ref()
-            .filter(|l| row < l.len())
-            .map_or(0, |l| l.value(row))
-    }
-
-    /// Row `row` is bad.
-    pub fn reject(&mut self, row: usize, problems: Vec<Problem>) {
-        self.rejects.push((row, problems));
-    }
-
-    /// Row `row` is kept with the values the script set (`None`: not set), going to the outputs
-    /// in `route` (bit 0 the default output, bit k the k-th port).
-    pub fn keep(
-        &mut self,
-        row: usize,
-        slots: &mut [Option<Scalar>],
-        route: u64,
-        shape: &Shape,
-        columns: &[Column],
-    ) {
-        let mut values = std::mem::take(&mut self.scratch);
-        values.clear();
-        let mut problems = Vec::new();
-        for ((i, f), slot) in shape
-            .fields
-            .iter()
-            .enumerate()
-            .zip(slots.iter_mut().map(Option::take))
-        {
-            let name = &f.spec.name;
-            let value = match (slot, f.replaces) {
-                (Some(v), _) => v,
-                (None, Some(c)) if f.same_type => columns[c].to_scalar(row),
-                (None, Some(_)) => {
-                    problems.push(
-                        Problem::new(
-                            RowErrorKind::ScriptError,
-                            format!("field `{name}` changes the type of the input column to {}, but the script did not set it on this row", f.spec.ty),
-                        )
-                        .with_field(name.clone(), i)
-                        .with_hint("set it on every kept row, or give the new field its own name"),
-                    );
-                    Scalar::Null
-                }
-                (None, None) => Scalar::Null,
-            };
-            if value == Scalar::Null && f.spec.required {
-                problems.push(
-                    Problem::new(
-                        RowErrorKind::NullInRequired,
-                        format!("required field `{name}` is null or was not set"),
-                    )
-                    .with_field(name.clone(), i)
-                    .with_hint("call context.output.setField with a value on every kept row, or drop `Required: true`"),
-                );
-            }
-            values.push(value);
-        }
-        if problems.is_empty() {
-            for (b, v) in self.builders.iter_mut().zip(&values) {
-                b.append(v);
-            }
-            self.kept.push(row as u32);
-            self.routes.push(route);
-        } else {
-            self.reject(row, problems);
-        }
-        self.scratch = values;
-    }
-}
 
 /// Why a batch stopped before its end.
 enum Failure {
@@ -504,9 +236,9 @@ impl Drop for JsTransform {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::js::config::Limits;
-    use crate::js::engine::Level;
-    use arrow_array::{Array, Int32Array};
+    use crate::js::config::{FieldSpec, Limits};
+    use crate::js::log::Level;
+    use arrow_array::{Array, Int32Array, UInt64Array};
     use arrow_schema::{DataType, Field, Schema};
     use flowengine_engine::schema::ColumnType;
 

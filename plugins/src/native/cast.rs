@@ -17,8 +17,8 @@ use flowengine_engine::error::{BuildError, ColumnRef, RowError, RunError};
 use flowengine_engine::schema::TYPE_NAMES;
 use flowengine_engine::Batch;
 
+use super::coerce::{castable, declared_type};
 use super::eval::{convert, Failure};
-use super::expr::{castable, declared_type};
 use super::type_name;
 use super::{filter_columns, find_column, join_errors, read_columns, reject_failures, run_error};
 use super::{unknown_column, FailureSite};

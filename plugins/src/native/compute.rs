@@ -19,8 +19,8 @@ use flowengine_engine::config::{ConfigCx, MapReader};
 use flowengine_engine::error::{BuildError, ColumnRef, RowError, RunError};
 use flowengine_engine::Batch;
 
-use super::expr::Expr;
 use super::run_error;
+use super::tree::Expr;
 use super::{eval, filter_columns, find_column, join_errors, read_columns, reject_failures};
 use super::{FailureSite, Written};
 
@@ -60,7 +60,7 @@ impl ComputeConfig {
         for (name, written) in &self.columns {
             let schema = Schema::new(fields.clone());
             let expr = match written.check(&schema) {
-                Ok(e) => super::expr::as_column(e),
+                Ok(e) => super::coerce::as_column(e),
                 Err(msg) => {
                     errors.push(msg);
                     continue;

@@ -12,7 +12,7 @@ use flowengine_engine::config::{ConfigCx, MapReader};
 use flowengine_engine::error::{BuildError, RowError, RunError};
 use flowengine_engine::Batch;
 
-use super::expr::{Expr, Kind};
+use super::tree::{Expr, Kind};
 use super::{eval, reject_failures, run_error, FailureSite, Written};
 
 /// Parsed `Filter` config.

@@ -1,7 +1,8 @@
 //! Native column transforms: `Filter`, `Compute`, `Select` and `Cast`, on Arrow kernels.
 //!
-//! `expr` parses and type-checks the expression language (documented in `docs/expressions.md`),
-//! `eval` runs it on whole columns. The transforms are thin: read the config, check it against the
+//! The expression language (documented in `docs/expressions.md`) goes through `parse` (text →
+//! sqlparser AST), `check` (AST → the typed [`tree::Expr`], with the rules of `coerce`) and `eval`
+//! (the tree on whole columns). Each stage depends only on the ones before it and on `tree`. The transforms are thin: read the config, check it against the
 //! input schema when the planner asks for the output schema, and at run time evaluate, reject the
 //! rows a conversion failed on, and drop the rows a condition did not keep. Every one of them is
 //! parallel by batch; the executor keeps the order.
@@ -10,10 +11,10 @@
 //!
 //! Expressions go through three stages, matching the pipeline's own:
 //!
-//! 1. **Parse, at load** (`expr::parse`, called from `Written::parse` in this module). sqlparser's
+//! 1. **Parse, at load** (`parse::parse`, called from `Written::parse` in this module). sqlparser's
 //!    `Parser::parse_expr` with the generic dialect gives an AST with spans; trailing tokens are an error. A
 //!    syntax error is a `ConfigError` at the YAML position of the value, so it is collected with the others.
-//! 2. **Type-check, at plan** (`expr::check`). `TransformConfig::output_schema` is the only place the
+//! 2. **Type-check, at plan** (`check::check`). `TransformConfig::output_schema` is the only place the
 //!    input schema is known, and it returns a `String`, so each message embeds the YAML path and position
 //!    of the expression (kept from load in `Written`), the column inside it with a caret, and the known
 //!    columns; `join_errors` puts every problem of one plugin in one message. `check` resolves names to
@@ -48,11 +49,16 @@
 //! ten columns only for the rest saved about 7% of CPU time at 10M rows.
 
 pub mod cast;
+pub mod check;
+pub mod coerce;
 pub mod compute;
 pub mod eval;
-pub mod expr;
 pub mod filter;
+pub mod parse;
 pub mod select;
+#[cfg(test)]
+mod tests;
+pub mod tree;
 
 use arrow_array::{Array, ArrayRef, BooleanArray};
 use arrow_cast::display::{ArrayFormatter, FormatOptions};
@@ -66,6 +72,7 @@ use flowengine_engine::yaml::{Mark, Node};
 use flowengine_engine::Batch;
 
 use eval::Failure;
+use tree::Expr;
 
 /// An expression as written in the pipeline file: its text, its syntax tree, and where it was
 /// written, so a type error found later (against the input schema) can still point at it.
@@ -90,7 +97,7 @@ impl Written {
             return None;
         };
         let text = cx.substitute(raw, &path, node.mark)?;
-        match expr::parse(&text) {
+        match parse::parse(&text) {
             Ok(ast) => Some(Written {
                 location: cx.location(node.mark),
                 text,
@@ -119,8 +126,8 @@ impl Written {
 
     /// Type-check against `schema`; the error names where the expression was written, the
     /// position in it, and (for unknown columns) the known columns.
-    fn check(&self, schema: &Schema) -> Result<expr::Expr, String> {
-        expr::check(&self.ast, schema).map_err(|e| self.blame(&e.render(&self.text)))
+    fn check(&self, schema: &Schema) -> Result<Expr, String> {
+        check::check(&self.ast, schema).map_err(|e| self.blame(&e.render(&self.text)))
     }
 
     fn blame(&self, message: &str) -> String {

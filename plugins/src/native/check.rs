@@ -1,255 +1,24 @@
-//! The expression language of the native transforms: text → sqlparser AST → a typed tree.
+//! Stage 2 of the expression language, at plan: the sqlparser AST checked against the input
+//! schema into a typed tree ([`Expr`]).
 //!
-//! Parsing needs no schema and happens while the config is read, so a syntax error is reported at
-//! the YAML key that holds the expression. Type-checking needs the input schema and happens when
-//! the planner asks for the transform's output schema. The typed tree ([`Expr`]) names columns by
-//! index and carries the Arrow type of every node; `eval.rs` runs it with Arrow kernels.
-//!
-//! The language is documented in full in `docs/expressions.md`; every construct sqlparser accepts
-//! that is not listed there is refused here with its position, never ignored.
+//! Type-checking needs the input schema and happens when the planner asks for the transform's
+//! output schema. It resolves names to column indices, coerces operands (the rules are in
+//! [`super::coerce`]), folds constant sub-expressions (with [`super::eval`]), and records the
+//! result type and nullability of every node.
 
-use std::fmt;
 use std::sync::Arc;
 
 use arrow_array::{new_null_array, Array, ArrayRef, BooleanArray, Float64Array, Int64Array};
 use arrow_array::{Decimal128Array, StringArray};
-use arrow_cast::cast::{cast_with_options, CastOptions};
-use arrow_schema::{DataType, Schema, TimeUnit};
+use arrow_schema::{DataType, Schema};
 use flowengine_engine::schema::{type_name, ColumnType};
 use sqlparser::ast::{self as sql, Spanned};
-use sqlparser::dialect::GenericDialect;
-use sqlparser::parser::Parser;
-use sqlparser::tokenizer::Token;
 
-/// A position inside an expression's text: 1-based line and column (in characters).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Pos {
-    /// 1-based line.
-    pub line: u64,
-    /// 1-based column, in characters.
-    pub column: u64,
-}
-
-impl Pos {
-    fn of(span: sqlparser::tokenizer::Span) -> Option<Pos> {
-        (span.start.line > 0).then_some(Pos {
-            line: span.start.line,
-            column: span.start.column,
-        })
-    }
-}
-
-/// Why an expression cannot be used, and where in its text.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct ExprError {
-    /// What is wrong.
-    pub message: String,
-    /// Where, when sqlparser knows.
-    pub pos: Option<Pos>,
-}
-
-impl ExprError {
-    fn new(message: impl Into<String>, pos: Option<Pos>) -> Self {
-        Self {
-            message: message.into(),
-            pos,
-        }
-    }
-
-    /// The message, the expression and a caret under the position, for config errors.
-    pub fn render(&self, text: &str) -> String {
-        let Some(pos) = self.pos else {
-            return format!("{}\n    {}", self.message, text.trim_end());
-        };
-        let line = text
-            .lines()
-            .nth(pos.line.saturating_sub(1) as usize)
-            .unwrap_or(text);
-        let pad = " ".repeat(pos.column.saturating_sub(1) as usize);
-        let at = if text.lines().count() > 1 {
-            format!("line {}, column {}", pos.line, pos.column)
-        } else {
-            format!("column {}", pos.column)
-        };
-        format!("{} (at {at})\n    {line}\n    {pad}^", self.message)
-    }
-}
-
-/// Parse one expression. The whole text must be one expression: trailing tokens are an error.
-pub fn parse(text: &str) -> Result<sql::Expr, ExprError> {
-    let dialect = GenericDialect {};
-    let syntax = |e: sqlparser::parser::ParserError| {
-        let message = e.to_string();
-        let message = message
-            .strip_prefix("sql parser error: ")
-            .unwrap_or(&message)
-            .to_string();
-        ExprError::new(message, None)
-    };
-    let mut parser = Parser::new(&dialect).try_with_sql(text).map_err(syntax)?;
-    let expr = parser.parse_expr().map_err(syntax)?;
-    let next = parser.peek_token();
-    if next.token != Token::EOF {
-        return Err(ExprError::new(
-            format!(
-                "unexpected `{}` after the end of the expression",
-                next.token
-            ),
-            Pos::of(next.span),
-        ));
-    }
-    Ok(expr)
-}
-
-/// A typed expression node.
-#[derive(Debug, Clone)]
-pub struct Expr {
-    /// What it computes.
-    pub kind: Kind,
-    /// The Arrow type of its values.
-    pub ty: DataType,
-    /// Whether it can be null.
-    pub nullable: bool,
-}
-
-/// Arithmetic operators.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Arith {
-    /// `+`
-    Add,
-    /// `-`
-    Sub,
-    /// `*`
-    Mul,
-    /// `/` (never integer division)
-    Div,
-    /// `%`
-    Rem,
-}
-
-/// Comparison operators.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cmp {
-    /// `=`
-    Eq,
-    /// `<>` or `!=`
-    Ne,
-    /// `<`
-    Lt,
-    /// `<=`
-    Le,
-    /// `>`
-    Gt,
-    /// `>=`
-    Ge,
-}
-
-/// String functions of one string argument.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StrFn {
-    /// `upper(s)`
-    Upper,
-    /// `lower(s)`
-    Lower,
-    /// `trim(s)`
-    Trim,
-    /// `ltrim(s)`
-    LTrim,
-    /// `rtrim(s)`
-    RTrim,
-}
-
-/// Date parts (`year(d)`, `EXTRACT(YEAR FROM d)`, `date_part('year', d)`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Part {
-    /// Calendar year.
-    Year,
-    /// 1..=4.
-    Quarter,
-    /// 1..=12.
-    Month,
-    /// 1..=31.
-    Day,
-    /// 0 (Sunday) ..= 6.
-    DayOfWeek,
-    /// 1..=366.
-    DayOfYear,
-    /// 0..=23.
-    Hour,
-    /// 0..=59.
-    Minute,
-    /// 0..=59.
-    Second,
-}
-
-impl Part {
-    fn parse(name: &str) -> Option<Part> {
-        Some(match name.to_ascii_lowercase().as_str() {
-            "year" | "years" => Part::Year,
-            "quarter" => Part::Quarter,
-            "month" | "months" => Part::Month,
-            "day" | "days" => Part::Day,
-            "dow" | "dayofweek" => Part::DayOfWeek,
-            "doy" | "dayofyear" => Part::DayOfYear,
-            "hour" | "hours" => Part::Hour,
-            "minute" | "minutes" => Part::Minute,
-            "second" | "seconds" => Part::Second,
-            _ => return None,
-        })
-    }
-
-    fn needs_time(self) -> bool {
-        matches!(self, Part::Hour | Part::Minute | Part::Second)
-    }
-}
-
-const PART_NAMES: &str = "year, quarter, month, day, dayofweek, dayofyear, hour, minute, second";
-
-/// What a node computes.
-#[derive(Debug, Clone)]
-pub enum Kind {
-    /// An input column, by index.
-    Column(usize),
-    /// A constant: an array of one value of the node's type.
-    Literal(ArrayRef),
-    /// `a + b` and friends; operands already coerced.
-    Arith(Arith, Box<Expr>, Box<Expr>),
-    /// `-a`
-    Neg(Box<Expr>),
-    /// `a = b` and friends; operands already coerced to one type.
-    Compare(Cmp, Box<Expr>, Box<Expr>),
-    /// `a AND b` (three-valued).
-    And(Box<Expr>, Box<Expr>),
-    /// `a OR b` (three-valued).
-    Or(Box<Expr>, Box<Expr>),
-    /// `NOT a`
-    Not(Box<Expr>),
-    /// `a IS NULL` (`negated`: `IS NOT NULL`); never null.
-    IsNull(Box<Expr>, bool),
-    /// `a || b`, both strings.
-    Concat(Box<Expr>, Box<Expr>),
-    /// `CASE WHEN c THEN r ... ELSE e END`, results coerced to the node's type.
-    Case(Vec<(Expr, Expr)>, Option<Box<Expr>>),
-    /// `COALESCE(a, b, ...)`, coerced to the node's type.
-    Coalesce(Vec<Expr>),
-    /// `a [NOT] IN (x, y, ...)`, items coerced to `a`'s type.
-    InList(Box<Expr>, Vec<Expr>, bool),
-    /// `a [NOT] [I]LIKE p`: (value, pattern, negated, case-insensitive).
-    Like(Box<Expr>, Box<Expr>, bool, bool),
-    /// A one-argument string function.
-    Str(StrFn, Box<Expr>),
-    /// `length(s)` in characters.
-    Length(Box<Expr>),
-    /// `substr(s, start[, len])`: 0-based start (converted from SQL's 1-based), length in chars.
-    Substr(Box<Expr>, i64, Option<u64>),
-    /// `replace(s, from, to)`.
-    Replace(Box<Expr>, Box<Expr>, Box<Expr>),
-    /// A date part of a date or timestamp, as int32.
-    DatePart(Part, Box<Expr>),
-    /// `CAST(a AS t)` (`try`: `TRY_CAST`, null on failure instead of a reject).
-    Cast(Box<Expr>, bool),
-}
+use super::coerce::{
+    cast_node, coerce_pair, coerce_to, common_type, is_numeric, null_as, to_string,
+};
+use super::parse::{ExprError, Pos};
+use super::tree::{boxed, node, Arith, Cmp, Expr, Kind, Part, StrFn, PART_NAMES};
 
 /// A column as the type-checker sees it.
 #[derive(Debug, Clone)]
@@ -313,25 +82,8 @@ pub fn check(ast: &sql::Expr, schema: &Schema) -> Result<Expr, ExprError> {
     .expr(ast)
 }
 
-/// A bare `NULL` has no type of its own; as a column it is a string column of nulls, as in CASE.
-pub fn as_column(e: Expr) -> Expr {
-    null_as(e, &DataType::Utf8)
-}
-
 struct Checker<'a> {
     scope: Scope<'a>,
-}
-
-fn is_numeric(ty: &DataType) -> bool {
-    ty.is_integer() || ty.is_floating() || matches!(ty, DataType::Decimal128(..))
-}
-
-fn node(kind: Kind, ty: DataType, nullable: bool) -> Expr {
-    Expr { kind, ty, nullable }
-}
-
-fn boxed(e: Expr) -> Box<Expr> {
-    Box::new(e)
 }
 
 impl Checker<'_> {
@@ -917,15 +669,6 @@ fn expect_string(e: &Expr, what: &str, pos: Option<Pos>) -> Result<(), ExprError
     }
 }
 
-/// A literal `NULL` takes the type the context asks for.
-fn null_as(e: Expr, ty: &DataType) -> Expr {
-    if e.ty == DataType::Null {
-        node(Kind::Literal(new_null_array(ty, 1)), ty.clone(), true)
-    } else {
-        e
-    }
-}
-
 fn literal(v: &sql::Value, pos: Option<Pos>) -> Result<Expr, ExprError> {
     let lit = |a: ArrayRef, nullable| {
         let ty = a.data_type().clone();
@@ -1010,209 +753,6 @@ fn sql_type(t: &sql::DataType, pos: Option<Pos>) -> Result<DataType, ExprError> 
         })
 }
 
-/// Can values of `from` be converted to `to` by CAST at all?
-pub fn castable(from: &DataType, to: &DataType) -> bool {
-    use DataType as D;
-    let base = |t: &DataType| {
-        matches!(t, D::Utf8 | D::Boolean | D::Date32 | D::Timestamp(..)) || is_numeric(t)
-    };
-    match (from, to) {
-        (D::Null, _) => true,
-        (D::Date32 | D::Timestamp(..), t) | (t, D::Date32 | D::Timestamp(..))
-            if is_numeric(t) || *t == D::Boolean =>
-        {
-            false
-        }
-        _ => base(from) && base(to),
-    }
-}
-
-fn cast_node(
-    inner: Expr,
-    target: DataType,
-    try_: bool,
-    pos: Option<Pos>,
-) -> Result<Expr, ExprError> {
-    if inner.ty == target {
-        return Ok(inner);
-    }
-    if !castable(&inner.ty, &target) {
-        return Err(ExprError::new(
-            format!(
-                "cannot CAST {} to {}",
-                type_name(&inner.ty),
-                type_name(&target)
-            ),
-            pos,
-        ));
-    }
-    // A constant is converted now, so a bad literal is a config error rather than a reject on
-    // every row.
-    if let Kind::Literal(a) = &inner.kind {
-        let out = cast_literal(a, &target).ok_or_else(|| {
-            ExprError::new(
-                format!(
-                    "the constant `{}` cannot be converted to {}",
-                    show(a),
-                    type_name(&target)
-                ),
-                pos,
-            )
-        })?;
-        let nullable = out.null_count() > 0;
-        return Ok(node(Kind::Literal(out), target, nullable));
-    }
-    let nullable = inner.nullable || try_;
-    Ok(node(Kind::Cast(boxed(inner), try_), target, nullable))
-}
-
-fn show(a: &ArrayRef) -> String {
-    arrow_cast::display::ArrayFormatter::try_new(a.as_ref(), &Default::default())
-        .map(|f| f.value(0).to_string())
-        .unwrap_or_default()
-}
-
-/// Convert a one-value array exactly: `None` when the value does not convert or would change
-/// (a fraction dropped, a decimal rounded).
-pub fn cast_literal(a: &ArrayRef, to: &DataType) -> Option<ArrayRef> {
-    let safe = CastOptions {
-        safe: true,
-        ..Default::default()
-    };
-    let out = cast_with_options(a, to, &safe).ok()?;
-    if out.logical_null_count() > a.logical_null_count() {
-        return None;
-    }
-    if lossy_target(a.data_type(), to) {
-        let back = cast_with_options(&out, a.data_type(), &safe).ok()?;
-        if back.to_data() != a.to_data() {
-            return None;
-        }
-    }
-    Some(out)
-}
-
-/// Numeric conversions that can drop digits, so a conversion must round-trip to count as exact.
-pub fn lossy_target(from: &DataType, to: &DataType) -> bool {
-    is_numeric(from) && (to.is_integer() || matches!(to, DataType::Decimal128(..)))
-}
-
-/// The type two operands are compared or combined in, when neither is a constant that can simply
-/// take the other's type.
-fn wider(a: &DataType, b: &DataType) -> Option<DataType> {
-    use DataType as D;
-    if a == b {
-        return Some(a.clone());
-    }
-    Some(match (a, b) {
-        (D::Null, t) | (t, D::Null) => t.clone(),
-        (D::Int32, D::Int64) | (D::Int64, D::Int32) => D::Int64,
-        (D::Float32, D::Float64) | (D::Float64, D::Float32) => D::Float64,
-        (x, y) if x.is_floating() && is_numeric(y) || y.is_floating() && is_numeric(x) => {
-            D::Float64
-        }
-        (D::Decimal128(p1, s1), D::Decimal128(p2, s2)) => {
-            let s = (*s1).max(*s2);
-            let int = (*p1 as i16 - *s1 as i16).max(*p2 as i16 - *s2 as i16);
-            D::Decimal128((int + s as i16).min(38) as u8, s)
-        }
-        (D::Decimal128(..), i) | (i, D::Decimal128(..)) if i.is_integer() => {
-            let as_dec = if *i == D::Int32 {
-                D::Decimal128(10, 0)
-            } else {
-                D::Decimal128(19, 0)
-            };
-            let other = if matches!(a, D::Decimal128(..)) { a } else { b };
-            return wider(other, &as_dec);
-        }
-        (D::Timestamp(u, _), D::Timestamp(v, _)) if u == v => D::Timestamp(*u, None),
-        _ => return None,
-    })
-}
-
-/// Give `e` type `ty`: constants are converted now (exactly), columns through a CAST node whose
-/// conversion cannot fail (a widening).
-fn coerce_to(e: Expr, ty: &DataType, pos: Option<Pos>) -> Result<Expr, ExprError> {
-    if &e.ty == ty {
-        return Ok(e);
-    }
-    if let Kind::Literal(a) = &e.kind {
-        if let Some(out) = cast_literal(a, ty) {
-            let nullable = e.nullable;
-            return Ok(node(Kind::Literal(out), ty.clone(), nullable));
-        }
-        return Err(ExprError::new(
-            format!(
-                "the constant `{}` is not a valid {}",
-                show(a),
-                type_name(ty)
-            ),
-            pos,
-        ));
-    }
-    let nullable = e.nullable;
-    Ok(node(Kind::Cast(boxed(e), false), ty.clone(), nullable))
-}
-
-/// Bring two operands to one type. A constant takes the column's type when it converts exactly
-/// (`age >= 30` stays int32, `signup_date >= '2020-01-01'` compares dates); otherwise both widen.
-fn coerce_pair(l: Expr, r: Expr, pos: Option<Pos>, what: &str) -> Result<(Expr, Expr), ExprError> {
-    if l.ty == r.ty {
-        return Ok((l, r));
-    }
-    let literal_fits = |lit: &Expr, other: &Expr| match &lit.kind {
-        Kind::Literal(a) if !matches!(other.kind, Kind::Literal(_)) => {
-            let text_to_number = a.data_type() == &DataType::Utf8 && is_numeric(&other.ty);
-            !text_to_number && cast_literal(a, &other.ty).is_some()
-        }
-        _ => false,
-    };
-    if literal_fits(&r, &l) {
-        let ty = l.ty.clone();
-        return Ok((l, coerce_to(r, &ty, pos)?));
-    }
-    if literal_fits(&l, &r) {
-        let ty = r.ty.clone();
-        return Ok((coerce_to(l, &ty, pos)?, r));
-    }
-    let Some(ty) = wider(&l.ty, &r.ty) else {
-        return Err(mismatch(what, &l.ty, &r.ty, pos));
-    };
-    Ok((coerce_to(l, &ty, pos)?, coerce_to(r, &ty, pos)?))
-}
-
-fn mismatch(what: &str, l: &DataType, r: &DataType, pos: Option<Pos>) -> ExprError {
-    ExprError::new(
-        format!(
-            "`{what}` cannot combine {} and {}; CAST one side",
-            type_name(l),
-            type_name(r)
-        ),
-        pos,
-    )
-}
-
-fn common_type(items: &[&Expr], what: &str, pos: Option<Pos>) -> Result<DataType, ExprError> {
-    // Columns decide first, so `CASE WHEN .. THEN price ELSE 0 END` keeps price's type.
-    let mut ty = DataType::Null;
-    let columns = items.iter().filter(|e| !matches!(e.kind, Kind::Literal(_)));
-    let literals = items.iter().filter(|e| matches!(e.kind, Kind::Literal(_)));
-    for e in columns {
-        ty = wider(&ty, &e.ty).ok_or_else(|| mismatch(what, &ty, &e.ty, pos))?;
-    }
-    for e in literals {
-        let Kind::Literal(a) = &e.kind else { continue };
-        if ty == DataType::Null || cast_literal(a, &ty).is_none() {
-            ty = wider(&ty, &e.ty).ok_or_else(|| mismatch(what, &ty, &e.ty, pos))?;
-        }
-    }
-    if ty == DataType::Null {
-        // Every branch is NULL: a string column of nulls.
-        ty = DataType::Utf8;
-    }
-    Ok(ty)
-}
-
 fn arith(op: Arith, l: Expr, r: Expr, pos: Option<Pos>) -> Result<Expr, ExprError> {
     let sym = match op {
         Arith::Add => "+",
@@ -1295,15 +835,6 @@ fn compare(op: Cmp, l: Expr, r: Expr, pos: Option<Pos>) -> Result<Expr, ExprErro
     ))
 }
 
-/// `x || y` takes any type and formats it as the sinks do (ISO dates, `true`/`false`).
-fn to_string(e: Expr, pos: Option<Pos>) -> Result<Expr, ExprError> {
-    match &e.ty {
-        DataType::Utf8 => Ok(e),
-        DataType::Null => Ok(null_as(e, &DataType::Utf8)),
-        _ => cast_node(e, DataType::Utf8, false, pos),
-    }
-}
-
 /// Evaluate a node whose inputs are all constants now, so per-batch work is only on columns.
 fn fold(e: Expr) -> Result<Expr, ExprError> {
     if !e
@@ -1325,56 +856,10 @@ fn fold(e: Expr) -> Result<Expr, ExprError> {
     }
 }
 
-impl Expr {
-    /// The direct sub-expressions.
-    pub fn children(&self) -> Vec<&Expr> {
-        match &self.kind {
-            Kind::Column(_) | Kind::Literal(_) => Vec::new(),
-            Kind::Arith(_, a, b)
-            | Kind::Compare(_, a, b)
-            | Kind::And(a, b)
-            | Kind::Or(a, b)
-            | Kind::Concat(a, b)
-            | Kind::Like(a, b, _, _) => vec![a, b],
-            Kind::Neg(a)
-            | Kind::Not(a)
-            | Kind::IsNull(a, _)
-            | Kind::Str(_, a)
-            | Kind::Length(a)
-            | Kind::Substr(a, _, _)
-            | Kind::DatePart(_, a)
-            | Kind::Cast(a, _) => vec![a],
-            Kind::Replace(a, b, c) => vec![a, b, c],
-            Kind::Case(branches, otherwise) => branches
-                .iter()
-                .flat_map(|(c, r)| [c, r])
-                .chain(otherwise.as_deref())
-                .collect(),
-            Kind::Coalesce(items) => items.iter().collect(),
-            Kind::InList(a, items, _) => std::iter::once(a.as_ref()).chain(items).collect(),
-        }
-    }
-}
-
-impl fmt::Display for Part {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", format!("{self:?}").to_ascii_lowercase())
-    }
-}
-
-/// The Arrow type a declared type name means, for `Cast`'s config.
-pub fn declared_type(written: &str) -> Result<DataType, String> {
-    ColumnType::parse(written).map(|t| t.to_arrow())
-}
-
-/// The timestamp type CAST produces (`datetime` without a zone).
-pub fn timestamp_type() -> DataType {
-    DataType::Timestamp(TimeUnit::Microsecond, None)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::native::parse::parse;
     use arrow_schema::Field;
 
     fn schema() -> Schema {
