@@ -13,6 +13,11 @@
 //!   files must match exactly, so a stray temporary file fails the case;
 //! - `expected/unordered`: optional, output paths whose lines are compared as sorted sets (fan-in
 //!   interleaves batches in arrival order).
+//! - `expected/readback/<output>.txt`: for every Parquet or Arrow IPC output, what another reader
+//!   (the `parquet` and `arrow-ipc` crates) finds in it: types, layout and values as text
+//!   (`support/readback.rs`), compared exactly;
+//! - `expected/identical_to`: optional, another case folder (relative to this one) whose
+//!   `expected/out/` must be byte-identical to this case's (e.g. J2 as a script and J2 native).
 //!
 //! The case runs in a copy of its folder, under a watchdog. `FLOWENGINE_BLESS=1 cargo test --test
 //! golden` rewrites `expected/` from what the runs did.
@@ -23,6 +28,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use libtest_mimic::{Arguments, Failed, Trial};
+
+#[path = "support/readback.rs"]
+mod readback;
 
 const WATCHDOG: Duration = Duration::from_secs(60);
 
@@ -77,9 +85,11 @@ fn run_case(name: &str, case: &Path) -> Result<(), Failed> {
         .filter(|(path, bytes)| before.get(path) != Some(bytes))
         .collect();
 
+    let readbacks = read_back(&work, &outputs);
     let expected = case.join("expected");
     if bless() {
-        return write_expectations(&expected, code, &stderr, &outputs);
+        write_expectations(&expected, code, &stderr, &outputs)?;
+        return write_tree(&expected.join("readback"), &readbacks);
     }
     let want_code: i32 = read_opt(&expected.join("exit_code"))
         .map(|s| s.trim().parse().expect("exit_code holds a number"))
@@ -116,6 +126,28 @@ fn run_case(name: &str, case: &Path) -> Result<(), Failed> {
     }
     for path in outputs.keys().filter(|p| !want_out.contains_key(*p)) {
         problems.push(format!("unexpected output file {path}"));
+    }
+    let want_readback = snapshot(&expected.join("readback")).unwrap_or_default();
+    for (path, got) in &readbacks {
+        match want_readback.get(path) {
+            None => problems.push(format!("no expected/readback/{path} (bless to write it)")),
+            Some(want) if want != got => {
+                problems.push(format!("readback/{path} differs\n{}", diff(want, got)))
+            }
+            Some(_) => {}
+        }
+    }
+    for path in want_readback.keys().filter(|p| !readbacks.contains_key(*p)) {
+        problems.push(format!("expected/readback/{path} has no output to read"));
+    }
+    if let Some(other) = read_opt(&expected.join("identical_to")) {
+        let theirs = snapshot(&case.join(other.trim()).join("expected/out"))?;
+        if theirs != want_out {
+            problems.push(format!(
+                "expected/out differs from that of {} (expected/identical_to)",
+                other.trim()
+            ));
+        }
     }
     if problems.is_empty() {
         Ok(())
@@ -228,6 +260,30 @@ fn write_expectations(
     std::fs::write(expected.join("stderr"), stderr.join("\n") + "\n").map_err(|e| e.to_string())?;
     for (path, bytes) in outputs {
         let target = expected.join("out").join(path);
+        std::fs::create_dir_all(target.parent().unwrap()).map_err(|e| e.to_string())?;
+        std::fs::write(target, bytes).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// The text [`readback::describe`] gives for each Parquet or Arrow output, keyed `<path>.txt`; a
+/// file no reader can open is described by its error, so the comparison shows it.
+fn read_back(work: &Path, outputs: &BTreeMap<String, Vec<u8>>) -> BTreeMap<String, Vec<u8>> {
+    outputs
+        .keys()
+        .filter_map(|path| {
+            let text = readback::describe(&work.join(path))?;
+            let text = text.unwrap_or_else(|e| format!("cannot read back: {e}\n"));
+            Some((format!("{path}.txt"), text.into_bytes()))
+        })
+        .collect()
+}
+
+/// Replace `dir` with exactly `files` (none: no folder).
+fn write_tree(dir: &Path, files: &BTreeMap<String, Vec<u8>>) -> Result<(), Failed> {
+    let _ = std::fs::remove_dir_all(dir);
+    for (path, bytes) in files {
+        let target = dir.join(path);
         std::fs::create_dir_all(target.parent().unwrap()).map_err(|e| e.to_string())?;
         std::fs::write(target, bytes).map_err(|e| e.to_string())?;
     }

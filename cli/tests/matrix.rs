@@ -137,36 +137,15 @@ struct PathKind {
     name: &'static str,
     /// The transform between source and sink, as a plugin entry; `None`: connect them directly.
     transform: fn(&[Column]) -> Option<String>,
-    /// Whether the path keeps each column's nullability (a computed column may become nullable).
-    keeps_nullability: bool,
 }
 
+#[rustfmt::skip]
 const PATHS: &[PathKind] = &[
-    PathKind {
-        name: "direct",
-        transform: |_| None,
-        keeps_nullability: true,
-    },
-    PathKind {
-        name: "js-inherit",
-        transform: js_inherit,
-        keeps_nullability: true,
-    },
-    PathKind {
-        name: "compute",
-        transform: compute,
-        keeps_nullability: false,
-    },
-    PathKind {
-        name: "cast",
-        transform: cast,
-        keeps_nullability: true,
-    },
-    PathKind {
-        name: "select",
-        transform: select,
-        keeps_nullability: true,
-    },
+    PathKind { name: "direct", transform: |_| None },
+    PathKind { name: "js-inherit", transform: js_inherit },
+    PathKind { name: "compute", transform: compute },
+    PathKind { name: "cast", transform: cast },
+    PathKind { name: "select", transform: select },
 ];
 
 /// Reads every field into JavaScript (so each column's conversion runs) and keeps the row.
@@ -304,12 +283,7 @@ fn run_trial(path: &PathKind, sink: &SinkKind) -> Result<(), Failed> {
     check_accounting(&summary, bad_rows.len(), &mut problems);
     check_rejects(dir.path(), &bad_rows, &mut problems);
     match (sink.read_back)(dir.path(), &cols) {
-        Ok(Some(got)) => compare(
-            &expected(&cols),
-            &got,
-            path.keeps_nullability,
-            &mut problems,
-        ),
+        Ok(Some(got)) => compare(&expected(&cols), &got, &mut problems),
         Ok(None) => {}
         Err(e) => problems.push(format!("reading back: {e}")),
     }
@@ -508,7 +482,7 @@ fn expected(cols: &[Column]) -> RecordBatch {
 }
 
 /// Type by type and value by value; and no field or schema metadata of ours.
-fn compare(want: &RecordBatch, got: &RecordBatch, nullability: bool, problems: &mut Vec<String>) {
+fn compare(want: &RecordBatch, got: &RecordBatch, problems: &mut Vec<String>) {
     let (ws, gs) = (want.schema(), got.schema());
     if gs.fields().len() != ws.fields().len() || got.num_rows() != want.num_rows() {
         return problems.push(format!(
@@ -534,7 +508,7 @@ fn compare(want: &RecordBatch, got: &RecordBatch, nullability: bool, problems: &
             ));
             continue;
         }
-        if nullability && g.is_nullable() != w.is_nullable() {
+        if g.is_nullable() != w.is_nullable() {
             problems.push(format!(
                 "`{name}`: nullable {} read back as {}",
                 w.is_nullable(),
