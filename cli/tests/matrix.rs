@@ -24,6 +24,10 @@ use arrow_cast::display::{ArrayFormatter, FormatOptions};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use libtest_mimic::{Arguments, Failed, Trial};
 
+#[allow(dead_code)] // the matrix uses only its IPC reader
+#[path = "support/readback.rs"]
+mod readback;
+
 /// One declared column: how the pipeline declares it, what Arrow field it must be, its text in
 /// the good rows, the canonical text of the values it must read back as (`None`: null), and a bad
 /// value for the reject rows (`None`: the type has no bad text).
@@ -548,18 +552,7 @@ fn show(array: &ArrayRef, row: usize) -> String {
 }
 
 fn read_ipc(path: &Path, stream: bool) -> Result<Option<RecordBatch>, String> {
-    let file = File::open(path).map_err(|e| e.to_string())?;
-    let batches: Vec<RecordBatch> = if stream {
-        let reader =
-            arrow_ipc::reader::StreamReader::try_new(file, None).map_err(|e| e.to_string())?;
-        reader.collect::<Result<_, _>>()
-    } else {
-        let reader =
-            arrow_ipc::reader::FileReader::try_new(file, None).map_err(|e| e.to_string())?;
-        reader.collect::<Result<_, _>>()
-    }
-    .map_err(|e| e.to_string())?;
-    concat(batches)
+    concat(readback::ipc_batches(path, stream)?)
 }
 
 fn read_parquet(dir: &Path, _: &[Column]) -> Result<Option<RecordBatch>, String> {

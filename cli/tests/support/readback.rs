@@ -56,9 +56,10 @@ fn parquet(path: &Path) -> Result<String, String> {
     Ok(out + &contents(&batches))
 }
 
-fn ipc(path: &Path, stream: bool) -> Result<String, String> {
+/// Every batch of an Arrow IPC file, or stream when `stream`.
+pub fn ipc_batches(path: &Path, stream: bool) -> Result<Vec<RecordBatch>, String> {
     let file = File::open(path).map_err(|e| e.to_string())?;
-    let batches: Vec<RecordBatch> = if stream {
+    if stream {
         let reader =
             arrow_ipc::reader::StreamReader::try_new(file, None).map_err(|e| e.to_string())?;
         reader.collect::<Result<_, _>>()
@@ -67,7 +68,11 @@ fn ipc(path: &Path, stream: bool) -> Result<String, String> {
             arrow_ipc::reader::FileReader::try_new(file, None).map_err(|e| e.to_string())?;
         reader.collect::<Result<_, _>>()
     }
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| e.to_string())
+}
+
+fn ipc(path: &Path, stream: bool) -> Result<String, String> {
+    let batches = ipc_batches(path, stream)?;
     let layout = if stream { "stream" } else { "file" };
     Ok(format!("arrow ipc {layout}: {} batch(es)\n", batches.len()) + &contents(&batches))
 }
