@@ -36,7 +36,7 @@ pub struct Budget {
 
 /// The pipeline's shape, as far as memory is concerned.
 #[derive(Debug, Clone, Copy)]
-pub struct Shape {
+pub struct Topology {
     /// Worker threads.
     pub threads: usize,
     /// `Settings.ChannelCapacity`.
@@ -51,7 +51,7 @@ impl Budget {
     /// Share `limit` bytes between the batches `shape` can hold at once. The window is 2 × threads
     /// where the limit allows it, and shrinks (to one batch per node at least) where it does not,
     /// so that many threads do not make the default limit too small.
-    pub fn new(limit: u64, shape: Shape) -> Self {
+    pub fn new(limit: u64, shape: Topology) -> Self {
         let nodes = shape.nodes.max(1) as u64;
         let channels = (shape.edges as u64 + 1) * shape.channel_capacity as u64;
         let full = shape.threads.max(1) as u64 * 2;
@@ -101,8 +101,8 @@ pub fn human_bytes(n: u64) -> String {
 mod tests {
     use super::*;
 
-    fn shape(threads: usize, nodes: usize, edges: usize) -> Shape {
-        Shape {
+    fn shape(threads: usize, nodes: usize, edges: usize) -> Topology {
+        Topology {
             threads,
             channel_capacity: 4,
             nodes,

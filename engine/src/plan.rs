@@ -242,7 +242,7 @@ impl Plan {
     /// How `Settings.MemoryLimit` is shared between the batches this pipeline can hold at once.
     pub fn budget(&self) -> Budget {
         let s = &self.settings;
-        let shape = memory::Shape {
+        let shape = memory::Topology {
             threads: s.threads.unwrap_or_else(rayon::current_num_threads),
             channel_capacity: s.channel_capacity,
             nodes: self.nodes.len(),

@@ -17,7 +17,7 @@ use flowengine_engine::error::RowErrorKind;
 
 use super::config::{JsConfig, Limits};
 use super::log::Level;
-use super::shape::{BatchOut, Problem, Shape};
+use super::shape::{BatchOut, RowFault, Shape};
 use super::values::{self, describe, Column, Scalar};
 
 /// JavaScript objects the natives need to reach.
@@ -110,7 +110,7 @@ pub struct State {
 #[derive(Debug, Default)]
 struct Staged {
     slots: Vec<Option<Scalar>>,
-    problems: Vec<Problem>,
+    problems: Vec<RowFault>,
     messages: Vec<String>,
     send: u64,
     copy: u64,
@@ -157,7 +157,7 @@ impl State {
     }
 
     /// Forget the row that just failed and record why.
-    pub fn fail_row(&mut self, problem: Problem) {
+    pub fn fail_row(&mut self, problem: RowFault) {
         self.staged = Staged::default();
         let row = self.row;
         self.out.reject(row, vec![problem]);
@@ -250,7 +250,7 @@ impl State {
         let Some(keep) = returned.as_boolean() else {
             let mut problems = std::mem::take(&mut self.staged.problems);
             problems.push(
-                Problem::new(
+                RowFault::new(
                     RowErrorKind::ScriptError,
                     format!(
                         "`process` returned {}; it must return true (keep the row) or false (filter it out)",
@@ -266,7 +266,7 @@ impl State {
             let message = format!("validation failed: {}", self.staged.messages.join("; "));
             self.staged
                 .problems
-                .push(Problem::new(RowErrorKind::Validation, message).with_hint(
+                .push(RowFault::new(RowErrorKind::Validation, message).with_hint(
                 "the script's context.validate calls refused the row; fix the data, or the rule",
             ));
         }
@@ -364,7 +364,7 @@ fn output_set_field(_: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResul
             None => {
                 let declared = shape.field_names();
                 drop(s);
-                let problem = Problem::new(
+                let problem = RowFault::new(
                     RowErrorKind::ScriptError,
                     format!("setField(\"{name}\"): no such output field; declared fields are: {declared}"),
                 )
@@ -380,7 +380,7 @@ fn output_set_field(_: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResul
         Ok(v) => s.staged.slots[index] = Some(v),
         Err(why) => {
             let field = s.shape()?.fields[index].spec.name.clone();
-            let problem = Problem::new(
+            let problem = RowFault::new(
                 RowErrorKind::TypeConversion,
                 format!("setField(\"{field}\") ({ty}): {why}"),
             )
@@ -465,7 +465,7 @@ fn route(args: &[JsValue], ctx: &mut Context, copy: bool) -> JsResult<JsValue> {
             } else {
                 format!("its ports are: {}", shape.ports.join(", "))
             };
-            let problem = Problem::new(
+            let problem = RowFault::new(
                 RowErrorKind::ScriptError,
                 format!("route to unknown port `{port}`; {known}"),
             )

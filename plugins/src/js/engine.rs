@@ -25,7 +25,7 @@ use flowengine_engine::error::RowErrorKind;
 
 use super::api::{install_api, Active, State};
 use super::config::{JsConfig, Limits};
-use super::shape::{Problem, Shape};
+use super::shape::{RowFault, Shape};
 use super::values::describe;
 
 /// `utils.log` levels (defined in [`super::log`]), also at this path, which benches use.
@@ -64,7 +64,7 @@ impl ScriptError {
 #[derive(Debug)]
 pub enum Stop {
     /// The current row threw or hit a loop or recursion limit; the rest of the batch can go on.
-    Row(Problem),
+    Row(RowFault),
     /// The batch ran past its deadline; the engine is unusable and the run must stop.
     Deadline,
     /// The engine itself failed.
@@ -179,7 +179,7 @@ impl Engine {
                 } else {
                     RowErrorKind::ScriptError
                 };
-                Err(Stop::Row(Problem::new(kind, message).with_hint(hint)))
+                Err(Stop::Row(RowFault::new(kind, message).with_hint(hint)))
             }
             Err(()) => Err(Stop::Deadline),
         }

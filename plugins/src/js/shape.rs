@@ -1,6 +1,6 @@
 //! What a running `JavaScriptTransform` knows about its schemas ([`Shape`]: input columns, the
 //! declared output fields, ports, where each output column comes from), why a row failed
-//! ([`Problem`]), and the rows of one batch the script has finished with ([`BatchOut`]: kept rows
+//! ([`RowFault`]), and the rows of one batch the script has finished with ([`BatchOut`]: kept rows
 //! appended to the output builders, their routes, and the rejected rows with their problems).
 
 use std::collections::HashMap;
@@ -16,7 +16,7 @@ use super::values::{Builder, Column, Scalar};
 
 /// Why one row failed, before it is placed in its file and line.
 #[derive(Debug, Clone)]
-pub struct Problem {
+pub struct RowFault {
     pub(super) kind: RowErrorKind,
     pub(super) message: String,
     pub(super) hint: Option<String>,
@@ -24,7 +24,7 @@ pub struct Problem {
     pub(super) value: Option<String>,
 }
 
-impl Problem {
+impl RowFault {
     /// A problem of `kind`.
     pub fn new(kind: RowErrorKind, message: impl Into<String>) -> Self {
         Self {
@@ -186,7 +186,7 @@ pub struct BatchOut {
     pub(super) builders: Vec<Builder>,
     pub(super) kept: Vec<u32>,
     pub(super) routes: Vec<u64>,
-    pub(super) rejects: Vec<(usize, Vec<Problem>)>,
+    pub(super) rejects: Vec<(usize, Vec<RowFault>)>,
     /// Reused for each kept row's values.
     scratch: Vec<Scalar>,
 }
@@ -216,7 +216,7 @@ impl BatchOut {
     }
 
     /// Row `row` is bad.
-    pub fn reject(&mut self, row: usize, problems: Vec<Problem>) {
+    pub fn reject(&mut self, row: usize, problems: Vec<RowFault>) {
         self.rejects.push((row, problems));
     }
 
@@ -245,7 +245,7 @@ impl BatchOut {
                 (None, Some(c)) if f.same_type => columns[c].to_scalar(row),
                 (None, Some(_)) => {
                     problems.push(
-                        Problem::new(
+                        RowFault::new(
                             RowErrorKind::ScriptError,
                             format!("field `{name}` changes the type of the input column to {}, but the script did not set it on this row", f.spec.ty),
                         )
@@ -258,7 +258,7 @@ impl BatchOut {
             };
             if value == Scalar::Null && f.spec.required {
                 problems.push(
-                    Problem::new(
+                    RowFault::new(
                         RowErrorKind::NullInRequired,
                         format!("required field `{name}` is null or was not set"),
                     )

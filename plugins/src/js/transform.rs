@@ -14,13 +14,13 @@ use flowengine_engine::Batch;
 
 use super::config::JsConfig;
 use super::engine::{self, Engine, Stop};
-use super::shape::{BatchOut, Problem, Shape, Source};
+use super::shape::{BatchOut, RowFault, Shape, Source};
 use super::values::Column;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// Why a batch stopped before its end.
-enum Failure {
+enum BatchStop {
     /// Past `BatchTimeoutMs`, on this row.
     Deadline(usize),
     /// The engine broke.
@@ -78,8 +78,8 @@ impl JsTransform {
                         state.fail_row(problem);
                         from = row + 1;
                     }
-                    Err(Stop::Deadline) => return Err(Failure::Deadline(engine.state().row)),
-                    Err(Stop::Fatal(message)) => return Err(Failure::Fatal(message)),
+                    Err(Stop::Deadline) => return Err(BatchStop::Deadline(engine.state().row)),
+                    Err(Stop::Fatal(message)) => return Err(BatchStop::Fatal(message)),
                 }
             }
             Ok(std::mem::take(&mut engine.state().out))
@@ -87,11 +87,11 @@ impl JsTransform {
         match ran {
             Err(e) => Err(self.node_error(e.to_string())),
             Ok(Ok(out)) => Ok(out),
-            Ok(Err(Failure::Fatal(message))) => {
+            Ok(Err(BatchStop::Fatal(message))) => {
                 engine::discard_engine(self.id);
                 Err(self.node_error(message))
             }
-            Ok(Err(Failure::Deadline(row))) => {
+            Ok(Err(BatchStop::Deadline(row))) => {
                 // The engine was stopped mid-instruction: it cannot be used again.
                 engine::discard_engine(self.id);
                 let line = batch.origin.lines.value(row.min(rows.saturating_sub(1)));
@@ -117,7 +117,7 @@ impl JsTransform {
         }
     }
 
-    fn row_error(&self, batch: &Batch, row: usize, problems: Vec<Problem>) -> RowError {
+    fn row_error(&self, batch: &Batch, row: usize, problems: Vec<RowFault>) -> RowError {
         let first = problems.first().cloned();
         let message = problems
             .iter()

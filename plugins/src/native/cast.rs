@@ -18,7 +18,7 @@ use flowengine_engine::schema::TYPE_NAMES;
 use flowengine_engine::Batch;
 
 use super::coerce::{castable, declared_type};
-use super::eval::{convert, Failure};
+use super::eval::{convert, CastFailures};
 use super::type_name;
 use super::{filter_columns, find_column, join_errors, read_columns, reject_failures, run_error};
 use super::{unknown_column, FailureSite};
@@ -140,7 +140,7 @@ impl Transform for Cast {
                     }),
                     hint: "fix the value, or declare the column with a type that holds it",
                 };
-                let failure = Failure {
+                let failure = CastFailures {
                     rows,
                     values: input,
                     target: ty.clone(),

@@ -33,7 +33,7 @@ pub fn true_where_valid(b: &BooleanArray) -> BooleanArray {
 
 /// Rows whose value a CAST could not convert: the caller rejects them.
 #[derive(Debug)]
-pub struct Failure {
+pub struct CastFailures {
     /// True where the conversion failed; one entry per row of the batch.
     pub rows: BooleanArray,
     /// The values that were being converted, for messages.
@@ -96,7 +96,7 @@ pub fn evaluate(
     e: &Expr,
     columns: &[ArrayRef],
     rows: usize,
-    failures: &mut Vec<Failure>,
+    failures: &mut Vec<CastFailures>,
 ) -> Result<ArrayRef, ArrowError> {
     let cx = Cx { columns, rows };
     cx.eval(e, failures)?.array(rows)
@@ -124,7 +124,7 @@ struct Cx<'a> {
 }
 
 impl Cx<'_> {
-    fn eval(&self, e: &Expr, failures: &mut Vec<Failure>) -> Result<Value, ArrowError> {
+    fn eval(&self, e: &Expr, failures: &mut Vec<CastFailures>) -> Result<Value, ArrowError> {
         Ok(match &e.kind {
             Kind::Column(i) => {
                 let column = self.columns.get(*i);
@@ -230,7 +230,7 @@ impl Cx<'_> {
                     } else {
                         input
                     };
-                    failures.push(Failure {
+                    failures.push(CastFailures {
                         rows,
                         values,
                         target: e.ty.clone(),
@@ -244,7 +244,7 @@ impl Cx<'_> {
     fn unary(
         &self,
         a: &Expr,
-        failures: &mut Vec<Failure>,
+        failures: &mut Vec<CastFailures>,
         f: impl Fn(&dyn Array) -> Result<ArrayRef, ArrowError>,
     ) -> Result<Value, ArrowError> {
         Ok(match self.eval(a, failures)? {
@@ -257,7 +257,7 @@ impl Cx<'_> {
         &self,
         l: &Expr,
         r: &Expr,
-        failures: &mut Vec<Failure>,
+        failures: &mut Vec<CastFailures>,
         f: fn(&BooleanArray, &BooleanArray) -> Result<BooleanArray, ArrowError>,
     ) -> Result<Value, ArrowError> {
         let l = self.eval(l, failures)?;
@@ -302,7 +302,7 @@ impl Cx<'_> {
         branches: &[(Expr, Expr)],
         otherwise: Option<&Expr>,
         ty: &DataType,
-        failures: &mut Vec<Failure>,
+        failures: &mut Vec<CastFailures>,
     ) -> Result<Value, ArrowError> {
         // Rows already given to an earlier branch: a CAST in a later condition or result does
         // not fail them, as it would not run for them in a row-at-a-time engine.
@@ -336,7 +336,7 @@ impl Cx<'_> {
         Ok(result)
     }
 
-    fn coalesce(&self, items: &[Expr], failures: &mut Vec<Failure>) -> Result<Value, ArrowError> {
+    fn coalesce(&self, items: &[Expr], failures: &mut Vec<CastFailures>) -> Result<Value, ArrowError> {
         let mut values = items
             .iter()
             .map(|e| self.eval(e, failures))
@@ -358,7 +358,7 @@ impl Cx<'_> {
         v: &Expr,
         items: &[Expr],
         negated: bool,
-        failures: &mut Vec<Failure>,
+        failures: &mut Vec<CastFailures>,
     ) -> Result<Value, ArrowError> {
         let v = self.eval(v, failures)?;
         // x IN (a, b) is x = a OR x = b, which gives SQL's nulls: no match and a null item is null.
@@ -392,9 +392,9 @@ impl Cx<'_> {
 
 /// Keep the failures of `local` only on the rows where `rows` is true.
 fn keep_failures(
-    local: Vec<Failure>,
+    local: Vec<CastFailures>,
     rows: &BooleanArray,
-    failures: &mut Vec<Failure>,
+    failures: &mut Vec<CastFailures>,
 ) -> Result<(), ArrowError> {
     for mut f in local {
         f.rows = and(&f.rows, rows)?;

@@ -29,7 +29,7 @@
 //!    no kernel for them.
 //!
 //! A `CAST` that cannot convert a value (checked exactly: a numeric conversion must round-trip) makes the
-//! value null and records a `Failure` (a row mask, the input values, the target type). The transform turns
+//! value null and records a `CastFailures` (a row mask, the input values, the target type). The transform turns
 //! failures into `TYPE_CONVERSION` rejects (`reject_failures`, with the batch's `Origin` for file and line)
 //! and removes those rows; the executor applies the policy. `CASE` evaluates every branch on every row
 //! (that is what `zip` needs) but keeps a branch's failures only on the rows that branch takes, as a
@@ -71,7 +71,7 @@ use flowengine_engine::schema::type_name;
 use flowengine_engine::yaml::{Mark, Node};
 use flowengine_engine::Batch;
 
-use eval::Failure;
+use eval::CastFailures;
 use tree::Expr;
 
 /// An expression as written in the pipeline file: its text, its syntax tree, and where it was
@@ -199,7 +199,7 @@ struct FailureSite {
 fn reject_failures(
     node: &str,
     batch: &Batch,
-    failures: &[(FailureSite, Failure)],
+    failures: &[(FailureSite, CastFailures)],
     rejects: &mut Vec<RowError>,
 ) -> Result<Option<BooleanArray>, arrow_schema::ArrowError> {
     if failures.is_empty() {

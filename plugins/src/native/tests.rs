@@ -10,7 +10,7 @@ use arrow_array::{
 use arrow_schema::{DataType, Field, Schema};
 
 use super::check::check;
-use super::eval::{evaluate, Failure};
+use super::eval::{evaluate, CastFailures};
 use super::parse::parse;
 
 fn batch() -> RecordBatch {
@@ -61,7 +61,7 @@ fn batch() -> RecordBatch {
     .unwrap()
 }
 
-fn run(text: &str) -> (ArrayRef, Vec<Failure>) {
+fn run(text: &str) -> (ArrayRef, Vec<CastFailures>) {
     let b = batch();
     let e = check(&parse(text).unwrap(), &b.schema()).unwrap();
     let mut failures = Vec::new();

@@ -20,7 +20,7 @@ use flowengine_engine::component::Pending;
 use flowengine_engine::error::{RowError, RunError};
 use flowengine_engine::Batch;
 
-use super::typed::{Shape, Typed};
+use super::typed::{SourceSpec, Typed};
 use crate::delimited::decode::{Checks, Decoder, RecordSet, Records};
 use crate::delimited::split::Scan;
 use crate::delimited::tokens::{self, Slice, Tokens};
@@ -93,7 +93,7 @@ pub(super) struct Outcome {
 
 /// Records split from the file (or bytes to split), waiting to become a typed batch.
 pub(super) struct Chunk {
-    pub(super) shape: Arc<Shape>,
+    pub(super) shape: Arc<SourceSpec>,
     pub(super) body: Body,
     pub(super) outcome: Arc<OnceLock<Outcome>>,
 }
@@ -314,7 +314,7 @@ mod tests {
     }
 
     /// Columns `id: int64` (required) and `name: utf8`, from `in.csv`.
-    fn shape() -> Arc<Shape> {
+    fn shape() -> Arc<SourceSpec> {
         let specs = [
             ("id", ColumnType::Int64, false),
             ("name", ColumnType::Utf8, true),
@@ -338,7 +338,7 @@ mod tests {
                 trim: false,
             })
             .collect();
-        Arc::new(Shape {
+        Arc::new(SourceSpec {
             node: "source".into(),
             label: "in.csv".into(),
             dialect: Dialect::default(),

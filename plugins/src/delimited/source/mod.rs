@@ -39,7 +39,7 @@ use super::read_dialect;
 use chunk::Outcome;
 use input::Input;
 use reader::{DelimitedSource, Reading, MAX_REDOS};
-use typed::Shape;
+use typed::SourceSpec;
 
 /// Parsed `DelimitedSource` config.
 #[derive(Debug, Clone)]
@@ -188,7 +188,7 @@ impl SourceConfig for DelimitedSourceConfig {
         let (columns, width) = self.plan_columns(header.as_ref()).map_err(invalid)?;
         input.decoder.set_width(width);
         Ok(Box::new(DelimitedSource {
-            shape: Arc::new(Shape {
+            shape: Arc::new(SourceSpec {
                 node: cx.node.clone(),
                 label: self.label.clone(),
                 dialect: self.dialect,

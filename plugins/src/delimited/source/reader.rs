@@ -17,7 +17,7 @@ use flowengine_engine::error::{IoError, RunError};
 
 use super::chunk::{cut, Body, Chunk, Cut, Outcome};
 use super::input::{Input, Ranges, READ_SIZE};
-use super::typed::Shape;
+use super::typed::SourceSpec;
 use crate::delimited::decode::{Checks, Decoder, Records};
 use crate::delimited::split::Scan;
 use crate::delimited::tokens::Slice;
@@ -36,7 +36,7 @@ pub(super) const MAX_REDOS: u32 = 16;
 /// worker. The count is a guess that the worker checks; [`DelimitedSource::settle`] takes each
 /// range in order and redoes a failed one sequentially, from its start, with everything after it.
 pub(super) struct DelimitedSource {
-    pub(super) shape: Arc<Shape>,
+    pub(super) shape: Arc<SourceSpec>,
     pub(super) path: PathBuf,
     pub(super) chunk_size: usize,
     /// Input bytes per batch at most: the batch's share of `Settings.MemoryLimit`.

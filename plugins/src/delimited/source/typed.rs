@@ -17,7 +17,7 @@ use crate::delimited::convert::{self, ColumnReader, Take};
 use crate::delimited::decode::{self, Dialect, Problem, RecordSet};
 
 /// What every batch of a source shares: names for messages, and how to convert columns.
-pub(super) struct Shape {
+pub(super) struct SourceSpec {
     pub(super) node: String,
     pub(super) label: Arc<str>,
     pub(super) dialect: Dialect,
@@ -30,7 +30,7 @@ pub(super) struct Shape {
 
 /// One piece's records, converted into a typed batch and its rejects.
 pub(super) struct Typed<R> {
-    pub(super) shape: Arc<Shape>,
+    pub(super) shape: Arc<SourceSpec>,
     pub(super) records: R,
 }
 
