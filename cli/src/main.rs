@@ -65,7 +65,7 @@ fn parse_var(s: &str) -> Result<(String, String), String> {
     let (name, value) = s
         .split_once('=')
         .ok_or_else(|| format!("expected NAME=VALUE, found {s:?}"))?;
-    if !flowengine_engine::vars::is_valid_name(name) {
+    if !flowengine_engine::load::vars::is_valid_name(name) {
         return Err(format!(
             "{name:?} is not a variable name (letters, digits and `_`)"
         ));

@@ -1,7 +1,7 @@
 //! Every plugin type and every config key the loader accepts is documented in `docs/`.
 //!
 //! How the keys are found: not by reading the source, but by asking the loader itself. Every key
-//! is read through a `MapReader`, and `flowengine_engine::config::record_asked_keys` lists the keys
+//! is read through a `MapReader`, and `flowengine_engine::load::config::record_asked_keys` lists the keys
 //! the readers were asked for (accepted keys, and the keys of the original system that are refused
 //! with their replacement). The test plans, under that recorder:
 //! - `MAXIMAL`, below: one pipeline that uses every plugin type with every key it accepts, which must
@@ -25,7 +25,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use flowengine_engine::config::{record_asked_keys, AskedKey};
+use flowengine_engine::load::config::{record_asked_keys, AskedKey};
 use flowengine_engine::{plan_text, LoadOptions};
 use flowengine_plugins::builtin_registry;
 

@@ -2,7 +2,8 @@
 //!
 //! The stages, each a type and each testable alone:
 //!
-//! 1. [`pipeline::load`] reads the YAML into a [`pipeline::PipelineConfig`], with variables defined.
+//! 1. [`load::load`] reads the YAML into a [`load::PipelineConfig`], with variables defined (the
+//!    `load` folder: YAML, map reader, variables, the file's sections).
 //! 2. [`plan::Plan::new`] (or [`plan::load_plan`] for both steps) resolves plugin types through a
 //!    [`registry::Registry`], parses every plugin's `Config`, checks the graph and propagates Arrow
 //!    schemas. It opens no file and collects every error: this is `flowengine validate`.
@@ -15,25 +16,22 @@
 
 pub mod batch;
 pub mod component;
-pub mod config;
 pub mod datefmt;
 pub mod error;
 pub mod exec;
+pub mod load;
 pub mod memory;
 pub mod metrics;
 pub mod paths;
-pub mod pipeline;
 pub mod plan;
 pub mod registry;
 pub mod reject;
 pub mod schema;
-pub mod vars;
-pub mod yaml;
 
 pub use batch::Batch;
 pub use error::{BuildError, ConfigError, ConfigErrors, IoError, RowError, RunError};
 pub use exec::{Pipeline, RunOutcome};
+pub use load::LoadOptions;
 pub use metrics::RunSummary;
-pub use pipeline::LoadOptions;
 pub use plan::{load_plan, plan_text, Plan};
 pub use registry::Registry;

@@ -10,13 +10,13 @@ use std::path::Path;
 use arrow_schema::SchemaRef;
 
 use crate::component::{NodeCx, SinkConfig, SourceConfig, TransformConfig};
-use crate::config::{closest, ConfigCx, MapReader};
 use crate::error::{ConfigErrorKind, ConfigErrors};
+use crate::load::config::{closest, ConfigCx, MapReader};
+use crate::load::file::{self, LoadOptions, PipelineConfig, PluginEntry, Settings};
+use crate::load::yaml::Mark;
 use crate::memory::{self, Budget};
-use crate::pipeline::{self, LoadOptions, PipelineConfig, PluginEntry, Settings};
 use crate::registry::{DeadLetterBuilder, Parser, Registry};
 use crate::reject::ErrorPolicy;
-use crate::yaml::Mark;
 
 /// A node's role and typed config.
 #[derive(Debug)]
@@ -110,7 +110,7 @@ pub fn load_plan(
     opts: &LoadOptions,
     registry: &Registry,
 ) -> Result<Plan, ConfigErrors> {
-    finish_plan(pipeline::load(path, opts)?, registry)
+    finish_plan(file::load(path, opts)?, registry)
 }
 
 /// Like [`load_plan`], for pipeline text already in memory; `path` places it.
@@ -120,7 +120,7 @@ pub fn plan_text(
     opts: &LoadOptions,
     registry: &Registry,
 ) -> Result<Plan, ConfigErrors> {
-    finish_plan(pipeline::load_text(text, path, opts)?, registry)
+    finish_plan(file::load_text(text, path, opts)?, registry)
 }
 
 fn finish_plan(

@@ -5,8 +5,8 @@
 use std::path::Path;
 
 use crate::component::{BuildCx, NodeCx, Sink, SinkConfig, SourceConfig, TransformConfig};
-use crate::config::{ConfigCx, MapReader};
 use crate::error::BuildError;
+use crate::load::config::{ConfigCx, MapReader};
 
 /// Parses a source's `Config` map. Record errors in the `ConfigCx` and return `None` on failure;
 /// unread keys are reported by the engine afterwards.

@@ -21,10 +21,10 @@ use std::sync::Arc;
 
 use arrow_schema::{DataType, Field, FieldRef, Schema, SchemaRef, TimeUnit};
 
-use crate::config::{ConfigCx, MapReader};
 use crate::datefmt;
 use crate::error::ConfigErrorKind;
-use crate::yaml::{Mark, Node};
+use crate::load::config::{ConfigCx, MapReader};
+use crate::load::yaml::{Mark, Node};
 
 /// A declared column type.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -366,8 +366,8 @@ pub fn nullable_union(a: &SchemaRef, b: &Schema) -> SchemaRef {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vars::Variables;
-    use crate::yaml;
+    use crate::load::vars::Variables;
+    use crate::load::yaml;
 
     #[test]
     fn aliases_map_to_one_vocabulary() {

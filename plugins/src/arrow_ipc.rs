@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use arrow_ipc::writer::{FileWriter, StreamWriter};
 use arrow_schema::{ArrowError, SchemaRef};
 use flowengine_engine::component::{BuildCx, NodeCx, Sink, SinkConfig};
-use flowengine_engine::config::{ConfigCx, MapReader};
 use flowengine_engine::error::{BuildError, RunError};
+use flowengine_engine::load::config::{ConfigCx, MapReader};
 use flowengine_engine::Batch;
 
 use crate::staging::{Staging, Target};

@@ -3,8 +3,8 @@
 
 use arrow_schema::SchemaRef;
 use flowengine_engine::component::{BuildCx, NodeCx, Sink, SinkConfig};
-use flowengine_engine::config::{ConfigCx, MapReader};
 use flowengine_engine::error::{BuildError, RunError};
+use flowengine_engine::load::config::{ConfigCx, MapReader};
 use flowengine_engine::Batch;
 
 /// Parsed `NullSink` config (it has no keys).

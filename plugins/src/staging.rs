@@ -19,8 +19,8 @@ use std::io::{Seek, Write};
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 
-use flowengine_engine::config::{ConfigCx, MapReader};
 use flowengine_engine::error::{BuildError, IoError, RunError};
+use flowengine_engine::load::config::{ConfigCx, MapReader};
 use tempfile::NamedTempFile;
 
 /// What to do when the target exists.

@@ -12,8 +12,8 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use crate::component::{
     BuildCx, NodeCx, Sink, SinkConfig, Source, SourceConfig, Transform, TransformConfig,
 };
-use crate::config::{ConfigCx, MapReader};
 use crate::error::{BuildError, ConfigErrors, RowError, RowErrorKind, RunError, Stage};
+use crate::load::config::{ConfigCx, MapReader};
 use crate::registry::{Parser, Registry};
 use crate::{load_plan, Batch, LoadOptions, RunOutcome};
 

@@ -10,7 +10,7 @@ pub mod source;
 pub mod split;
 pub mod tokens;
 
-use flowengine_engine::config::{parse_single_byte, ConfigCx, MapReader};
+use flowengine_engine::load::config::{parse_single_byte, ConfigCx, MapReader};
 
 use decode::Dialect;
 

@@ -12,9 +12,9 @@ use std::sync::Arc;
 use arrow_array::RecordBatch;
 use arrow_schema::{DataType, SchemaRef};
 use flowengine_engine::component::{BuildCx, Encode, NodeCx, Sink, SinkConfig};
-use flowengine_engine::config::{ConfigCx, MapReader};
 use flowengine_engine::datefmt;
 use flowengine_engine::error::{BuildError, IoError, RunError};
+use flowengine_engine::load::config::{ConfigCx, MapReader};
 use flowengine_engine::Batch;
 
 use super::encode::{Encoder, JsonLinesEncoder, OutputColumn};

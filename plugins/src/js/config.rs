@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arrow_schema::{Field, Schema, SchemaRef};
-use flowengine_engine::config::{ConfigCx, MapReader};
 use flowengine_engine::error::ConfigErrorKind;
+use flowengine_engine::load::config::{ConfigCx, MapReader};
+use flowengine_engine::load::yaml::Node;
 use flowengine_engine::schema::{ColumnType, TYPE_NAMES};
-use flowengine_engine::yaml::Node;
 
 use super::log::Level;
 

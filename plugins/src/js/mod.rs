@@ -36,8 +36,8 @@ pub mod values;
 
 use arrow_schema::SchemaRef;
 use flowengine_engine::component::{BuildCx, NodeCx, Transform, TransformConfig};
-use flowengine_engine::config::{ConfigCx, MapReader};
 use flowengine_engine::error::{BuildError, ConfigErrorKind};
+use flowengine_engine::load::config::{ConfigCx, MapReader};
 
 use config::{read_limits, read_output_schema, read_ports, read_script, JsConfig};
 use log::Level;

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use arrow_array::RecordBatch;
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use flowengine_engine::component::{BuildCx, NodeCx, Transform, TransformConfig};
-use flowengine_engine::config::{ConfigCx, MapReader};
 use flowengine_engine::error::{BuildError, ColumnRef, RowError, RunError};
+use flowengine_engine::load::config::{ConfigCx, MapReader};
 use flowengine_engine::schema::TYPE_NAMES;
 use flowengine_engine::Batch;
 

@@ -51,7 +51,7 @@ impl Scope<'_> {
             [i] => Ok(*i),
             [] => {
                 let names: Vec<&str> = fields.iter().map(|f| f.name().as_str()).collect();
-                let suggestion = flowengine_engine::config::closest(&ident.value, &names)
+                let suggestion = flowengine_engine::load::config::closest(&ident.value, &names)
                     .map(|s| format!(" (did you mean `{s}`?)"))
                     .unwrap_or_default();
                 Err(ExprError::new(

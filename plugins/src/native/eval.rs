@@ -336,7 +336,11 @@ impl Cx<'_> {
         Ok(result)
     }
 
-    fn coalesce(&self, items: &[Expr], failures: &mut Vec<CastFailures>) -> Result<Value, ArrowError> {
+    fn coalesce(
+        &self,
+        items: &[Expr],
+        failures: &mut Vec<CastFailures>,
+    ) -> Result<Value, ArrowError> {
         let mut values = items
             .iter()
             .map(|e| self.eval(e, failures))

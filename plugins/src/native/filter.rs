@@ -8,8 +8,8 @@ use arrow_array::cast::AsArray;
 use arrow_array::{ArrayRef, BooleanArray};
 use arrow_schema::{DataType, SchemaRef};
 use flowengine_engine::component::{BuildCx, NodeCx, RowCondition, Transform, TransformConfig};
-use flowengine_engine::config::{ConfigCx, MapReader};
 use flowengine_engine::error::{BuildError, RowError, RunError};
+use flowengine_engine::load::config::{ConfigCx, MapReader};
 use flowengine_engine::Batch;
 
 use super::tree::{Expr, Kind};

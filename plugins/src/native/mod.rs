@@ -63,12 +63,12 @@ pub mod tree;
 use arrow_array::{Array, ArrayRef, BooleanArray};
 use arrow_cast::display::{ArrayFormatter, FormatOptions};
 use arrow_schema::Schema;
-use flowengine_engine::config::{ConfigCx, MapReader};
 use flowengine_engine::error::{
     ColumnRef, ConfigErrorKind, Location, RowError, RowErrorKind, Stage,
 };
+use flowengine_engine::load::config::{ConfigCx, MapReader};
+use flowengine_engine::load::yaml::{Mark, Node};
 use flowengine_engine::schema::type_name;
-use flowengine_engine::yaml::{Mark, Node};
 use flowengine_engine::Batch;
 
 use eval::CastFailures;
@@ -267,7 +267,7 @@ fn find_column(schema: &Schema, name: &str) -> Option<usize> {
 
 fn unknown_column(schema: &Schema, name: &str) -> String {
     let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-    let suggestion = flowengine_engine::config::closest(name, &names)
+    let suggestion = flowengine_engine::load::config::closest(name, &names)
         .map(|s| format!(" (did you mean `{s}`?)"))
         .unwrap_or_default();
     format!(

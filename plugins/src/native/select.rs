@@ -12,9 +12,9 @@ use std::sync::Arc;
 use arrow_array::RecordBatch;
 use arrow_schema::{Schema, SchemaRef};
 use flowengine_engine::component::{BuildCx, NodeCx, Transform, TransformConfig};
-use flowengine_engine::config::{ConfigCx, MapReader};
 use flowengine_engine::error::{BuildError, ConfigErrorKind, RowError, RunError};
-use flowengine_engine::yaml::Node;
+use flowengine_engine::load::config::{ConfigCx, MapReader};
+use flowengine_engine::load::yaml::Node;
 use flowengine_engine::Batch;
 
 use super::{find_column, join_errors, run_error, unknown_column};

@@ -27,8 +27,8 @@ use arrow_schema::SchemaRef;
 use flowengine_engine::component::{
     BuildCx, NodeCx, Pending, RowCondition, Settle, Source, SourceConfig,
 };
-use flowengine_engine::config::{ConfigCx, MapReader};
 use flowengine_engine::error::{BuildError, IoError, RowError, RunError};
+use flowengine_engine::load::config::{ConfigCx, MapReader};
 use flowengine_engine::memory::human_bytes;
 use flowengine_engine::schema::{self, ColumnSpec};
 use flowengine_engine::Batch;

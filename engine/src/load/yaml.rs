@@ -2,7 +2,7 @@
 //!
 //! serde_yaml (deprecated upstream) loses positions, cannot match keys case-insensitively and stops at
 //! the first error; the pipeline loader needs all three. So the file is parsed once with yaml-rust2's
-//! event parser into this small tree, and [`crate::config`] walks it. Every YAML call lives here.
+//! event parser into this small tree, and [`crate::load::config`] walks it. Every YAML call lives here.
 
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
 use yaml_rust2::scanner::{Marker, TScalarStyle};

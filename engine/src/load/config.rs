@@ -14,9 +14,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::error::{ConfigError, ConfigErrorKind, ConfigErrors, Location};
+use crate::load::vars::Variables;
+use crate::load::yaml::{Mark, Node, Value};
 use crate::memory::human_bytes;
-use crate::vars::Variables;
-use crate::yaml::{Mark, Node, Value};
 
 /// Shared state while reading a pipeline file: where it is, its variables, and the errors so far.
 #[derive(Debug)]
@@ -542,7 +542,7 @@ pub fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::yaml;
+    use crate::load::yaml;
 
     fn cx() -> ConfigCx {
         let mut vars = Variables::new();

@@ -5,12 +5,12 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Local};
 
-use crate::config::{ConfigCx, MapReader};
 use crate::error::{ConfigError, ConfigErrorKind, ConfigErrors};
+use crate::load::config::{ConfigCx, MapReader};
+use crate::load::vars::Variables;
+use crate::load::yaml::{self, Mark, Node, Value};
 use crate::paths::absolute;
 use crate::reject::{ErrorPolicy, MaxErrors};
-use crate::vars::Variables;
-use crate::yaml::{self, Mark, Node, Value};
 
 /// Inputs to loading besides the file itself.
 #[derive(Debug, Clone)]
@@ -188,7 +188,7 @@ fn read_root(
 fn read_variables(map: &mut MapReader<'_>, cx: &mut ConfigCx) {
     for (name, mark, value) in map.take_all() {
         let path = map.key_path(name);
-        if !crate::vars::is_valid_name(name) {
+        if !crate::load::vars::is_valid_name(name) {
             let kind = ConfigErrorKind::InvalidValue {
                 expected: "a variable name of letters, digits and `_`".into(),
                 found: format!("{name:?}"),
