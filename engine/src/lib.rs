@@ -13,6 +13,42 @@
 //!
 //! The engine knows no plugin and no command line: plugins implement the traits in [`component`]
 //! and register themselves in a [`registry::Registry`].
+//!
+//! The whole path through the library, with the built-in plugins of `flowengine-plugins`:
+//!
+//! ```
+//! use std::sync::atomic::AtomicBool;
+//! use flowengine_engine::{plan_text, LoadOptions};
+//!
+//! let dir = tempfile::tempdir()?;
+//! std::fs::write(dir.path().join("in.csv"), "id,name\n1,ann\n2,bob\n3,cy\n")?;
+//! let yaml = r#"
+//! Pipeline:
+//!   Name: demo
+//!   Plugins:
+//!     - Name: read
+//!       Type: DelimitedSource
+//!       Config:
+//!         FilePath: in.csv
+//!         OutputSchema:
+//!           Columns: [ { Name: id, Type: int64 }, { Name: name, Type: string } ]
+//!     - { Name: keep, Type: Filter, Config: { Condition: "id >= 2" } }
+//!     - { Name: write, Type: DelimitedSink, Config: { FilePath: out.csv } }
+//!   Connections:
+//!     - { From: read, To: keep }
+//!     - { From: keep, To: write }
+//! "#;
+//! let registry = flowengine_plugins::builtin_registry();
+//! let path = dir.path().join("pipeline.yaml");
+//! let plan = plan_text(yaml, &path, &LoadOptions::default(), &registry)?; // validate stops here
+//! let outcome = plan.build()?.run(&AtomicBool::new(false));
+//! outcome.result?;
+//! assert_eq!(outcome.summary.rows_read, 3);
+//! assert_eq!(outcome.summary.rows_filtered, 1);
+//! let written = std::fs::read_to_string(dir.path().join("out.csv"))?;
+//! assert_eq!(written, "id,name\n2,bob\n3,cy\n");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 pub mod batch;
 pub mod component;

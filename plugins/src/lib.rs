@@ -2,23 +2,36 @@
 //!
 //! | type | role | module |
 //! |---|---|---|
-//! | `DelimitedSource` | source | [`delimited::source`] |
-//! | `DelimitedSink` | sink | [`delimited::sink`] |
-//! | `JavaScriptTransform` | transform | [`js`] |
-//! | `NullSink` | sink | [`null`] |
-//! | `ParquetSink` | sink | [`parquet_sink`] |
-//! | `ArrowSink` | sink | [`arrow_ipc`] |
-//! | `Filter` | transform | [`native::filter`] |
-//! | `Compute` | transform | [`native::compute`] |
-//! | `Select` | transform | [`native::select`] |
-//! | `Cast` | transform | [`native::cast`] |
+//! | `DelimitedSource` | source | `delimited::source` |
+//! | `DelimitedSink` | sink | `delimited::sink` |
+//! | `JavaScriptTransform` | transform | `js` |
+//! | `NullSink` | sink | `null` |
+//! | `ParquetSink` | sink | `parquet_sink` |
+//! | `ArrowSink` | sink | `arrow_ipc` |
+//! | `Filter` | transform | `native::filter` |
+//! | `Compute` | transform | `native::compute` |
+//! | `Select` | transform | `native::select` |
+//! | `Cast` | transform | `native::cast` |
+//!
+//! The public API is [`register_builtin`] and [`builtin_registry`]: a host registers the plugins
+//! and runs pipelines through `flowengine-engine`. The plugin modules are public only so that
+//! `benches/` (the decoder, tokenizer, converter, encoder and script engine measured alone) and
+//! `fuzz/` (the decoder and the range tokenizer against it) can reach inside them; they are hidden
+//! from the documentation and are not an API: they change whenever the plugins need them to.
 
+#[doc(hidden)]
 pub mod arrow_ipc;
+#[doc(hidden)]
 pub mod delimited;
+#[doc(hidden)]
 pub mod js;
+#[doc(hidden)]
 pub mod native;
+#[doc(hidden)]
 pub mod null;
+#[doc(hidden)]
 pub mod parquet_sink;
+#[doc(hidden)]
 pub mod staging;
 
 use flowengine_engine::registry::{Parser, Registry};
