@@ -14,7 +14,7 @@ use arrow_array::{ArrayRef, BooleanArray, RecordBatch};
 use arrow_schema::SchemaRef;
 
 use crate::batch::Batch;
-use crate::error::{BuildError, RowError, RunError};
+use crate::error::{BuildError, PlanError, RowError, RunError};
 
 /// What a node's `build` gets to know about its place in the pipeline.
 #[derive(Debug, Clone)]
@@ -125,8 +125,10 @@ pub trait Pending: Send {
 
 /// A parsed transform config.
 pub trait TransformConfig: Debug + Send + Sync {
-    /// The schema of the batches this transform emits, given its input schema.
-    fn output_schema(&self, input: &SchemaRef) -> Result<SchemaRef, String>;
+    /// The schema of the batches this transform emits, given its input schema; otherwise every
+    /// problem found with the config against that schema (never empty), so one `validate` shows
+    /// them all.
+    fn output_schema(&self, input: &SchemaRef) -> Result<SchemaRef, Vec<PlanError>>;
     /// Whether batches may be processed concurrently (output order is kept either way).
     fn parallel(&self) -> bool {
         false
@@ -183,8 +185,9 @@ pub trait Transform: Send + Sync {
 
 /// A parsed sink config.
 pub trait SinkConfig: Debug + Send + Sync {
-    /// Check that the sink can write batches of this schema.
-    fn check_input(&self, _input: &SchemaRef) -> Result<(), String> {
+    /// Check that the sink can write batches of this schema; otherwise every problem found
+    /// (never empty).
+    fn check_input(&self, _input: &SchemaRef) -> Result<(), Vec<PlanError>> {
         Ok(())
     }
     /// Files this sink writes (so no two sinks write one file, and no sink overwrites an input).

@@ -10,6 +10,8 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::load::yaml::Mark;
+
 /// A position in the pipeline file (1-based line and column).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Location {
@@ -162,6 +164,68 @@ impl fmt::Display for ConfigErrors {
 }
 
 impl std::error::Error for ConfigErrors {}
+
+/// A problem a plugin finds in its config once it sees its input schema, at plan time
+/// ([`crate::component::TransformConfig::output_schema`], [`crate::component::SinkConfig::check_input`]).
+///
+/// Plugins return these as data and the planner turns them into [`ConfigError`]s, so they are
+/// collected with every other configuration problem and positioned the same way; a plugin never
+/// formats a position itself.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}{message}", if path.is_empty() { String::new() } else { format!("{path}: ") })]
+pub struct PlanError {
+    /// The YAML key path at fault as the config reader gave it (e.g.
+    /// `Pipeline.Plugins[cast].Config.Columns.age`; the planner shows it from `Config` on), or
+    /// empty when the problem is the node as a whole.
+    pub path: String,
+    /// Where the key or value at fault was written, when the plugin knows it; the planner shows
+    /// it next to the path. The error itself is always placed at the node.
+    pub mark: Option<Mark>,
+    /// What is wrong.
+    pub message: String,
+    /// A one-line suggestion.
+    pub hint: Option<String>,
+}
+
+impl PlanError {
+    /// A problem with the node as a whole.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            path: String::new(),
+            mark: None,
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    /// A problem with the key at `path`, written at `mark` when known.
+    pub fn at(path: impl Into<String>, mark: Option<Mark>, message: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            mark,
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    /// Attach a hint.
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    /// Several problems as one message, for a [`BuildError`] (where no file position is known):
+    /// one per line after a count, like the planner shows them.
+    pub fn join(errors: &[PlanError]) -> String {
+        match errors {
+            [one] => one.to_string(),
+            _ => {
+                let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+                format!("{} problems:\n  {}", errors.len(), lines.join("\n  "))
+            }
+        }
+    }
+}
 
 /// An I/O failure of a node on a named path, at build or at run time: the one shape every such
 /// message has (`node `write`: cannot create /out/x.csv: Permission denied`).

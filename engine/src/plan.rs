@@ -10,7 +10,7 @@ use std::path::Path;
 use arrow_schema::SchemaRef;
 
 use crate::component::{NodeCx, SinkConfig, SourceConfig, TransformConfig};
-use crate::error::{ConfigErrorKind, ConfigErrors};
+use crate::error::{ConfigError, ConfigErrorKind, ConfigErrors, PlanError};
 use crate::load::config::{closest, ConfigCx, MapReader};
 use crate::load::file::{self, LoadOptions, PipelineConfig, PluginEntry, Settings};
 use crate::load::yaml::Mark;
@@ -419,23 +419,21 @@ impl Plan {
             let input = self.merged_input_schema(i, cx, find);
             let node = &mut self.nodes[i];
             let (path, mark) = find(&node.name);
-            let fail = |cx: &mut ConfigCx, msg: String| {
-                cx.error(ConfigErrorKind::Graph(msg), &path, mark);
-            };
             node.input_schema = input.clone();
-            match (&node.kind, input) {
-                (NodeKind::Source(s), _) => node.output_schema = Some(s.output_schema()),
-                (NodeKind::Transform(t), Some(input)) => match t.output_schema(&input) {
-                    Ok(s) => node.output_schema = Some(s),
-                    Err(msg) => fail(cx, format!("`{}`: {msg}", node.name)),
-                },
-                (NodeKind::Sink(s), Some(input)) => {
-                    if let Err(msg) = s.check_input(&input) {
-                        fail(cx, format!("`{}`: {msg}", node.name));
-                    }
+            let found = match (&node.kind, input) {
+                (NodeKind::Source(s), _) => {
+                    node.output_schema = Some(s.output_schema());
+                    Ok(())
                 }
+                (NodeKind::Transform(t), Some(input)) => t
+                    .output_schema(&input)
+                    .map(|s| node.output_schema = Some(s)),
+                (NodeKind::Sink(s), Some(input)) => s.check_input(&input),
                 // An upstream error was already reported.
-                (_, None) => {}
+                (_, None) => Ok(()),
+            };
+            if let Err(errors) = found {
+                plugin_errors(cx, &node.name, &path, mark, &errors);
             }
         }
     }
@@ -597,6 +595,60 @@ impl Plan {
             }
         }
     }
+}
+
+/// Record what a plugin found wrong with its config against its input schema: one error at the
+/// node, listing every problem, so the line a user sees names the node once and each problem
+/// names its key (from `Config` on) and, when the plugin knows it, where it was written.
+fn plugin_errors(cx: &mut ConfigCx, node: &str, path: &str, mark: Mark, errors: &[PlanError]) {
+    let shown: Vec<String> = errors
+        .iter()
+        .map(|e| {
+            let mut line = describe(cx, path, e);
+            // A lone problem's hint goes on the error itself, as the engine's own do.
+            if let (Some(hint), true) = (&e.hint, errors.len() > 1) {
+                line.push_str(&format!("\n    hint: {hint}"));
+            }
+            line
+        })
+        .collect();
+    let message = match shown.as_slice() {
+        [one] => format!("`{node}`: {one}"),
+        _ => format!(
+            "`{node}`: {} problems:\n  {}",
+            shown.len(),
+            shown.join("\n  ")
+        ),
+    };
+    let error = ConfigError::new(ConfigErrorKind::Graph(message), path, cx.location(mark));
+    match errors {
+        [PlanError {
+            hint: Some(hint), ..
+        }] => cx.push(error.with_hint(hint)),
+        _ => cx.push(error),
+    }
+}
+
+/// One plugin problem as `Config.Key (file:line:col): message`; the key path is shown relative
+/// to the node (`node_path`), which the error already names.
+fn describe(cx: &ConfigCx, node_path: &str, e: &PlanError) -> String {
+    let key = e
+        .path
+        .strip_prefix(node_path)
+        .and_then(|p| p.strip_prefix('.'))
+        .unwrap_or(&e.path);
+    let mut out = key.to_string();
+    if let Some(loc) = e.mark.and_then(|m| cx.location(m)) {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(&format!("({loc})"));
+    }
+    if !out.is_empty() {
+        out.push_str(": ");
+    }
+    out.push_str(&e.message);
+    out
 }
 
 fn parse_node(

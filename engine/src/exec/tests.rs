@@ -12,8 +12,9 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use crate::component::{
     BuildCx, NodeCx, Sink, SinkConfig, Source, SourceConfig, Transform, TransformConfig,
 };
-use crate::error::{BuildError, ConfigErrors, RowError, RowErrorKind, RunError, Stage};
+use crate::error::{BuildError, ConfigErrors, PlanError, RowError, RowErrorKind, RunError, Stage};
 use crate::load::config::{ConfigCx, MapReader};
+use crate::load::yaml::Mark;
 use crate::registry::{Parser, Registry};
 use crate::{load_plan, Batch, LoadOptions, RunOutcome};
 
@@ -87,13 +88,15 @@ impl Source for NumbersRun {
 }
 
 /// Keeps even numbers; optionally fails or panics on the batch starting at a given number, and
-/// rejects multiples of `RejectEvery`.
+/// rejects multiples of `RejectEvery`. `Refuse: n` makes the planner's schema check report `n`
+/// problems (1 or 2), to test how plugin errors are shown.
 #[derive(Debug)]
 struct Evens {
     parallel: bool,
     fail_at: Option<i64>,
     panic_at: Option<i64>,
     reject_every: Option<i64>,
+    refuse: Option<(u64, String, Mark)>,
 }
 
 fn parse_evens(
@@ -106,12 +109,20 @@ fn parse_evens(
         fail_at: m.integer(cx, "FailAt", 0, u64::MAX).map(|v| v as i64),
         panic_at: m.integer(cx, "PanicAt", 0, u64::MAX).map(|v| v as i64),
         reject_every: m.integer(cx, "RejectEvery", 1, u64::MAX).map(|v| v as i64),
+        refuse: m
+            .integer(cx, "Refuse", 1, 2)
+            .map(|n| (n, m.key_path("Refuse"), m.entry_mark("Refuse"))),
     }))
 }
 
 impl TransformConfig for Evens {
-    fn output_schema(&self, input: &SchemaRef) -> Result<SchemaRef, String> {
-        Ok(input.clone())
+    fn output_schema(&self, input: &SchemaRef) -> Result<SchemaRef, Vec<PlanError>> {
+        let Some((n, path, mark)) = &self.refuse else {
+            return Ok(input.clone());
+        };
+        let keyed = PlanError::at(path, Some(*mark), "refused").with_hint("remove `Refuse`");
+        let whole = PlanError::new("the node refuses too");
+        Err([keyed, whole].into_iter().take(*n as usize).collect())
     }
     fn parallel(&self) -> bool {
         self.parallel
@@ -186,7 +197,7 @@ fn parse_router(
 }
 
 impl TransformConfig for Router {
-    fn output_schema(&self, input: &SchemaRef) -> Result<SchemaRef, String> {
+    fn output_schema(&self, input: &SchemaRef) -> Result<SchemaRef, Vec<PlanError>> {
         Ok(input.clone())
     }
     fn parallel(&self) -> bool {
@@ -439,6 +450,34 @@ fn routed_rows_reach_their_ports_and_every_path_accounts_for_them() {
     assert_eq!(
         (five.read, five.written, five.filtered, five.routed),
         (210, 36, 30, 144)
+    );
+}
+
+#[test]
+fn plugin_schema_errors_are_placed_at_the_node_and_name_their_key() {
+    let one = plan("refuse1", &chain("refuse_sink", "", "Refuse: 1")).unwrap_err();
+    assert_eq!(one.0.len(), 1);
+    let text = one.to_string();
+    // The key path is shown from `Config` on, with where the key was written; a lone problem's
+    // hint goes on the error.
+    assert!(
+        text.contains(":6:7: Pipeline.Plugins[t]: `t`: Config.Refuse ("),
+        "{text}"
+    );
+    assert!(
+        text.contains(":6:41): refused\n  hint: remove `Refuse`"),
+        "{text}"
+    );
+    let two = plan("refuse2", &chain("refuse_sink", "", "Refuse: 2")).unwrap_err();
+    assert_eq!(two.0.len(), 1, "one error per node, listing every problem");
+    let text = two.to_string();
+    assert!(
+        text.contains("`t`: 2 problems:\n  Config.Refuse ("),
+        "{text}"
+    );
+    assert!(
+        text.contains("): refused\n    hint: remove `Refuse`\n  the node refuses too"),
+        "{text}"
     );
 }
 

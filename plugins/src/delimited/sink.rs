@@ -13,8 +13,9 @@ use arrow_array::RecordBatch;
 use arrow_schema::{DataType, SchemaRef};
 use flowengine_engine::component::{BuildCx, Encode, NodeCx, Sink, SinkConfig};
 use flowengine_engine::datefmt;
-use flowengine_engine::error::{BuildError, IoError, RunError};
+use flowengine_engine::error::{BuildError, IoError, PlanError, RunError};
 use flowengine_engine::load::config::{ConfigCx, MapReader};
+use flowengine_engine::load::yaml::Mark;
 use flowengine_engine::Batch;
 
 use super::encode::{Encoder, JsonLinesEncoder, OutputColumn};
@@ -28,6 +29,10 @@ struct Mapping {
     source: String,
     output: String,
     format: Option<String>,
+    /// Where `SourceColumn` and `Format` were written (YAML path and position), for the errors
+    /// found once the input schema is known.
+    source_at: (String, Mark),
+    format_at: (String, Mark),
 }
 
 /// Parsed `DelimitedSink` config.
@@ -121,6 +126,8 @@ fn read_mappings(m: &mut MapReader<'_>, cx: &mut ConfigCx) -> Option<Option<Vec<
             ok = false;
             continue;
         };
+        let at = |key| (e.key_path(key), e.entry_mark(key));
+        let (source_at, format_at) = (at("SourceColumn"), at("Format"));
         let source = e.required_string(cx, "SourceColumn");
         let output = e.string(cx, "OutputColumn");
         let format = e.string(cx, "Format").and_then(|f| {
@@ -144,6 +151,8 @@ fn read_mappings(m: &mut MapReader<'_>, cx: &mut ConfigCx) -> Option<Option<Vec<
                 output: output.unwrap_or_else(|| source.clone()),
                 source,
                 format,
+                source_at,
+                format_at,
             }),
             None => ok = false,
         }
@@ -152,7 +161,7 @@ fn read_mappings(m: &mut MapReader<'_>, cx: &mut ConfigCx) -> Option<Option<Vec<
 }
 
 impl DelimitedSinkConfig {
-    fn output_columns(&self, input: &SchemaRef) -> Result<Vec<OutputColumn>, String> {
+    fn output_columns(&self, input: &SchemaRef) -> Result<Vec<OutputColumn>, Vec<PlanError>> {
         let Some(mappings) = &self.mappings else {
             return Ok(input
                 .fields()
@@ -169,29 +178,32 @@ impl DelimitedSinkConfig {
         let columns = mappings
             .iter()
             .map(|mp| {
+                let at = |(path, mark): &(String, Mark), message| {
+                    PlanError::at(path, Some(*mark), message)
+                };
                 let i = names
                     .iter()
                     .position(|n| n.eq_ignore_ascii_case(&mp.source))
                     .ok_or_else(|| {
-                        format!(
+                        at(&mp.source_at, format!(
                             "`ColumnMappings` names `{}`, which is not an input column; input columns are: {}",
                             mp.source,
                             names.join(", ")
-                        )
+                        ))
                     })?;
                 let ty = input.field(i).data_type();
                 if mp.format.is_some() && !matches!(ty, DataType::Date32 | DataType::Timestamp(..)) {
-                    return Err(format!(
+                    return Err(at(&mp.format_at, format!(
                         "`Format` on column `{}` applies only to date and datetime columns, not {ty}",
                         mp.source
-                    ));
+                    )));
                 }
                 if let Some(format) = &mp.format {
                     check_format(ty, format).map_err(|_| {
-                        format!(
+                        at(&mp.format_at, format!(
                             "`Format: {format}` cannot format column `{}` ({ty}): it asks for parts the values do not have, such as a time of day on a date, or an offset on a datetime without `TimeZone`",
                             mp.source
-                        )
+                        ))
                     })?;
                 }
                 Ok(OutputColumn {
@@ -202,14 +214,14 @@ impl DelimitedSinkConfig {
             })
             .collect::<Vec<_>>();
         // Report every bad mapping at once, not the first.
-        let problems: Vec<String> = columns
+        let problems: Vec<PlanError> = columns
             .iter()
             .filter_map(|c| c.as_ref().err().cloned())
             .collect();
         if problems.is_empty() {
             Ok(columns.into_iter().flatten().collect())
         } else {
-            Err(problems.join("; "))
+            Err(problems)
         }
     }
 }
@@ -239,7 +251,7 @@ fn check_format(ty: &DataType, format: &str) -> Result<(), String> {
 }
 
 impl SinkConfig for DelimitedSinkConfig {
-    fn check_input(&self, input: &SchemaRef) -> Result<(), String> {
+    fn check_input(&self, input: &SchemaRef) -> Result<(), Vec<PlanError>> {
         self.output_columns(input).map(|_| ())
     }
 
@@ -254,9 +266,9 @@ impl SinkConfig for DelimitedSinkConfig {
         };
         let columns = self
             .output_columns(&input)
-            .map_err(|message| BuildError::Invalid {
+            .map_err(|errors| BuildError::Invalid {
                 node: node.clone(),
-                message,
+                message: PlanError::join(&errors),
             })?;
         let encoder = Encoder::new(self.delimiter, self.quote, self.crlf, columns.clone());
         let format = if self.json_lines {

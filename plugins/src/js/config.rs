@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arrow_schema::{Field, Schema, SchemaRef};
-use flowengine_engine::error::ConfigErrorKind;
+use flowengine_engine::error::{ConfigErrorKind, PlanError};
 use flowengine_engine::load::config::{ConfigCx, MapReader};
 use flowengine_engine::load::yaml::Node;
 use flowengine_engine::schema::{ColumnType, TYPE_NAMES};
@@ -297,7 +297,7 @@ pub(crate) fn literal_ports(script: &str) -> Vec<String> {
 impl JsConfig {
     /// The output schema for `input`: declared fields replace input columns of the same name and
     /// the rest follow them when `Inherit` is true; only the declared fields otherwise.
-    pub fn schema_for(&self, input: &Schema) -> Result<SchemaRef, String> {
+    pub fn schema_for(&self, input: &Schema) -> Result<SchemaRef, PlanError> {
         let declared = |f: &FieldSpec| Field::new(&f.name, f.ty.to_arrow(), !f.required);
         let mut out: Vec<Field> = Vec::new();
         if self.inherit {
@@ -315,7 +315,9 @@ impl JsConfig {
             }
         }
         if out.is_empty() {
-            return Err("the output has no columns: declare `OutputSchema.Fields`".into());
+            return Err(PlanError::new(
+                "the output has no columns: declare `OutputSchema.Fields`",
+            ));
         }
         Ok(Arc::new(Schema::new(out)))
     }

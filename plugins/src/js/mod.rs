@@ -36,7 +36,7 @@ pub mod values;
 
 use arrow_schema::SchemaRef;
 use flowengine_engine::component::{BuildCx, NodeCx, Transform, TransformConfig};
-use flowengine_engine::error::{BuildError, ConfigErrorKind};
+use flowengine_engine::error::{BuildError, ConfigErrorKind, PlanError};
 use flowengine_engine::load::config::{ConfigCx, MapReader};
 
 use config::{read_limits, read_output_schema, read_ports, read_script, JsConfig};
@@ -112,8 +112,8 @@ pub fn parse(
 }
 
 impl TransformConfig for JsConfig {
-    fn output_schema(&self, input: &SchemaRef) -> Result<SchemaRef, String> {
-        self.schema_for(input)
+    fn output_schema(&self, input: &SchemaRef) -> Result<SchemaRef, Vec<PlanError>> {
+        self.schema_for(input).map_err(|e| vec![e])
     }
 
     fn parallel(&self) -> bool {
@@ -125,12 +125,10 @@ impl TransformConfig for JsConfig {
     }
 
     fn build(&self, input: SchemaRef, _: &BuildCx) -> Result<Box<dyn Transform>, BuildError> {
-        let output = self
-            .schema_for(&input)
-            .map_err(|message| BuildError::Invalid {
-                node: self.node.clone(),
-                message,
-            })?;
+        let output = self.schema_for(&input).map_err(|e| BuildError::Invalid {
+            node: self.node.clone(),
+            message: e.to_string(),
+        })?;
         Ok(Box::new(JsTransform::new(self.clone(), input, output)))
     }
 }

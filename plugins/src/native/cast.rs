@@ -12,7 +12,7 @@ use std::sync::Arc;
 use arrow_array::RecordBatch;
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use flowengine_engine::component::{BuildCx, NodeCx, Transform, TransformConfig};
-use flowengine_engine::error::{BuildError, ColumnRef, RowError, RunError};
+use flowengine_engine::error::{BuildError, ColumnRef, PlanError, RowError, RunError};
 use flowengine_engine::load::config::{ConfigCx, MapReader};
 use flowengine_engine::schema::TYPE_NAMES;
 use flowengine_engine::Batch;
@@ -20,13 +20,24 @@ use flowengine_engine::Batch;
 use super::coerce::{castable, declared_type};
 use super::eval::{convert, CastFailures};
 use super::type_name;
-use super::{filter_columns, find_column, join_errors, read_columns, reject_failures, run_error};
+use super::{filter_columns, find_column, read_columns, reject_failures, run_error};
 use super::{unknown_column, FailureSite};
 
 /// Parsed `Cast` config.
 #[derive(Debug, Clone)]
 pub struct CastConfig {
-    columns: Vec<(String, DataType)>,
+    columns: Vec<(String, Target)>,
+}
+
+/// The column index and target type of every cast, in the order written.
+type Casts = Vec<(usize, DataType)>;
+
+/// One column's cast as written.
+#[derive(Debug, Clone)]
+struct Target {
+    /// The key's YAML path, for plan-time errors.
+    path: String,
+    ty: DataType,
 }
 
 /// Parse a `Cast` `Config` map: `Columns`, a map from column name to type.
@@ -38,7 +49,7 @@ pub fn parse(
     let columns = read_columns(m, cx, "column: type", |node, path, mark, cx| {
         let written = node.as_scalar().and_then(|s| cx.substitute(s, &path, mark));
         match written.as_deref().map(declared_type) {
-            Some(Ok(ty)) => Some(ty),
+            Some(Ok(ty)) => Some(Target { path, ty }),
             Some(Err(_)) | None => {
                 let found =
                     written.map_or_else(|| node.kind_name().to_string(), |w| format!("{w:?}"));
@@ -56,31 +67,28 @@ pub fn parse(
 
 impl CastConfig {
     /// The column index and target type of every cast, and the output schema.
-    fn plan(&self, input: &Schema) -> Result<(Vec<(usize, DataType)>, SchemaRef), String> {
+    fn plan(&self, input: &Schema) -> Result<(Casts, SchemaRef), Vec<PlanError>> {
         let mut fields: Vec<Field> = input.fields().iter().map(|f| f.as_ref().clone()).collect();
         let mut casts = Vec::new();
         let mut errors = Vec::new();
-        for (name, ty) in &self.columns {
+        for (name, Target { path, ty }) in &self.columns {
+            // No position: the message has always named the key without one.
+            let problem = |message: String| PlanError::at(path, None, message);
             let Some(i) = find_column(input, name) else {
-                errors.push(format!(
-                    "Config.Columns.{name}: {}",
-                    unknown_column(input, name)
-                ));
+                errors.push(problem(unknown_column(input, name)));
                 continue;
             };
             let from = input.field(i).data_type();
             if !castable(from, ty) {
-                errors.push(format!(
-                    "Config.Columns.{name}: a {} column cannot be cast to {}",
+                errors.push(problem(format!(
+                    "a {} column cannot be cast to {}",
                     type_name(from),
                     type_name(ty)
-                ));
+                )));
                 continue;
             }
             if casts.iter().any(|(k, _)| *k == i) {
-                errors.push(format!(
-                    "Config.Columns.{name}: column `{name}` is cast twice"
-                ));
+                errors.push(problem(format!("column `{name}` is cast twice")));
                 continue;
             }
             // The declared parse format belongs to the old type.
@@ -91,13 +99,15 @@ impl CastConfig {
             );
             casts.push((i, ty.clone()));
         }
-        join_errors(errors)?;
+        if !errors.is_empty() {
+            return Err(errors);
+        }
         Ok((casts, Arc::new(Schema::new(fields))))
     }
 }
 
 impl TransformConfig for CastConfig {
-    fn output_schema(&self, input: &SchemaRef) -> Result<SchemaRef, String> {
+    fn output_schema(&self, input: &SchemaRef) -> Result<SchemaRef, Vec<PlanError>> {
         self.plan(input).map(|(_, s)| s)
     }
 
@@ -106,9 +116,9 @@ impl TransformConfig for CastConfig {
     }
 
     fn build(&self, input: SchemaRef, cx: &BuildCx) -> Result<Box<dyn Transform>, BuildError> {
-        let (casts, schema) = self.plan(&input).map_err(|message| BuildError::Invalid {
+        let (casts, schema) = self.plan(&input).map_err(|errors| BuildError::Invalid {
             node: cx.node.clone(),
-            message,
+            message: PlanError::join(&errors),
         })?;
         Ok(Box::new(Cast {
             node: cx.node.clone(),

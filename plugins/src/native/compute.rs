@@ -15,13 +15,13 @@ use std::sync::Arc;
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{Field, Schema, SchemaRef};
 use flowengine_engine::component::{BuildCx, NodeCx, Transform, TransformConfig};
-use flowengine_engine::error::{BuildError, ColumnRef, RowError, RunError};
+use flowengine_engine::error::{BuildError, ColumnRef, PlanError, RowError, RunError};
 use flowengine_engine::load::config::{ConfigCx, MapReader};
 use flowengine_engine::Batch;
 
 use super::run_error;
 use super::tree::Expr;
-use super::{eval, filter_columns, find_column, join_errors, read_columns, reject_failures};
+use super::{eval, filter_columns, find_column, read_columns, reject_failures};
 use super::{FailureSite, Written};
 
 /// Parsed `Compute` config.
@@ -53,7 +53,7 @@ struct Step {
 
 impl ComputeConfig {
     /// Type-check every expression against the schema as it stands when it runs.
-    fn plan(&self, input: &SchemaRef) -> Result<(Vec<Step>, SchemaRef), String> {
+    fn plan(&self, input: &SchemaRef) -> Result<(Vec<Step>, SchemaRef), Vec<PlanError>> {
         let mut fields: Vec<Field> = input.fields().iter().map(|f| f.as_ref().clone()).collect();
         let mut steps = Vec::with_capacity(self.columns.len());
         let mut errors = Vec::new();
@@ -61,8 +61,8 @@ impl ComputeConfig {
             let schema = Schema::new(fields.clone());
             let expr = match written.check(&schema) {
                 Ok(e) => super::coerce::as_column(e),
-                Err(msg) => {
-                    errors.push(msg);
+                Err(e) => {
+                    errors.push(e);
                     continue;
                 }
             };
@@ -83,13 +83,15 @@ impl ComputeConfig {
                 expr,
             });
         }
-        join_errors(errors)?;
+        if !errors.is_empty() {
+            return Err(errors);
+        }
         Ok((steps, Arc::new(Schema::new(fields))))
     }
 }
 
 impl TransformConfig for ComputeConfig {
-    fn output_schema(&self, input: &SchemaRef) -> Result<SchemaRef, String> {
+    fn output_schema(&self, input: &SchemaRef) -> Result<SchemaRef, Vec<PlanError>> {
         self.plan(input).map(|(_, schema)| schema)
     }
 
@@ -98,9 +100,9 @@ impl TransformConfig for ComputeConfig {
     }
 
     fn build(&self, input: SchemaRef, cx: &BuildCx) -> Result<Box<dyn Transform>, BuildError> {
-        let (steps, schema) = self.plan(&input).map_err(|message| BuildError::Invalid {
+        let (steps, schema) = self.plan(&input).map_err(|errors| BuildError::Invalid {
             node: cx.node.clone(),
-            message,
+            message: PlanError::join(&errors),
         })?;
         Ok(Box::new(Compute {
             node: cx.node.clone(),

@@ -8,7 +8,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::{ArrayRef, BooleanArray};
 use arrow_schema::{DataType, SchemaRef};
 use flowengine_engine::component::{BuildCx, NodeCx, RowCondition, Transform, TransformConfig};
-use flowengine_engine::error::{BuildError, RowError, RunError};
+use flowengine_engine::error::{BuildError, PlanError, RowError, RunError};
 use flowengine_engine::load::config::{ConfigCx, MapReader};
 use flowengine_engine::Batch;
 
@@ -36,10 +36,10 @@ pub fn parse(
 }
 
 impl FilterConfig {
-    fn check(&self, input: &SchemaRef) -> Result<Expr, String> {
+    fn check(&self, input: &SchemaRef) -> Result<Expr, PlanError> {
         let e = self.condition.check(input)?;
         if !matches!(e.ty, DataType::Boolean | DataType::Null) {
-            return Err(self.condition.blame(&format!(
+            return Err(self.condition.error(format!(
                 "the condition must be a bool, found {}\n    {}",
                 super::type_name(&e.ty),
                 self.condition.text
@@ -50,8 +50,10 @@ impl FilterConfig {
 }
 
 impl TransformConfig for FilterConfig {
-    fn output_schema(&self, input: &SchemaRef) -> Result<SchemaRef, String> {
-        self.check(input).map(|_| input.clone())
+    fn output_schema(&self, input: &SchemaRef) -> Result<SchemaRef, Vec<PlanError>> {
+        self.check(input)
+            .map(|_| input.clone())
+            .map_err(|e| vec![e])
     }
 
     fn parallel(&self) -> bool {
@@ -59,9 +61,9 @@ impl TransformConfig for FilterConfig {
     }
 
     fn build(&self, input: SchemaRef, cx: &BuildCx) -> Result<Box<dyn Transform>, BuildError> {
-        let condition = self.check(&input).map_err(|message| BuildError::Invalid {
+        let condition = self.check(&input).map_err(|e| BuildError::Invalid {
             node: cx.node.clone(),
-            message,
+            message: e.to_string(),
         })?;
         Ok(Box::new(Filter {
             node: cx.node.clone(),

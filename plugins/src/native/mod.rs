@@ -15,9 +15,10 @@
 //!    `Parser::parse_expr` with the generic dialect gives an AST with spans; trailing tokens are an error. A
 //!    syntax error is a `ConfigError` at the YAML position of the value, so it is collected with the others.
 //! 2. **Type-check, at plan** (`check::check`). `TransformConfig::output_schema` is the only place the
-//!    input schema is known, and it returns a `String`, so each message embeds the YAML path and position
-//!    of the expression (kept from load in `Written`), the column inside it with a caret, and the known
-//!    columns; `join_errors` puts every problem of one plugin in one message. `check` resolves names to
+//!    input schema is known. Each problem is a `PlanError` carrying the YAML path and position of the
+//!    expression (kept from load in `Written`); its message shows the column inside the expression with a
+//!    caret, and the known columns. Every problem of one plugin is returned at once, and the planner
+//!    lists them under the node. `check` resolves names to
 //!    column indices, coerces operands (a constant takes the type of the column it meets when it converts
 //!    exactly; otherwise both widen), folds constant sub-expressions, and records the result type and
 //!    nullability of every node. `build` checks again (cheap) to get the typed tree.
@@ -64,7 +65,7 @@ use arrow_array::{Array, ArrayRef, BooleanArray};
 use arrow_cast::display::{ArrayFormatter, FormatOptions};
 use arrow_schema::Schema;
 use flowengine_engine::error::{
-    ColumnRef, ConfigErrorKind, Location, RowError, RowErrorKind, Stage,
+    ColumnRef, ConfigErrorKind, PlanError, RowError, RowErrorKind, Stage,
 };
 use flowengine_engine::load::config::{ConfigCx, MapReader};
 use flowengine_engine::load::yaml::{Mark, Node};
@@ -81,7 +82,7 @@ pub struct Written {
     text: String,
     ast: sqlparser::ast::Expr,
     path: String,
-    location: Option<Location>,
+    mark: Mark,
 }
 
 impl Written {
@@ -99,7 +100,7 @@ impl Written {
         let text = cx.substitute(raw, &path, node.mark)?;
         match parse::parse(&text) {
             Ok(ast) => Some(Written {
-                location: cx.location(node.mark),
+                mark: node.mark,
                 text,
                 ast,
                 path,
@@ -124,22 +125,15 @@ impl Written {
         Written::parse(field.node, m.key_path(key), field.mark, cx)
     }
 
-    /// Type-check against `schema`; the error names where the expression was written, the
-    /// position in it, and (for unknown columns) the known columns.
-    fn check(&self, schema: &Schema) -> Result<Expr, String> {
-        check::check(&self.ast, schema).map_err(|e| self.blame(&e.render(&self.text)))
+    /// Type-check against `schema`; the error names where the expression was written and the
+    /// position in it (and, for an unknown column, the known columns).
+    fn check(&self, schema: &Schema) -> Result<Expr, PlanError> {
+        check::check(&self.ast, schema).map_err(|e| self.error(e.render(&self.text)))
     }
 
-    fn blame(&self, message: &str) -> String {
-        // The planner names the plugin already; from `Config` on is what the reader needs.
-        let path = self
-            .path
-            .find(".Config.")
-            .map_or(self.path.as_str(), |i| &self.path[i + 1..]);
-        match &self.location {
-            Some(loc) => format!("{path} ({loc}): {message}"),
-            None => format!("{path}: {message}"),
-        }
+    /// A plan-time problem with this expression, placed at its key and value.
+    fn error(&self, message: impl Into<String>) -> PlanError {
+        PlanError::at(&self.path, Some(self.mark), message)
     }
 }
 
@@ -177,15 +171,6 @@ fn read_columns<T>(
         return None;
     }
     ok.then_some(columns)
-}
-
-/// Join several plan-time problems into one message, one per line.
-fn join_errors(errors: Vec<String>) -> Result<(), String> {
-    match errors.len() {
-        0 => Ok(()),
-        1 => Err(errors.into_iter().next().unwrap_or_default()),
-        n => Err(format!("{n} problems:\n  {}", errors.join("\n  "))),
-    }
 }
 
 /// What a failed conversion is called in the reject: its column, and the hint.

@@ -12,12 +12,12 @@ use std::sync::Arc;
 use arrow_array::RecordBatch;
 use arrow_schema::{Schema, SchemaRef};
 use flowengine_engine::component::{BuildCx, NodeCx, Transform, TransformConfig};
-use flowengine_engine::error::{BuildError, ConfigErrorKind, RowError, RunError};
+use flowengine_engine::error::{BuildError, ConfigErrorKind, PlanError, RowError, RunError};
 use flowengine_engine::load::config::{ConfigCx, MapReader};
 use flowengine_engine::load::yaml::Node;
 use flowengine_engine::Batch;
 
-use super::{find_column, join_errors, run_error, unknown_column};
+use super::{find_column, run_error, unknown_column};
 
 /// Which columns go out.
 #[derive(Debug, Clone)]
@@ -121,7 +121,7 @@ fn keep_item(node: &Node, path: String, cx: &mut ConfigCx) -> Option<(String, Op
 
 impl SelectConfig {
     /// The input index and output name of every output column.
-    fn plan(&self, input: &Schema) -> Result<Vec<(usize, String)>, String> {
+    fn plan(&self, input: &Schema) -> Result<Vec<(usize, String)>, Vec<PlanError>> {
         let mut errors = Vec::new();
         let find = |n: &str, errors: &mut Vec<String>| {
             let found = find_column(input, n);
@@ -171,7 +171,12 @@ impl SelectConfig {
         if out.is_empty() && errors.is_empty() {
             errors.push("no column is left".into());
         }
-        join_errors(errors).map(|()| out)
+        // Names here are not kept with their positions, so each problem is the node's.
+        if errors.is_empty() {
+            Ok(out)
+        } else {
+            Err(errors.into_iter().map(PlanError::new).collect())
+        }
     }
 
     fn schema(input: &Schema, plan: &[(usize, String)]) -> SchemaRef {
@@ -184,7 +189,7 @@ impl SelectConfig {
 }
 
 impl TransformConfig for SelectConfig {
-    fn output_schema(&self, input: &SchemaRef) -> Result<SchemaRef, String> {
+    fn output_schema(&self, input: &SchemaRef) -> Result<SchemaRef, Vec<PlanError>> {
         self.plan(input).map(|p| Self::schema(input, &p))
     }
 
@@ -193,9 +198,9 @@ impl TransformConfig for SelectConfig {
     }
 
     fn build(&self, input: SchemaRef, cx: &BuildCx) -> Result<Box<dyn Transform>, BuildError> {
-        let plan = self.plan(&input).map_err(|message| BuildError::Invalid {
+        let plan = self.plan(&input).map_err(|errors| BuildError::Invalid {
             node: cx.node.clone(),
-            message,
+            message: PlanError::join(&errors),
         })?;
         Ok(Box::new(Select {
             node: cx.node.clone(),
