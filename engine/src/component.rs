@@ -45,42 +45,32 @@ pub trait SourceConfig: Debug + Send + Sync {
     fn files_read(&self) -> Vec<PathBuf> {
         Vec::new()
     }
-    /// Open the input.
-    fn build(&self, cx: &BuildCx) -> Result<Box<dyn Source>, BuildError>;
+    /// Open the input, in the mode the source reads in.
+    fn build(&self, cx: &BuildCx) -> Result<BuiltSource, BuildError>;
 }
 
-/// A running source.
-pub trait Source: Send {
-    /// The next batch, or `None` at the end of the input. Rows that cannot be read are left out of
-    /// the batch and reported in `rejects`, in input order; the executor applies the error policy.
-    /// An `Err` means the source itself failed (I/O) and ends the run.
-    fn next_batch(&mut self, rejects: &mut Vec<RowError>) -> Result<Option<Batch>, RunError>;
+/// A built source, in the mode it reads in. The mode is a type, not a flag, so the executor can
+/// only call the methods that mode has.
+pub enum BuiltSource {
+    /// Makes whole batches on the node thread ([`Source::next_batch`]).
+    Batches(Box<dyn Source>),
+    /// Splits each batch into a sequential part and a pure part that the executor finishes on its
+    /// workers ([`DeferringSource`]).
+    Deferred(Box<dyn DeferringSource>),
+}
 
-    /// Whether the source can split its work: a sequential part ([`Source::next_pending`]) and a
-    /// pure part ([`Pending::finish`]) that the executor runs on its workers, several at once,
-    /// emitting the batches in order.
-    fn defers(&self) -> bool {
-        false
+impl BuiltSource {
+    /// Offer the source a condition; see [`SourceCommon::push_condition`].
+    pub fn push_condition(&mut self, condition: Arc<dyn RowCondition>) -> bool {
+        match self {
+            BuiltSource::Batches(s) => s.push_condition(condition),
+            BuiltSource::Deferred(s) => s.push_condition(condition),
+        }
     }
+}
 
-    /// The sequential part of the next batch; `None` at the end of the input. Called instead of
-    /// `next_batch` when [`Source::defers`] is true.
-    fn next_pending(&mut self) -> Result<Option<Box<dyn Pending>>, RunError> {
-        Err(RunError::Internal(
-            "next_pending called on a source that does not defer".into(),
-        ))
-    }
-
-    /// Called on the node thread for each piece [`Pending::finish`] completed, in the order the
-    /// pieces were handed off, before its rows are counted or sent. The source completes what
-    /// depends on the pieces before it (such as record numbers in `rejects`) and checks any guess
-    /// it split the piece on. [`Settle::Redo`] drops this piece and every piece handed off after
-    /// it; the next [`Source::next_pending`] starts again where this piece started.
-    fn settle(&mut self, rejects: &mut [RowError]) -> Settle {
-        let _ = rejects;
-        Settle::Keep
-    }
-
+/// What every running source offers, whichever mode it reads in.
+pub trait SourceCommon: Send {
     /// How the source read its input, worth a line in verbose output (e.g. why it could not read
     /// in parallel).
     fn notes(&self) -> Vec<String> {
@@ -92,6 +82,32 @@ pub trait Source: Send {
     /// out, counting them in [`Batch::prefiltered`] instead of building them. True if taken.
     fn push_condition(&mut self, _condition: Arc<dyn RowCondition>) -> bool {
         false
+    }
+}
+
+/// A running source that makes whole batches on its node thread.
+pub trait Source: SourceCommon {
+    /// The next batch, or `None` at the end of the input. Rows that cannot be read are left out of
+    /// the batch and reported in `rejects`, in input order; the executor applies the error policy.
+    /// An `Err` means the source itself failed (I/O) and ends the run.
+    fn next_batch(&mut self, rejects: &mut Vec<RowError>) -> Result<Option<Batch>, RunError>;
+}
+
+/// A running source that splits its work: a sequential part ([`DeferringSource::next_pending`])
+/// and a pure part ([`Pending::finish`]) that the executor runs on its workers, several at once,
+/// emitting the batches in order.
+pub trait DeferringSource: SourceCommon {
+    /// The sequential part of the next batch; `None` at the end of the input.
+    fn next_pending(&mut self) -> Result<Option<Box<dyn Pending>>, RunError>;
+
+    /// Called on the node thread for each piece [`Pending::finish`] completed, in the order the
+    /// pieces were handed off, before its rows are counted or sent. The source completes what
+    /// depends on the pieces before it (such as record numbers in `rejects`) and checks any guess
+    /// it split the piece on. [`Settle::Redo`] drops this piece and every piece handed off after
+    /// it; the next [`DeferringSource::next_pending`] starts again where this piece started.
+    fn settle(&mut self, rejects: &mut [RowError]) -> Settle {
+        let _ = rejects;
+        Settle::Keep
     }
 }
 
@@ -108,7 +124,7 @@ pub trait RowCondition: Send + Sync + Debug {
     fn may_keep(&self, columns: &[ArrayRef], rows: usize) -> Result<BooleanArray, RunError>;
 }
 
-/// What [`Source::settle`] decided about a finished piece.
+/// What [`DeferringSource::settle`] decided about a finished piece.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Settle {
     /// Count and send it.
@@ -194,8 +210,9 @@ pub trait SinkConfig: Debug + Send + Sync {
     fn files_written(&self) -> Vec<PathBuf> {
         Vec::new()
     }
-    /// Prepare the output (nothing visible is changed until [`Sink::commit`]).
-    fn build(&self, input: SchemaRef, cx: &BuildCx) -> Result<Box<dyn Sink>, BuildError>;
+    /// Prepare the output, in the mode the sink receives rows in (nothing visible is changed
+    /// until [`SinkCommon::commit`]).
+    fn build(&self, input: SchemaRef, cx: &BuildCx) -> Result<BuiltSink, BuildError>;
 }
 
 /// Turns batches into a sink's bytes without touching the sink: pure and thread-safe, so the
@@ -205,31 +222,45 @@ pub trait Encode: Send + Sync {
     fn encode(&self, batch: &RecordBatch, out: &mut Vec<u8>) -> Result<(), RunError>;
 }
 
-/// A running sink. Writes are staged; the executor calls `finish` on every sink and, only if the
-/// whole run succeeded, `commit` on every sink. A sink dropped without `commit` must leave every
-/// existing file untouched and remove what it staged.
+/// A built sink, in the mode it receives rows in. The mode is a type, not a flag, so the executor
+/// can only call the methods that mode has.
+pub enum BuiltSink {
+    /// Gets every batch through [`Sink::write`].
+    Rows(Box<dyn Sink>),
+    /// Gets its batches as bytes through [`EncodedSink::write_encoded`], made by `encoder` on
+    /// the executor's workers and delivered in order.
+    Encoded {
+        /// The sink that stages the bytes.
+        sink: Box<dyn EncodedSink>,
+        /// The sink's encoding, which runs apart from it.
+        encoder: Arc<dyn Encode>,
+    },
+}
+
+/// What every running sink does, whichever mode it receives rows in. Writes are staged; the
+/// executor calls `finish` on every sink and, only if the whole run succeeded, `commit` on every
+/// sink. A sink dropped without `commit` must leave every existing file untouched and remove what
+/// it staged.
 ///
-/// A sink that offers an [`Encode`] gets its batches as bytes through `write_encoded`, encoded on
-/// worker threads and delivered in order; otherwise every batch goes through `write`. `write` and
-/// `finish` run on the executor's worker pool (one call at a time, in order), so rayon's parallel
-/// iterators inside them share its threads instead of starting a pool of their own.
-pub trait Sink: Send {
-    /// Stage one batch.
-    fn write(&mut self, batch: &Batch) -> Result<(), RunError>;
-    /// The sink's encoder, if its encoding can run apart from it.
-    fn encoder(&self) -> Option<Arc<dyn Encode>> {
-        None
-    }
-    /// Stage `rows` rows already encoded by [`Sink::encoder`].
-    fn write_encoded(&mut self, rows: u64, bytes: &[u8]) -> Result<(), RunError> {
-        let _ = (rows, bytes);
-        Err(RunError::Internal(
-            "write_encoded called on a sink without an encoder".into(),
-        ))
-    }
+/// The writes and `finish` run on the executor's worker pool (one call at a time, in order), so
+/// rayon's parallel iterators inside them share its threads instead of starting a pool of their
+/// own.
+pub trait SinkCommon: Send {
     /// Make the staged output durable (flush, fsync) without making it visible. Returns the number
     /// of rows the sink wrote, which the executor checks against the rows it delivered.
     fn finish(&mut self) -> Result<u64, RunError>;
     /// Make the output visible (e.g. rename over the target).
     fn commit(self: Box<Self>) -> Result<(), RunError>;
+}
+
+/// A running sink that gets every batch as rows (and the dead-letter writer, which always does).
+pub trait Sink: SinkCommon {
+    /// Stage one batch.
+    fn write(&mut self, batch: &Batch) -> Result<(), RunError>;
+}
+
+/// A running sink that gets its batches already encoded by the [`Encode`] it was built with.
+pub trait EncodedSink: SinkCommon {
+    /// Stage `rows` rows encoded by the sink's [`Encode`].
+    fn write_encoded(&mut self, rows: u64, bytes: &[u8]) -> Result<(), RunError>;
 }

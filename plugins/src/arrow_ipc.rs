@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use arrow_ipc::writer::{FileWriter, StreamWriter};
 use arrow_schema::{ArrowError, SchemaRef};
-use flowengine_engine::component::{BuildCx, NodeCx, Sink, SinkConfig};
+use flowengine_engine::component::{BuildCx, BuiltSink, NodeCx, Sink, SinkCommon, SinkConfig};
 use flowengine_engine::error::{BuildError, RunError};
 use flowengine_engine::load::config::{ConfigCx, MapReader};
 use flowengine_engine::Batch;
@@ -69,7 +69,7 @@ impl SinkConfig for ArrowSinkConfig {
         vec![self.target.path.clone()]
     }
 
-    fn build(&self, input: SchemaRef, cx: &BuildCx) -> Result<Box<dyn Sink>, BuildError> {
+    fn build(&self, input: SchemaRef, cx: &BuildCx) -> Result<BuiltSink, BuildError> {
         let staging = self.target.stage(&cx.node)?;
         let invalid = |message: String| BuildError::Invalid {
             node: cx.node.clone(),
@@ -86,12 +86,12 @@ impl SinkConfig for ArrowSinkConfig {
             Layout::Stream => StreamWriter::try_new(file, &schema).map(Writer::Stream),
         }
         .map_err(|e| invalid(format!("cannot write this schema as Arrow IPC: {e}")))?;
-        Ok(Box::new(ArrowSink {
+        Ok(BuiltSink::Rows(Box::new(ArrowSink {
             node: cx.node.clone(),
             staging,
             writer: Some(writer),
             rows: 0,
-        }))
+        })))
     }
 }
 
@@ -125,7 +125,9 @@ impl Sink for ArrowSink {
         self.rows += batch.num_rows() as u64;
         Ok(())
     }
+}
 
+impl SinkCommon for ArrowSink {
     fn finish(&mut self) -> Result<u64, RunError> {
         let flushed = match self.writer.take() {
             Some(Writer::File(mut w)) => w.finish().and_then(|()| w.into_inner()).map(|_| ()),

@@ -2,7 +2,7 @@
 //! decoded, typed and checked, and the summary accounts for it) and for benchmarks.
 
 use arrow_schema::SchemaRef;
-use flowengine_engine::component::{BuildCx, NodeCx, Sink, SinkConfig};
+use flowengine_engine::component::{BuildCx, BuiltSink, NodeCx, Sink, SinkCommon, SinkConfig};
 use flowengine_engine::error::{BuildError, RunError};
 use flowengine_engine::load::config::{ConfigCx, MapReader};
 use flowengine_engine::Batch;
@@ -17,8 +17,8 @@ pub fn parse(_: &mut MapReader<'_>, _: &mut ConfigCx, _: &NodeCx) -> Option<Box<
 }
 
 impl SinkConfig for NullSinkConfig {
-    fn build(&self, _: SchemaRef, _: &BuildCx) -> Result<Box<dyn Sink>, BuildError> {
-        Ok(Box::new(NullSink { rows: 0 }))
+    fn build(&self, _: SchemaRef, _: &BuildCx) -> Result<BuiltSink, BuildError> {
+        Ok(BuiltSink::Rows(Box::new(NullSink { rows: 0 })))
     }
 }
 
@@ -31,7 +31,9 @@ impl Sink for NullSink {
         self.rows += batch.num_rows() as u64;
         Ok(())
     }
+}
 
+impl SinkCommon for NullSink {
     fn finish(&mut self) -> Result<u64, RunError> {
         Ok(self.rows)
     }

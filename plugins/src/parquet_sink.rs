@@ -16,7 +16,7 @@ use std::path::PathBuf;
 
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::SchemaRef;
-use flowengine_engine::component::{BuildCx, NodeCx, Sink, SinkConfig};
+use flowengine_engine::component::{BuildCx, BuiltSink, NodeCx, Sink, SinkCommon, SinkConfig};
 use flowengine_engine::error::{BuildError, RunError};
 use flowengine_engine::load::config::{ConfigCx, MapReader};
 use flowengine_engine::Batch;
@@ -168,7 +168,7 @@ impl SinkConfig for ParquetSinkConfig {
         vec![self.target.path.clone()]
     }
 
-    fn build(&self, input: SchemaRef, cx: &BuildCx) -> Result<Box<dyn Sink>, BuildError> {
+    fn build(&self, input: SchemaRef, cx: &BuildCx) -> Result<BuiltSink, BuildError> {
         let staging = self.target.stage(&cx.node)?;
         let invalid = |message: String| BuildError::Invalid {
             node: cx.node.clone(),
@@ -181,7 +181,7 @@ impl SinkConfig for ParquetSinkConfig {
         // Parquet cannot hold is refused now.
         ArrowWriter::try_new(std::io::sink(), schema.clone(), Some(self.properties(&[])))
             .map_err(|e| invalid(format!("cannot write this schema as Parquet: {e}")))?;
-        Ok(Box::new(ParquetSink {
+        Ok(BuiltSink::Rows(Box::new(ParquetSink {
             node: cx.node.clone(),
             staging,
             schema,
@@ -192,7 +192,7 @@ impl SinkConfig for ParquetSinkConfig {
             groups: 0,
             row_group_size: self.row_group_size,
             rows: 0,
-        }))
+        })))
     }
 }
 
@@ -327,7 +327,9 @@ impl Sink for ParquetSink {
         self.rows += batch.num_rows() as u64;
         Ok(())
     }
+}
 
+impl SinkCommon for ParquetSink {
     fn finish(&mut self) -> Result<u64, RunError> {
         self.close().map_err(|e| self.failed(e))?;
         self.staging.sync()?;
@@ -378,7 +380,9 @@ mod tests {
             chunk_size: 10,
             batch_bytes: 1 << 20,
         };
-        let mut sink = config.build(data.schema(), &cx).unwrap();
+        let BuiltSink::Rows(mut sink) = config.build(data.schema(), &cx).unwrap() else {
+            panic!("a Parquet sink takes rows");
+        };
         sink.write(&Batch::new(
             data,
             None,

@@ -35,19 +35,19 @@
 //!   (blocking), then take whatever else is already waiting, up to the window. They apply the transform to the
 //!   window on the pool (`install` + `into_par_iter`) and emit the results in arrival order, so output order
 //!   matches input order. `Transform::apply` takes `&self` and the trait requires `Sync` for this reason.
-//! - **Deferring sources** (`Source::defers() == true`, `drive_deferring_source`). The node thread calls
+//! - **Deferring sources** (`BuiltSource::Deferred`, `drive_deferring_source`). The node thread calls
 //!   `next_pending` (the sequential part) and hands each `Pending` to the pool with `spawn_finish`, tagged with
 //!   a sequence number, keeping at most `window` pieces between handed off and emitted. Finished pieces come
 //!   back on a channel into a reorder map (`BTreeMap`), and are accounted for and emitted strictly in
 //!   sequence. Order, line numbers and the first reject under fail-fast are therefore those of a one-thread run
 //!   (one exception: an `Err` from `next_pending` itself, such as an I/O error, ends the run at once, before
-//!   pieces still on the pool are looked at). Each piece goes through `Source::settle` on the node thread
+//!   pieces still on the pool are looked at). Each piece goes through `DeferringSource::settle` on the node thread
 //!   before it is counted: `Settle::Redo` drops it and every piece handed off after it (finished ones at
 //!   once, those still on the pool when they arrive, by sequence number), and `next_pending` continues
 //!   from that piece's start. A panic in `finish` is caught on the pool thread and becomes that
 //!   piece's `RunError::Internal` (an uncaught panic in a `spawn`ed job would abort the process). A finished
 //!   piece with no rows left (every record rejected) is counted but not sent.
-//! - **Encoding sinks** (`Sink::encoder()` is `Some`, `encode_window`). The sink thread takes the first batch
+//! - **Encoding sinks** (`BuiltSink::Encoded`, `encode_window`). The sink thread takes the first batch
 //!   and the batches already waiting, up to the window, encodes them in parallel on the pool, then calls
 //!   `write_encoded` with each batch's bytes in arrival order. The output is byte-for-byte that of encoding
 //!   one batch at a time. Other sinks, sequential transforms and non-deferring sources run plugin code directly
@@ -119,7 +119,9 @@ use arrow_schema::SchemaRef;
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::batch::Batch;
-use crate::component::{BuildCx, RowCondition, Sink, Source, Transform};
+use crate::component::{
+    BuildCx, BuiltSink, BuiltSource, RowCondition, Sink, SinkCommon, Transform,
+};
 use crate::error::{BuildError, RowError, RunError};
 use crate::metrics::{millis, NodeSummary, PathSummary, RunSummary, Status};
 use crate::plan::{Edge, NodeKind, Plan};
@@ -128,9 +130,9 @@ use crate::reject::{ErrorPolicy, MaxErrors};
 mod worker;
 
 enum Runtime {
-    Source(Box<dyn Source>),
+    Source(BuiltSource),
     Transform(Box<dyn Transform>, bool),
-    Sink(Box<dyn Sink>),
+    Sink(BuiltSink),
 }
 
 struct BuiltNode {
@@ -342,7 +344,7 @@ impl Shared<'_> {
 /// What a node thread hands back: its counters, and a sink ready to commit.
 struct NodeResult {
     summary: NodeSummary,
-    sink: Option<(Box<dyn Sink>, u64)>,
+    sink: Option<(Box<dyn SinkCommon>, u64)>,
 }
 
 impl Pipeline {
@@ -550,8 +552,8 @@ fn check_accounting(
     nodes: &[NodeSummary],
     edges: &[Edge],
     shared: &Shared<'_>,
-    sinks: &[(Box<dyn Sink>, u64)],
-    dead_letter: Option<&(Box<dyn Sink>, u64)>,
+    sinks: &[(Box<dyn SinkCommon>, u64)],
+    dead_letter: Option<&(Box<dyn SinkCommon>, u64)>,
     paths: &[PathSummary],
 ) -> Result<(), RunError> {
     let bug = |msg: String| Err(RunError::Internal(msg));

@@ -10,11 +10,13 @@ use arrow_array::{BooleanArray, Int64Array, RecordBatch, UInt64Array};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 
 use crate::component::{
-    BuildCx, NodeCx, Sink, SinkConfig, Source, SourceConfig, Transform, TransformConfig,
+    BuildCx, BuiltSink, BuiltSource, DeferringSource, NodeCx, Sink, SinkCommon, SinkConfig, Source,
+    SourceCommon, SourceConfig, Transform, TransformConfig,
 };
 use crate::error::{BuildError, ConfigErrors, PlanError, RowError, RowErrorKind, RunError, Stage};
 use crate::load::config::{ConfigCx, MapReader};
 use crate::load::yaml::Mark;
+use crate::metrics::Status;
 use crate::registry::{Parser, Registry};
 use crate::{load_plan, Batch, LoadOptions, RunOutcome};
 
@@ -52,12 +54,12 @@ impl SourceConfig for Numbers {
     fn output_schema(&self) -> SchemaRef {
         schema()
     }
-    fn build(&self, _: &BuildCx) -> Result<Box<dyn Source>, BuildError> {
-        Ok(Box::new(NumbersRun {
+    fn build(&self, _: &BuildCx) -> Result<BuiltSource, BuildError> {
+        Ok(BuiltSource::Batches(Box::new(NumbersRun {
             next: 0,
             end: self.batches * self.rows,
             rows: self.rows,
-        }))
+        })))
     }
 }
 
@@ -66,6 +68,8 @@ struct NumbersRun {
     end: u64,
     rows: u64,
 }
+
+impl SourceCommon for NumbersRun {}
 
 impl Source for NumbersRun {
     fn next_batch(&mut self, _: &mut Vec<RowError>) -> Result<Option<Batch>, RunError> {
@@ -254,15 +258,15 @@ fn parse_collect(
 }
 
 impl SinkConfig for Collect {
-    fn build(&self, _: SchemaRef, cx: &BuildCx) -> Result<Box<dyn Sink>, BuildError> {
+    fn build(&self, _: SchemaRef, cx: &BuildCx) -> Result<BuiltSink, BuildError> {
         collected()
             .lock()
             .unwrap()
             .insert(cx.node.clone(), (Vec::new(), false));
-        Ok(Box::new(CollectRun {
+        Ok(BuiltSink::Rows(Box::new(CollectRun {
             name: cx.node.clone(),
             values: Vec::new(),
-        }))
+        })))
     }
 }
 
@@ -286,6 +290,9 @@ impl Sink for CollectRun {
         self.values.extend(n.values().iter());
         Ok(())
     }
+}
+
+impl SinkCommon for CollectRun {
     fn finish(&mut self) -> Result<u64, RunError> {
         collected().lock().unwrap().get_mut(&self.name).unwrap().0 = self.values.clone();
         Ok(self.values.len() as u64)
@@ -322,6 +329,9 @@ impl Sink for RejectCollect {
         }
         Ok(())
     }
+}
+
+impl SinkCommon for RejectCollect {
     fn finish(&mut self) -> Result<u64, RunError> {
         collected().lock().unwrap().get_mut(&self.name).unwrap().0 = self.values.clone();
         Ok(self.values.len() as u64)
@@ -392,336 +402,6 @@ fn chain(sink: &str, settings: &str, transform: &str) -> String {
     )
 }
 
-#[test]
-fn parallel_transform_keeps_source_order_and_accounts_for_every_row() {
-    let out = run(
-        "par",
-        &chain(
-            "par_sink",
-            "ChannelCapacity: 1, Threads: 4",
-            "Parallel: true",
-        ),
-        false,
-    );
-    out.result.unwrap();
-    let (values, committed) = sink("par_sink");
-    assert!(committed);
-    assert_eq!(values, (0..600).filter(|v| v % 2 == 0).collect::<Vec<_>>());
-    let t = &out.summary.nodes[1];
-    assert_eq!((t.rows_in, t.rows_out, t.rows_filtered), (600, 300, 300));
-    assert_eq!(out.summary.rows_read, 600);
-    assert_eq!(out.summary.rows_written, 300);
-}
-
-#[test]
-fn routed_rows_reach_their_ports_and_every_path_accounts_for_them() {
-    let yaml = "Pipeline:
-  Name: t
-  Settings: { ChannelCapacity: 1, Threads: 2 }
-  Plugins:
-    - { Name: src, Type: Numbers, Config: { Batches: 30, Rows: 7 } }
-    - { Name: r, Type: Router }
-    - { Name: route_main, Type: Collect }
-    - { Name: route_three, Type: Collect }
-    - { Name: route_five, Type: Collect }
-  Connections:
-    - { From: src, To: r }
-    - { From: r, To: route_main }
-    - { From: r.three, To: route_three }
-    - { From: r.five, To: route_five }
-";
-    let out = run("route", yaml, false);
-    out.result.unwrap();
-    let kept = |f: fn(i64) -> bool| (0..210).filter(|v| v % 7 != 0 && f(*v)).collect::<Vec<_>>();
-    assert_eq!(sink("route_main").0, kept(|v| v % 3 != 0));
-    assert_eq!(sink("route_three").0, kept(|v| v % 3 == 0));
-    assert_eq!(sink("route_five").0, kept(|v| v % 5 == 0));
-    let r = &out.summary.nodes[1];
-    assert_eq!((r.rows_in, r.rows_out, r.rows_filtered), (210, 180, 30));
-    let ports: Vec<(&str, u64)> = r.ports.iter().map(|p| (p.name.as_str(), p.rows)).collect();
-    assert_eq!(ports, vec![("default", 120), ("three", 60), ("five", 36)]);
-    let five = out
-        .summary
-        .paths
-        .iter()
-        .find(|p| p.path.ends_with("route_five"))
-        .unwrap();
-    assert_eq!(five.path, "src -> r.five -> route_five");
-    assert_eq!(
-        (five.read, five.written, five.filtered, five.routed),
-        (210, 36, 30, 144)
-    );
-}
-
-#[test]
-fn plugin_schema_errors_are_placed_at_the_node_and_name_their_key() {
-    let one = plan("refuse1", &chain("refuse_sink", "", "Refuse: 1")).unwrap_err();
-    assert_eq!(one.0.len(), 1);
-    let text = one.to_string();
-    // The key path is shown from `Config` on, with where the key was written; a lone problem's
-    // hint goes on the error.
-    assert!(
-        text.contains(":6:7: Pipeline.Plugins[t]: `t`: Config.Refuse ("),
-        "{text}"
-    );
-    assert!(
-        text.contains(":6:41): refused\n  hint: remove `Refuse`"),
-        "{text}"
-    );
-    let two = plan("refuse2", &chain("refuse_sink", "", "Refuse: 2")).unwrap_err();
-    assert_eq!(two.0.len(), 1, "one error per node, listing every problem");
-    let text = two.to_string();
-    assert!(
-        text.contains("`t`: 2 problems:\n  Config.Refuse ("),
-        "{text}"
-    );
-    assert!(
-        text.contains("): refused\n    hint: remove `Refuse`\n  the node refuses too"),
-        "{text}"
-    );
-}
-
-#[test]
-fn unwired_ports_and_unknown_ports_are_plan_errors() {
-    let yaml = "Pipeline:
-  Name: t
-  Plugins:
-    - { Name: src, Type: Numbers, Config: { Batches: 1, Rows: 1 } }
-    - { Name: r, Type: Router }
-    - { Name: a, Type: Collect }
-    - { Name: b, Type: Collect }
-  Connections:
-    - { From: src, To: r }
-    - { From: r.three, To: a }
-    - { From: r.seven, To: b }
-";
-    let err = plan("ports", yaml).unwrap_err().to_string();
-    assert!(
-        err.contains("plugin `r` has no output port `seven`; its ports are: three, five"),
-        "{err}"
-    );
-    let yaml = yaml.replace("r.seven", "r.five");
-    let err = plan("ports2", &yaml).unwrap_err().to_string();
-    assert!(
-        err.contains("the default output of `r` is not connected"),
-        "{err}"
-    );
-}
-
-#[test]
-fn a_failing_transform_ends_the_run_without_committing() {
-    for parallel in [false, true] {
-        let name = format!("fail_sink_{parallel}");
-        let yaml = chain(
-            &name,
-            "ChannelCapacity: 1",
-            &format!("Parallel: {parallel}, FailAt: 250"),
-        );
-        let out = run(&name, &yaml, false);
-        let err = out.result.unwrap_err().to_string();
-        assert!(err.contains("refused batch at 250"), "{err}");
-        assert!(!sink(&name).1, "a failed run must not commit");
-        assert_eq!(out.summary.status, crate::metrics::Status::Failed);
-    }
-}
-
-#[test]
-fn a_panicking_transform_is_an_internal_error_not_a_hang() {
-    let out = run(
-        "panic",
-        &chain("panic_sink", "ChannelCapacity: 1", "PanicAt: 100"),
-        false,
-    );
-    let err = out.result.unwrap_err();
-    assert!(matches!(err, RunError::Internal(_)), "{err}");
-    assert!(err.to_string().contains("deliberate panic at 100"), "{err}");
-    assert!(!sink("panic_sink").1);
-}
-
-#[test]
-fn an_interrupt_stops_the_run_and_commits_nothing() {
-    let out = run("int", &chain("int_sink", "", ""), true);
-    assert!(matches!(out.result, Err(RunError::Cancelled)));
-    assert!(!sink("int_sink").1);
-}
-
-#[test]
-fn a_diamond_with_single_slot_channels_does_not_deadlock() {
-    let yaml = "Pipeline:
-  Name: diamond
-  Settings: { ChannelCapacity: 1 }
-  Plugins:
-    - { Name: src, Type: Numbers, Config: { Batches: 200, Rows: 3 } }
-    - { Name: left, Type: Evens }
-    - { Name: right, Type: Evens, Config: { Parallel: true } }
-    - { Name: diamond_sink, Type: Collect }
-    - { Name: diamond_raw, Type: Collect }
-  Connections:
-    - { From: src, To: left }
-    - { From: src, To: right }
-    - { From: src, To: diamond_raw }
-    - { From: left, To: diamond_sink }
-    - { From: right, To: diamond_sink }
-";
-    let out = run("diamond", yaml, false);
-    out.result.unwrap();
-    let (mut values, committed) = sink("diamond_sink");
-    assert!(committed);
-    values.sort_unstable();
-    let evens: Vec<i64> = (0..600)
-        .filter(|v| v % 2 == 0)
-        .flat_map(|v| [v, v])
-        .collect();
-    assert_eq!(values, evens, "fan-in delivers both copies of every row");
-    assert_eq!(
-        sink("diamond_raw").0,
-        (0..600).collect::<Vec<_>>(),
-        "fan-out keeps order per consumer"
-    );
-}
-
-#[test]
-fn cycles_are_reported_with_their_chain() {
-    let yaml = "Pipeline:
-  Name: cyc
-  Plugins:
-    - { Name: src, Type: Numbers, Config: { Batches: 1, Rows: 1 } }
-    - { Name: a, Type: Evens }
-    - { Name: b, Type: Evens }
-    - { Name: c, Type: Evens }
-    - { Name: out, Type: Collect }
-  Connections:
-    - { From: src, To: a }
-    - { From: a, To: b }
-    - { From: b, To: c }
-    - { From: c, To: a }
-    - { From: c, To: out }
-";
-    let err = plan("cyc", yaml).unwrap_err().to_string();
-    assert!(
-        err.contains("the connections form a cycle: a -> b -> c -> a"),
-        "{err}"
-    );
-}
-
-#[test]
-fn transforms_must_be_connected_on_both_sides() {
-    let yaml = "Pipeline:
-  Name: dangling
-  Plugins:
-    - { Name: src, Type: Numbers, Config: { Batches: 1, Rows: 1 } }
-    - { Name: t, Type: Evens }
-    - { Name: out, Type: Collect }
-  Connections:
-    - { From: src, To: out }
-    - { From: src, To: t }
-";
-    let err = plan("dangling", yaml).unwrap_err().to_string();
-    assert!(
-        err.contains("transform `t` has no output connection; its rows would be lost"),
-        "{err}"
-    );
-}
-
-#[test]
-fn empty_sources_still_commit_sinks() {
-    let yaml = "Pipeline:
-  Name: empty
-  Plugins:
-    - { Name: src, Type: Numbers, Config: { Batches: 0, Rows: 1 } }
-    - { Name: empty_sink, Type: Collect }
-  Connections:
-    - { From: src, To: empty_sink }
-";
-    let out = run("empty", yaml, false);
-    out.result.unwrap();
-    assert_eq!(sink("empty_sink"), (vec![], true));
-    assert_eq!(out.summary.rows_read, 0);
-}
-
-#[test]
-fn skip_row_sends_rejects_to_the_dead_letter_and_accounts_for_them() {
-    let yaml = chain(
-        "skip_sink",
-        "ErrorHandling: skip-row, DeadLetter: /nonexistent/skip.rejects",
-        "Parallel: true, RejectEvery: 10",
-    );
-    let out = run("skip", &yaml, false);
-    out.result.unwrap();
-    let (values, committed) = sink("skip_sink");
-    assert!(committed);
-    assert_eq!(
-        values,
-        (0..600)
-            .filter(|v| v % 2 == 0 && v % 10 != 0)
-            .collect::<Vec<_>>()
-    );
-    let (rejected, dl_committed) = sink("skip.rejects");
-    assert!(dl_committed, "the dead letter commits with the outputs");
-    assert_eq!(
-        rejected,
-        (0..600).filter(|v| v % 10 == 0).collect::<Vec<_>>()
-    );
-    let t = &out.summary.nodes[1];
-    assert_eq!(
-        (t.rows_in, t.rows_out, t.rows_filtered, t.rows_rejected),
-        (600, 240, 300, 60)
-    );
-    assert_eq!(t.rejected_by_type.get("VALIDATION"), Some(&60));
-    assert_eq!(out.summary.paths[0].read, 600);
-    assert_eq!(
-        out.summary.paths[0].written
-            + out.summary.paths[0].filtered
-            + out.summary.paths[0].rejected,
-        600
-    );
-    assert!(out
-        .summary
-        .render()
-        .ends_with("60 rows rejected → /nonexistent/skip.rejects\n"));
-}
-
-#[test]
-fn fail_fast_turns_the_first_reject_into_the_error() {
-    let out = run("ff", &chain("ff_sink", "", "RejectEvery: 250"), false);
-    let err = out.result.unwrap_err().to_string();
-    assert!(err.contains("0 is refused"), "{err}");
-    assert!(!sink("ff_sink").1);
-}
-
-#[test]
-fn max_errors_stops_the_run_and_commits_nothing() {
-    for (cap, name) in [("5", "cap_count"), ("\"5%\"", "cap_percent")] {
-        let settings = format!(
-            "ErrorHandling: skip-row, MaxErrors: {cap}, DeadLetter: /nonexistent/{name}.rejects"
-        );
-        let out = run(
-            name,
-            &chain(&format!("{name}_sink"), &settings, "RejectEvery: 10"),
-            false,
-        );
-        let err = out.result.unwrap_err();
-        assert!(matches!(err, RunError::TooManyRejects { .. }), "{err}");
-        assert!(err.to_string().contains("first reject"), "{err}");
-        assert!(!sink(&format!("{name}_sink")).1);
-        assert!(
-            !sink(&format!("{name}.rejects")).1,
-            "a failed run commits no dead letter"
-        );
-    }
-}
-
-#[test]
-fn a_node_can_override_the_pipeline_policy() {
-    let yaml = chain(
-        "override_sink",
-        "ErrorHandling: skip-row, DeadLetter: /nonexistent/override.rejects",
-        "RejectEvery: 100, ErrorHandling: fail-fast",
-    );
-    let out = run("override", &yaml, false);
-    assert!(out.result.unwrap_err().to_string().contains("0 is refused"));
-}
-
 /// A source that defers: piece `k` holds numbers `k*rows..(k+1)*rows`; pieces finish after uneven
 /// delays (so they complete out of order) and may reject a number, or fail to be read at all.
 #[derive(Debug)]
@@ -749,14 +429,14 @@ impl SourceConfig for Deferred {
     fn output_schema(&self) -> SchemaRef {
         schema()
     }
-    fn build(&self, _: &BuildCx) -> Result<Box<dyn Source>, BuildError> {
-        Ok(Box::new(DeferredRun {
+    fn build(&self, _: &BuildCx) -> Result<BuiltSource, BuildError> {
+        Ok(BuiltSource::Deferred(Box::new(DeferredRun {
             next: 0,
             pieces: self.pieces,
             rows: self.rows,
             reject: self.reject,
             read_error_at: self.read_error_at,
-        }))
+        })))
     }
 }
 
@@ -768,13 +448,9 @@ struct DeferredRun {
     read_error_at: Option<u64>,
 }
 
-impl Source for DeferredRun {
-    fn next_batch(&mut self, rejects: &mut Vec<RowError>) -> Result<Option<Batch>, RunError> {
-        self.next_pending()?.map(|p| p.finish(rejects)).transpose()
-    }
-    fn defers(&self) -> bool {
-        true
-    }
+impl SourceCommon for DeferredRun {}
+
+impl DeferringSource for DeferredRun {
     fn next_pending(&mut self) -> Result<Option<Box<dyn crate::component::Pending>>, RunError> {
         if self.read_error_at == Some(self.next) {
             return Err(RunError::Node {
@@ -850,42 +526,410 @@ fn deferred_chain(sink: &str, settings: &str, source: &str) -> String {
     )
 }
 
-#[test]
-fn deferred_pieces_are_emitted_in_order_whatever_order_they_finish_in() {
-    let out = run(
-        "def_order",
-        &deferred_chain("def_sink", "Threads: 4, ChannelCapacity: 1", ""),
-        false,
-    );
-    out.result.unwrap();
-    assert_eq!(sink("def_sink").0, (0..400).collect::<Vec<_>>());
+/// One run of a pipeline and what it must end with. A field left at its default checks nothing,
+/// so a case states only what it is about.
+#[derive(Default)]
+struct Run {
+    /// The pipeline file.
+    yaml: String,
+    /// Start with Ctrl-C already pressed.
+    interrupt: bool,
+    /// `None`: the run succeeds. `Some(text)`: it fails, its error contains `text`, and the summary
+    /// says it failed.
+    fails_with: Option<&'static str>,
+    /// Sinks (dead-letter files by file name) that commit, with the values they wrote, in order.
+    commits: Vec<(String, Vec<i64>)>,
+    /// Sinks (dead-letter files by file name) that must not commit.
+    no_commit: Vec<String>,
+    /// A node's index in declaration order, and its rows in, out, filtered and rejected.
+    node_rows: Option<(usize, [u64; 4])>,
+    /// The run's rows read and written.
+    totals: Option<(u64, u64)>,
+    /// The checks only this case needs.
+    more: Option<fn(&RunOutcome)>,
 }
 
-#[test]
-fn under_fail_fast_the_first_reject_in_input_order_wins() {
-    // Piece 3 holds 17; later pieces finish first but must not decide the error.
-    let out = run(
-        "def_ff",
-        &deferred_chain("def_ff_sink", "Threads: 4", "Reject: 17"),
-        false,
-    );
-    let err = out.result.unwrap_err().to_string();
-    assert!(err.contains("17 cannot be read"), "{err}");
+impl Run {
+    fn check(self, label: &str) {
+        let out = run(label, &self.yaml, self.interrupt);
+        match (self.fails_with, &out.result) {
+            (None, Ok(())) => {}
+            (None, Err(e)) => panic!("{label}: the run failed: {e}"),
+            (Some(_), Ok(())) => panic!("{label}: the run succeeded but must fail"),
+            (Some(text), Err(e)) => {
+                assert!(e.to_string().contains(text), "{label}: {e}");
+                assert_eq!(out.summary.status, Status::Failed, "{label}");
+            }
+        }
+        for (name, values) in self.commits {
+            assert_eq!(sink(&name), (values, true), "{label}: sink `{name}`");
+        }
+        for name in self.no_commit {
+            assert!(
+                !sink(&name).1,
+                "{label}: `{name}` committed on a failed run"
+            );
+        }
+        if let Some((i, rows)) = self.node_rows {
+            let n = &out.summary.nodes[i];
+            let got = [n.rows_in, n.rows_out, n.rows_filtered, n.rows_rejected];
+            assert_eq!(
+                got, rows,
+                "{label}: node `{}` in, out, filtered, rejected",
+                n.name
+            );
+        }
+        if let Some(totals) = self.totals {
+            let got = (out.summary.rows_read, out.summary.rows_written);
+            assert_eq!(got, totals, "{label}: rows read, written");
+        }
+        if let Some(more) = self.more {
+            more(&out);
+        }
+    }
 }
 
-#[test]
-fn a_read_error_comes_after_the_pieces_before_it() {
-    // Piece 2 holds a bad row, reading piece 5 fails: in input order the bad row comes first.
-    let yaml = deferred_chain("def_read_sink", "Threads: 4", "Reject: 12, ReadErrorAt: 5");
-    let err = run("def_read", &yaml, false)
-        .result
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("12 cannot be read"), "{err}");
-    let yaml = deferred_chain("def_read2_sink", "Threads: 4", "ReadErrorAt: 5");
-    let err = run("def_read2", &yaml, false)
-        .result
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("cannot read piece 5"), "{err}");
+/// A pipeline that must not plan, and what its errors say.
+struct Refused {
+    /// The pipeline file.
+    yaml: String,
+    /// How many errors, if that matters.
+    errors: Option<usize>,
+    /// Texts the rendered errors contain.
+    says: Vec<&'static str>,
+}
+
+impl Refused {
+    fn check(self, label: &str) {
+        let err = plan(label, &self.yaml).expect_err(label);
+        if let Some(n) = self.errors {
+            assert_eq!(err.0.len(), n, "{label}: {err}");
+        }
+        let text = err.to_string();
+        for says in self.says {
+            assert!(text.contains(says), "{label}: no {says:?} in\n{text}");
+        }
+    }
+}
+
+/// One `#[test]` per entry, checking its cases in order. A failure names the test and the case's
+/// position, e.g. `a_read_error_comes_after_the_pieces_before_it[1]`; the position also keeps
+/// the pipeline files of one test apart.
+macro_rules! cases {
+    ($($(#[$meta:meta])* $name:ident: $cases:expr;)*) => {$(
+        $(#[$meta])*
+        #[test]
+        fn $name() {
+            for (i, case) in $cases.into_iter().enumerate() {
+                case.check(&format!("{}[{i}]", stringify!($name)));
+            }
+        }
+    )*};
+}
+
+/// The numbers below 600 that `Evens` keeps.
+fn evens() -> Vec<i64> {
+    (0..600).filter(|v| v % 2 == 0).collect()
+}
+
+cases! {
+    parallel_transform_keeps_source_order_and_accounts_for_every_row: [Run {
+        yaml: chain("par_sink", "ChannelCapacity: 1, Threads: 4", "Parallel: true"),
+        commits: vec![("par_sink".into(), evens())],
+        node_rows: Some((1, [600, 300, 300, 0])),
+        totals: Some((600, 300)),
+        ..Run::default()
+    }];
+
+    routed_rows_reach_their_ports_and_every_path_accounts_for_them: {
+        let kept = |f: fn(i64) -> bool| (0..210).filter(|v| v % 7 != 0 && f(*v)).collect::<Vec<_>>();
+        [Run {
+            yaml: "Pipeline:
+  Name: t
+  Settings: { ChannelCapacity: 1, Threads: 2 }
+  Plugins:
+    - { Name: src, Type: Numbers, Config: { Batches: 30, Rows: 7 } }
+    - { Name: r, Type: Router }
+    - { Name: route_main, Type: Collect }
+    - { Name: route_three, Type: Collect }
+    - { Name: route_five, Type: Collect }
+  Connections:
+    - { From: src, To: r }
+    - { From: r, To: route_main }
+    - { From: r.three, To: route_three }
+    - { From: r.five, To: route_five }
+"
+            .into(),
+            commits: vec![
+                ("route_main".into(), kept(|v| v % 3 != 0)),
+                ("route_three".into(), kept(|v| v % 3 == 0)),
+                ("route_five".into(), kept(|v| v % 5 == 0)),
+            ],
+            node_rows: Some((1, [210, 180, 30, 0])),
+            more: Some(|out| {
+                let r = &out.summary.nodes[1];
+                let ports: Vec<(&str, u64)> =
+                    r.ports.iter().map(|p| (p.name.as_str(), p.rows)).collect();
+                assert_eq!(ports, vec![("default", 120), ("three", 60), ("five", 36)]);
+                let five = out
+                    .summary
+                    .paths
+                    .iter()
+                    .find(|p| p.path.ends_with("route_five"))
+                    .unwrap();
+                assert_eq!(five.path, "src -> r.five -> route_five");
+                assert_eq!(
+                    (five.read, five.written, five.filtered, five.routed),
+                    (210, 36, 30, 144)
+                );
+            }),
+            ..Run::default()
+        }]
+    };
+
+    plugin_schema_errors_are_placed_at_the_node_and_name_their_key: [
+        // The key path is shown from `Config` on, with where the key was written; a lone
+        // problem's hint goes on the error.
+        Refused {
+            yaml: chain("refuse_sink", "", "Refuse: 1"),
+            errors: Some(1),
+            says: vec![
+                ":6:7: Pipeline.Plugins[t]: `t`: Config.Refuse (",
+                ":6:41): refused\n  hint: remove `Refuse`",
+            ],
+        },
+        // One error per node, listing every problem.
+        Refused {
+            yaml: chain("refuse_sink", "", "Refuse: 2"),
+            errors: Some(1),
+            says: vec![
+                "`t`: 2 problems:\n  Config.Refuse (",
+                "): refused\n    hint: remove `Refuse`\n  the node refuses too",
+            ],
+        },
+    ];
+
+    unwired_ports_and_unknown_ports_are_plan_errors: {
+        let yaml = "Pipeline:
+  Name: t
+  Plugins:
+    - { Name: src, Type: Numbers, Config: { Batches: 1, Rows: 1 } }
+    - { Name: r, Type: Router }
+    - { Name: a, Type: Collect }
+    - { Name: b, Type: Collect }
+  Connections:
+    - { From: src, To: r }
+    - { From: r.three, To: a }
+    - { From: r.seven, To: b }
+";
+        [
+            Refused {
+                yaml: yaml.into(),
+                errors: None,
+                says: vec!["plugin `r` has no output port `seven`; its ports are: three, five"],
+            },
+            Refused {
+                yaml: yaml.replace("r.seven", "r.five"),
+                errors: None,
+                says: vec!["the default output of `r` is not connected"],
+            },
+        ]
+    };
+
+    a_failing_transform_ends_the_run_without_committing: [false, true].map(|parallel| {
+        let name = format!("fail_sink_{parallel}");
+        Run {
+            yaml: chain(&name, "ChannelCapacity: 1", &format!("Parallel: {parallel}, FailAt: 250")),
+            fails_with: Some("refused batch at 250"),
+            no_commit: vec![name],
+            ..Run::default()
+        }
+    });
+
+    a_panicking_transform_is_an_internal_error_not_a_hang: [Run {
+        yaml: chain("panic_sink", "ChannelCapacity: 1", "PanicAt: 100"),
+        fails_with: Some("deliberate panic at 100"),
+        no_commit: vec!["panic_sink".into()],
+        more: Some(|out| assert!(matches!(out.result, Err(RunError::Internal(_))))),
+        ..Run::default()
+    }];
+
+    an_interrupt_stops_the_run_and_commits_nothing: [Run {
+        yaml: chain("int_sink", "", ""),
+        interrupt: true,
+        fails_with: Some("interrupted; no output was changed"),
+        no_commit: vec!["int_sink".into()],
+        more: Some(|out| assert!(matches!(out.result, Err(RunError::Cancelled)))),
+        ..Run::default()
+    }];
+
+    a_diamond_with_single_slot_channels_does_not_deadlock: [Run {
+        yaml: "Pipeline:
+  Name: diamond
+  Settings: { ChannelCapacity: 1 }
+  Plugins:
+    - { Name: src, Type: Numbers, Config: { Batches: 200, Rows: 3 } }
+    - { Name: left, Type: Evens }
+    - { Name: right, Type: Evens, Config: { Parallel: true } }
+    - { Name: diamond_sink, Type: Collect }
+    - { Name: diamond_raw, Type: Collect }
+  Connections:
+    - { From: src, To: left }
+    - { From: src, To: right }
+    - { From: src, To: diamond_raw }
+    - { From: left, To: diamond_sink }
+    - { From: right, To: diamond_sink }
+"
+        .into(),
+        // Fan-out keeps order per consumer.
+        commits: vec![("diamond_raw".into(), (0..600).collect())],
+        more: Some(|_| {
+            let (mut values, committed) = sink("diamond_sink");
+            assert!(committed);
+            values.sort_unstable();
+            let both: Vec<i64> = evens().into_iter().flat_map(|v| [v, v]).collect();
+            assert_eq!(values, both, "fan-in delivers both copies of every row");
+        }),
+        ..Run::default()
+    }];
+
+    cycles_are_reported_with_their_chain: [Refused {
+        yaml: "Pipeline:
+  Name: cyc
+  Plugins:
+    - { Name: src, Type: Numbers, Config: { Batches: 1, Rows: 1 } }
+    - { Name: a, Type: Evens }
+    - { Name: b, Type: Evens }
+    - { Name: c, Type: Evens }
+    - { Name: out, Type: Collect }
+  Connections:
+    - { From: src, To: a }
+    - { From: a, To: b }
+    - { From: b, To: c }
+    - { From: c, To: a }
+    - { From: c, To: out }
+"
+        .into(),
+        errors: None,
+        says: vec!["the connections form a cycle: a -> b -> c -> a"],
+    }];
+
+    transforms_must_be_connected_on_both_sides: [Refused {
+        yaml: "Pipeline:
+  Name: dangling
+  Plugins:
+    - { Name: src, Type: Numbers, Config: { Batches: 1, Rows: 1 } }
+    - { Name: t, Type: Evens }
+    - { Name: out, Type: Collect }
+  Connections:
+    - { From: src, To: out }
+    - { From: src, To: t }
+"
+        .into(),
+        errors: None,
+        says: vec!["transform `t` has no output connection; its rows would be lost"],
+    }];
+
+    empty_sources_still_commit_sinks: [Run {
+        yaml: "Pipeline:
+  Name: empty
+  Plugins:
+    - { Name: src, Type: Numbers, Config: { Batches: 0, Rows: 1 } }
+    - { Name: empty_sink, Type: Collect }
+  Connections:
+    - { From: src, To: empty_sink }
+"
+        .into(),
+        commits: vec![("empty_sink".into(), vec![])],
+        totals: Some((0, 0)),
+        ..Run::default()
+    }];
+
+    skip_row_sends_rejects_to_the_dead_letter_and_accounts_for_them: [Run {
+        yaml: chain(
+            "skip_sink",
+            "ErrorHandling: skip-row, DeadLetter: /nonexistent/skip.rejects",
+            "Parallel: true, RejectEvery: 10",
+        ),
+        commits: vec![
+            ("skip_sink".into(), evens().into_iter().filter(|v| v % 10 != 0).collect()),
+            // The dead letter commits with the outputs.
+            ("skip.rejects".into(), (0..600).filter(|v| v % 10 == 0).collect()),
+        ],
+        node_rows: Some((1, [600, 240, 300, 60])),
+        more: Some(|out| {
+            let t = &out.summary.nodes[1];
+            assert_eq!(t.rejected_by_type.get("VALIDATION"), Some(&60));
+            let path = &out.summary.paths[0];
+            assert_eq!(path.read, 600);
+            assert_eq!(path.written + path.filtered + path.rejected, 600);
+            assert!(out
+                .summary
+                .render()
+                .ends_with("60 rows rejected → /nonexistent/skip.rejects\n"));
+        }),
+        ..Run::default()
+    }];
+
+    fail_fast_turns_the_first_reject_into_the_error: [Run {
+        yaml: chain("ff_sink", "", "RejectEvery: 250"),
+        fails_with: Some("0 is refused"),
+        no_commit: vec!["ff_sink".into()],
+        ..Run::default()
+    }];
+
+    max_errors_stops_the_run_and_commits_nothing: [("5", "cap_count"), ("\"5%\"", "cap_percent")]
+        .map(|(cap, name)| {
+            let settings = format!(
+                "ErrorHandling: skip-row, MaxErrors: {cap}, DeadLetter: /nonexistent/{name}.rejects"
+            );
+            Run {
+                yaml: chain(&format!("{name}_sink"), &settings, "RejectEvery: 10"),
+                fails_with: Some("first reject"),
+                // A failed run commits no dead letter either.
+                no_commit: vec![format!("{name}_sink"), format!("{name}.rejects")],
+                more: Some(|out| {
+                    assert!(matches!(out.result, Err(RunError::TooManyRejects { .. })));
+                }),
+                ..Run::default()
+            }
+        });
+
+    a_node_can_override_the_pipeline_policy: [Run {
+        yaml: chain(
+            "override_sink",
+            "ErrorHandling: skip-row, DeadLetter: /nonexistent/override.rejects",
+            "RejectEvery: 100, ErrorHandling: fail-fast",
+        ),
+        fails_with: Some("0 is refused"),
+        ..Run::default()
+    }];
+
+    deferred_pieces_are_emitted_in_order_whatever_order_they_finish_in: [Run {
+        yaml: deferred_chain("def_sink", "Threads: 4, ChannelCapacity: 1", ""),
+        commits: vec![("def_sink".into(), (0..400).collect())],
+        ..Run::default()
+    }];
+
+    /// Piece 3 holds 17; later pieces finish first but must not decide the error.
+    under_fail_fast_the_first_reject_in_input_order_wins: [Run {
+        yaml: deferred_chain("def_ff_sink", "Threads: 4", "Reject: 17"),
+        fails_with: Some("17 cannot be read"),
+        ..Run::default()
+    }];
+
+    /// Piece 2 holds a bad row, reading piece 5 fails: in input order the bad row comes first.
+    /// Without the bad row, the read error is the run's.
+    a_read_error_comes_after_the_pieces_before_it: [
+        Run {
+            yaml: deferred_chain("def_read_sink", "Threads: 4", "Reject: 12, ReadErrorAt: 5"),
+            fails_with: Some("12 cannot be read"),
+            ..Run::default()
+        },
+        Run {
+            yaml: deferred_chain("def_read2_sink", "Threads: 4", "ReadErrorAt: 5"),
+            fails_with: Some("cannot read piece 5"),
+            ..Run::default()
+        },
+    ];
 }

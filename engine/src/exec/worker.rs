@@ -12,7 +12,10 @@ use rayon::prelude::*;
 
 use super::{BuiltNode, NodeResult, Out, Runtime, Shared};
 use crate::batch::Batch;
-use crate::component::{Encode, Routed, Settle, Sink, Source, Transform};
+use crate::component::{
+    BuiltSink, BuiltSource, DeferringSource, Encode, EncodedSink, Routed, Settle, Sink, SinkCommon,
+    Source, Transform,
+};
 use crate::error::{RowError, RunError};
 use crate::metrics::{millis, NodeSummary, PortRows};
 use crate::reject::{self, ErrorPolicy};
@@ -248,13 +251,17 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "unknown panic".into())
 }
 
-fn drive_source(mut source: Box<dyn Source>, outs: &[Out], w: &mut Worker<'_, '_>) {
-    if source.defers() {
-        drive_deferring_source(source.as_mut(), outs, w);
-    } else {
-        drive_batches(source.as_mut(), outs, w);
-    }
-    w.summary.notes = source.notes();
+fn drive_source(source: BuiltSource, outs: &[Out], w: &mut Worker<'_, '_>) {
+    w.summary.notes = match source {
+        BuiltSource::Batches(mut source) => {
+            drive_batches(source.as_mut(), outs, w);
+            source.notes()
+        }
+        BuiltSource::Deferred(mut source) => {
+            drive_deferring_source(source.as_mut(), outs, w);
+            source.notes()
+        }
+    };
 }
 
 fn drive_batches(source: &mut dyn Source, outs: &[Out], w: &mut Worker<'_, '_>) {
@@ -290,7 +297,7 @@ type Finished = (u64, Result<Batch, RunError>, Vec<RowError>, Duration);
 /// The source thread does the sequential part and keeps up to `window` pieces finishing on the
 /// workers; finished pieces are emitted strictly in sequence, so order, line numbers and the first
 /// reject under fail-fast are exactly those of a one-thread run.
-fn drive_deferring_source(source: &mut dyn Source, outs: &[Out], w: &mut Worker<'_, '_>) {
+fn drive_deferring_source(source: &mut dyn DeferringSource, outs: &[Out], w: &mut Worker<'_, '_>) {
     let (done_tx, done_rx) = crossbeam_channel::unbounded::<Finished>();
     let mut waiting: std::collections::BTreeMap<u64, Finished> = Default::default();
     let (mut next_seq, mut emit_seq, mut exhausted) = (0u64, 0u64, false);
@@ -516,29 +523,47 @@ fn drive_parallel(
     }
 }
 
+/// The sink's mode is matched once, before its loop, so each loop calls only what its mode has.
 fn drive_sink(
-    mut sink: Box<dyn Sink>,
+    sink: BuiltSink,
     inputs: &mut Inputs<'_, '_>,
     w: &mut Worker<'_, '_>,
-) -> Option<(Box<dyn Sink>, u64)> {
-    let encoder = sink.encoder();
-    while let Some(mut first) = inputs.recv() {
-        if w.shared.should_stop() {
-            return None;
-        }
-        let written = match &encoder {
-            None => {
-                w.count_in(&mut first);
+) -> Option<(Box<dyn SinkCommon>, u64)> {
+    match sink {
+        BuiltSink::Rows(mut sink) => {
+            while let Some(mut batch) = inputs.recv() {
+                if w.shared.should_stop() {
+                    return None;
+                }
+                w.count_in(&mut batch);
                 // On the pool, so that a sink's own parallel work shares its threads.
-                w.on_pool(|| sink.write(&first))
+                if let Err(e) = w.on_pool(|| sink.write(&batch)) {
+                    w.shared.fail(e);
+                    return None;
+                }
             }
-            Some(encoder) => encode_window(first, encoder.as_ref(), &mut *sink, inputs, w),
-        };
-        if let Err(e) = written {
-            w.shared.fail(e);
-            return None;
+            finish_sink(sink, w)
+        }
+        BuiltSink::Encoded { mut sink, encoder } => {
+            while let Some(first) = inputs.recv() {
+                if w.shared.should_stop() {
+                    return None;
+                }
+                if let Err(e) = encode_window(first, encoder.as_ref(), sink.as_mut(), inputs, w) {
+                    w.shared.fail(e);
+                    return None;
+                }
+            }
+            finish_sink(sink, w)
         }
     }
+}
+
+/// Finish a sink whose inputs have all ended, unless the run is failing.
+fn finish_sink(
+    mut sink: Box<dyn SinkCommon>,
+    w: &mut Worker<'_, '_>,
+) -> Option<(Box<dyn SinkCommon>, u64)> {
     // Inputs also end when an upstream node fails; never finish a sink on a failing run.
     if w.shared.should_stop() {
         return None;
@@ -560,7 +585,7 @@ fn drive_sink(
 fn encode_window(
     first: Batch,
     encoder: &dyn Encode,
-    sink: &mut dyn Sink,
+    sink: &mut dyn EncodedSink,
     inputs: &mut Inputs<'_, '_>,
     w: &mut Worker<'_, '_>,
 ) -> Result<(), RunError> {
@@ -588,7 +613,7 @@ pub(super) fn drive_dead_letter(
     sink: Option<Box<dyn Sink>>,
     rx: Receiver<Vec<RowError>>,
     shared: &Shared<'_>,
-) -> Option<(Box<dyn Sink>, u64)> {
+) -> Option<(Box<dyn SinkCommon>, u64)> {
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         let Some(mut sink) = sink else {
             // No node skips rows, so nothing can arrive; drain in case of a bug rather than block.
@@ -620,7 +645,7 @@ pub(super) fn drive_dead_letter(
             return None;
         }
         match sink.finish() {
-            Ok(n) => Some((sink, n)),
+            Ok(n) => Some((sink as Box<dyn SinkCommon>, n)),
             Err(e) => {
                 shared.fail(e);
                 None

@@ -1,10 +1,10 @@
 //! The load stage: from the pipeline file's text to a [`PipelineConfig`], with variables defined
 //! and every key read through a [`config::MapReader`] that reports positions and unknown keys.
 //!
-//! - [`yaml`]: the YAML reader, keeping a line and column for every node;
-//! - [`config`]: the map reader and [`config::ConfigCx`], which collects every configuration error;
-//! - [`vars`]: `Variables` and `{Name:format}` substitution;
-//! - [`file`]: the pipeline file's own sections (`Settings`, `Plugins`, `Connections`) and [`load`].
+//! - `yaml`: the YAML reader, keeping a line and column for every node;
+//! - `config`: the map reader and `ConfigCx`, which collects every configuration error;
+//! - `vars`: `Variables` and `{Name:format}` substitution;
+//! - `file`: the pipeline file's own sections (`Settings`, `Plugins`, `Connections`) and [`load`].
 //!
 //! Plugins' `Config` maps stay YAML nodes here; the plan stage hands them to the plugins' parsers.
 

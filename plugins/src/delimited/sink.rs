@@ -11,7 +11,9 @@ use std::sync::Arc;
 
 use arrow_array::RecordBatch;
 use arrow_schema::{DataType, SchemaRef};
-use flowengine_engine::component::{BuildCx, Encode, NodeCx, Sink, SinkConfig};
+use flowengine_engine::component::{
+    BuildCx, BuiltSink, Encode, EncodedSink, NodeCx, Sink, SinkCommon, SinkConfig,
+};
 use flowengine_engine::datefmt;
 use flowengine_engine::error::{BuildError, IoError, PlanError, RunError};
 use flowengine_engine::load::config::{ConfigCx, MapReader};
@@ -259,7 +261,25 @@ impl SinkConfig for DelimitedSinkConfig {
         vec![self.target.path.clone()]
     }
 
-    fn build(&self, input: SchemaRef, cx: &BuildCx) -> Result<Box<dyn Sink>, BuildError> {
+    fn build(&self, input: SchemaRef, cx: &BuildCx) -> Result<BuiltSink, BuildError> {
+        let sink = self.open(input, cx)?;
+        Ok(BuiltSink::Encoded {
+            encoder: sink.format.clone(),
+            sink: Box::new(sink),
+        })
+    }
+}
+
+enum AppendError {
+    Io(std::io::Error),
+    Header(String),
+}
+
+impl DelimitedSinkConfig {
+    /// Stage the output and write what comes before the rows (copied file, byte-order mark,
+    /// header). Shared by the pipeline's sink, which gets encoded batches, and the dead-letter
+    /// writer, which gets rows.
+    fn open(&self, input: SchemaRef, cx: &BuildCx) -> Result<DelimitedSink, BuildError> {
         let node = cx.node.clone();
         let io = |action, path: &Path, source| {
             BuildError::from(IoError::new(&node, action, path, source))
@@ -304,21 +324,14 @@ impl SinkConfig for DelimitedSinkConfig {
         }
         file.write_all(&head)
             .map_err(|e| io("write", &temp_path, e))?;
-        Ok(Box::new(DelimitedSink {
+        Ok(DelimitedSink {
             staging,
             format: Arc::new(format),
             buf: Vec::with_capacity(1 << 20),
             rows: 0,
-        }))
+        })
     }
-}
 
-enum AppendError {
-    Io(std::io::Error),
-    Header(String),
-}
-
-impl DelimitedSinkConfig {
     /// Copy the existing file into the staging file. Returns whether a header is still needed (the
     /// file was empty). An existing header must match ours: appending must not mix layouts.
     fn copy_existing(
@@ -405,7 +418,8 @@ pub fn dead_letter(path: &Path, cx: &BuildCx) -> Result<Box<dyn Sink>, BuildErro
         mappings: None,
         json_lines: matches!(ext.as_deref(), Some("jsonl" | "ndjson")),
     };
-    config.build(flowengine_engine::reject::reject_schema(), cx)
+    let sink = config.open(flowengine_engine::reject::reject_schema(), cx)?;
+    Ok(Box::new(sink))
 }
 
 /// A running `DelimitedSink`.
@@ -416,6 +430,8 @@ struct DelimitedSink {
     rows: u64,
 }
 
+/// Rows are encoded here, on the dead-letter thread; a pipeline's sink gets them already encoded
+/// on the workers ([`EncodedSink`]).
 impl Sink for DelimitedSink {
     fn write(&mut self, batch: &Batch) -> Result<(), RunError> {
         self.buf.clear();
@@ -425,17 +441,17 @@ impl Sink for DelimitedSink {
         self.buf = buf;
         result
     }
+}
 
-    fn encoder(&self) -> Option<Arc<dyn Encode>> {
-        Some(self.format.clone())
-    }
-
+impl EncodedSink for DelimitedSink {
     fn write_encoded(&mut self, rows: u64, bytes: &[u8]) -> Result<(), RunError> {
         self.staging.write_all(bytes)?;
         self.rows += rows;
         Ok(())
     }
+}
 
+impl SinkCommon for DelimitedSink {
     fn finish(&mut self) -> Result<u64, RunError> {
         self.staging.sync()?;
         Ok(self.rows)

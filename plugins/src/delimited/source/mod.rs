@@ -1,6 +1,6 @@
 //! `DelimitedSource`: a CSV/TSV/PSV file decoded into typed Arrow batches.
 //!
-//! This file is the config (`parse`, the header check at `build`) and the [`Source`] glue. The
+//! This file is the config (`parse`, the header check at `build`) and the [`DeferringSource`] glue. The
 //! stages of a read, in order:
 //!
 //! - `input.rs`: the file's bytes (byte-order mark, `SkipRows`, the sequential buffer, the blocks
@@ -25,13 +25,13 @@ use std::sync::Arc;
 
 use arrow_schema::SchemaRef;
 use flowengine_engine::component::{
-    BuildCx, NodeCx, Pending, RowCondition, Settle, Source, SourceConfig,
+    BuildCx, BuiltSource, DeferringSource, NodeCx, Pending, RowCondition, Settle, SourceCommon,
+    SourceConfig,
 };
 use flowengine_engine::error::{BuildError, IoError, RowError, RunError};
 use flowengine_engine::load::config::{ConfigCx, MapReader};
 use flowengine_engine::memory::human_bytes;
 use flowengine_engine::schema::{self, ColumnSpec};
-use flowengine_engine::Batch;
 
 use super::convert::ColumnReader;
 use super::decode::{Checks, Dialect, Ragged, Records};
@@ -161,7 +161,7 @@ impl SourceConfig for DelimitedSourceConfig {
         vec![self.path.clone()]
     }
 
-    fn build(&self, cx: &BuildCx) -> Result<Box<dyn Source>, BuildError> {
+    fn build(&self, cx: &BuildCx) -> Result<BuiltSource, BuildError> {
         let io_err =
             |action, source| BuildError::from(IoError::new(&cx.node, action, &self.path, source));
         let invalid = |message: String| BuildError::Invalid {
@@ -187,7 +187,7 @@ impl SourceConfig for DelimitedSourceConfig {
         };
         let (columns, width) = self.plan_columns(header.as_ref()).map_err(invalid)?;
         input.decoder.set_width(width);
-        Ok(Box::new(DelimitedSource {
+        Ok(BuiltSource::Deferred(Box::new(DelimitedSource {
             shape: Arc::new(SourceSpec {
                 node: cx.node.clone(),
                 label: self.label.clone(),
@@ -208,7 +208,7 @@ impl SourceConfig for DelimitedSourceConfig {
             ranges: 0,
             redos: 0,
             capped: 0,
-        }))
+        })))
     }
 }
 
@@ -288,25 +288,7 @@ impl DelimitedSourceConfig {
     }
 }
 
-impl Source for DelimitedSource {
-    fn next_batch(&mut self, rejects: &mut Vec<RowError>) -> Result<Option<Batch>, RunError> {
-        loop {
-            let Some(piece) = self.next_pending()? else {
-                return Ok(None);
-            };
-            let mut own = Vec::new();
-            let batch = piece.finish(&mut own)?;
-            if self.settle(&mut own) == Settle::Keep {
-                rejects.append(&mut own);
-                return Ok(Some(batch));
-            }
-        }
-    }
-
-    fn defers(&self) -> bool {
-        true
-    }
-
+impl DeferringSource for DelimitedSource {
     fn next_pending(&mut self) -> Result<Option<Box<dyn Pending>>, RunError> {
         let body = match self.reading {
             Reading::Sequential(_) => self.next_records()?,
@@ -338,7 +320,9 @@ impl Source for DelimitedSource {
         self.ordinal += outcome.records;
         Settle::Keep
     }
+}
 
+impl SourceCommon for DelimitedSource {
     fn push_condition(&mut self, condition: Arc<dyn RowCondition>) -> bool {
         // Only before the first piece is handed off, while the shape is not shared yet.
         match Arc::get_mut(&mut self.shape) {
