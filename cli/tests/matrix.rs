@@ -177,18 +177,11 @@ fn cast(cols: &[Column]) -> Option<String> {
     let items: Vec<String> = cols
         .iter()
         .filter_map(|c| {
-            let ty = match &c.ty {
-                DataType::Utf8 => "string".to_string(),
-                DataType::Int32 => "int32".into(),
-                DataType::Int64 => "int64".into(),
-                DataType::Float32 => "float32".into(),
-                DataType::Float64 => "double".into(),
-                DataType::Decimal128(p, s) => format!("\"decimal({p},{s})\""),
-                DataType::Boolean => "bool".into(),
-                DataType::Date32 => "date".into(),
-                DataType::Timestamp(_, None) => "datetime".into(),
-                _ => return None,
-            };
+            if matches!(c.ty, DataType::Timestamp(_, Some(_))) {
+                return None;
+            }
+            // The engine's own vocabulary, quoted because `decimal(p,s)` holds a comma.
+            let ty = format!("\"{}\"", flowengine_engine::schema::type_name(&c.ty));
             Some(format!("{}: {ty}", c.name))
         })
         .collect();
