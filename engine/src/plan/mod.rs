@@ -4,6 +4,9 @@
 //! duplicate names, cycles (with the chain), misplaced sources and sinks, unconnected nodes, schema
 //! mismatches where several inputs meet, and outputs that would overwrite inputs or each other.
 
+mod files;
+mod graph;
+
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -175,10 +178,10 @@ impl Plan {
         }
         let mut edges: Vec<Edge> = Vec::new();
         for conn in &config.connections {
-            let from = resolve_endpoint(
+            let from = graph::resolve_endpoint(
                 &conn.from, &nodes, &by_name, &names, cx, &conn.path, "From", conn.mark,
             );
-            let to = resolve_endpoint(
+            let to = graph::resolve_endpoint(
                 &conn.to, &nodes, &by_name, &names, cx, &conn.path, "To", conn.mark,
             );
             let (Some((from, port)), Some((to, 0))) = (from, to) else {
@@ -274,146 +277,6 @@ impl Plan {
         );
     }
 
-    fn check_roles(&self, cx: &mut ConfigCx, find: &dyn Fn(&str) -> (String, Mark)) -> bool {
-        let mut problems: Vec<(&str, String)> = Vec::new();
-        if !self
-            .nodes
-            .iter()
-            .any(|n| matches!(n.kind, NodeKind::Source(_)))
-        {
-            problems.push((&self.nodes[0].name, "the pipeline has no source".into()));
-        }
-        for n in &self.nodes {
-            let (ins, outs) = (n.inputs.len(), n.outputs.len());
-            let name = n.name.as_str();
-            let problem = match n.kind {
-                NodeKind::Source(_) if ins > 0 => Some(format!(
-                    "source `{name}` cannot have inputs, but {} connects to it",
-                    self.input_names(n)
-                )),
-                NodeKind::Sink(_) if outs > 0 => Some(format!(
-                    "sink `{name}` cannot have outputs, but it connects to {}",
-                    self.output_names(n)
-                )),
-                _ if ins == 0 && outs == 0 => Some(format!(
-                    "plugin `{name}` is not connected; add a `Connections` entry or remove it"
-                )),
-                NodeKind::Source(_) if outs == 0 => {
-                    Some(format!("source `{name}` has no output connection"))
-                }
-                NodeKind::Sink(_) if ins == 0 => {
-                    Some(format!("sink `{name}` has no input connection"))
-                }
-                NodeKind::Transform(_) if ins == 0 => {
-                    Some(format!("transform `{name}` has no input connection"))
-                }
-                NodeKind::Transform(_) if outs == 0 => Some(format!(
-                    "transform `{name}` has no output connection; its rows would be lost"
-                )),
-                _ => None,
-            };
-            problems.extend(problem.map(|p| (name, p)));
-            if outs > 0 {
-                problems.extend(self.unwired_ports(n).into_iter().map(|p| (name, p)));
-            }
-        }
-        for (name, msg) in &problems {
-            let (path, mark) = find(name);
-            cx.error(ConfigErrorKind::Graph(msg.clone()), &path, mark);
-        }
-        problems.is_empty()
-    }
-
-    /// Outputs of a routing transform that lead nowhere: rows sent there would be lost.
-    fn unwired_ports(&self, n: &PlanNode) -> Vec<String> {
-        let wired = |port: usize| n.outputs.iter().any(|&e| self.edges[e].port == port);
-        let name = &n.name;
-        let mut problems = Vec::new();
-        if !n.ports.is_empty() && !wired(0) {
-            problems.push(format!(
-                "the default output of `{name}` is not connected; rows that are not routed to a port would be lost (add a connection `From: {name}`)"
-            ));
-        }
-        for (k, port) in n.ports.iter().enumerate() {
-            if !wired(k + 1) {
-                problems.push(format!(
-                    "output port `{port}` of `{name}` is not connected; rows sent there would be lost (add a connection `From: {name}.{port}`)"
-                ));
-            }
-        }
-        problems
-    }
-
-    fn input_names(&self, n: &PlanNode) -> String {
-        let names: Vec<&str> = n
-            .inputs
-            .iter()
-            .map(|&e| self.nodes[self.edges[e].from].name.as_str())
-            .collect();
-        format!("`{}`", names.join("`, `"))
-    }
-
-    fn output_names(&self, n: &PlanNode) -> String {
-        let names: Vec<&str> = n
-            .outputs
-            .iter()
-            .map(|&e| self.nodes[self.edges[e].to].name.as_str())
-            .collect();
-        format!("`{}`", names.join("`, `"))
-    }
-
-    /// Kahn's order, or the names along one cycle (first name repeated at the end).
-    fn topological_order(&self) -> Result<Vec<usize>, Vec<String>> {
-        let mut indegree: Vec<usize> = self.nodes.iter().map(|n| n.inputs.len()).collect();
-        let mut ready: Vec<usize> = (0..self.nodes.len())
-            .filter(|&i| indegree[i] == 0)
-            .rev()
-            .collect();
-        let mut order = Vec::with_capacity(self.nodes.len());
-        while let Some(i) = ready.pop() {
-            order.push(i);
-            for &e in &self.nodes[i].outputs {
-                let to = self.edges[e].to;
-                indegree[to] -= 1;
-                if indegree[to] == 0 {
-                    ready.push(to);
-                }
-            }
-        }
-        if order.len() == self.nodes.len() {
-            return Ok(order);
-        }
-        Err(self.find_cycle(&indegree))
-    }
-
-    /// Walk backwards from any node left with inputs; within the leftover nodes every node has a
-    /// leftover predecessor, so the walk must revisit a node, and that loop is a cycle.
-    fn find_cycle(&self, indegree: &[usize]) -> Vec<String> {
-        let start = (0..self.nodes.len())
-            .find(|&i| indegree[i] > 0)
-            .unwrap_or_default();
-        let mut seen: Vec<usize> = vec![start];
-        let mut current = start;
-        loop {
-            let prev = self.nodes[current]
-                .inputs
-                .iter()
-                .map(|&e| self.edges[e].from)
-                .find(|&p| indegree[p] > 0)
-                .unwrap_or(current);
-            if let Some(pos) = seen.iter().position(|&s| s == prev) {
-                let mut cycle: Vec<usize> = seen[pos..].iter().rev().copied().collect();
-                // Start at the plugin declared first, so the message does not depend on the walk.
-                let first = (0..cycle.len()).min_by_key(|&k| cycle[k]).unwrap_or(0);
-                cycle.rotate_left(first);
-                cycle.push(cycle[0]);
-                return cycle.iter().map(|&i| self.nodes[i].name.clone()).collect();
-            }
-            seen.push(prev);
-            current = prev;
-        }
-    }
-
     fn propagate_schemas(&mut self, cx: &mut ConfigCx, find: &dyn Fn(&str) -> (String, Mark)) {
         for &i in &self.order.clone() {
             let input = self.merged_input_schema(i, cx, find);
@@ -466,134 +329,6 @@ impl Plan {
             merged = crate::schema::nullable_union(&merged, &schema);
         }
         Some(merged)
-    }
-
-    /// With any node on `skip-row`, rejects need a file: `Settings.DeadLetter`, else
-    /// `<first sink's file stem>.rejects.csv` next to that file.
-    fn plan_dead_letter(&mut self, registry: &Registry, cx: &mut ConfigCx) {
-        for n in &self.nodes {
-            if let (NodeKind::Sink(_), Some(mark)) = (&n.kind, n.policy_mark) {
-                let msg = format!("sink `{}`: `ErrorHandling` applies to sources and transforms; a sink that cannot write fails the run", n.name);
-                cx.error(
-                    ConfigErrorKind::Graph(msg),
-                    &format!("Pipeline.Plugins[{}].Config.ErrorHandling", n.name),
-                    mark,
-                );
-            }
-        }
-        if !self.nodes.iter().any(|n| n.policy == ErrorPolicy::SkipRow) {
-            let marks = self.settings.marks;
-            let unused = [
-                (
-                    "MaxErrors",
-                    self.settings.max_errors != crate::reject::MaxErrors::Unlimited,
-                    marks.max_errors,
-                ),
-                (
-                    "DeadLetter",
-                    self.settings.dead_letter.is_some(),
-                    marks.dead_letter,
-                ),
-            ];
-            for (key, set, mark) in unused {
-                if set {
-                    let msg =
-                        format!("`{key}` has no effect: no plugin uses `ErrorHandling: skip-row`");
-                    let hint = "set `ErrorHandling: skip-row`, or remove the key";
-                    cx.error_with_hint(
-                        ConfigErrorKind::Graph(msg),
-                        &format!("Pipeline.Settings.{key}"),
-                        mark,
-                        hint,
-                    );
-                }
-            }
-            return;
-        }
-        let dead_letter_mark = self.settings.marks.dead_letter;
-        let fail = |cx: &mut ConfigCx, msg: &str| {
-            cx.error(
-                ConfigErrorKind::Graph(msg.into()),
-                "Pipeline.Settings.DeadLetter",
-                dead_letter_mark,
-            );
-        };
-        let Some(builder) = registry.dead_letter() else {
-            return fail(
-                cx,
-                "`ErrorHandling: skip-row` needs a dead-letter writer, and none is registered",
-            );
-        };
-        let first_sink_file = self.nodes.iter().find_map(|n| match &n.kind {
-            NodeKind::Sink(s) => s
-                .files_written()
-                .into_iter()
-                .next()
-                .map(|f| (f, n.name.clone())),
-            _ => None,
-        });
-        let path = match (&self.settings.dead_letter, first_sink_file) {
-            (Some(p), _) => p.clone(),
-            (None, Some((sink, name))) => {
-                let stem = sink.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-                self.dead_letter_from = Some(name);
-                sink.with_file_name(format!("{stem}.rejects.csv"))
-            }
-            (None, None) => return fail(cx, "`ErrorHandling: skip-row` needs `Settings.DeadLetter` (no sink writes a file to put it next to)"),
-        };
-        self.dead_letter = Some(DeadLetterPlan { path, builder });
-    }
-
-    fn check_files(&self, cx: &mut ConfigCx, find: &dyn Fn(&str) -> (String, Mark)) {
-        let mut read = Vec::new();
-        // (file, who writes it, YAML path, position)
-        let mut written: Vec<(std::path::PathBuf, String, String, Mark)> = Vec::new();
-        for n in &self.nodes {
-            match &n.kind {
-                NodeKind::Source(s) => {
-                    read.extend(s.files_read().into_iter().map(|p| (p, n.name.as_str())))
-                }
-                NodeKind::Sink(s) => {
-                    let (ypath, mark) = find(&n.name);
-                    for p in s.files_written() {
-                        written.push((p, format!("sink `{}`", n.name), ypath.clone(), mark));
-                    }
-                }
-                NodeKind::Transform(_) => {}
-            }
-        }
-        if let Some(dl) = &self.dead_letter {
-            // A default path is blamed on the sink it was derived from.
-            let (who, ypath, mark) = match &self.dead_letter_from {
-                Some(sink) => {
-                    let (ypath, mark) = find(sink);
-                    (
-                        format!("the dead-letter file (next to sink `{sink}`)"),
-                        ypath,
-                        mark,
-                    )
-                }
-                None => (
-                    "the dead-letter file".to_string(),
-                    "Pipeline.Settings.DeadLetter".into(),
-                    self.settings.marks.dead_letter,
-                ),
-            };
-            written.push((dl.path.clone(), who, ypath, mark));
-        }
-        for (i, (path, who, ypath, mark)) in written.iter().enumerate() {
-            if let Some((_, source)) = read.iter().find(|(p, _)| p == path) {
-                let msg = format!(
-                    "{who} would overwrite {}, which source `{source}` reads",
-                    path.display()
-                );
-                cx.error(ConfigErrorKind::Graph(msg), ypath, *mark);
-            }
-            if let Some((_, other, ..)) = written[..i].iter().find(|(p, ..)| p == path) {
-                let msg = format!("{other} and {who} both write {}", path.display());
-                cx.error(ConfigErrorKind::Graph(msg), ypath, *mark);
-            }
-        }
     }
 }
 
@@ -700,59 +435,4 @@ fn parse_node(
         policy_mark,
         ports,
     })
-}
-
-/// A connection end: the node and, for `From: node.port`, the port (0 is the default output).
-#[allow(clippy::too_many_arguments)]
-fn resolve_endpoint(
-    written: &str,
-    nodes: &[PlanNode],
-    by_name: &HashMap<String, usize>,
-    names: &[&str],
-    cx: &mut ConfigCx,
-    path: &str,
-    key: &str,
-    mark: Mark,
-) -> Option<(usize, usize)> {
-    if let Some(&i) = by_name.get(written) {
-        return Some((i, 0));
-    }
-    let path = format!("{path}.{key}");
-    if let Some((node, port)) = written.rsplit_once('.') {
-        if let Some(&i) = by_name.get(node) {
-            let ports = &nodes[i].ports;
-            if key == "From" {
-                if let Some(k) = ports.iter().position(|p| p == port) {
-                    return Some((i, k + 1));
-                }
-            }
-            let msg = match (key, ports.is_empty()) {
-                ("To", _) => format!("`{written}`: a connection goes *to* a plugin, not to a port; write `To: {node}`"),
-                (_, true) => format!("plugin `{node}` has no output port `{port}`"),
-                (_, false) => format!(
-                    "plugin `{node}` has no output port `{port}`; its ports are: {}",
-                    ports.join(", ")
-                ),
-            };
-            cx.error(ConfigErrorKind::Graph(msg), &path, mark);
-            return None;
-        }
-    }
-    // A name that failed to parse was declared: do not call it unknown.
-    if names.contains(&written)
-        || written
-            .rsplit_once('.')
-            .is_some_and(|(n, _)| names.contains(&n))
-    {
-        return None;
-    }
-    let suggestion = closest(written, names)
-        .map(|s| format!(" (did you mean `{s}`?)"))
-        .unwrap_or_default();
-    let msg = format!(
-        "unknown plugin `{written}`{suggestion}; plugins are: {}",
-        names.join(", ")
-    );
-    cx.error(ConfigErrorKind::Graph(msg), &path, mark);
-    None
 }
