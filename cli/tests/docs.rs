@@ -46,6 +46,7 @@ Pipeline:
     ErrorHandling: skip-row
     MaxErrors: "1%"
     DeadLetter: "{Dir}/rejects.jsonl"
+    TempDirectory: "{Dir}/tmp"
   Plugins:
     - Name: DelimitedSource
       Type: DelimitedSource
@@ -117,6 +118,24 @@ Pipeline:
       Type: Cast
       Config:
         Columns: { years: int64 }
+    - Name: Sort
+      Type: Sort
+      Config:
+        By: [id, "years DESC NULLS FIRST"]
+    - Name: Distinct
+      Type: Distinct
+      Config:
+        On: [id]
+        Keep: last
+    - Name: Limit
+      Type: Limit
+      Config: { Rows: 10, Offset: 1 }
+    - Name: Sample
+      Type: Sample
+      Config: { Fraction: 0.5, Seed: 7 }
+    - Name: SampleRows
+      Type: Sample
+      Config: { Rows: 5 }
     - Name: DelimitedSink
       Type: DelimitedSink
       Config:
@@ -157,7 +176,12 @@ Pipeline:
     - { From: Filter, To: Compute }
     - { From: Compute, To: Select }
     - { From: Select, To: Cast }
-    - { From: Cast, To: SelectDrop }
+    - { From: Cast, To: Sort }
+    - { From: Sort, To: Distinct }
+    - { From: Distinct, To: Limit }
+    - { From: Limit, To: Sample }
+    - { From: Sample, To: SampleRows }
+    - { From: SampleRows, To: SelectDrop }
     - { From: SelectDrop, To: DelimitedSink }
     - { From: SelectDrop, To: ParquetSink }
     - { From: SelectDrop, To: ArrowSink }

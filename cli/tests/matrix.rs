@@ -3,7 +3,8 @@
 //! One input file declares every type with every column option that changes its Arrow field
 //! (none, `Nullable`, `Format`, `TimeZone`, and their combinations), plus rows with a bad value in
 //! each rejectable column. Each trial runs that file through one path (straight to the sink, a
-//! `JavaScriptTransform` with `Inherit`, `Compute`, `Cast`, `Select`) into one sink, under
+//! `JavaScriptTransform` with `Inherit`, `Compute`, `Cast`, `Select`, `Sort` and `Distinct` on every
+//! column as a key, `Limit`, a reservoir `Sample`) into one sink, under
 //! `skip-row`, then reads back what it wrote with a reader that is not the writer (arrow-ipc, the
 //! parquet crate, our own `DelimitedSource`) and compares type by type and value by value with
 //! values that arrow-cast parses from their canonical text. Every trial also checks the dead-letter
@@ -150,7 +151,28 @@ const PATHS: &[PathKind] = &[
     PathKind { name: "compute", transform: compute },
     PathKind { name: "cast", transform: cast },
     PathKind { name: "select", transform: select },
+    PathKind { name: "sort", transform: sort },
+    PathKind { name: "distinct", transform: |_| Some(step("Distinct", "{}")) },
+    PathKind { name: "limit", transform: |_| Some(step("Limit", "{ Rows: 1000 }")) },
+    PathKind { name: "sample-rows", transform: |_| Some(step("Sample", "{ Rows: 1000 }")) },
 ];
+
+fn step(ty: &str, config: &str) -> String {
+    format!("{{ Name: step, Type: {ty}, Config: {config} }}")
+}
+
+/// Every column a sort key (so every type goes through the key encoding); `string_plain DESC`
+/// first, which orders the rows as they were written, so the output compares as it is.
+fn sort(cols: &[Column]) -> Option<String> {
+    let keys: Vec<String> = std::iter::once("\"string_plain DESC\"".to_string())
+        .chain(
+            cols.iter()
+                .skip(1)
+                .map(|c| format!("\"{} DESC NULLS FIRST\"", c.name)),
+        )
+        .collect();
+    Some(step("Sort", &format!("{{ By: [{}] }}", keys.join(", "))))
+}
 
 /// Reads every field into JavaScript (so each column's conversion runs) and keeps the row.
 fn js_inherit(_: &[Column]) -> Option<String> {

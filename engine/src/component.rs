@@ -26,6 +26,11 @@ pub struct BuildCx {
     /// Input bytes per batch a source should not pass (its share of `Settings.MemoryLimit`); a
     /// single larger record still makes a batch of its own.
     pub batch_bytes: u64,
+    /// Bytes a stateful transform may hold across batches before it spills (its share of
+    /// `Settings.MemoryLimit`; see [`crate::memory::Budget::state_bytes`]).
+    pub state_bytes: u64,
+    /// Where spill files go: `Settings.TempDirectory`, else the system's temporary directory.
+    pub temp_dir: PathBuf,
 }
 
 /// What a node's config parser gets to know about its place in the pipeline.
@@ -154,8 +159,14 @@ pub trait TransformConfig: Debug + Send + Sync {
     fn ports(&self) -> Vec<String> {
         Vec::new()
     }
+    /// Whether it holds rows across batches (sort, distinct): such a node gets a share of
+    /// `MemoryLimit` for its state ([`BuildCx::state_bytes`]) and must build a
+    /// [`BuiltTransform::Stateful`].
+    fn stateful(&self) -> bool {
+        false
+    }
     /// Prepare the transform.
-    fn build(&self, input: SchemaRef, cx: &BuildCx) -> Result<Box<dyn Transform>, BuildError>;
+    fn build(&self, input: SchemaRef, cx: &BuildCx) -> Result<BuiltTransform, BuildError>;
     /// The condition that decides which input rows this transform filters out, for the source
     /// before it to evaluate early (see [`RowCondition`]); `None` if it has none.
     fn condition(&self, _input: &SchemaRef) -> Option<Arc<dyn RowCondition>> {
@@ -184,6 +195,55 @@ impl Routed {
             ports: Vec::new(),
         }
     }
+}
+
+/// A built transform, in the mode the executor drives it in.
+pub enum BuiltTransform {
+    /// Each batch on its own ([`Transform::apply`]), concurrently where
+    /// [`TransformConfig::parallel`] says so.
+    Batches(Box<dyn Transform>),
+    /// State across batches: every batch in arrival order on the node's thread, then `finish`.
+    Stateful(Box<dyn StatefulTransform>),
+}
+
+impl BuiltTransform {
+    /// A batch-by-batch transform.
+    pub fn batches(t: impl Transform + 'static) -> Self {
+        Self::Batches(Box::new(t))
+    }
+}
+
+/// A transform that keeps state across batches: `Sort`, `Distinct`, `Limit`. The executor calls
+/// it on the worker pool (so rayon inside it uses the run's threads), one call at a time.
+pub trait StatefulTransform: Send {
+    /// Take one batch. Rows that can already go on are pushed to `out`.
+    fn push(&mut self, batch: Batch, out: &mut Output) -> Result<(), RunError>;
+    /// Every input has ended: pass on the rest, a piece per call, so that a sort's output is
+    /// never in memory twice. Returns whether there is more (call again).
+    fn finish(&mut self, out: &mut Output) -> Result<bool, RunError>;
+    /// True once it needs no more rows (a `Limit` that has them). Sources whose every path ends
+    /// in satisfied nodes stop reading; rows still on the way are counted as filtered.
+    fn satisfied(&self) -> bool {
+        false
+    }
+    /// What it did, for verbose output (runs spilled, bytes spilled).
+    fn notes(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// What one call of a [`StatefulTransform`] hands on, and what it did with the rows it did not.
+/// Over the whole run, rows in = rows out + `filtered` + `duplicates` + rejects.
+#[derive(Debug, Default)]
+pub struct Output {
+    /// Batches for the default output, in order.
+    pub batches: Vec<Batch>,
+    /// Rows left out on purpose (past a limit, not sampled).
+    pub filtered: u64,
+    /// Rows left out as duplicates of a row kept.
+    pub duplicates: u64,
+    /// Bad rows, for the node's error policy.
+    pub rejects: Vec<RowError>,
 }
 
 /// A running transform.

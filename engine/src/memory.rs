@@ -32,6 +32,9 @@ pub struct Budget {
     pub batches: u64,
     /// Input bytes a source puts in one batch at most (one record may exceed it alone).
     pub batch_bytes: u64,
+    /// Bytes each stateful node (sort, distinct) may hold across batches before it spills: half
+    /// the limit, shared equally between them (0 when there are none).
+    pub state_bytes: u64,
 }
 
 /// The pipeline's shape, as far as memory is concerned.
@@ -45,6 +48,8 @@ pub struct Topology {
     pub nodes: usize,
     /// Connections.
     pub edges: usize,
+    /// Nodes that hold rows across batches (sort, distinct).
+    pub stateful: usize,
 }
 
 impl Budget {
@@ -52,6 +57,10 @@ impl Budget {
     /// where the limit allows it, and shrinks (to one batch per node at least) where it does not,
     /// so that many threads do not make the default limit too small.
     pub fn new(limit: u64, shape: Topology) -> Self {
+        let (limit, state_bytes) = match shape.stateful as u64 {
+            0 => (limit, 0),
+            n => (limit - limit / 2, limit / 2 / n),
+        };
         let nodes = shape.nodes.max(1) as u64;
         let channels = (shape.edges as u64 + 1) * shape.channel_capacity as u64;
         let full = shape.threads.max(1) as u64 * 2;
@@ -66,12 +75,19 @@ impl Budget {
             window: usize::try_from(window).unwrap_or(usize::MAX),
             batches,
             batch_bytes: limit / (batches * EXPANSION),
+            state_bytes,
         }
     }
 
     /// The smallest limit that gives every batch [`MIN_BATCH_BYTES`] (with this window).
     pub fn smallest_limit(&self) -> u64 {
-        self.batches * EXPANSION * MIN_BATCH_BYTES
+        let batches = self.batches * EXPANSION * MIN_BATCH_BYTES;
+        // Stateful nodes take half the limit, so the batches need twice as much.
+        if self.state_bytes > 0 {
+            batches * 2
+        } else {
+            batches
+        }
     }
 
     /// Whether the limit leaves each batch a useful share.
@@ -107,6 +123,7 @@ mod tests {
             channel_capacity: 4,
             nodes,
             edges,
+            stateful: 0,
         }
     }
 
@@ -145,6 +162,23 @@ mod tests {
         assert!(!b.is_enough());
         let enough = Budget::new(b.smallest_limit(), shape(2, 3, 2));
         assert!(enough.is_enough());
+    }
+
+    #[test]
+    fn stateful_nodes_share_half_the_limit() {
+        let plain = Budget::new(DEFAULT_LIMIT, shape(2, 3, 2));
+        let sorting = Budget::new(
+            DEFAULT_LIMIT,
+            Topology {
+                stateful: 2,
+                ..shape(2, 3, 2)
+            },
+        );
+        assert_eq!(plain.state_bytes, 0);
+        assert_eq!(sorting.state_bytes, DEFAULT_LIMIT / 4);
+        assert_eq!(sorting.batch_bytes, plain.batch_bytes / 2);
+        let held = sorting.batches * sorting.batch_bytes * EXPANSION + 2 * sorting.state_bytes;
+        assert!(held <= DEFAULT_LIMIT);
     }
 
     #[test]

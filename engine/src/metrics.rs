@@ -21,6 +21,9 @@ pub struct NodeSummary {
     pub rows_out: u64,
     /// Rows a transform dropped on purpose.
     pub rows_filtered: u64,
+    /// Rows `Distinct` dropped as duplicates of a row it kept.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub rows_duplicate: u64,
     /// Rows rejected as bad data.
     pub rows_rejected: u64,
     /// Rejected rows by error type (`TYPE_CONVERSION`, ...).
@@ -39,6 +42,10 @@ pub struct NodeSummary {
     /// output.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Rows one output of a routing transform carried.
@@ -62,6 +69,9 @@ pub struct PathSummary {
     pub written: u64,
     /// Rows transforms on the path filtered out.
     pub filtered: u64,
+    /// Rows `Distinct` nodes on the path dropped as duplicates.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub duplicates: u64,
     /// Rows nodes on the path rejected.
     pub rejected: u64,
     /// Rows routing transforms on the path sent only to their other outputs.
@@ -184,6 +194,10 @@ impl RunSummary {
                 .collect();
             out.push_str(&format!("  {} routed: {}\n", n.name, ports.join(", ")));
         }
+        for n in self.nodes.iter().filter(|n| n.rows_duplicate > 0) {
+            let rows = group(n.rows_duplicate);
+            out.push_str(&format!("  {}: {rows} duplicates dropped\n", n.name));
+        }
         // On a failed run the counts are partial, so the identity need not hold: do not show it.
         let paths = if self.status == Status::Succeeded {
             &self.paths[..]
@@ -191,11 +205,14 @@ impl RunSummary {
             &[]
         };
         for p in paths {
-            let routed = if p.routed > 0 {
+            let mut routed = if p.routed > 0 {
                 format!(" + {} routed elsewhere", group(p.routed))
             } else {
                 String::new()
             };
+            if p.duplicates > 0 {
+                routed.push_str(&format!(" + {} duplicates", group(p.duplicates)));
+            }
             out.push_str(&format!(
                 "  {}: {} read = {} written + {} filtered + {} rejected{routed}\n",
                 p.path,

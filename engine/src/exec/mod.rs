@@ -120,7 +120,7 @@ use crossbeam_channel::{Receiver, Sender};
 
 use crate::batch::Batch;
 use crate::component::{
-    BuildCx, BuiltSink, BuiltSource, RowCondition, Sink, SinkCommon, Transform,
+    BuildCx, BuiltSink, BuiltSource, BuiltTransform, RowCondition, Sink, SinkCommon,
 };
 use crate::error::{BuildError, RowError, RunError};
 use crate::metrics::{millis, NodeSummary, PathSummary, RunSummary, Status};
@@ -131,11 +131,13 @@ mod worker;
 
 enum Runtime {
     Source(BuiltSource),
-    Transform(Box<dyn Transform>, bool),
+    Transform(BuiltTransform, bool),
     Sink(BuiltSink),
 }
 
 struct BuiltNode {
+    /// Its index in the plan, as edges name it.
+    index: usize,
     name: String,
     type_name: &'static str,
     runtime: Runtime,
@@ -192,6 +194,7 @@ impl Plan {
     /// far are dropped, which discards what they staged.
     pub fn build(self) -> Result<Pipeline, BuildError> {
         let budget = self.budget();
+        let temp_dir = (self.settings.temp_directory.clone()).unwrap_or_else(std::env::temp_dir);
         let mut built: Vec<Option<BuiltNode>> = (0..self.nodes.len()).map(|_| None).collect();
         let mut nodes: Vec<Option<crate::plan::PlanNode>> =
             self.nodes.into_iter().map(Some).collect();
@@ -203,6 +206,8 @@ impl Plan {
                 node: node.name.clone(),
                 chunk_size: self.settings.chunk_size,
                 batch_bytes: budget.batch_bytes,
+                state_bytes: budget.state_bytes,
+                temp_dir: temp_dir.clone(),
             };
             let input = || {
                 node.input_schema
@@ -224,6 +229,7 @@ impl Plan {
                 NodeKind::Sink(s) => Runtime::Sink(s.build(input()?, &cx)?),
             };
             built[i] = Some(BuiltNode {
+                index: i,
                 name: node.name,
                 type_name: node.type_name,
                 runtime,
@@ -240,6 +246,8 @@ impl Plan {
                     node: "dead-letter".into(),
                     chunk_size: self.settings.chunk_size,
                     batch_bytes: budget.batch_bytes,
+                    state_bytes: 0,
+                    temp_dir: temp_dir.clone(),
                 };
                 Some(DeadLetter {
                     sink: (plan.builder)(&plan.path, &cx)?,
@@ -303,6 +311,11 @@ struct Shared<'a> {
     rows_rejected: AtomicU64,
     first_reject: Mutex<Option<RowError>>,
     dead_letter: Option<String>,
+    /// Per node: it needs no more rows (a `Limit` that has them).
+    satisfied: Vec<AtomicBool>,
+    /// Per node: the edges out of it, and whether it is a transform.
+    outputs: Vec<(Vec<usize>, bool)>,
+    edges: Vec<Edge>,
 }
 
 impl Shared<'_> {
@@ -320,6 +333,18 @@ impl Shared<'_> {
             self.fail(RunError::Cancelled);
         }
         self.failed.load(Ordering::SeqCst)
+    }
+
+    /// True when every path out of `node` reaches a node that needs no more rows before any
+    /// node that would still use them.
+    fn downstream_satisfied(&self, node: usize) -> bool {
+        let (outs, _) = &self.outputs[node];
+        !outs.is_empty()
+            && outs.iter().all(|&e| {
+                let to = self.edges[e].to;
+                self.satisfied[to].load(Ordering::SeqCst)
+                    || (self.outputs[to].1 && self.downstream_satisfied(to))
+            })
     }
 
     fn too_many_rejects(&self) -> RunError {
@@ -371,6 +396,16 @@ impl Pipeline {
             rows_rejected: AtomicU64::new(0),
             first_reject: Mutex::new(None),
             dead_letter: self.dead_letter.as_ref().map(|d| d.path.clone()),
+            satisfied: self.nodes.iter().map(|_| AtomicBool::new(false)).collect(),
+            outputs: self
+                .nodes
+                .iter()
+                .map(|n| {
+                    let transform = matches!(n.runtime, Runtime::Transform(..));
+                    (n.outputs.clone(), transform)
+                })
+                .collect(),
+            edges: self.edges.clone(),
         };
         let (senders, receivers): (Vec<_>, Vec<_>) = self
             .edges
@@ -512,7 +547,7 @@ fn path_summaries(nodes: &[NodeSummary], edges: &[Edge]) -> Vec<PathSummary> {
     let mut paths = Vec::new();
     for (sink, n) in nodes.iter().enumerate().filter(|(_, n)| n.role == "sink") {
         let mut names = vec![n.name.clone()];
-        let (mut filtered, mut rejected, mut routed) = (0, 0, 0);
+        let (mut filtered, mut duplicates, mut rejected, mut routed) = (0, 0, 0, 0);
         let mut current = sink;
         loop {
             let into: Vec<&Edge> = edges.iter().filter(|e| e.to == current).collect();
@@ -525,6 +560,7 @@ fn path_summaries(nodes: &[NodeSummary], edges: &[Edge]) -> Vec<PathSummary> {
                 _ => up.name.clone(),
             });
             filtered += up.rows_filtered;
+            duplicates += up.rows_duplicate;
             rejected += up.rows_rejected;
             // Rows a routing transform sent only to its other outputs left this path.
             routed += port.map_or(0, |p| up.rows_out - p.rows);
@@ -535,6 +571,7 @@ fn path_summaries(nodes: &[NodeSummary], edges: &[Edge]) -> Vec<PathSummary> {
                     read: up.rows_in,
                     written: n.rows_out,
                     filtered,
+                    duplicates,
                     rejected,
                     routed,
                 });
@@ -568,10 +605,10 @@ fn check_accounting(
         }
     }
     for n in nodes {
-        if n.rows_in != n.rows_out + n.rows_filtered + n.rows_rejected {
+        if n.rows_in != n.rows_out + n.rows_filtered + n.rows_duplicate + n.rows_rejected {
             return bug(format!(
-                "node `{}`: {} rows in but {} out + {} filtered + {} rejected",
-                n.name, n.rows_in, n.rows_out, n.rows_filtered, n.rows_rejected
+                "node `{}`: {} rows in but {} out + {} filtered + {} duplicates + {} rejected",
+                n.name, n.rows_in, n.rows_out, n.rows_filtered, n.rows_duplicate, n.rows_rejected
             ));
         }
     }
@@ -594,10 +631,10 @@ fn check_accounting(
         ));
     }
     for p in paths {
-        if p.read != p.written + p.filtered + p.rejected + p.routed {
+        if p.read != p.written + p.filtered + p.duplicates + p.rejected + p.routed {
             return bug(format!(
-                "path {}: read {} but written {} + filtered {} + rejected {} + routed elsewhere {}",
-                p.path, p.read, p.written, p.filtered, p.rejected, p.routed
+                "path {}: read {} but written {} + filtered {} + duplicates {} + rejected {} + routed elsewhere {}",
+                p.path, p.read, p.written, p.filtered, p.duplicates, p.rejected, p.routed
             ));
         }
     }

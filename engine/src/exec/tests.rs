@@ -10,8 +10,9 @@ use arrow_array::{BooleanArray, Int64Array, RecordBatch, UInt64Array};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 
 use crate::component::{
-    BuildCx, BuiltSink, BuiltSource, DeferringSource, NodeCx, Sink, SinkCommon, SinkConfig, Source,
-    SourceCommon, SourceConfig, Transform, TransformConfig,
+    BuildCx, BuiltSink, BuiltSource, BuiltTransform, DeferringSource, NodeCx, Output, Sink,
+    SinkCommon, SinkConfig, Source, SourceCommon, SourceConfig, StatefulTransform, Transform,
+    TransformConfig,
 };
 use crate::error::{BuildError, ConfigErrors, PlanError, RowError, RowErrorKind, RunError, Stage};
 use crate::load::config::{ConfigCx, MapReader};
@@ -131,8 +132,8 @@ impl TransformConfig for Evens {
     fn parallel(&self) -> bool {
         self.parallel
     }
-    fn build(&self, _: SchemaRef, _: &BuildCx) -> Result<Box<dyn Transform>, BuildError> {
-        Ok(Box::new(EvensRun {
+    fn build(&self, _: SchemaRef, _: &BuildCx) -> Result<BuiltTransform, BuildError> {
+        Ok(BuiltTransform::batches(EvensRun {
             fail_at: self.fail_at,
             panic_at: self.panic_at,
             reject_every: self.reject_every,
@@ -210,8 +211,8 @@ impl TransformConfig for Router {
     fn ports(&self) -> Vec<String> {
         vec!["three".into(), "five".into()]
     }
-    fn build(&self, _: SchemaRef, _: &BuildCx) -> Result<Box<dyn Transform>, BuildError> {
-        Ok(Box::new(Router))
+    fn build(&self, _: SchemaRef, _: &BuildCx) -> Result<BuiltTransform, BuildError> {
+        Ok(BuiltTransform::batches(Router))
     }
 }
 
@@ -342,6 +343,85 @@ impl SinkCommon for RejectCollect {
     }
 }
 
+/// A stand-in stateful transform. Passes the first `Rows` rows on as they come. With `Stop`, it
+/// filters the rest and is satisfied once it has `Rows`; without, it holds the rest and `finish`
+/// hands back one held batch per call, last first, every other row of it (the others counted as
+/// duplicates).
+#[derive(Debug)]
+struct Take {
+    rows: u64,
+    stop: bool,
+}
+
+fn parse_take(
+    m: &mut MapReader<'_>,
+    cx: &mut ConfigCx,
+    _: &NodeCx,
+) -> Option<Box<dyn TransformConfig>> {
+    Some(Box::new(Take {
+        rows: m.integer(cx, "Rows", 0, u64::MAX)?,
+        stop: m.bool(cx, "Stop").unwrap_or(false),
+    }))
+}
+
+impl TransformConfig for Take {
+    fn output_schema(&self, input: &SchemaRef) -> Result<SchemaRef, Vec<PlanError>> {
+        Ok(input.clone())
+    }
+    fn stateful(&self) -> bool {
+        true
+    }
+    fn build(&self, _: SchemaRef, cx: &BuildCx) -> Result<BuiltTransform, BuildError> {
+        assert!(
+            cx.state_bytes > 0,
+            "a stateful node gets a share of the limit"
+        );
+        Ok(BuiltTransform::Stateful(Box::new(TakeRun {
+            left: self.rows,
+            stop: self.stop,
+            held: Vec::new(),
+        })))
+    }
+}
+
+struct TakeRun {
+    left: u64,
+    stop: bool,
+    held: Vec<Batch>,
+}
+
+impl StatefulTransform for TakeRun {
+    fn push(&mut self, batch: Batch, out: &mut Output) -> Result<(), RunError> {
+        let rows = batch.num_rows() as u64;
+        let take = self.left.min(rows);
+        self.left -= take;
+        let mask: BooleanArray = (0..rows).map(|i| Some(i < take)).collect();
+        out.batches.push(batch.filter(&mask).unwrap());
+        if self.stop {
+            out.filtered += rows - take;
+        } else {
+            let rest: BooleanArray = (0..rows).map(|i| Some(i >= take)).collect();
+            self.held.push(batch.filter(&rest).unwrap());
+        }
+        Ok(())
+    }
+    fn finish(&mut self, out: &mut Output) -> Result<bool, RunError> {
+        // Half of what is held goes on, the other half counts as duplicates.
+        let Some(batch) = self.held.pop() else {
+            return Ok(false);
+        };
+        let rows = batch.num_rows();
+        let mask: BooleanArray = (0..rows).map(|i| Some(i % 2 == 0)).collect();
+        let kept = batch.filter(&mask).unwrap();
+        out.duplicates += (rows - kept.num_rows()) as u64;
+        out.batches.push(kept);
+        Ok(!self.held.is_empty())
+    }
+    fn satisfied(&self) -> bool {
+        self.stop && self.left == 0
+    }
+}
+
 fn registry() -> Registry {
     let mut r = Registry::new();
     r.register("Numbers", Parser::Source(parse_numbers))
@@ -349,6 +429,7 @@ fn registry() -> Registry {
         .register("Router", Parser::Transform(parse_router))
         .register("Collect", Parser::Sink(parse_collect))
         .register("Deferred", Parser::Source(parse_deferred))
+        .register("Take", Parser::Transform(parse_take))
         .set_dead_letter(dead_letter);
     r
 }
@@ -932,4 +1013,70 @@ cases! {
             ..Run::default()
         },
     ];
+
+    /// `Take` with `Stop` is satisfied after 25 rows: the source stops long before its
+    /// 200,000 rows, the rows already on the way count as filtered, and the run adds up.
+    a_satisfied_node_stops_the_sources_that_feed_only_it: [Run {
+        yaml: take_chain("take_stop_sink", "Batches: 20000, Rows: 10", "Rows: 25, Stop: true"),
+        commits: vec![("take_stop_sink".into(), (0..25).collect())],
+        more: Some(|out| {
+            let src = &out.summary.nodes[0];
+            assert!(src.rows_in < 2000, "read {} rows", src.rows_in);
+            assert!(src.notes.iter().any(|n| n.contains("stopped reading")));
+            let take = &out.summary.nodes[1];
+            assert_eq!(take.rows_in, src.rows_in);
+            assert_eq!(take.rows_filtered, take.rows_in - 25);
+        }),
+        ..Run::default()
+    }];
+
+    /// With a second consumer that wants every row, the source reads everything.
+    a_source_with_another_consumer_reads_on: [Run {
+        yaml: "Pipeline:
+  Name: t
+  Plugins:
+    - { Name: src, Type: Numbers, Config: { Batches: 300, Rows: 10 } }
+    - { Name: take, Type: Take, Config: { Rows: 5, Stop: true } }
+    - { Name: take_few, Type: Collect }
+    - { Name: take_all, Type: Collect }
+  Connections:
+    - { From: src, To: take }
+    - { From: take, To: take_few }
+    - { From: src, To: take_all }
+"
+        .into(),
+        commits: vec![
+            ("take_few".into(), (0..5).collect()),
+            ("take_all".into(), (0..3000).collect()),
+        ],
+        ..Run::default()
+    }];
+
+    /// What `finish` hands on, a piece per call, and the duplicates it drops add up.
+    a_stateful_node_finishes_in_pieces_and_counts_duplicates: [Run {
+        yaml: take_chain("take_finish_sink", "Batches: 3, Rows: 4", "Rows: 2"),
+        // 0, 1 at once; then batches 8..12, 4..8 and 2..4 reversed, every other row kept.
+        commits: vec![("take_finish_sink".into(), vec![0, 1, 8, 10, 4, 6, 2])],
+        more: Some(|out| {
+            let take = &out.summary.nodes[1];
+            assert_eq!((take.rows_in, take.rows_out, take.rows_duplicate), (12, 7, 5));
+            assert_eq!(out.summary.paths[0].duplicates, 5);
+        }),
+        ..Run::default()
+    }];
+}
+
+fn take_chain(sink: &str, source: &str, take: &str) -> String {
+    format!(
+        "Pipeline:
+  Name: t
+  Plugins:
+    - {{ Name: src, Type: Numbers, Config: {{ {source} }} }}
+    - {{ Name: take, Type: Take, Config: {{ {take} }} }}
+    - {{ Name: {sink}, Type: Collect }}
+  Connections:
+    - {{ From: src, To: take }}
+    - {{ From: take, To: {sink} }}
+"
+    )
 }

@@ -13,8 +13,8 @@ use rayon::prelude::*;
 use super::{BuiltNode, NodeResult, Out, Runtime, Shared};
 use crate::batch::Batch;
 use crate::component::{
-    BuiltSink, BuiltSource, DeferringSource, Encode, EncodedSink, Routed, Settle, Sink, SinkCommon,
-    Source, Transform,
+    BuiltSink, BuiltSource, BuiltTransform, DeferringSource, Encode, EncodedSink, Output, Routed,
+    Settle, Sink, SinkCommon, Source, StatefulTransform, Transform,
 };
 use crate::error::{RowError, RunError};
 use crate::metrics::{millis, NodeSummary, PortRows};
@@ -23,6 +23,8 @@ use crate::reject::{self, ErrorPolicy};
 /// One node's view of the run while it works.
 struct Worker<'s, 'a> {
     shared: &'s Shared<'a>,
+    /// This node's index in the plan.
+    index: usize,
     policy: ErrorPolicy,
     rejects_tx: Sender<Vec<RowError>>,
     summary: NodeSummary,
@@ -36,6 +38,18 @@ impl Worker<'_, '_> {
         let out = f();
         self.busy += t.elapsed();
         out
+    }
+
+    /// True when a source may stop reading: every node its rows would reach needs no more.
+    fn downstream_satisfied(&mut self) -> bool {
+        if !self.shared.downstream_satisfied(self.index) {
+            return false;
+        }
+        let rows = self.summary.rows_in;
+        self.summary.notes.push(format!(
+            "stopped reading after {rows} rows: every node downstream had the rows it needs"
+        ));
+        true
     }
 
     /// Apply the error policy to the rows the plugin reported. False if the run must stop.
@@ -148,6 +162,28 @@ impl Worker<'_, '_> {
         })
     }
 
+    /// Account for what a stateful transform handed on. False if the run must stop.
+    fn emit_stateful(
+        &mut self,
+        result: Result<(), RunError>,
+        mut out: Output,
+        outs: &[Out],
+    ) -> bool {
+        if let Err(e) = result {
+            self.shared.fail(e);
+            return false;
+        }
+        self.summary.rows_filtered += out.filtered;
+        self.summary.rows_duplicate += out.duplicates;
+        if !self.take_rejects(&mut out.rejects) {
+            return false;
+        }
+        out.batches
+            .into_iter()
+            .filter(|b| b.num_rows() > 0)
+            .all(|b| self.send_all(b, outs))
+    }
+
     /// Account for a transform's result and pass it on. False if the run must stop.
     fn emit_transformed(
         &mut self,
@@ -193,6 +229,7 @@ pub(super) fn run_node(
 ) -> NodeResult {
     let mut w = Worker {
         shared,
+        index: node.index,
         policy: node.policy,
         rejects_tx,
         summary: NodeSummary {
@@ -216,10 +253,15 @@ pub(super) fn run_node(
         Runtime::Transform(t, parallel) => {
             w.summary.role = "transform";
             let mut inputs = Inputs::new(ins, node.input_schema.clone(), &name, shared);
-            if parallel {
-                drive_parallel(&*t, &mut inputs, &outs, &mut w);
-            } else {
-                drive_transform(&*t, &mut inputs, &outs, &mut w);
+            match t {
+                BuiltTransform::Batches(t) if parallel => {
+                    drive_parallel(&*t, &mut inputs, &outs, &mut w)
+                }
+                BuiltTransform::Batches(t) => drive_transform(&*t, &mut inputs, &outs, &mut w),
+                BuiltTransform::Stateful(mut t) => {
+                    drive_stateful(t.as_mut(), &mut inputs, &outs, &mut w);
+                    w.summary.notes.extend(t.notes());
+                }
             }
             None
         }
@@ -252,7 +294,7 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 }
 
 fn drive_source(source: BuiltSource, outs: &[Out], w: &mut Worker<'_, '_>) {
-    w.summary.notes = match source {
+    let notes = match source {
         BuiltSource::Batches(mut source) => {
             drive_batches(source.as_mut(), outs, w);
             source.notes()
@@ -262,11 +304,12 @@ fn drive_source(source: BuiltSource, outs: &[Out], w: &mut Worker<'_, '_>) {
             source.notes()
         }
     };
+    w.summary.notes.splice(0..0, notes);
 }
 
 fn drive_batches(source: &mut dyn Source, outs: &[Out], w: &mut Worker<'_, '_>) {
     let mut rejects = Vec::new();
-    while !w.shared.should_stop() {
+    while !w.shared.should_stop() && !w.downstream_satisfied() {
         let next = w.timed(|| source.next_batch(&mut rejects));
         let read = next
             .as_ref()
@@ -307,6 +350,10 @@ fn drive_deferring_source(source: &mut dyn DeferringSource, outs: &[Out], w: &mu
     loop {
         while !exhausted && next_seq - emit_seq < w.shared.window as u64 && !w.shared.should_stop()
         {
+            if w.downstream_satisfied() {
+                exhausted = true;
+                break;
+            }
             match w.timed(|| source.next_pending()) {
                 Ok(Some(pending)) => {
                     spawn_finish(pending, next_seq, done_tx.clone(), w.shared.pool.as_ref());
@@ -493,6 +540,48 @@ fn drive_transform(
 
 /// Up to `window` waiting batches are transformed at once on the worker pool, then emitted in the
 /// order they arrived.
+/// Feed a stateful transform every batch in arrival order, then finish it. Its calls run on the
+/// pool, so a sort's rayon work uses the run's threads.
+fn drive_stateful(
+    t: &mut dyn StatefulTransform,
+    inputs: &mut Inputs<'_, '_>,
+    outs: &[Out],
+    w: &mut Worker<'_, '_>,
+) {
+    let mut satisfied = false;
+    while let Some(mut batch) = inputs.recv() {
+        if w.shared.should_stop() {
+            return;
+        }
+        w.count_in(&mut batch);
+        if satisfied {
+            // Rows already on the way when it had enough: drained so that no producer waits.
+            w.summary.rows_filtered += batch.num_rows() as u64;
+            continue;
+        }
+        let mut out = Output::default();
+        let result = w.on_pool(|| t.push(batch, &mut out));
+        if !w.emit_stateful(result, out, outs) {
+            return;
+        }
+        if t.satisfied() {
+            satisfied = true;
+            w.shared.satisfied[w.index].store(true, Ordering::SeqCst);
+        }
+    }
+    loop {
+        if w.shared.should_stop() {
+            return;
+        }
+        let mut out = Output::default();
+        let mut more = false;
+        let result = w.on_pool(|| t.finish(&mut out).map(|m| more = m));
+        if !w.emit_stateful(result, out, outs) || !more {
+            return;
+        }
+    }
+}
+
 fn drive_parallel(
     t: &dyn Transform,
     inputs: &mut Inputs<'_, '_>,

@@ -48,6 +48,9 @@ pub struct Settings {
     pub max_errors: MaxErrors,
     /// Where rejects go (`.csv`, or `.jsonl`/`.ndjson`).
     pub dead_letter: Option<PathBuf>,
+    /// Where sorts and other stateful transforms spill; `None` is the system's temporary
+    /// directory.
+    pub temp_directory: Option<PathBuf>,
     /// Where the error-policy keys were written, for plan-time messages.
     pub marks: SettingMarks,
 }
@@ -73,6 +76,7 @@ impl Default for Settings {
             error_handling: ErrorPolicy::FailFast,
             max_errors: MaxErrors::Unlimited,
             dead_letter: None,
+            temp_directory: None,
             marks: SettingMarks::default(),
         }
     }
@@ -260,6 +264,7 @@ fn read_settings(s: &mut MapReader<'_>, cx: &mut ConfigCx) -> Settings {
         .unwrap_or_default();
     let max_errors = read_max_errors(s, cx);
     let dead_letter = s.path_value(cx, "DeadLetter");
+    let temp_directory = s.path_value(cx, "TempDirectory");
     let marks = SettingMarks {
         max_errors: s.entry_mark("MaxErrors"),
         dead_letter: s.entry_mark("DeadLetter"),
@@ -292,6 +297,7 @@ fn read_settings(s: &mut MapReader<'_>, cx: &mut ConfigCx) -> Settings {
         error_handling,
         max_errors,
         dead_letter,
+        temp_directory,
         marks,
     }
 }

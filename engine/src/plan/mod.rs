@@ -250,6 +250,11 @@ impl Plan {
             channel_capacity: s.channel_capacity,
             nodes: self.nodes.len(),
             edges: self.edges.len(),
+            stateful: self
+                .nodes
+                .iter()
+                .filter(|n| matches!(&n.kind, NodeKind::Transform(t) if t.stateful()))
+                .count(),
         };
         Budget::new(s.memory_limit, shape)
     }
