@@ -12,6 +12,10 @@
 //! | `Compute` | transform | `native::compute` |
 //! | `Select` | transform | `native::select` |
 //! | `Cast` | transform | `native::cast` |
+//! | `Sort` | transform | `relational::sort` |
+//! | `Distinct` | transform | `relational::distinct` |
+//! | `Limit` | transform | `relational::limit` |
+//! | `Sample` | transform | `relational::limit` |
 //!
 //! The public API is [`register_builtin`] and [`builtin_registry`]: a host registers the plugins
 //! and runs pipelines through `flowengine-engine`. The plugin modules are public only so that
@@ -32,6 +36,10 @@ pub mod null;
 #[doc(hidden)]
 pub mod parquet_sink;
 #[doc(hidden)]
+pub mod relational;
+#[doc(hidden)]
+pub mod spill;
+#[doc(hidden)]
 pub mod staging;
 
 use flowengine_engine::registry::{Parser, Registry};
@@ -49,6 +57,10 @@ pub fn register_builtin(registry: &mut Registry) {
         .register("Compute", Parser::Transform(native::compute::parse))
         .register("Select", Parser::Transform(native::select::parse))
         .register("Cast", Parser::Transform(native::cast::parse))
+        .register("Sort", Parser::Transform(relational::sort::parse))
+        .register("Distinct", Parser::Transform(relational::distinct::parse))
+        .register("Limit", Parser::Transform(relational::limit::parse_limit))
+        .register("Sample", Parser::Transform(relational::limit::parse_sample))
         .set_dead_letter(delimited::sink::dead_letter);
 }
 

@@ -379,6 +379,8 @@ mod tests {
             node: "sink".into(),
             chunk_size: 10,
             batch_bytes: 1 << 20,
+            state_bytes: 0,
+            temp_dir: std::env::temp_dir(),
         };
         let BuiltSink::Rows(mut sink) = config.build(data.schema(), &cx).unwrap() else {
             panic!("a Parquet sink takes rows");

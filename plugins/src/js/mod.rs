@@ -35,7 +35,7 @@ pub mod transform;
 pub mod values;
 
 use arrow_schema::SchemaRef;
-use flowengine_engine::component::{BuildCx, NodeCx, Transform, TransformConfig};
+use flowengine_engine::component::{BuildCx, BuiltTransform, NodeCx, TransformConfig};
 use flowengine_engine::error::{BuildError, ConfigErrorKind, PlanError};
 use flowengine_engine::load::config::{ConfigCx, MapReader};
 
@@ -124,11 +124,15 @@ impl TransformConfig for JsConfig {
         self.ports.clone()
     }
 
-    fn build(&self, input: SchemaRef, _: &BuildCx) -> Result<Box<dyn Transform>, BuildError> {
+    fn build(&self, input: SchemaRef, _: &BuildCx) -> Result<BuiltTransform, BuildError> {
         let output = self.schema_for(&input).map_err(|e| BuildError::Invalid {
             node: self.node.clone(),
             message: e.to_string(),
         })?;
-        Ok(Box::new(JsTransform::new(self.clone(), input, output)))
+        Ok(BuiltTransform::batches(JsTransform::new(
+            self.clone(),
+            input,
+            output,
+        )))
     }
 }

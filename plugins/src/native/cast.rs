@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use arrow_array::RecordBatch;
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
-use flowengine_engine::component::{BuildCx, NodeCx, Transform, TransformConfig};
+use flowengine_engine::component::{BuildCx, BuiltTransform, NodeCx, Transform, TransformConfig};
 use flowengine_engine::error::{BuildError, ColumnRef, PlanError, RowError, RunError};
 use flowengine_engine::load::config::{ConfigCx, MapReader};
 use flowengine_engine::schema::TYPE_NAMES;
@@ -115,12 +115,12 @@ impl TransformConfig for CastConfig {
         true
     }
 
-    fn build(&self, input: SchemaRef, cx: &BuildCx) -> Result<Box<dyn Transform>, BuildError> {
+    fn build(&self, input: SchemaRef, cx: &BuildCx) -> Result<BuiltTransform, BuildError> {
         let (casts, schema) = self.plan(&input).map_err(|errors| BuildError::Invalid {
             node: cx.node.clone(),
             message: PlanError::join(&errors),
         })?;
-        Ok(Box::new(Cast {
+        Ok(BuiltTransform::batches(Cast {
             node: cx.node.clone(),
             casts,
             schema,

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{Field, Schema, SchemaRef};
-use flowengine_engine::component::{BuildCx, NodeCx, Transform, TransformConfig};
+use flowengine_engine::component::{BuildCx, BuiltTransform, NodeCx, Transform, TransformConfig};
 use flowengine_engine::error::{BuildError, ColumnRef, PlanError, RowError, RunError};
 use flowengine_engine::load::config::{ConfigCx, MapReader};
 use flowengine_engine::Batch;
@@ -99,12 +99,12 @@ impl TransformConfig for ComputeConfig {
         true
     }
 
-    fn build(&self, input: SchemaRef, cx: &BuildCx) -> Result<Box<dyn Transform>, BuildError> {
+    fn build(&self, input: SchemaRef, cx: &BuildCx) -> Result<BuiltTransform, BuildError> {
         let (steps, schema) = self.plan(&input).map_err(|errors| BuildError::Invalid {
             node: cx.node.clone(),
             message: PlanError::join(&errors),
         })?;
-        Ok(Box::new(Compute {
+        Ok(BuiltTransform::batches(Compute {
             node: cx.node.clone(),
             steps,
             schema,

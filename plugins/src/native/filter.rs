@@ -7,7 +7,9 @@ use arrow_arith::boolean::{and, or};
 use arrow_array::cast::AsArray;
 use arrow_array::{ArrayRef, BooleanArray};
 use arrow_schema::{DataType, SchemaRef};
-use flowengine_engine::component::{BuildCx, NodeCx, RowCondition, Transform, TransformConfig};
+use flowengine_engine::component::{
+    BuildCx, BuiltTransform, NodeCx, RowCondition, Transform, TransformConfig,
+};
 use flowengine_engine::error::{BuildError, PlanError, RowError, RunError};
 use flowengine_engine::load::config::{ConfigCx, MapReader};
 use flowengine_engine::Batch;
@@ -60,12 +62,12 @@ impl TransformConfig for FilterConfig {
         true
     }
 
-    fn build(&self, input: SchemaRef, cx: &BuildCx) -> Result<Box<dyn Transform>, BuildError> {
+    fn build(&self, input: SchemaRef, cx: &BuildCx) -> Result<BuiltTransform, BuildError> {
         let condition = self.check(&input).map_err(|e| BuildError::Invalid {
             node: cx.node.clone(),
             message: e.to_string(),
         })?;
-        Ok(Box::new(Filter {
+        Ok(BuiltTransform::batches(Filter {
             node: cx.node.clone(),
             condition: Arc::new(condition),
         }))

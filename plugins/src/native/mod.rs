@@ -240,7 +240,7 @@ fn filter_columns(
 }
 
 /// The position of `name` among `schema`'s columns: exact, else the one case-insensitive match.
-fn find_column(schema: &Schema, name: &str) -> Option<usize> {
+pub(crate) fn find_column(schema: &Schema, name: &str) -> Option<usize> {
     let fields = schema.fields();
     fields.iter().position(|f| f.name() == name).or_else(|| {
         let mut matches =
@@ -250,7 +250,7 @@ fn find_column(schema: &Schema, name: &str) -> Option<usize> {
     })
 }
 
-fn unknown_column(schema: &Schema, name: &str) -> String {
+pub(crate) fn unknown_column(schema: &Schema, name: &str) -> String {
     let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
     let suggestion = flowengine_engine::load::config::closest(name, &names)
         .map(|s| format!(" (did you mean `{s}`?)"))

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use arrow_array::RecordBatch;
 use arrow_schema::{Schema, SchemaRef};
-use flowengine_engine::component::{BuildCx, NodeCx, Transform, TransformConfig};
+use flowengine_engine::component::{BuildCx, BuiltTransform, NodeCx, Transform, TransformConfig};
 use flowengine_engine::error::{BuildError, ConfigErrorKind, PlanError, RowError, RunError};
 use flowengine_engine::load::config::{ConfigCx, MapReader};
 use flowengine_engine::load::yaml::Node;
@@ -197,12 +197,12 @@ impl TransformConfig for SelectConfig {
         true
     }
 
-    fn build(&self, input: SchemaRef, cx: &BuildCx) -> Result<Box<dyn Transform>, BuildError> {
+    fn build(&self, input: SchemaRef, cx: &BuildCx) -> Result<BuiltTransform, BuildError> {
         let plan = self.plan(&input).map_err(|errors| BuildError::Invalid {
             node: cx.node.clone(),
             message: PlanError::join(&errors),
         })?;
-        Ok(Box::new(Select {
+        Ok(BuiltTransform::batches(Select {
             node: cx.node.clone(),
             schema: Self::schema(&input, &plan),
             indices: plan.into_iter().map(|(i, _)| i).collect(),

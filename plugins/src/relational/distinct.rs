@@ -1,0 +1,289 @@
+//! `Distinct`: keep one row per key (`On`, default every column), the first or the last, in
+//! input order. Dropped rows are counted as duplicates. Nulls equal each other, as NaNs do and
+//! `-0` and `0` (SQL `DISTINCT`).
+//!
+//! `Keep: first` streams: each batch goes on at once without the rows whose key was seen before.
+//! The keys seen are one byte arena and a hash table of offsets into it, so a key costs its bytes
+//! plus 16. `Keep: last` must see every row before it knows which one is last, so it holds the
+//! batches until the input ends. Either way the state must fit the node's share of
+//! `MemoryLimit`: past it the run fails with the figures, rather than use more than was allowed.
+
+use std::hash::BuildHasher;
+
+use arrow_array::{BooleanArray, RecordBatch};
+use arrow_row::Rows;
+use arrow_schema::SchemaRef;
+use flowengine_engine::component::{
+    BuildCx, BuiltTransform, NodeCx, Output, StatefulTransform, TransformConfig,
+};
+use flowengine_engine::error::{BuildError, PlanError, RunError};
+use flowengine_engine::load::config::{ConfigCx, MapReader};
+use flowengine_engine::memory::human_bytes;
+use flowengine_engine::Batch;
+use hashbrown::HashTable;
+
+use super::keys::{self, KeyItem, Keys};
+use super::node_error;
+
+/// Which of the rows with one key stays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Keep {
+    First,
+    Last,
+}
+
+/// Parsed `Distinct` config.
+#[derive(Debug, Clone)]
+pub struct DistinctConfig {
+    on: Option<Vec<KeyItem>>,
+    keep: Keep,
+}
+
+/// Parse a `Distinct` `Config` map: `On` (default: every column) and `Keep` (`first`, `last`).
+pub fn parse(
+    m: &mut MapReader<'_>,
+    cx: &mut ConfigCx,
+    _node: &NodeCx,
+) -> Option<Box<dyn TransformConfig>> {
+    let on = match m.has("On") {
+        true => Some(keys::read_items(m, cx, "On", false)?),
+        false => None,
+    };
+    let keep = m
+        .choice(cx, "Keep", &[("first", Keep::First), ("last", Keep::Last)])
+        .unwrap_or(Keep::First);
+    Some(Box::new(DistinctConfig { on, keep }))
+}
+
+impl DistinctConfig {
+    fn keys(&self, input: &SchemaRef) -> Result<Keys, Vec<PlanError>> {
+        match &self.on {
+            Some(on) => Keys::resolve(on, input),
+            None => Keys::all(input),
+        }
+    }
+}
+
+impl TransformConfig for DistinctConfig {
+    fn output_schema(&self, input: &SchemaRef) -> Result<SchemaRef, Vec<PlanError>> {
+        self.keys(input).map(|_| input.clone())
+    }
+
+    fn stateful(&self) -> bool {
+        true
+    }
+
+    fn build(&self, input: SchemaRef, cx: &BuildCx) -> Result<BuiltTransform, BuildError> {
+        let keys = self.keys(&input).map_err(|e| BuildError::Invalid {
+            node: cx.node.clone(),
+            message: PlanError::join(&e),
+        })?;
+        Ok(BuiltTransform::Stateful(Box::new(Distinct {
+            node: cx.node.clone(),
+            keys,
+            keep: self.keep,
+            seen: KeySet::default(),
+            limit: usize::try_from(cx.state_bytes).unwrap_or(usize::MAX),
+            held: Vec::new(),
+            held_bytes: 0,
+            last: Vec::new(),
+            finished: 0,
+        })))
+    }
+}
+
+struct Distinct {
+    node: String,
+    keys: Keys,
+    keep: Keep,
+    seen: KeySet,
+    /// Bytes the keys (and, for `Keep: last`, the held batches) may take.
+    limit: usize,
+    /// `Keep: last`: every batch, until the input ends.
+    held: Vec<Batch>,
+    held_bytes: usize,
+    /// `Keep: last`: per key (by its index in `seen`), the batch and row of its last row.
+    last: Vec<(u32, u32)>,
+    /// `Keep: last`: held batches already sent on by `finish`.
+    finished: usize,
+}
+
+impl StatefulTransform for Distinct {
+    fn push(&mut self, batch: Batch, out: &mut Output) -> Result<(), RunError> {
+        let rows = self.keys.rows(&self.node, batch.data.columns())?;
+        match self.keep {
+            Keep::First => {
+                let keep: BooleanArray = (0..batch.num_rows())
+                    .map(|r| Some(self.seen.insert(rows.row(r).as_ref()).1))
+                    .collect();
+                let kept = keep.true_count();
+                out.duplicates += (batch.num_rows() - kept) as u64;
+                if kept > 0 {
+                    let batch = match kept == batch.num_rows() {
+                        true => batch,
+                        false => batch.filter(&keep).map_err(|e| node_error(&self.node, e))?,
+                    };
+                    out.batches.push(batch);
+                }
+            }
+            Keep::Last => self.hold(batch, &rows)?,
+        }
+        self.check_memory()
+    }
+
+    fn finish(&mut self, out: &mut Output) -> Result<bool, RunError> {
+        if self.keep == Keep::First || self.finished == self.held.len() {
+            return Ok(false);
+        }
+        let b = self.finished;
+        self.finished += 1;
+        let placeholder = empty(&self.held[b]);
+        let batch = std::mem::replace(&mut self.held[b], placeholder);
+        let mut keep = vec![false; batch.num_rows()];
+        // Every key's last row is in exactly one batch; mark this batch's.
+        for &(lb, lr) in &self.last {
+            if lb as usize == b {
+                keep[lr as usize] = true;
+            }
+        }
+        let keep = BooleanArray::from(keep);
+        let kept = keep.true_count();
+        out.duplicates += (batch.num_rows() - kept) as u64;
+        if kept > 0 {
+            let batch = batch.filter(&keep).map_err(|e| node_error(&self.node, e))?;
+            out.batches.push(batch);
+        }
+        Ok(self.finished < self.held.len())
+    }
+
+    fn notes(&self) -> Vec<String> {
+        vec![format!(
+            "{} distinct keys ({} of keys)",
+            self.seen.len(),
+            human_bytes(self.seen.bytes() as u64)
+        )]
+    }
+}
+
+impl Distinct {
+    /// Hold `batch` and note, for each of its rows, that it is its key's last so far.
+    fn hold(&mut self, batch: Batch, rows: &Rows) -> Result<(), RunError> {
+        let b = u32::try_from(self.held.len()).map_err(|_| self.too_many("batches"))?;
+        for r in 0..batch.num_rows() {
+            let (key, _) = self.seen.insert(rows.row(r).as_ref());
+            let at = (b, r as u32);
+            match self.last.get_mut(key) {
+                Some(last) => *last = at,
+                None => self.last.push(at),
+            }
+        }
+        self.held_bytes += batch.data.get_array_memory_size();
+        self.held.push(batch);
+        Ok(())
+    }
+
+    fn check_memory(&self) -> Result<(), RunError> {
+        let used = self.seen.bytes() + self.held_bytes + self.last.len() * 8;
+        if used <= self.limit {
+            return Ok(());
+        }
+        let what = match self.keep {
+            Keep::First => format!("its {} distinct keys", self.seen.len()),
+            Keep::Last => format!(
+                "its {} distinct keys and the rows it holds until the input ends (`Keep: last`)",
+                self.seen.len()
+            ),
+        };
+        Err(RunError::Node {
+            node: self.node.clone(),
+            message: format!(
+                "{what} take {}, more than its share of `MemoryLimit` ({}); raise \
+                 `Settings.MemoryLimit` (each Distinct or Sort gets half of it, shared), or use \
+                 fewer `On` columns",
+                human_bytes(used as u64),
+                human_bytes(self.limit as u64)
+            ),
+        })
+    }
+
+    fn too_many(&self, what: &str) -> RunError {
+        RunError::Node {
+            node: self.node.clone(),
+            message: format!("more than 2^32 {what}"),
+        }
+    }
+}
+
+fn empty(batch: &Batch) -> Batch {
+    Batch::new(
+        RecordBatch::new_empty(batch.data.schema()),
+        batch.origin.file.clone(),
+        arrow_array::UInt64Array::from(Vec::<u64>::new()),
+    )
+}
+
+/// A set of byte strings: one arena of key bytes and a table of (hash, offset, length, index).
+#[derive(Default)]
+struct KeySet {
+    arena: Vec<u8>,
+    table: HashTable<Entry>,
+    hasher: hashbrown::DefaultHashBuilder,
+}
+
+#[derive(Clone, Copy)]
+struct Entry {
+    hash: u64,
+    start: usize,
+    len: u32,
+    /// The order the key was first inserted in.
+    index: u32,
+}
+
+impl KeySet {
+    /// Insert `key`: its index, and whether it is new.
+    fn insert(&mut self, key: &[u8]) -> (usize, bool) {
+        let hash = self.hasher.hash_one(key);
+        let arena = &self.arena;
+        let found = self.table.find(hash, |e| {
+            e.hash == hash && &arena[e.start..e.start + e.len as usize] == key
+        });
+        if let Some(e) = found {
+            return (e.index as usize, false);
+        }
+        let index = self.table.len();
+        let entry = Entry {
+            hash,
+            start: self.arena.len(),
+            len: key.len() as u32,
+            index: index as u32,
+        };
+        self.arena.extend_from_slice(key);
+        self.table.insert_unique(hash, entry, |e| e.hash);
+        (index, true)
+    }
+
+    fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    fn bytes(&self) -> usize {
+        self.arena.capacity() + self.table.capacity() * std::mem::size_of::<Entry>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_set_knows_each_key_once_and_its_index() {
+        let mut set = KeySet::default();
+        assert_eq!(set.insert(b"ab"), (0, true));
+        assert_eq!(set.insert(b""), (1, true));
+        assert_eq!(set.insert(b"a"), (2, true));
+        assert_eq!(set.insert(b"ab"), (0, false));
+        assert_eq!(set.insert(b""), (1, false));
+        assert_eq!(set.insert(b"a"), (2, false));
+        assert_eq!(set.len(), 3);
+    }
+}
