@@ -1,10 +1,11 @@
 //! `Sort`: order every row by `By` (SQL `ORDER BY` items), stably, in bounded memory.
 //!
-//! Batches are held until they pass half the node's share of `MemoryLimit`; then they are sorted
-//! (keys as `arrow-row` byte strings, a stable parallel sort of row positions) and written as one
-//! sorted run to the spill directory. At the end, with no run spilled, the held rows go out in
-//! order; otherwise what is held becomes the last run and the runs are merged (a k-way merge over
-//! a heap of run cursors, ties to the earlier run, which keeps the sort stable).
+//! Each batch is sorted as it arrives (keys as `arrow-row` byte strings, a stable sort of row
+//! positions; on the pool, alongside the decoding of later batches, and small enough to stay in
+//! cache). Sorted batches are held until they pass half the node's share of `MemoryLimit`; then
+//! they are merged into one sorted run in the spill directory. At the end the runs and the batches
+//! still held are merged (a k-way merge over a heap of cursors; ties go to the earlier cursor, and
+//! cursors are in input order, which keeps the sort stable).
 
 use std::sync::Arc;
 
@@ -21,7 +22,6 @@ use flowengine_engine::error::{BuildError, PlanError, RunError};
 use flowengine_engine::load::config::{ConfigCx, MapReader};
 use flowengine_engine::memory::human_bytes;
 use flowengine_engine::Batch;
-use rayon::prelude::*;
 
 use super::keys::{self, KeyItem, Keys};
 use super::{node_error, Provenance};
@@ -80,7 +80,9 @@ impl TransformConfig for SortConfig {
             spill,
             provenance: Provenance::default(),
             rows: 0,
-            emit: None,
+            merge: None,
+            spilling: Default::default(),
+            merging: Default::default(),
         })))
     }
 }
@@ -89,41 +91,41 @@ struct Sort {
     node: String,
     keys: Keys,
     chunk_size: usize,
-    /// Bytes of batches held before they are spilled as a run.
+    /// Bytes of batches (and their keys) held before they are merged into a spilled run.
     hold_bytes: usize,
     input: SchemaRef,
     /// The input schema plus [`LINE`]: what runs and merged chunks hold.
     with_lines: SchemaRef,
-    held: Vec<RecordBatch>,
+    /// Batches since the last run, each sorted on arrival.
+    held: Vec<Cursor>,
     held_bytes: usize,
     runs: Vec<SpillFile>,
     spill: SpillDir,
     provenance: Provenance,
     rows: u64,
-    emit: Option<Emit>,
-}
-
-/// Where `finish` takes its next chunk from.
-enum Emit {
-    /// Nothing was spilled: the held batches, in this order.
-    Held {
-        order: Vec<(usize, usize)>,
-        next: usize,
-    },
-    /// Runs were spilled: their merge.
-    Merge(Merge),
+    /// The final merge, once `finish` has begun.
+    merge: Option<Merge>,
+    /// Time spent merging and writing runs, and in the final merge.
+    spilling: std::time::Duration,
+    merging: std::time::Duration,
 }
 
 impl StatefulTransform for Sort {
+    /// Each batch is sorted on arrival (so the work is spread over the run, on the pool, and each
+    /// sort fits in cache); a run is a merge of the batches held.
     fn push(&mut self, batch: Batch, _out: &mut Output) -> Result<(), RunError> {
         if batch.num_rows() == 0 {
             return Ok(());
         }
         self.provenance.add(&batch);
         self.rows += batch.num_rows() as u64;
-        let held = with_lines(&self.with_lines, &batch)?;
-        self.held_bytes += held.get_array_memory_size();
-        self.held.push(held);
+        let data = with_lines(&self.with_lines, &batch)?;
+        let keys = self.keys.rows(&self.node, data.columns())?;
+        let mut order: Vec<u32> = (0..data.num_rows() as u32).collect();
+        // Stable: equal keys keep their order within the batch.
+        order.sort_by(|&a, &b| keys.row(a as usize).cmp(&keys.row(b as usize)));
+        self.held_bytes += data.get_array_memory_size() + keys.size() + order.len() * 4;
+        self.held.push(Cursor::held(data, keys, order));
         if self.held_bytes > self.hold_bytes {
             self.spill_held()?;
         }
@@ -131,48 +133,10 @@ impl StatefulTransform for Sort {
     }
 
     fn finish(&mut self, out: &mut Output) -> Result<bool, RunError> {
-        if self.emit.is_none() {
-            self.emit = Some(if self.runs.is_empty() {
-                let order = self.order(&self.held)?;
-                Emit::Held { order, next: 0 }
-            } else {
-                if !self.held.is_empty() {
-                    self.spill_held()?;
-                }
-                Emit::Merge(Merge::open(
-                    &self.spill,
-                    &self.runs,
-                    &self.keys,
-                    &self.node,
-                )?)
-            });
-        }
-        let chunk = match self.emit.as_mut() {
-            Some(Emit::Held { order, next }) => {
-                let end = (*next + self.chunk_size).min(order.len());
-                let picked = &order[*next..end];
-                *next = end;
-                if picked.is_empty() {
-                    None
-                } else {
-                    let held: Vec<&RecordBatch> = self.held.iter().collect();
-                    Some(
-                        interleave_record_batch(&held, picked)
-                            .map_err(|e| node_error(&self.node, e))?,
-                    )
-                }
-            }
-            Some(Emit::Merge(merge)) => {
-                merge.next_chunk(self.chunk_size, &self.keys, &self.node)?
-            }
-            None => None,
-        };
-        let Some(chunk) = chunk else {
-            self.held.clear();
-            return Ok(false);
-        };
-        out.batches.push(self.without_lines(chunk)?);
-        Ok(true)
+        let started = std::time::Instant::now();
+        let more = self.finish_chunk(out);
+        self.merging += started.elapsed();
+        more
     }
 
     fn notes(&self) -> Vec<String> {
@@ -188,11 +152,13 @@ impl StatefulTransform for Sort {
         } else {
             let bytes: u64 = self.runs.iter().map(|r| r.bytes).sum();
             notes.push(format!(
-                "sorted {} rows in {} runs spilled to {} ({})",
+                "sorted {} rows in {} runs spilled to {} ({}; {:.2} s writing runs, {:.2} s merging)",
                 self.rows,
                 self.runs.len(),
                 self.spill.path().display(),
-                human_bytes(bytes)
+                human_bytes(bytes),
+                self.spilling.as_secs_f64(),
+                self.merging.as_secs_f64(),
             ));
         }
         notes
@@ -200,33 +166,41 @@ impl StatefulTransform for Sort {
 }
 
 impl Sort {
-    /// Positions of the rows of `batches` in key order; equal keys keep their input order.
-    fn order(&self, batches: &[RecordBatch]) -> Result<Vec<(usize, usize)>, RunError> {
-        let rows: Vec<Rows> = batches
-            .par_iter()
-            .map(|b| self.keys.rows(&self.node, b.columns()))
-            .collect::<Result<_, _>>()?;
-        let mut order: Vec<(usize, usize)> = batches
-            .iter()
-            .enumerate()
-            .flat_map(|(b, batch)| (0..batch.num_rows()).map(move |r| (b, r)))
-            .collect();
-        // `par_sort_by` is a stable merge sort.
-        order.par_sort_by(|a, b| rows[a.0].row(a.1).cmp(&rows[b.0].row(b.1)));
-        Ok(order)
+    /// The next chunk of the output: the merge of the spilled runs (earlier input, so first on
+    /// ties) and the batches still held.
+    fn finish_chunk(&mut self, out: &mut Output) -> Result<bool, RunError> {
+        if self.merge.is_none() {
+            let mut cursors = Vec::with_capacity(self.runs.len() + self.held.len());
+            for run in &self.runs {
+                cursors.extend(Cursor::spilled(
+                    self.spill.read(run)?,
+                    &self.keys,
+                    &self.node,
+                )?);
+            }
+            cursors.append(&mut self.held);
+            self.merge = Some(Merge::new(cursors));
+        }
+        let merge = self.merge.as_mut().expect("set above");
+        match merge.next_chunk(self.chunk_size, &self.keys, &self.node)? {
+            Some(chunk) => {
+                out.batches.push(self.without_lines(chunk)?);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
     }
 
-    /// Sort what is held and write it as one run.
+    /// Merge what is held and write it as one run.
     fn spill_held(&mut self) -> Result<(), RunError> {
-        let held = std::mem::take(&mut self.held);
+        let started = std::time::Instant::now();
+        let mut merge = Merge::new(std::mem::take(&mut self.held));
         self.held_bytes = 0;
-        let order = self.order(&held)?;
-        let refs: Vec<&RecordBatch> = held.iter().collect();
-        let chunks = order.chunks(self.chunk_size).map(|picked| {
-            interleave_record_batch(&refs, picked).map_err(|e| node_error(&self.node, e))
-        });
+        let (size, keys, node) = (self.chunk_size, &self.keys, &self.node);
+        let chunks = std::iter::from_fn(|| merge.next_chunk(size, keys, node).transpose());
         let run = self.spill.write(&self.with_lines, chunks)?;
         self.runs.push(run);
+        self.spilling += started.elapsed();
         Ok(())
     }
 
@@ -249,44 +223,95 @@ fn with_lines(schema: &SchemaRef, batch: &Batch) -> Result<RecordBatch, RunError
         .map_err(|e| RunError::Internal(format!("sort: a batch does not fit its schema: {e}")))
 }
 
-/// One spilled run being merged: its current batch, that batch's keys, and the next row.
+/// A sorted sequence of rows being merged: a held batch in its sorted order, or a spilled run
+/// read a batch at a time.
 struct Cursor {
-    reader: SpillReader,
     batch: RecordBatch,
     keys: Rows,
+    /// Row positions in key order; `None`: the batch is already in order (a run's).
+    order: Option<Vec<u32>>,
     next: usize,
+    reader: Option<SpillReader>,
     /// The batch's place in the chunk being built.
     slot: usize,
 }
 
-/// A k-way merge of sorted runs.
+impl Cursor {
+    fn held(batch: RecordBatch, keys: Rows, order: Vec<u32>) -> Cursor {
+        Cursor {
+            batch,
+            keys,
+            order: Some(order),
+            next: 0,
+            reader: None,
+            slot: 0,
+        }
+    }
+
+    /// A run's cursor, or `None` if the run is empty.
+    fn spilled(
+        mut reader: SpillReader,
+        keys: &Keys,
+        node: &str,
+    ) -> Result<Option<Cursor>, RunError> {
+        let Some(batch) = next_nonempty(&mut reader)? else {
+            return Ok(None);
+        };
+        Ok(Some(Cursor {
+            keys: keys.rows(node, batch.columns())?,
+            batch,
+            order: None,
+            next: 0,
+            reader: Some(reader),
+            slot: 0,
+        }))
+    }
+
+    /// The position in `batch` of the next row.
+    fn row(&self) -> usize {
+        match &self.order {
+            Some(order) => order[self.next] as usize,
+            None => self.next,
+        }
+    }
+
+    /// Step past the row just taken. False when the cursor has no rows left; a run's cursor
+    /// loads its next batch, pushed to `sources` for the chunk being built.
+    fn advance(
+        &mut self,
+        sources: &mut Vec<RecordBatch>,
+        keys: &Keys,
+        node: &str,
+    ) -> Result<bool, RunError> {
+        self.next += 1;
+        if self.next < self.batch.num_rows() {
+            return Ok(true);
+        }
+        let Some(reader) = self.reader.as_mut() else {
+            return Ok(false);
+        };
+        let Some(batch) = next_nonempty(reader)? else {
+            return Ok(false);
+        };
+        self.keys = keys.rows(node, batch.columns())?;
+        self.next = 0;
+        self.slot = sources.len();
+        sources.push(batch.clone());
+        self.batch = batch;
+        Ok(true)
+    }
+}
+
+/// A k-way merge of sorted cursors.
 struct Merge {
     cursors: Vec<Cursor>,
-    /// Cursors with rows left, as a binary min-heap on (key, run).
+    /// Cursors with rows left, as a binary min-heap on (key, cursor).
     heap: Vec<usize>,
 }
 
 impl Merge {
-    fn open(
-        spill: &SpillDir,
-        runs: &[SpillFile],
-        keys: &Keys,
-        node: &str,
-    ) -> Result<Merge, RunError> {
-        let mut cursors = Vec::with_capacity(runs.len());
-        for run in runs {
-            let mut reader = spill.read(run)?;
-            if let Some(batch) = next_nonempty(&mut reader)? {
-                let rows = keys.rows(node, batch.columns())?;
-                cursors.push(Cursor {
-                    reader,
-                    batch,
-                    keys: rows,
-                    next: 0,
-                    slot: 0,
-                });
-            }
-        }
+    /// Ties go to the earlier cursor, so cursors in input order make a stable merge.
+    fn new(cursors: Vec<Cursor>) -> Merge {
         let mut merge = Merge {
             heap: (0..cursors.len()).collect(),
             cursors,
@@ -294,13 +319,13 @@ impl Merge {
         for i in (0..merge.heap.len() / 2).rev() {
             merge.sift_down(i);
         }
-        Ok(merge)
+        merge
     }
 
     /// Whether cursor `a`'s next row goes before cursor `b`'s.
     fn before(&self, a: usize, b: usize) -> bool {
         let (ca, cb) = (&self.cursors[a], &self.cursors[b]);
-        match ca.keys.row(ca.next).cmp(&cb.keys.row(cb.next)) {
+        match ca.keys.row(ca.row()).cmp(&cb.keys.row(cb.row())) {
             std::cmp::Ordering::Equal => a < b,
             o => o.is_lt(),
         }
@@ -324,7 +349,7 @@ impl Merge {
         }
     }
 
-    /// Up to `size` rows in order, or `None` when every run is done.
+    /// Up to `size` rows in order, or `None` when every cursor is done.
     fn next_chunk(
         &mut self,
         size: usize,
@@ -341,25 +366,12 @@ impl Merge {
         }
         let mut picked = Vec::with_capacity(size);
         while picked.len() < size && !self.heap.is_empty() {
-            let top = self.heap[0];
-            let cursor = &mut self.cursors[top];
-            picked.push((cursor.slot, cursor.next));
-            cursor.next += 1;
-            if cursor.next == cursor.batch.num_rows() {
-                match next_nonempty(&mut cursor.reader)? {
-                    Some(batch) => {
-                        cursor.keys = keys.rows(node, batch.columns())?;
-                        cursor.next = 0;
-                        cursor.slot = sources.len();
-                        sources.push(batch.clone());
-                        cursor.batch = batch;
-                    }
-                    None => {
-                        let last = self.heap.len() - 1;
-                        self.heap.swap(0, last);
-                        self.heap.pop();
-                    }
-                }
+            let cursor = &mut self.cursors[self.heap[0]];
+            picked.push((cursor.slot, cursor.row()));
+            if !cursor.advance(&mut sources, keys, node)? {
+                let last = self.heap.len() - 1;
+                self.heap.swap(0, last);
+                self.heap.pop();
             }
             self.sift_down(0);
         }
