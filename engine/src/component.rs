@@ -230,6 +230,11 @@ pub trait StatefulTransform: Send {
     fn notes(&self) -> Vec<String> {
         Vec::new()
     }
+    /// Whether the rows its source leaves out for its [`TransformConfig::condition`] are
+    /// duplicates (`Distinct`) rather than filtered rows.
+    fn prefiltered_are_duplicates(&self) -> bool {
+        false
+    }
 }
 
 /// What one call of a [`StatefulTransform`] hands on, and what it did with the rows it did not.

@@ -553,7 +553,12 @@ fn drive_stateful(
         if w.shared.should_stop() {
             return;
         }
+        let prefiltered = batch.prefiltered;
         w.count_in(&mut batch);
+        if t.prefiltered_are_duplicates() {
+            w.summary.rows_filtered -= prefiltered;
+            w.summary.rows_duplicate += prefiltered;
+        }
         if satisfied {
             // Rows already on the way when it had enough: drained so that no producer waits.
             w.summary.rows_filtered += batch.num_rows() as u64;

@@ -9,12 +9,13 @@
 //! `MemoryLimit`: past it the run fails with the figures, rather than use more than was allowed.
 
 use std::hash::BuildHasher;
+use std::sync::{Arc, RwLock};
 
-use arrow_array::{BooleanArray, RecordBatch};
+use arrow_array::{ArrayRef, BooleanArray, RecordBatch};
 use arrow_row::Rows;
 use arrow_schema::SchemaRef;
 use flowengine_engine::component::{
-    BuildCx, BuiltTransform, NodeCx, Output, StatefulTransform, TransformConfig,
+    BuildCx, BuiltTransform, NodeCx, Output, RowCondition, StatefulTransform, TransformConfig,
 };
 use flowengine_engine::error::{BuildError, PlanError, RunError};
 use flowengine_engine::load::config::{ConfigCx, MapReader};
@@ -35,15 +36,40 @@ enum Keep {
 /// Parsed `Distinct` config.
 #[derive(Debug, Clone)]
 pub struct DistinctConfig {
+    node: String,
     on: Option<Vec<KeyItem>>,
     keep: Keep,
+    /// The keys passed on so far, shared by the run's `Distinct` and its source's condition.
+    seen: Arc<Seen>,
+}
+
+/// The keys a `Distinct` has passed on. It writes them a batch at a time, in input order; a
+/// source reads them to leave out rows that repeat a key already passed on (such a row comes
+/// later in the input than the one passed on, so it is a duplicate whatever else arrives).
+#[derive(Default)]
+struct Seen(RwLock<KeySet>);
+
+impl std::fmt::Debug for Seen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Seen")
+    }
+}
+
+impl Seen {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, KeySet> {
+        self.0.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, KeySet> {
+        self.0.write().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// Parse a `Distinct` `Config` map: `On` (default: every column) and `Keep` (`first`, `last`).
 pub fn parse(
     m: &mut MapReader<'_>,
     cx: &mut ConfigCx,
-    _node: &NodeCx,
+    node: &NodeCx,
 ) -> Option<Box<dyn TransformConfig>> {
     let on = match m.has("On") {
         true => Some(keys::read_items(m, cx, "On", false)?),
@@ -52,7 +78,12 @@ pub fn parse(
     let keep = m
         .choice(cx, "Keep", &[("first", Keep::First), ("last", Keep::Last)])
         .unwrap_or(Keep::First);
-    Some(Box::new(DistinctConfig { on, keep }))
+    Some(Box::new(DistinctConfig {
+        node: node.node.clone(),
+        on,
+        keep,
+        seen: Arc::default(),
+    }))
 }
 
 impl DistinctConfig {
@@ -65,6 +96,22 @@ impl DistinctConfig {
 }
 
 impl TransformConfig for DistinctConfig {
+    /// With `Keep: first` and `On` columns, the source converts the key columns first and builds
+    /// the others only for rows whose key has not been passed on yet.
+    fn condition(&self, input: &SchemaRef) -> Option<Arc<dyn RowCondition>> {
+        let on = self.on.as_ref().filter(|_| self.keep == Keep::First)?;
+        let mut columns: Vec<usize> = Keys::resolve(on, input).ok()?.columns;
+        columns.sort_unstable();
+        columns.dedup();
+        let projected = Arc::new(input.project(&columns).ok()?);
+        Some(Arc::new(Early {
+            node: self.node.clone(),
+            columns,
+            keys: Keys::resolve(on, &projected).ok()?,
+            seen: self.seen.clone(),
+        }))
+    }
+
     fn output_schema(&self, input: &SchemaRef) -> Result<SchemaRef, Vec<PlanError>> {
         self.keys(input).map(|_| input.clone())
     }
@@ -82,7 +129,7 @@ impl TransformConfig for DistinctConfig {
             node: cx.node.clone(),
             keys,
             keep: self.keep,
-            seen: KeySet::default(),
+            seen: self.seen.clone(),
             limit: usize::try_from(cx.state_bytes).unwrap_or(usize::MAX),
             held: Vec::new(),
             held_bytes: 0,
@@ -96,7 +143,7 @@ struct Distinct {
     node: String,
     keys: Keys,
     keep: Keep,
-    seen: KeySet,
+    seen: Arc<Seen>,
     /// Bytes the keys (and, for `Keep: last`, the held batches) may take.
     limit: usize,
     /// `Keep: last`: every batch, until the input ends.
@@ -113,9 +160,11 @@ impl StatefulTransform for Distinct {
         let rows = self.keys.rows(&self.node, batch.data.columns())?;
         match self.keep {
             Keep::First => {
+                let mut seen = self.seen.write();
                 let keep: BooleanArray = (0..batch.num_rows())
-                    .map(|r| Some(self.seen.insert(rows.row(r).as_ref()).1))
+                    .map(|r| Some(seen.insert(rows.row(r).as_ref()).1))
                     .collect();
+                drop(seen);
                 let kept = keep.true_count();
                 out.duplicates += (batch.num_rows() - kept) as u64;
                 if kept > 0 {
@@ -157,11 +206,40 @@ impl StatefulTransform for Distinct {
     }
 
     fn notes(&self) -> Vec<String> {
+        let seen = self.seen.read();
         vec![format!(
             "{} distinct keys ({} of keys)",
-            self.seen.len(),
-            human_bytes(self.seen.bytes() as u64)
+            seen.len(),
+            human_bytes(seen.bytes() as u64)
         )]
+    }
+
+    fn prefiltered_are_duplicates(&self) -> bool {
+        true
+    }
+}
+
+/// `Distinct`'s condition as its source evaluates it: false for a row whose key was passed on.
+#[derive(Debug)]
+struct Early {
+    node: String,
+    columns: Vec<usize>,
+    /// The keys over just `columns`.
+    keys: Keys,
+    seen: Arc<Seen>,
+}
+
+impl RowCondition for Early {
+    fn columns(&self) -> &[usize] {
+        &self.columns
+    }
+
+    fn may_keep(&self, columns: &[ArrayRef], rows: usize) -> Result<BooleanArray, RunError> {
+        let keys = self.keys.rows(&self.node, columns)?;
+        let seen = self.seen.read();
+        Ok((0..rows)
+            .map(|r| Some(!seen.contains(keys.row(r).as_ref())))
+            .collect())
     }
 }
 
@@ -169,29 +247,34 @@ impl Distinct {
     /// Hold `batch` and note, for each of its rows, that it is its key's last so far.
     fn hold(&mut self, batch: Batch, rows: &Rows) -> Result<(), RunError> {
         let b = u32::try_from(self.held.len()).map_err(|_| self.too_many("batches"))?;
+        let mut seen = self.seen.write();
         for r in 0..batch.num_rows() {
-            let (key, _) = self.seen.insert(rows.row(r).as_ref());
+            let (key, _) = seen.insert(rows.row(r).as_ref());
             let at = (b, r as u32);
             match self.last.get_mut(key) {
                 Some(last) => *last = at,
                 None => self.last.push(at),
             }
         }
+        drop(seen);
         self.held_bytes += batch.data.get_array_memory_size();
         self.held.push(batch);
         Ok(())
     }
 
     fn check_memory(&self) -> Result<(), RunError> {
-        let used = self.seen.bytes() + self.held_bytes + self.last.len() * 8;
+        let (keys, bytes) = {
+            let seen = self.seen.read();
+            (seen.len(), seen.bytes())
+        };
+        let used = bytes + self.held_bytes + self.last.len() * 8;
         if used <= self.limit {
             return Ok(());
         }
         let what = match self.keep {
-            Keep::First => format!("its {} distinct keys", self.seen.len()),
+            Keep::First => format!("its {keys} distinct keys"),
             Keep::Last => format!(
-                "its {} distinct keys and the rows it holds until the input ends (`Keep: last`)",
-                self.seen.len()
+                "its {keys} distinct keys and the rows it holds until the input ends (`Keep: last`)"
             ),
         };
         Err(RunError::Node {
@@ -260,6 +343,16 @@ impl KeySet {
         self.arena.extend_from_slice(key);
         self.table.insert_unique(hash, entry, |e| e.hash);
         (index, true)
+    }
+
+    fn contains(&self, key: &[u8]) -> bool {
+        let hash = self.hasher.hash_one(key);
+        let arena = &self.arena;
+        self.table
+            .find(hash, |e| {
+                e.hash == hash && &arena[e.start..e.start + e.len as usize] == key
+            })
+            .is_some()
     }
 
     fn len(&self) -> usize {
