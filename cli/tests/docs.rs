@@ -127,6 +127,14 @@ Pipeline:
       Config:
         On: [id]
         Keep: last
+    - Name: Aggregate
+      Type: Aggregate
+      Config:
+        GroupBy: [id]
+        Columns: { oldest: "max(years)" }
+        Order: input
+    - Name: AggregateOut
+      Type: NullSink
     - Name: Limit
       Type: Limit
       Config: { Rows: 10, Offset: 1 }
@@ -178,6 +186,8 @@ Pipeline:
     - { From: Select, To: Cast }
     - { From: Cast, To: Sort }
     - { From: Sort, To: Distinct }
+    - { From: Distinct, To: Aggregate }
+    - { From: Aggregate, To: AggregateOut }
     - { From: Distinct, To: Limit }
     - { From: Limit, To: Sample }
     - { From: Sample, To: SampleRows }

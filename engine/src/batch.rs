@@ -27,8 +27,16 @@ pub struct Origin {
     /// The input file, as shown in messages.
     pub file: Option<Arc<str>>,
     /// Absolute 1-based physical line of the first byte of each row's record; same length as the
-    /// batch.
+    /// batch. Null for a row that stands for many input rows (a group of `Aggregate`).
     pub lines: UInt64Array,
+}
+
+impl Origin {
+    /// The line of row `i`, if it has one.
+    pub fn line(&self, i: usize) -> Option<u64> {
+        use arrow_array::Array;
+        self.lines.is_valid(i).then(|| self.lines.value(i))
+    }
 }
 
 impl Batch {

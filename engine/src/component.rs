@@ -230,6 +230,10 @@ pub trait StatefulTransform: Send {
     fn notes(&self) -> Vec<String> {
         Vec::new()
     }
+    /// Whether its output rows are groups of its input rows (`Aggregate`) rather than input rows.
+    fn aggregates(&self) -> bool {
+        false
+    }
     /// Whether the rows its source leaves out for its [`TransformConfig::condition`] are
     /// duplicates (`Distinct`) rather than filtered rows.
     fn prefiltered_are_duplicates(&self) -> bool {
@@ -238,7 +242,9 @@ pub trait StatefulTransform: Send {
 }
 
 /// What one call of a [`StatefulTransform`] hands on, and what it did with the rows it did not.
-/// Over the whole run, rows in = rows out + `filtered` + `duplicates` + rejects.
+/// Over the whole run, rows in = rows out + `filtered` + `duplicates` + rejects; for a node that
+/// [aggregates](StatefulTransform::aggregates), rows in = `aggregated` + `filtered` + rejects, and
+/// rows out are its groups.
 #[derive(Debug, Default)]
 pub struct Output {
     /// Batches for the default output, in order.
@@ -247,6 +253,8 @@ pub struct Output {
     pub filtered: u64,
     /// Rows left out as duplicates of a row kept.
     pub duplicates: u64,
+    /// Rows folded into groups (`Aggregate`); its output rows are the groups.
+    pub aggregated: u64,
     /// Bad rows, for the node's error policy.
     pub rejects: Vec<RowError>,
 }

@@ -24,6 +24,13 @@ pub struct NodeSummary {
     /// Rows `Distinct` dropped as duplicates of a row it kept.
     #[serde(skip_serializing_if = "is_zero")]
     pub rows_duplicate: u64,
+    /// Rows `Aggregate` folded into groups; its `rows_out` are the groups.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub rows_aggregated: u64,
+    /// Whether its output rows are groups (`Aggregate`): then rows in = aggregated + filtered +
+    /// rejected.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub aggregates: bool,
     /// Rows rejected as bad data.
     pub rows_rejected: u64,
     /// Rejected rows by error type (`TYPE_CONVERSION`, ...).
@@ -193,6 +200,14 @@ impl RunSummary {
                 .map(|p| format!("{} {}", group(p.rows), p.name))
                 .collect();
             out.push_str(&format!("  {} routed: {}\n", n.name, ports.join(", ")));
+        }
+        let succeeded = self.status == Status::Succeeded;
+        for n in self.nodes.iter().filter(|n| n.aggregates && succeeded) {
+            let (rows, groups) = (group(n.rows_aggregated), group(n.rows_out));
+            out.push_str(&format!(
+                "  {}: {rows} rows aggregated into {groups} groups\n",
+                n.name
+            ));
         }
         for n in self.nodes.iter().filter(|n| n.rows_duplicate > 0) {
             let rows = group(n.rows_duplicate);

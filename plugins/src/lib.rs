@@ -14,6 +14,7 @@
 //! | `Cast` | transform | `native::cast` |
 //! | `Sort` | transform | `relational::sort` |
 //! | `Distinct` | transform | `relational::distinct` |
+//! | `Aggregate` | transform | `relational::aggregate` |
 //! | `Limit` | transform | `relational::limit` |
 //! | `Sample` | transform | `relational::limit` |
 //!
@@ -59,6 +60,7 @@ pub fn register_builtin(registry: &mut Registry) {
         .register("Cast", Parser::Transform(native::cast::parse))
         .register("Sort", Parser::Transform(relational::sort::parse))
         .register("Distinct", Parser::Transform(relational::distinct::parse))
+        .register("Aggregate", Parser::Transform(relational::aggregate::parse))
         .register("Limit", Parser::Transform(relational::limit::parse_limit))
         .register("Sample", Parser::Transform(relational::limit::parse_sample))
         .set_dead_letter(delimited::sink::dead_letter);

@@ -559,16 +559,24 @@ fn path_summaries(nodes: &[NodeSummary], edges: &[Edge]) -> Vec<PathSummary> {
                 Some(p) if edge.port > 0 => format!("{}.{}", up.name, p.name),
                 _ => up.name.clone(),
             });
-            filtered += up.rows_filtered;
-            duplicates += up.rows_duplicate;
-            rejected += up.rows_rejected;
-            // Rows a routing transform sent only to its other outputs left this path.
-            routed += port.map_or(0, |p| up.rows_out - p.rows);
-            if up.role == "source" {
+            // Before an aggregate, rows are input rows, after it groups: the path starts at the
+            // aggregate, with its groups as the rows read.
+            if !up.aggregates {
+                filtered += up.rows_filtered;
+                duplicates += up.rows_duplicate;
+                rejected += up.rows_rejected;
+                // Rows a routing transform sent only to its other outputs left this path.
+                routed += port.map_or(0, |p| up.rows_out - p.rows);
+            }
+            if up.role == "source" || up.aggregates {
                 names.reverse();
                 paths.push(PathSummary {
                     path: names.join(" -> "),
-                    read: up.rows_in,
+                    read: if up.aggregates {
+                        up.rows_out
+                    } else {
+                        up.rows_in
+                    },
                     written: n.rows_out,
                     filtered,
                     duplicates,
@@ -605,6 +613,15 @@ fn check_accounting(
         }
     }
     for n in nodes {
+        if n.aggregates {
+            if n.rows_in != n.rows_aggregated + n.rows_filtered + n.rows_rejected {
+                return bug(format!(
+                    "node `{}`: {} rows in but {} aggregated + {} filtered + {} rejected",
+                    n.name, n.rows_in, n.rows_aggregated, n.rows_filtered, n.rows_rejected
+                ));
+            }
+            continue;
+        }
         if n.rows_in != n.rows_out + n.rows_filtered + n.rows_duplicate + n.rows_rejected {
             return bug(format!(
                 "node `{}`: {} rows in but {} out + {} filtered + {} duplicates + {} rejected",

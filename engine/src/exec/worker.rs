@@ -175,6 +175,7 @@ impl Worker<'_, '_> {
         }
         self.summary.rows_filtered += out.filtered;
         self.summary.rows_duplicate += out.duplicates;
+        self.summary.rows_aggregated += out.aggregated;
         if !self.take_rejects(&mut out.rejects) {
             return false;
         }
@@ -259,6 +260,7 @@ pub(super) fn run_node(
                 }
                 BuiltTransform::Batches(t) => drive_transform(&*t, &mut inputs, &outs, &mut w),
                 BuiltTransform::Stateful(mut t) => {
+                    w.summary.aggregates = t.aggregates();
                     drive_stateful(t.as_mut(), &mut inputs, &outs, &mut w);
                     w.summary.notes.extend(t.notes());
                 }

@@ -94,13 +94,13 @@ impl JsTransform {
             Ok(Err(BatchStop::Deadline(row))) => {
                 // The engine was stopped mid-instruction: it cannot be used again.
                 engine::discard_engine(self.id);
-                let line = batch.origin.lines.value(row.min(rows.saturating_sub(1)));
+                let line = batch.origin.line(row.min(rows.saturating_sub(1)));
                 Err(RowError {
                     node: self.config.node.clone(),
                     stage: Stage::Script,
                     kind: RowErrorKind::ScriptLimit,
                     file: batch.origin.file.clone(),
-                    line: Some(line),
+                    line,
                     record: None,
                     byte_offset: None,
                     column: None,
@@ -136,7 +136,7 @@ impl JsTransform {
             stage,
             kind,
             file: batch.origin.file.clone(),
-            line: Some(batch.origin.lines.value(row)),
+            line: batch.origin.line(row),
             record: None,
             byte_offset: None,
             column: field.map(|(name, index)| ColumnRef { name, index }),

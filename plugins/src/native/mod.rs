@@ -211,7 +211,7 @@ fn reject_failures(
             stage: Stage::Convert,
             kind: RowErrorKind::TypeConversion,
             file: batch.origin.file.clone(),
-            line: Some(batch.origin.lines.value(i)),
+            line: batch.origin.line(i),
             record: None,
             byte_offset: None,
             column: site.column.clone(),

@@ -8,7 +8,6 @@
 //! batches until the input ends. Either way the state must fit the node's share of
 //! `MemoryLimit`: past it the run fails with the figures, rather than use more than was allowed.
 
-use std::hash::BuildHasher;
 use std::sync::{Arc, RwLock};
 
 use arrow_array::{ArrayRef, BooleanArray, RecordBatch};
@@ -21,9 +20,8 @@ use flowengine_engine::error::{BuildError, PlanError, RunError};
 use flowengine_engine::load::config::{ConfigCx, MapReader};
 use flowengine_engine::memory::human_bytes;
 use flowengine_engine::Batch;
-use hashbrown::HashTable;
 
-use super::keys::{self, KeyItem, Keys};
+use super::keys::{self, KeyItem, KeySet, Keys};
 use super::node_error;
 
 /// Which of the rows with one key stays.
@@ -303,80 +301,4 @@ fn empty(batch: &Batch) -> Batch {
         batch.origin.file.clone(),
         arrow_array::UInt64Array::from(Vec::<u64>::new()),
     )
-}
-
-/// A set of byte strings: one arena of key bytes and a table of (hash, offset, length, index).
-#[derive(Default)]
-struct KeySet {
-    arena: Vec<u8>,
-    table: HashTable<Entry>,
-    hasher: hashbrown::DefaultHashBuilder,
-}
-
-#[derive(Clone, Copy)]
-struct Entry {
-    hash: u64,
-    start: usize,
-    len: u32,
-    /// The order the key was first inserted in.
-    index: u32,
-}
-
-impl KeySet {
-    /// Insert `key`: its index, and whether it is new.
-    fn insert(&mut self, key: &[u8]) -> (usize, bool) {
-        let hash = self.hasher.hash_one(key);
-        let arena = &self.arena;
-        let found = self.table.find(hash, |e| {
-            e.hash == hash && &arena[e.start..e.start + e.len as usize] == key
-        });
-        if let Some(e) = found {
-            return (e.index as usize, false);
-        }
-        let index = self.table.len();
-        let entry = Entry {
-            hash,
-            start: self.arena.len(),
-            len: key.len() as u32,
-            index: index as u32,
-        };
-        self.arena.extend_from_slice(key);
-        self.table.insert_unique(hash, entry, |e| e.hash);
-        (index, true)
-    }
-
-    fn contains(&self, key: &[u8]) -> bool {
-        let hash = self.hasher.hash_one(key);
-        let arena = &self.arena;
-        self.table
-            .find(hash, |e| {
-                e.hash == hash && &arena[e.start..e.start + e.len as usize] == key
-            })
-            .is_some()
-    }
-
-    fn len(&self) -> usize {
-        self.table.len()
-    }
-
-    fn bytes(&self) -> usize {
-        self.arena.capacity() + self.table.capacity() * std::mem::size_of::<Entry>()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_key_set_knows_each_key_once_and_its_index() {
-        let mut set = KeySet::default();
-        assert_eq!(set.insert(b"ab"), (0, true));
-        assert_eq!(set.insert(b""), (1, true));
-        assert_eq!(set.insert(b"a"), (2, true));
-        assert_eq!(set.insert(b"ab"), (0, false));
-        assert_eq!(set.insert(b""), (1, false));
-        assert_eq!(set.insert(b"a"), (2, false));
-        assert_eq!(set.len(), 3);
-    }
 }

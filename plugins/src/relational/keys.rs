@@ -1,6 +1,7 @@
 //! Sort and grouping keys: `By` items as SQL writes them, and rows of key columns as byte strings
 //! (`arrow-row`) that compare and hash as the SQL order and equality say.
 
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
@@ -10,6 +11,7 @@ use arrow_row::{RowConverter, Rows, SortField};
 use arrow_schema::{DataType, Schema, SortOptions};
 use flowengine_engine::error::{PlanError, RunError};
 use flowengine_engine::load::config::{ConfigCx, MapReader};
+use hashbrown::HashTable;
 
 /// One `By` item: a column and its order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -181,6 +183,19 @@ impl Keys {
         Keys::resolve(&items, schema)
     }
 
+    /// The key columns back from keys made by [`Keys::rows`] (floats as compared: `-0` as `0`,
+    /// every NaN as one).
+    pub fn decode(&self, node: &str, keys: &[&[u8]]) -> Result<Vec<ArrayRef>, RunError> {
+        let parser = self.converter.parser();
+        let rows = keys.iter().map(|k| parser.parse(k));
+        self.converter
+            .convert_rows(rows)
+            .map_err(|e| RunError::Node {
+                node: node.to_string(),
+                message: e.to_string(),
+            })
+    }
+
     /// The key of every row of `columns` (a batch's columns).
     pub fn rows(&self, node: &str, columns: &[ArrayRef]) -> Result<Rows, RunError> {
         let keys: Vec<ArrayRef> = self
@@ -197,10 +212,87 @@ impl Keys {
     }
 }
 
+/// A set of byte strings: one arena of key bytes and a table of (hash, offset, length, index).
+#[derive(Default)]
+pub struct KeySet {
+    arena: Vec<u8>,
+    table: HashTable<Entry>,
+    hasher: hashbrown::DefaultHashBuilder,
+}
+
+#[derive(Clone, Copy)]
+struct Entry {
+    hash: u64,
+    start: usize,
+    len: u32,
+    /// The order the key was first inserted in.
+    index: u32,
+}
+
+impl KeySet {
+    /// Insert `key`: its index, and whether it is new.
+    pub fn insert(&mut self, key: &[u8]) -> (usize, bool) {
+        let hash = self.hasher.hash_one(key);
+        let arena = &self.arena;
+        let found = self.table.find(hash, |e| {
+            e.hash == hash && &arena[e.start..e.start + e.len as usize] == key
+        });
+        if let Some(e) = found {
+            return (e.index as usize, false);
+        }
+        let index = self.table.len();
+        let entry = Entry {
+            hash,
+            start: self.arena.len(),
+            len: key.len() as u32,
+            index: index as u32,
+        };
+        self.arena.extend_from_slice(key);
+        self.table.insert_unique(hash, entry, |e| e.hash);
+        (index, true)
+    }
+
+    /// Whether `key` is in the set.
+    pub fn contains(&self, key: &[u8]) -> bool {
+        let hash = self.hasher.hash_one(key);
+        let arena = &self.arena;
+        self.table
+            .find(hash, |e| {
+                e.hash == hash && &arena[e.start..e.start + e.len as usize] == key
+            })
+            .is_some()
+    }
+
+    /// How many keys.
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.table.is_empty()
+    }
+
+    /// Every key, in the order first inserted.
+    pub fn keys(&self) -> Vec<&[u8]> {
+        let mut entries: Vec<&Entry> = self.table.iter().collect();
+        entries.sort_unstable_by_key(|e| e.index);
+        entries
+            .iter()
+            .map(|e| &self.arena[e.start..e.start + e.len as usize])
+            .collect()
+    }
+
+    /// Memory held, in bytes.
+    pub fn bytes(&self) -> usize {
+        self.arena.capacity() + self.table.capacity() * std::mem::size_of::<Entry>()
+    }
+}
+
 /// Floats as SQL compares them: `-0` is `0`, and every NaN is the one NaN, which sorts after
 /// every number. `arrow-row` orders floats by their bits (IEEE total order), which tells them
 /// apart.
-fn normalize(column: &ArrayRef) -> ArrayRef {
+pub(super) fn normalize(column: &ArrayRef) -> ArrayRef {
     fn canon<T: arrow_array::ArrowPrimitiveType>(
         a: &PrimitiveArray<T>,
         f: impl Fn(T::Native) -> T::Native,
@@ -251,6 +343,18 @@ mod tests {
         assert!(parse_item("v sideways", true).is_err());
         assert!(parse_item("v DESC", false).is_err());
         assert!(parse_item("\"open", true).is_err());
+    }
+
+    #[test]
+    fn a_key_set_knows_each_key_once_and_its_index() {
+        let mut set = KeySet::default();
+        assert_eq!(set.insert(b"ab"), (0, true));
+        assert_eq!(set.insert(b""), (1, true));
+        assert_eq!(set.insert(b"a"), (2, true));
+        assert_eq!(set.insert(b"ab"), (0, false));
+        assert_eq!(set.insert(b""), (1, false));
+        assert_eq!(set.insert(b"a"), (2, false));
+        assert_eq!(set.len(), 3);
     }
 
     #[test]

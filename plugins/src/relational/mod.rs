@@ -1,4 +1,4 @@
-//! The relational transforms: `Sort`, `Distinct`, `Limit` and `Sample`. Each keeps state across
+//! The relational transforms: `Sort`, `Distinct`, `Aggregate`, `Limit` and `Sample`. Each keeps state across
 //! batches, so each is a [`StatefulTransform`](flowengine_engine::component::StatefulTransform):
 //! the executor feeds it every batch in arrival order, on its pool, then asks for the rest.
 //!
@@ -11,6 +11,7 @@ use std::sync::Arc;
 use flowengine_engine::error::RunError;
 use flowengine_engine::Batch;
 
+pub mod aggregate;
 pub mod distinct;
 pub mod keys;
 pub mod limit;
