@@ -175,7 +175,15 @@ fn describe(plan: &Plan) -> String {
     let edges: Vec<String> = plan
         .edges
         .iter()
-        .map(|e| format!("{} -> {}", plan.nodes[e.from].name, plan.nodes[e.to].name))
+        .map(|e| {
+            let end = |node: usize, port: usize, ports: &[String]| match port {
+                0 => plan.nodes[node].name.clone(),
+                k => format!("{}.{}", plan.nodes[node].name, ports[k - 1]),
+            };
+            let from = end(e.from, e.port, &plan.nodes[e.from].ports);
+            let to = end(e.to, e.to_port, &plan.nodes[e.to].input_ports);
+            format!("{from} -> {to}")
+        })
         .collect();
     format!("{} plugins; {}", plan.nodes.len(), edges.join(", "))
 }

@@ -135,6 +135,22 @@ Pipeline:
         Order: input
     - Name: AggregateOut
       Type: NullSink
+    - Name: Reference
+      Type: DelimitedSource
+      Config:
+        FilePath: "{Dir}/ref.csv"
+        OutputSchema:
+          Columns:
+            - { Name: code, Type: int64 }
+            - { Name: label, Type: string }
+    - Name: Lookup
+      Type: Lookup
+      Config:
+        On: { id: code }
+        Columns: [label, { Name: label, As: label2 }]
+        Mode: left
+        NoMatch: reject
+        DuplicateKeys: last
     - Name: Limit
       Type: Limit
       Config: { Rows: 10, Offset: 1 }
@@ -188,7 +204,9 @@ Pipeline:
     - { From: Sort, To: Distinct }
     - { From: Distinct, To: Aggregate }
     - { From: Aggregate, To: AggregateOut }
-    - { From: Distinct, To: Limit }
+    - { From: Distinct, To: Lookup }
+    - { From: Reference, To: Lookup.lookup }
+    - { From: Lookup, To: Limit }
     - { From: Limit, To: Sample }
     - { From: Sample, To: SampleRows }
     - { From: SampleRows, To: SelectDrop }

@@ -167,6 +167,33 @@ pub trait TransformConfig: Debug + Send + Sync {
     }
     /// Prepare the transform.
     fn build(&self, input: SchemaRef, cx: &BuildCx) -> Result<BuiltTransform, BuildError>;
+    /// Named inputs besides the main one, wired as `To: node.port` (a `Lookup`'s reference
+    /// rows). Each must be connected. Such a transform is built with [`Self::build_with`] and
+    /// must be stateful: every batch of these inputs reaches [`StatefulTransform::push_side`]
+    /// before the first batch of the main input reaches `push`.
+    fn input_ports(&self) -> Vec<String> {
+        Vec::new()
+    }
+    /// [`Self::output_schema`] for a transform with input ports, given their schemas in
+    /// [`Self::input_ports`] order.
+    fn output_schema_with(
+        &self,
+        input: &SchemaRef,
+        sides: &[SchemaRef],
+    ) -> Result<SchemaRef, Vec<PlanError>> {
+        let _ = sides;
+        self.output_schema(input)
+    }
+    /// [`Self::build`] for a transform with input ports.
+    fn build_with(
+        &self,
+        input: SchemaRef,
+        sides: &[SchemaRef],
+        cx: &BuildCx,
+    ) -> Result<BuiltTransform, BuildError> {
+        let _ = sides;
+        self.build(input, cx)
+    }
     /// The condition that decides which input rows this transform filters out, for the source
     /// before it to evaluate early (see [`RowCondition`]); `None` if it has none.
     fn condition(&self, _input: &SchemaRef) -> Option<Arc<dyn RowCondition>> {
@@ -218,6 +245,14 @@ impl BuiltTransform {
 pub trait StatefulTransform: Send {
     /// Take one batch. Rows that can already go on are pushed to `out`.
     fn push(&mut self, batch: Batch, out: &mut Output) -> Result<(), RunError>;
+    /// Take one batch of input port `port` (0 is the first of [`TransformConfig::input_ports`]).
+    /// All of them come before the main input's first batch.
+    fn push_side(&mut self, port: usize, batch: Batch) -> Result<(), RunError> {
+        let _ = batch;
+        Err(RunError::Internal(format!(
+            "a batch arrived on input port {port} of a transform that has none"
+        )))
+    }
     /// Every input has ended: pass on the rest, a piece per call, so that a sort's output is
     /// never in memory twice. Returns whether there is more (call again).
     fn finish(&mut self, out: &mut Output) -> Result<bool, RunError>;

@@ -331,6 +331,8 @@ pub enum RowErrorKind {
     ScriptLimit,
     /// A validation rule failed.
     Validation,
+    /// A `Lookup` with `NoMatch: reject` found no reference row for the row's key.
+    LookupNoMatch,
 }
 
 impl RowErrorKind {
@@ -348,6 +350,7 @@ impl RowErrorKind {
             RowErrorKind::ScriptError => "SCRIPT_ERROR",
             RowErrorKind::ScriptLimit => "SCRIPT_LIMIT",
             RowErrorKind::Validation => "VALIDATION",
+            RowErrorKind::LookupNoMatch => "LOOKUP_NO_MATCH",
         }
     }
 }

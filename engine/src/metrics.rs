@@ -24,6 +24,10 @@ pub struct NodeSummary {
     /// Rows `Distinct` dropped as duplicates of a row it kept.
     #[serde(skip_serializing_if = "is_zero")]
     pub rows_duplicate: u64,
+    /// Rows received on named input ports (a `Lookup`'s reference rows), not counted in
+    /// `rows_in`.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub rows_reference: u64,
     /// Rows `Aggregate` folded into groups; its `rows_out` are the groups.
     #[serde(skip_serializing_if = "is_zero")]
     pub rows_aggregated: u64,
@@ -208,6 +212,14 @@ impl RunSummary {
                 "  {}: {rows} rows aggregated into {groups} groups\n",
                 n.name
             ));
+        }
+        for n in self
+            .nodes
+            .iter()
+            .filter(|n| n.rows_reference > 0 && succeeded)
+        {
+            let rows = group(n.rows_reference);
+            out.push_str(&format!("  {}: {rows} reference rows\n", n.name));
         }
         for n in self.nodes.iter().filter(|n| n.rows_duplicate > 0) {
             let rows = group(n.rows_duplicate);

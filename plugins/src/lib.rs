@@ -15,6 +15,7 @@
 //! | `Sort` | transform | `relational::sort` |
 //! | `Distinct` | transform | `relational::distinct` |
 //! | `Aggregate` | transform | `relational::aggregate` |
+//! | `Lookup` | transform | `relational::lookup` |
 //! | `Limit` | transform | `relational::limit` |
 //! | `Sample` | transform | `relational::limit` |
 //!
@@ -61,6 +62,7 @@ pub fn register_builtin(registry: &mut Registry) {
         .register("Sort", Parser::Transform(relational::sort::parse))
         .register("Distinct", Parser::Transform(relational::distinct::parse))
         .register("Aggregate", Parser::Transform(relational::aggregate::parse))
+        .register("Lookup", Parser::Transform(relational::lookup::parse))
         .register("Limit", Parser::Transform(relational::limit::parse_limit))
         .register("Sample", Parser::Transform(relational::limit::parse_sample))
         .set_dead_letter(delimited::sink::dead_letter);

@@ -148,6 +148,8 @@ struct BuiltNode {
     ports: Vec<String>,
     /// The schema its input batches are conformed to (none for sources).
     input_schema: Option<SchemaRef>,
+    /// The schema of each named input port's batches.
+    side_schemas: Vec<SchemaRef>,
 }
 
 /// One output connection of a running node.
@@ -225,7 +227,13 @@ impl Plan {
                     }
                     Runtime::Source(source)
                 }
-                NodeKind::Transform(t) => Runtime::Transform(t.build(input()?, &cx)?, t.parallel()),
+                NodeKind::Transform(t) if node.input_ports.is_empty() => {
+                    Runtime::Transform(t.build(input()?, &cx)?, t.parallel())
+                }
+                NodeKind::Transform(t) => {
+                    let built = t.build_with(input()?, &node.side_schemas, &cx)?;
+                    Runtime::Transform(built, false)
+                }
                 NodeKind::Sink(s) => Runtime::Sink(s.build(input()?, &cx)?),
             };
             built[i] = Some(BuiltNode {
@@ -238,6 +246,7 @@ impl Plan {
                 outputs: node.outputs,
                 ports: node.ports,
                 input_schema: node.input_schema,
+                side_schemas: node.side_schemas,
             });
         }
         let dead_letter = match self.dead_letter {
@@ -550,7 +559,11 @@ fn path_summaries(nodes: &[NodeSummary], edges: &[Edge]) -> Vec<PathSummary> {
         let (mut filtered, mut duplicates, mut rejected, mut routed) = (0, 0, 0, 0);
         let mut current = sink;
         loop {
-            let into: Vec<&Edge> = edges.iter().filter(|e| e.to == current).collect();
+            // Along the main inputs: a `Lookup`'s reference rows are not on the path.
+            let into: Vec<&Edge> = edges
+                .iter()
+                .filter(|e| e.to == current && e.to_port == 0)
+                .collect();
             let [edge] = into.as_slice() else { break };
             current = edge.from;
             let up = &nodes[current];

@@ -807,7 +807,7 @@ cases! {
             Refused {
                 yaml: yaml.into(),
                 errors: None,
-                says: vec!["plugin `r` has no output port `seven`; its ports are: three, five"],
+                says: vec!["plugin `r` has no output port `seven`; its output ports are: three, five"],
             },
             Refused {
                 yaml: yaml.replace("r.seven", "r.five"),

@@ -253,7 +253,24 @@ pub(super) fn run_node(
         }
         Runtime::Transform(t, parallel) => {
             w.summary.role = "transform";
-            let mut inputs = Inputs::new(ins, node.input_schema.clone(), &name, shared);
+            // Connections into a named input port (0 is the main input).
+            let mut by_port: Vec<Vec<(usize, Receiver<Batch>)>> =
+                (0..=node.side_schemas.len()).map(|_| Vec::new()).collect();
+            for (e, rx) in ins {
+                by_port[shared.edges[e].to_port].push((e, rx));
+            }
+            let mut by_port = by_port.into_iter();
+            let main = by_port.next().unwrap_or_default();
+            let mut sides: Vec<Inputs<'_, '_>> = by_port
+                .zip(&node.side_schemas)
+                .map(|(live, schema)| Inputs::new(live, Some(schema.clone()), &name, shared))
+                .collect();
+            let mut inputs = Inputs::new(main, node.input_schema.clone(), &name, shared);
+            if !sides.is_empty() && matches!(t, BuiltTransform::Batches(_)) {
+                let msg = format!("node `{name}` has input ports but does not keep state");
+                shared.fail(RunError::Internal(msg));
+                return None;
+            }
             match t {
                 BuiltTransform::Batches(t) if parallel => {
                     drive_parallel(&*t, &mut inputs, &outs, &mut w)
@@ -261,7 +278,9 @@ pub(super) fn run_node(
                 BuiltTransform::Batches(t) => drive_transform(&*t, &mut inputs, &outs, &mut w),
                 BuiltTransform::Stateful(mut t) => {
                     w.summary.aggregates = t.aggregates();
-                    drive_stateful(t.as_mut(), &mut inputs, &outs, &mut w);
+                    if drive_sides(t.as_mut(), &mut sides, &mut w) {
+                        drive_stateful(t.as_mut(), &mut inputs, &outs, &mut w);
+                    }
                     w.summary.notes.extend(t.notes());
                 }
             }
@@ -542,6 +561,28 @@ fn drive_transform(
 
 /// Up to `window` waiting batches are transformed at once on the worker pool, then emitted in the
 /// order they arrived.
+/// Feed a stateful transform every batch of its input ports, each port to its end, before its
+/// main input. False if the run must stop.
+fn drive_sides(
+    t: &mut dyn StatefulTransform,
+    sides: &mut [Inputs<'_, '_>],
+    w: &mut Worker<'_, '_>,
+) -> bool {
+    for (port, side) in sides.iter_mut().enumerate() {
+        while let Some(batch) = side.recv() {
+            if w.shared.should_stop() {
+                return false;
+            }
+            w.summary.rows_reference += batch.rows_counted();
+            if let Err(e) = w.on_pool(|| t.push_side(port, batch)) {
+                w.shared.fail(e);
+                return false;
+            }
+        }
+    }
+    !w.shared.should_stop()
+}
+
 /// Feed a stateful transform every batch in arrival order, then finish it. Its calls run on the
 /// pool, so a sort's rayon work uses the run's threads.
 fn drive_stateful(

@@ -22,7 +22,13 @@ impl Plan {
             problems.push((&self.nodes[0].name, "the pipeline has no source".into()));
         }
         for n in &self.nodes {
-            let (ins, outs) = (n.inputs.len(), n.outputs.len());
+            let outs = n.outputs.len();
+            // The main input: connections into a named input port are counted there.
+            let ins = n
+                .inputs
+                .iter()
+                .filter(|&&e| self.edges[e].to_port == 0)
+                .count();
             let name = n.name.as_str();
             let problem = match n.kind {
                 NodeKind::Source(_) if ins > 0 => Some(format!(
@@ -54,12 +60,65 @@ impl Plan {
             if outs > 0 {
                 problems.extend(self.unwired_ports(n).into_iter().map(|p| (name, p)));
             }
+            problems.extend(self.side_input_problems(n).into_iter().map(|p| (name, p)));
         }
         for (name, msg) in &problems {
             let (path, mark) = find(name);
             cx.error(ConfigErrorKind::Graph(msg.clone()), &path, mark);
         }
         problems.is_empty()
+    }
+
+    /// Input ports left unconnected, and input ports fed (through any chain) by a node that also
+    /// feeds the main input: the node reads every input port to its end before the main input, so
+    /// such a node would wait on a full main connection forever.
+    fn side_input_problems(&self, n: &PlanNode) -> Vec<String> {
+        let name = &n.name;
+        let mut problems = Vec::new();
+        if n.input_ports.is_empty() {
+            return problems;
+        }
+        let main = self.ancestors(n, 0);
+        for (k, port) in n.input_ports.iter().enumerate() {
+            if !n.inputs.iter().any(|&e| self.edges[e].to_port == k + 1) {
+                problems.push(format!(
+                    "input port `{port}` of `{name}` is not connected (add a connection `To: {name}.{port}`)"
+                ));
+                continue;
+            }
+            let shared: Vec<&str> = self
+                .ancestors(n, k + 1)
+                .into_iter()
+                .filter(|a| main.contains(a))
+                .map(|a| self.nodes[a].name.as_str())
+                .collect();
+            if let Some(first) = shared.first() {
+                problems.push(format!(
+                    "`{first}` feeds both the main input and input port `{port}` of `{name}`, which \
+                     reads `{port}` to its end first; give `{port}` a source of its own"
+                ));
+            }
+        }
+        problems
+    }
+
+    /// The nodes upstream of input `port` of `n`, in the order found.
+    fn ancestors(&self, n: &PlanNode, port: usize) -> Vec<usize> {
+        let mut found: Vec<usize> = Vec::new();
+        let mut stack: Vec<usize> = n
+            .inputs
+            .iter()
+            .filter(|&&e| self.edges[e].to_port == port)
+            .map(|&e| self.edges[e].from)
+            .collect();
+        while let Some(i) = stack.pop() {
+            if found.contains(&i) {
+                continue;
+            }
+            found.push(i);
+            stack.extend(self.nodes[i].inputs.iter().map(|&e| self.edges[e].from));
+        }
+        found
     }
 
     /// Outputs of a routing transform that lead nowhere: rows sent there would be lost.
@@ -171,17 +230,20 @@ pub(super) fn resolve_endpoint(
     let path = format!("{path}.{key}");
     if let Some((node, port)) = written.rsplit_once('.') {
         if let Some(&i) = by_name.get(node) {
-            let ports = &nodes[i].ports;
-            if key == "From" {
-                if let Some(k) = ports.iter().position(|p| p == port) {
-                    return Some((i, k + 1));
-                }
+            let (ports, kind) = match key {
+                "From" => (&nodes[i].ports, "output"),
+                _ => (&nodes[i].input_ports, "input"),
+            };
+            if let Some(k) = ports.iter().position(|p| p == port) {
+                return Some((i, k + 1));
             }
             let msg = match (key, ports.is_empty()) {
-                ("To", _) => format!("`{written}`: a connection goes *to* a plugin, not to a port; write `To: {node}`"),
-                (_, true) => format!("plugin `{node}` has no output port `{port}`"),
+                ("To", true) => {
+                    format!("`{written}`: plugin `{node}` has no input ports; write `To: {node}`")
+                }
+                (_, true) => format!("plugin `{node}` has no {kind} port `{port}`"),
                 (_, false) => format!(
-                    "plugin `{node}` has no output port `{port}`; its ports are: {}",
+                    "plugin `{node}` has no {kind} port `{port}`; its {kind} ports are: {}",
                     ports.join(", ")
                 ),
             };

@@ -66,6 +66,10 @@ pub struct PlanNode {
     pub policy_mark: Option<Mark>,
     /// Named output ports besides the default (transforms that route rows).
     pub ports: Vec<String>,
+    /// Named input ports besides the main input (a `Lookup`'s reference rows).
+    pub input_ports: Vec<String>,
+    /// The schema arriving at each input port, in `input_ports` order.
+    pub side_schemas: Vec<SchemaRef>,
 }
 
 /// Where rejected rows are written, and by what.
@@ -86,6 +90,8 @@ pub struct Edge {
     pub to: usize,
     /// The producer's output: 0 for the default, `k` for its `k`-th named port (`From: node.port`).
     pub port: usize,
+    /// The consumer's input: 0 for the main one, `k` for its `k`-th input port (`To: node.port`).
+    pub to_port: usize,
 }
 
 /// A checked pipeline, ready to build.
@@ -184,11 +190,16 @@ impl Plan {
             let to = graph::resolve_endpoint(
                 &conn.to, &nodes, &by_name, &names, cx, &conn.path, "To", conn.mark,
             );
-            let (Some((from, port)), Some((to, 0))) = (from, to) else {
+            let (Some((from, port)), Some((to, to_port))) = (from, to) else {
                 graph_ok = false;
                 continue;
             };
-            let edge = Edge { from, to, port };
+            let edge = Edge {
+                from,
+                to,
+                port,
+                to_port,
+            };
             if edges.contains(&edge) {
                 let msg = format!("duplicate connection {} -> {}", conn.from, conn.to);
                 cx.error(ConfigErrorKind::Graph(msg), &conn.path, conn.mark);
@@ -284,21 +295,25 @@ impl Plan {
 
     fn propagate_schemas(&mut self, cx: &mut ConfigCx, find: &dyn Fn(&str) -> (String, Mark)) {
         for &i in &self.order.clone() {
-            let input = self.merged_input_schema(i, cx, find);
+            let input = self.merged_input_schema(i, 0, cx, find);
+            let sides: Option<Vec<SchemaRef>> = (1..=self.nodes[i].input_ports.len())
+                .map(|k| self.merged_input_schema(i, k, cx, find))
+                .collect();
             let node = &mut self.nodes[i];
             let (path, mark) = find(&node.name);
             node.input_schema = input.clone();
-            let found = match (&node.kind, input) {
-                (NodeKind::Source(s), _) => {
+            node.side_schemas = sides.clone().unwrap_or_default();
+            let found = match (&node.kind, input, sides) {
+                (NodeKind::Source(s), _, _) => {
                     node.output_schema = Some(s.output_schema());
                     Ok(())
                 }
-                (NodeKind::Transform(t), Some(input)) => t
-                    .output_schema(&input)
+                (NodeKind::Transform(t), Some(input), Some(sides)) => t
+                    .output_schema_with(&input, &sides)
                     .map(|s| node.output_schema = Some(s)),
-                (NodeKind::Sink(s), Some(input)) => s.check_input(&input),
+                (NodeKind::Sink(s), Some(input), _) => s.check_input(&input),
                 // An upstream error was already reported.
-                (_, None) => Ok(()),
+                _ => Ok(()),
             };
             if let Err(errors) = found {
                 plugin_errors(cx, &node.name, &path, mark, &errors);
@@ -306,15 +321,21 @@ impl Plan {
         }
     }
 
-    /// The schema arriving at node `i`; several inputs must agree exactly.
+    /// The schema arriving at input `port` of node `i` (0: the main input); several inputs must
+    /// agree exactly.
     fn merged_input_schema(
         &self,
         i: usize,
+        port: usize,
         cx: &mut ConfigCx,
         find: &dyn Fn(&str) -> (String, Mark),
     ) -> Option<SchemaRef> {
         let node = &self.nodes[i];
-        let mut schemas = node.inputs.iter().map(|&e| {
+        let into_port = node
+            .inputs
+            .iter()
+            .filter(|&&e| self.edges[e].to_port == port);
+        let mut schemas = into_port.map(|&e| {
             let from = &self.nodes[self.edges[e].from];
             (from.name.as_str(), from.output_schema.clone())
         });
@@ -424,9 +445,9 @@ fn parse_node(
         Parser::Sink(parse) => parse(&mut map, cx, &node_cx).map(NodeKind::Sink),
     };
     map.finish(cx);
-    let ports = match &kind {
-        Some(NodeKind::Transform(t)) => t.ports(),
-        _ => Vec::new(),
+    let (ports, input_ports) = match &kind {
+        Some(NodeKind::Transform(t)) => (t.ports(), t.input_ports()),
+        _ => (Vec::new(), Vec::new()),
     };
     Some(PlanNode {
         name: entry.name.clone(),
@@ -439,5 +460,7 @@ fn parse_node(
         policy,
         policy_mark,
         ports,
+        input_ports,
+        side_schemas: Vec::new(),
     })
 }

@@ -678,14 +678,16 @@ impl State {
                 let mut values = Vec::with_capacity(order.len());
                 for &g in order {
                     values.push(match (sums[g], avg.as_ref()) {
-                        (Some(s), Some((counts, added))) => Some(
-                            decimal_avg(s, counts[g], *added).ok_or_else(|| RunError::Node {
+                        (Some(s), Some((counts, added))) => {
+                            Some(decimal_avg(s, counts[g], *added).ok_or_else(|| {
+                                RunError::Node {
                                 node: node.to_string(),
                                 message:
                                     "an average overflowed decimal(38); no wrong number is written"
                                         .into(),
-                            })?,
-                        ),
+                            }
+                            })?)
+                        }
                         (s, _) => s,
                     });
                 }

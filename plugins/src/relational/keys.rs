@@ -252,6 +252,17 @@ impl KeySet {
         (index, true)
     }
 
+    /// The index of `key`, if it is in the set.
+    pub fn find(&self, key: &[u8]) -> Option<usize> {
+        let hash = self.hasher.hash_one(key);
+        let arena = &self.arena;
+        self.table
+            .find(hash, |e| {
+                e.hash == hash && &arena[e.start..e.start + e.len as usize] == key
+            })
+            .map(|e| e.index as usize)
+    }
+
     /// Whether `key` is in the set.
     pub fn contains(&self, key: &[u8]) -> bool {
         let hash = self.hasher.hash_one(key);

@@ -1,4 +1,4 @@
-//! The relational transforms: `Sort`, `Distinct`, `Aggregate`, `Limit` and `Sample`. Each keeps state across
+//! The relational transforms: `Sort`, `Distinct`, `Aggregate`, `Lookup`, `Limit` and `Sample`. Each keeps state across
 //! batches, so each is a [`StatefulTransform`](flowengine_engine::component::StatefulTransform):
 //! the executor feeds it every batch in arrival order, on its pool, then asks for the rest.
 //!
@@ -15,6 +15,7 @@ pub mod aggregate;
 pub mod distinct;
 pub mod keys;
 pub mod limit;
+pub mod lookup;
 pub mod sort;
 
 /// The file the rows of a transform's output came from: one file if every input batch named the
