@@ -245,6 +245,12 @@ impl BuiltTransform {
 pub trait StatefulTransform: Send {
     /// Take one batch. Rows that can already go on are pushed to `out`.
     fn push(&mut self, batch: Batch, out: &mut Output) -> Result<(), RunError>;
+    /// Once every input port has ended: a batch-by-batch transform for the main input, if its
+    /// rows no longer depend on each other (a `Lookup` with its reference loaded). The executor
+    /// then runs that on the pool in parallel, in order, instead of calling `push` and `finish`.
+    fn batches(&mut self) -> Result<Option<Box<dyn Transform>>, RunError> {
+        Ok(None)
+    }
     /// Take one batch of input port `port` (0 is the first of [`TransformConfig::input_ports`]).
     /// All of them come before the main input's first batch.
     fn push_side(&mut self, port: usize, batch: Batch) -> Result<(), RunError> {

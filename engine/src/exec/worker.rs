@@ -279,7 +279,13 @@ pub(super) fn run_node(
                 BuiltTransform::Stateful(mut t) => {
                     w.summary.aggregates = t.aggregates();
                     if drive_sides(t.as_mut(), &mut sides, &mut w) {
-                        drive_stateful(t.as_mut(), &mut inputs, &outs, &mut w);
+                        match t.batches() {
+                            Ok(Some(batches)) => {
+                                drive_parallel(&*batches, &mut inputs, &outs, &mut w)
+                            }
+                            Ok(None) => drive_stateful(t.as_mut(), &mut inputs, &outs, &mut w),
+                            Err(e) => shared.fail(e),
+                        }
                     }
                     w.summary.notes.extend(t.notes());
                 }

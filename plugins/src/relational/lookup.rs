@@ -7,13 +7,14 @@
 //! columns taken by index (`arrow-select`'s `take`), so unmatched rows cost a null, not a copy.
 //! Keys match as SQL's `=` does: a null key matches nothing.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch, UInt32Array};
 use arrow_schema::{Field, Schema, SchemaRef};
 use arrow_select::concat::concat_batches;
 use flowengine_engine::component::{
-    BuildCx, BuiltTransform, NodeCx, Output, StatefulTransform, TransformConfig,
+    BuildCx, BuiltTransform, NodeCx, Output, StatefulTransform, Transform, TransformConfig,
 };
 use flowengine_engine::error::{
     BuildError, ColumnRef, ConfigErrorKind, PlanError, RowError, RowErrorKind, RunError, Stage,
@@ -304,18 +305,20 @@ impl TransformConfig for LookupConfig {
             no_match: self.no_match,
             duplicates: self.duplicates,
             main_names: self.on.iter().map(|(m, _, _)| m.clone()).collect(),
-            planned,
+            planned: Arc::new(planned),
             picked_schema,
             keys: KeySet::default(),
             rows_of_key: Vec::new(),
             lines_of_key: Vec::new(),
             pieces: Vec::new(),
             reference_rows: 0,
-            reference: None,
             reference_file: None,
             limit: usize::try_from(cx.state_bytes).unwrap_or(usize::MAX),
             bytes: 0,
-            matched: 0,
+            key_count: 0,
+            held: 0,
+            probe: None,
+            matched: Arc::default(),
         })))
     }
 }
@@ -326,7 +329,7 @@ struct Lookup {
     duplicates: Duplicates,
     /// The main key columns as written, for messages.
     main_names: Vec<String>,
-    planned: Planned,
+    planned: Arc<Planned>,
     picked_schema: SchemaRef,
     keys: KeySet,
     /// Per key (its index in `keys`), the reference row it takes its columns from.
@@ -336,12 +339,15 @@ struct Lookup {
     /// The picked columns of the reference batches, until the main input starts.
     pieces: Vec<RecordBatch>,
     reference_rows: u32,
-    /// The picked columns of every reference row, once the main input starts.
-    reference: Option<RecordBatch>,
     reference_file: Option<Arc<str>>,
     limit: usize,
     bytes: usize,
-    matched: u64,
+    /// Once the reference is loaded: how many keys, and the bytes held.
+    key_count: usize,
+    held: usize,
+    /// The probe, when the executor runs the main input through `push`.
+    probe: Option<Probe>,
+    matched: Arc<AtomicU64>,
 }
 
 impl StatefulTransform for Lookup {
@@ -401,12 +407,64 @@ impl StatefulTransform for Lookup {
     }
 
     fn push(&mut self, batch: Batch, out: &mut Output) -> Result<(), RunError> {
-        if self.reference.is_none() {
-            let pieces = std::mem::take(&mut self.pieces);
-            let all = concat_batches(&self.picked_schema_for_pieces(), &pieces)
-                .map_err(|e| node_error(&self.node, e))?;
-            self.reference = Some(all);
+        // Only when the executor did not take the probe to run it in parallel.
+        if self.probe.is_none() {
+            self.probe = Some(self.probe()?);
         }
+        let probe = self.probe.as_ref().expect("set above");
+        let joined = probe.join(batch, &mut out.rejects, &mut out.filtered)?;
+        out.batches.push(joined);
+        Ok(())
+    }
+
+    fn batches(&mut self) -> Result<Option<Box<dyn Transform>>, RunError> {
+        Ok(Some(Box::new(self.probe()?)))
+    }
+
+    fn finish(&mut self, _out: &mut Output) -> Result<bool, RunError> {
+        Ok(false)
+    }
+
+    fn notes(&self) -> Vec<String> {
+        vec![format!(
+            "{} reference keys ({} held); {} rows matched",
+            self.key_count,
+            human_bytes(self.held as u64),
+            self.matched.load(Ordering::Relaxed)
+        )]
+    }
+}
+
+/// The main-input half of a `Lookup`, once the reference is loaded: pure per batch, so the
+/// executor runs it on the pool like `Filter`.
+struct Probe {
+    node: String,
+    no_match: NoMatch,
+    main_names: Vec<String>,
+    planned: Arc<Planned>,
+    keys: KeySet,
+    rows_of_key: Vec<u32>,
+    /// The picked columns of every reference row.
+    reference: RecordBatch,
+    matched: Arc<AtomicU64>,
+}
+
+impl Transform for Probe {
+    fn apply(&self, batch: Batch, rejects: &mut Vec<RowError>) -> Result<Batch, RunError> {
+        // Rows dropped without a reject count as filtered: the executor sees them missing.
+        self.join(batch, rejects, &mut 0)
+    }
+}
+
+impl Probe {
+    /// `batch` with the reference columns of each row's key added; rows without a match as
+    /// `NoMatch` says.
+    fn join(
+        &self,
+        batch: Batch,
+        rejects: &mut Vec<RowError>,
+        filtered: &mut u64,
+    ) -> Result<Batch, RunError> {
         let n = batch.num_rows();
         let columns = batch.data.columns();
         let rows = self.planned.main_keys.rows(&self.node, columns)?;
@@ -418,17 +476,17 @@ impl StatefulTransform for Lookup {
             })
             .collect();
         let matched = n - indices.null_count();
-        self.matched += matched as u64;
+        self.matched.fetch_add(matched as u64, Ordering::Relaxed);
         let (batch, indices) = if matched == n || self.no_match == NoMatch::Null {
             (batch, indices)
         } else {
             let keep = BooleanArray::from_iter((0..n).map(|r| Some(indices.is_valid(r))));
             if self.no_match == NoMatch::Reject {
                 for r in (0..n).filter(|&r| indices.is_null(r)) {
-                    out.rejects.push(self.no_match_error(&batch, r));
+                    rejects.push(self.no_match_error(&batch, r));
                 }
             } else {
-                out.filtered += (n - matched) as u64;
+                *filtered += (n - matched) as u64;
             }
             let err = |e| node_error(&self.node, e);
             let kept = arrow_select::filter::filter(&indices, &keep).map_err(err)?;
@@ -437,91 +495,24 @@ impl StatefulTransform for Lookup {
                 kept.ok_or_else(|| RunError::Internal("lookup indices lost their type".into()))?;
             (batch.filter(&keep).map_err(err)?, kept)
         };
-        let reference = self.reference.as_ref().expect("set above");
         let mut out_columns = batch.data.columns().to_vec();
-        for column in reference.columns() {
+        for column in self.reference.columns() {
             let taken = arrow_select::take::take(column.as_ref(), &indices, None)
                 .map_err(|e| node_error(&self.node, e))?;
             out_columns.push(taken);
         }
         let data = RecordBatch::try_new(self.planned.output.clone(), out_columns)
             .map_err(|e| node_error(&self.node, e))?;
-        out.batches.push(Batch::new(
+        Ok(Batch::new(
             data,
             batch.origin.file.clone(),
             batch.origin.lines.clone(),
-        ));
-        Ok(())
-    }
-
-    fn finish(&mut self, _out: &mut Output) -> Result<bool, RunError> {
-        Ok(false)
-    }
-
-    fn notes(&self) -> Vec<String> {
-        vec![format!(
-            "{} reference keys ({} held); {} rows matched",
-            self.keys.len(),
-            human_bytes((self.bytes + self.keys.bytes()) as u64),
-            self.matched
-        )]
-    }
-}
-
-impl Lookup {
-    fn picked_schema_for_pieces(&self) -> SchemaRef {
-        match self.pieces.first() {
-            Some(p) => p.schema(),
-            None => Arc::new(Schema::new(
-                self.picked_schema
-                    .fields()
-                    .iter()
-                    .map(|f| f.as_ref().clone().with_nullable(true))
-                    .collect::<Vec<_>>(),
-            )),
-        }
-    }
-
-    /// The key values of row `r` of `batch` (main or reference), as text.
-    fn key_text(&self, batch: &Batch, columns: &[usize], r: usize) -> String {
-        let options = arrow_cast::display::FormatOptions::default().with_null("null");
-        columns
-            .iter()
-            .map(|&c| {
-                arrow_cast::display::ArrayFormatter::try_new(
-                    batch.data.column(c).as_ref(),
-                    &options,
-                )
-                .map(|f| f.value(r).to_string())
-                .unwrap_or_default()
-            })
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-
-    fn duplicate(&self, batch: &Batch, r: usize, key: usize, line: Option<u64>) -> RunError {
-        let value = self.key_text(batch, &self.planned.reference_keys.columns, r);
-        let at = |l: Option<u64>| l.map_or("a row".to_string(), |l| format!("line {l}"));
-        let file = batch
-            .origin
-            .file
-            .as_deref()
-            .or(self.reference_file.as_deref())
-            .unwrap_or("the reference input");
-        RunError::Node {
-            node: self.node.clone(),
-            message: format!(
-                "the reference key ({value}) appears twice in {file}: {} and {}; set \
-                 `DuplicateKeys: first` or `last` to pick one, or remove the duplicate",
-                at(self.lines_of_key[key]),
-                at(line)
-            ),
-        }
+        ))
     }
 
     fn no_match_error(&self, batch: &Batch, r: usize) -> RowError {
         let columns = &self.planned.main_keys.columns;
-        let value = self.key_text(batch, columns, r);
+        let value = key_text(batch, columns, r);
         RowError {
             node: self.node.clone(),
             stage: Stage::Validate,
@@ -543,6 +534,75 @@ impl Lookup {
             raw: None,
         }
     }
+}
+
+impl Lookup {
+    /// The main-input half, with the reference rows loaded so far (all of them: the executor
+    /// asks once every input port has ended).
+    fn probe(&mut self) -> Result<Probe, RunError> {
+        let pieces = std::mem::take(&mut self.pieces);
+        let reference = concat_batches(&self.picked_schema_for_pieces(), &pieces)
+            .map_err(|e| node_error(&self.node, e))?;
+        self.key_count = self.keys.len();
+        self.held = self.bytes + self.keys.bytes();
+        Ok(Probe {
+            node: self.node.clone(),
+            no_match: self.no_match,
+            main_names: self.main_names.clone(),
+            planned: self.planned.clone(),
+            keys: std::mem::take(&mut self.keys),
+            rows_of_key: std::mem::take(&mut self.rows_of_key),
+            reference,
+            matched: self.matched.clone(),
+        })
+    }
+
+    fn picked_schema_for_pieces(&self) -> SchemaRef {
+        match self.pieces.first() {
+            Some(p) => p.schema(),
+            None => Arc::new(Schema::new(
+                self.picked_schema
+                    .fields()
+                    .iter()
+                    .map(|f| f.as_ref().clone().with_nullable(true))
+                    .collect::<Vec<_>>(),
+            )),
+        }
+    }
+
+    fn duplicate(&self, batch: &Batch, r: usize, key: usize, line: Option<u64>) -> RunError {
+        let value = key_text(batch, &self.planned.reference_keys.columns, r);
+        let at = |l: Option<u64>| l.map_or("a row".to_string(), |l| format!("line {l}"));
+        let file = batch
+            .origin
+            .file
+            .as_deref()
+            .or(self.reference_file.as_deref())
+            .unwrap_or("the reference input");
+        RunError::Node {
+            node: self.node.clone(),
+            message: format!(
+                "the reference key ({value}) appears twice in {file}: {} and {}; set \
+                 `DuplicateKeys: first` or `last` to pick one, or remove the duplicate",
+                at(self.lines_of_key[key]),
+                at(line)
+            ),
+        }
+    }
+}
+
+/// The key values of row `r` of `batch` (main or reference), as text.
+fn key_text(batch: &Batch, columns: &[usize], r: usize) -> String {
+    let options = arrow_cast::display::FormatOptions::default().with_null("null");
+    columns
+        .iter()
+        .map(|&c| {
+            arrow_cast::display::ArrayFormatter::try_new(batch.data.column(c).as_ref(), &options)
+                .map(|f| f.value(r).to_string())
+                .unwrap_or_default()
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Per row: whether any of `keys` is null in it.
