@@ -97,7 +97,8 @@ fn not_a_name(cx: &mut ConfigCx, path: &str, node: &Node) {
     cx.error(kind, path, node.mark);
 }
 
-fn name(node: &Node, path: &str, cx: &mut ConfigCx) -> Option<String> {
+/// A column name written as a scalar, substituted.
+pub(crate) fn name(node: &Node, path: &str, cx: &mut ConfigCx) -> Option<String> {
     match node.as_scalar() {
         Some(s) => cx.substitute(s, path, node.mark),
         None => {
@@ -108,7 +109,11 @@ fn name(node: &Node, path: &str, cx: &mut ConfigCx) -> Option<String> {
 }
 
 /// `id` or `{ Name: id, As: customer }`.
-fn keep_item(node: &Node, path: String, cx: &mut ConfigCx) -> Option<(String, Option<String>)> {
+pub(crate) fn keep_item(
+    node: &Node,
+    path: String,
+    cx: &mut ConfigCx,
+) -> Option<(String, Option<String>)> {
     if node.as_scalar().is_some() {
         return name(node, &path, cx).map(|n| (n, None));
     }

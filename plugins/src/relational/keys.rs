@@ -265,13 +265,7 @@ impl KeySet {
 
     /// Whether `key` is in the set.
     pub fn contains(&self, key: &[u8]) -> bool {
-        let hash = self.hasher.hash_one(key);
-        let arena = &self.arena;
-        self.table
-            .find(hash, |e| {
-                e.hash == hash && &arena[e.start..e.start + e.len as usize] == key
-            })
-            .is_some()
+        self.find(key).is_some()
     }
 
     /// How many keys.

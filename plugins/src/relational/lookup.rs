@@ -20,13 +20,13 @@ use flowengine_engine::error::{
     BuildError, ColumnRef, ConfigErrorKind, PlanError, RowError, RowErrorKind, RunError, Stage,
 };
 use flowengine_engine::load::config::{ConfigCx, MapReader};
-use flowengine_engine::load::yaml::Node;
 use flowengine_engine::memory::human_bytes;
 use flowengine_engine::schema::type_name;
 use flowengine_engine::Batch;
 
 use super::keys::{KeyItem, KeySet, Keys};
 use super::node_error;
+use crate::native::select;
 
 /// What happens to a main row without a reference row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,7 +73,7 @@ pub fn parse(
             let mut pairs = Vec::new();
             for (main, mark, value) in on.take_all() {
                 let path = format!("{}.{main}", on.path());
-                let reference = column_name(value, &path, cx)?;
+                let reference = select::name(value, &path, cx)?;
                 let _ = mark;
                 pairs.push((main.to_string(), reference, path));
             }
@@ -88,7 +88,10 @@ pub fn parse(
     let columns = match m.list(cx, "Columns") {
         Some(items) => items
             .into_iter()
-            .map(|(path, node)| picked(node, path, cx))
+            .map(|(path, node)| {
+                let (name, alias) = select::keep_item(node, path, cx)?;
+                Some((name.clone(), alias.unwrap_or(name)))
+            })
             .collect::<Option<Vec<_>>>(),
         None => {
             m.missing(cx, "Columns");
@@ -150,31 +153,10 @@ pub fn parse(
     }))
 }
 
-fn column_name(node: &Node, path: &str, cx: &mut ConfigCx) -> Option<String> {
-    match node.as_scalar() {
-        Some(s) => cx.substitute(s, path, node.mark),
-        None => {
-            let kind = ConfigErrorKind::InvalidValue {
-                expected: "a column name".into(),
-                found: node.kind_name().into(),
-            };
-            cx.error(kind, path, node.mark);
-            None
-        }
-    }
-}
-
-/// `country_name` or `{ Name: vat_rate, As: vat }`.
-fn picked(node: &Node, path: String, cx: &mut ConfigCx) -> Option<(String, String)> {
-    if node.as_scalar().is_some() {
-        return column_name(node, &path, cx).map(|n| (n.clone(), n));
-    }
-    let mut e = MapReader::new(node, path, cx)?;
-    let name = e.required_string(cx, "Name");
-    let alias = e.string(cx, "As");
-    e.finish(cx);
-    let name = name?;
-    Some((name.clone(), alias.unwrap_or(name)))
+fn unconnected() -> PlanError {
+    PlanError::new(format!(
+        "the reference rows arrive on input port `{PORT}`: connect one (`To: <node>.{PORT}`)"
+    ))
 }
 
 /// The config checked against both schemas.
@@ -189,9 +171,7 @@ struct Planned {
 impl LookupConfig {
     fn plan(&self, input: &Schema, sides: &[SchemaRef]) -> Result<Planned, Vec<PlanError>> {
         let Some(reference) = sides.first() else {
-            return Err(vec![PlanError::new(format!(
-                "the reference rows arrive on input port `{PORT}`: connect one (`To: <node>.{PORT}`)"
-            ))]);
+            return Err(vec![unconnected()]);
         };
         let mut errors = Vec::new();
         let item = |column: &str, path: &str| KeyItem {
@@ -262,9 +242,7 @@ impl LookupConfig {
 
 impl TransformConfig for LookupConfig {
     fn output_schema(&self, _input: &SchemaRef) -> Result<SchemaRef, Vec<PlanError>> {
-        Err(vec![PlanError::new(format!(
-            "the reference rows arrive on input port `{PORT}`: connect one (`To: <node>.{PORT}`)"
-        ))])
+        Err(vec![unconnected()])
     }
 
     fn output_schema_with(
