@@ -124,6 +124,68 @@ fn a_sort_killed_mid_spill_is_cleaned_up_by_the_next() {
     assert!(keys.windows(2).all(|w| w[0] <= w[1]), "not sorted");
 }
 
+/// Far more distinct keys than a 5 MiB limit holds: `Distinct` spills the rows with new keys
+/// by key and still keeps exactly the first row of each, in input order.
+#[test]
+fn a_distinct_past_its_memory_spills_and_stays_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut csv = String::from("id,key\n");
+    let mut expected = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for i in 0..150_000u64 {
+        // Mostly new keys, with repeats near and far.
+        let key = if i % 3 == 0 { (i * 7) % 40_000 } else { i };
+        csv.push_str(&format!("{i},key-{key:09}\n"));
+        if seen.insert(key) {
+            expected.push(i);
+        }
+    }
+    std::fs::write(dir.path().join("in.csv"), csv).unwrap();
+    let yaml = "Pipeline:
+  Name: distinct
+  Settings: { MemoryLimit: 5 MiB, ChannelCapacity: 1, ChunkSize: 1000, TempDirectory: tmp }
+  Plugins:
+    - Name: read
+      Type: DelimitedSource
+      Config:
+        FilePath: in.csv
+        OutputSchema:
+          Columns:
+            - { Name: id, Type: int64 }
+            - { Name: key, Type: string }
+    - { Name: dedup, Type: Distinct, Config: { On: [key] } }
+    - { Name: write, Type: DelimitedSink, Config: { FilePath: out.csv } }
+  Connections:
+    - { From: read, To: dedup }
+    - { From: dedup, To: write }
+";
+    std::fs::write(dir.path().join("pipeline.yaml"), yaml).unwrap();
+    std::fs::create_dir(dir.path().join("tmp")).unwrap();
+    let out = flowengine()
+        .args(["run", "--verbose", "pipeline.yaml"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("spilled by key"),
+        "it never spilled:\n{stderr}"
+    );
+    let written = std::fs::read_to_string(dir.path().join("out.csv")).unwrap();
+    let ids: Vec<u64> = written
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(ids.len(), expected.len());
+    assert!(ids == expected, "not the first row of each key, in order");
+    assert!(
+        spill_dirs(dir.path()).is_empty(),
+        "the spill directory stayed"
+    );
+}
+
 #[test]
 fn sort_and_distinct_agree_with_duckdb() {
     let has_duckdb = Command::new("python3")

@@ -77,28 +77,27 @@ impl SpillDir {
         schema: &SchemaRef,
         batches: impl IntoIterator<Item = Result<RecordBatch, RunError>>,
     ) -> Result<SpillFile, RunError> {
+        let mut writer = self.writer(schema, 1 << 20)?;
+        for batch in batches {
+            writer.write(&batch?)?;
+        }
+        writer.finish()
+    }
+
+    /// A new run to write a batch at a time, through a buffer of `buffer` bytes.
+    pub fn writer(&mut self, schema: &SchemaRef, buffer: usize) -> Result<SpillWriter, RunError> {
         let path = self.dir.path().join(format!("run-{:05}.arrows", self.next));
         self.next += 1;
         let io = |action, e| RunError::Io(IoError::new(&self.node, action, &path, e));
         let file = File::create(&path).map_err(|e| io("create", e))?;
-        let mut writer = StreamWriter::try_new(BufWriter::with_capacity(1 << 20, file), schema)
+        let writer = StreamWriter::try_new(BufWriter::with_capacity(buffer, file), schema)
             .map_err(|e| io("write", std::io::Error::other(e)))?;
-        let mut rows = 0;
-        for batch in batches {
-            let batch = batch?;
-            rows += batch.num_rows() as u64;
-            writer
-                .write(&batch)
-                .map_err(|e| io("write", std::io::Error::other(e)))?;
-        }
-        writer
-            .finish()
-            .map_err(|e| io("write", std::io::Error::other(e)))?;
-        drop(writer);
-        let bytes = fs::metadata(&path)
-            .map_err(|e| io("read the size of", e))?
-            .len();
-        Ok(SpillFile { path, rows, bytes })
+        Ok(SpillWriter {
+            node: self.node.clone(),
+            path,
+            writer,
+            rows: 0,
+        })
     }
 
     /// Read a run back, a batch at a time.
@@ -117,6 +116,50 @@ impl SpillDir {
     /// The directory (for messages and tests).
     pub fn path(&self) -> &Path {
         self.dir.path()
+    }
+}
+
+/// A run being written.
+pub struct SpillWriter {
+    node: String,
+    path: PathBuf,
+    writer: StreamWriter<BufWriter<File>>,
+    rows: u64,
+}
+
+impl SpillWriter {
+    fn error(
+        &self,
+        action: &'static str,
+        e: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> RunError {
+        RunError::Io(IoError::new(
+            &self.node,
+            action,
+            &self.path,
+            std::io::Error::other(e),
+        ))
+    }
+
+    /// Append a batch.
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<(), RunError> {
+        self.rows += batch.num_rows() as u64;
+        let result = self.writer.write(batch);
+        result.map_err(|e| self.error("write", e))
+    }
+
+    /// Close the run.
+    pub fn finish(mut self) -> Result<SpillFile, RunError> {
+        let result = self.writer.finish();
+        result.map_err(|e| self.error("write", e))?;
+        let bytes = fs::metadata(&self.path)
+            .map_err(|e| RunError::Io(IoError::new(&self.node, "read the size of", &self.path, e)))?
+            .len();
+        Ok(SpillFile {
+            path: self.path.clone(),
+            rows: self.rows,
+            bytes,
+        })
     }
 }
 

@@ -23,6 +23,8 @@ use flowengine_engine::Batch;
 
 use super::keys::{self, KeyItem, KeySet, Keys};
 use super::node_error;
+use super::overflow::Overflow;
+use crate::spill::SpillDir;
 
 /// Which of the rows with one key stays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,6 +135,14 @@ impl TransformConfig for DistinctConfig {
             held_bytes: 0,
             last: Vec::new(),
             finished: 0,
+            spill: match self.keep {
+                Keep::First => Some(SpillDir::create(&cx.temp_dir, &cx.node)?),
+                Keep::Last => None,
+            },
+            overflow: None,
+            input,
+            chunk_size: cx.chunk_size.max(1),
+            seq: 0,
         })))
     }
 }
@@ -151,11 +161,30 @@ struct Distinct {
     last: Vec<(u32, u32)>,
     /// `Keep: last`: held batches already sent on by `finish`.
     finished: usize,
+    /// `Keep: first`: where rows go once the keys outgrow `limit` (made at build, so a
+    /// directory that cannot be written fails before rows move).
+    spill: Option<SpillDir>,
+    overflow: Option<Overflow>,
+    input: SchemaRef,
+    chunk_size: usize,
+    /// Rows seen, which is the input position of the next one.
+    seq: u64,
 }
 
 impl StatefulTransform for Distinct {
     fn push(&mut self, batch: Batch, out: &mut Output) -> Result<(), RunError> {
         let rows = self.keys.rows(&self.node, batch.data.columns())?;
+        if let Some(overflow) = self.overflow.as_mut() {
+            // Keys seen before the overflow are still known: their rows are duplicates now.
+            let seen = self.seen.read();
+            let candidate: Vec<bool> = (0..batch.num_rows())
+                .map(|r| !seen.contains(rows.row(r).as_ref()))
+                .collect();
+            drop(seen);
+            out.duplicates += candidate.iter().filter(|&&c| !c).count() as u64;
+            return overflow.spill(&batch, &rows, &candidate);
+        }
+        self.seq += batch.num_rows() as u64;
         match self.keep {
             Keep::First => {
                 let mut seen = self.seen.write();
@@ -175,10 +204,26 @@ impl StatefulTransform for Distinct {
             }
             Keep::Last => self.hold(batch, &rows)?,
         }
-        self.check_memory()
+        match (self.check_memory(), self.spill.take()) {
+            (Ok(()), spill) => {
+                self.spill = spill;
+                Ok(())
+            }
+            // Keep: first goes on with the keys it has, spilling the rest.
+            (Err(_), Some(spill)) => {
+                let overflow = Overflow::new(&self.node, spill, self.input.clone(), self.seq)?;
+                self.overflow = Some(overflow);
+                Ok(())
+            }
+            (Err(e), None) => Err(e),
+        }
     }
 
     fn finish(&mut self, out: &mut Output) -> Result<bool, RunError> {
+        if let Some(overflow) = self.overflow.as_mut() {
+            let chunk = overflow.next_chunk(&self.keys, self.chunk_size, &mut out.duplicates)?;
+            return Ok(chunk.map(|b| out.batches.push(b)).is_some());
+        }
         if self.keep == Keep::First || self.finished == self.held.len() {
             return Ok(false);
         }
@@ -205,11 +250,20 @@ impl StatefulTransform for Distinct {
 
     fn notes(&self) -> Vec<String> {
         let seen = self.seen.read();
-        vec![format!(
-            "{} distinct keys ({} of keys)",
+        let mut notes = vec![format!(
+            "{} distinct keys in memory ({} of keys)",
             seen.len(),
             human_bytes(seen.bytes() as u64)
-        )]
+        )];
+        if let Some(overflow) = &self.overflow {
+            notes.push(format!(
+                "the keys outgrew their share of `MemoryLimit` ({}): {} later rows with new keys \
+                 were spilled by key and deduplicated at the end",
+                human_bytes(self.limit as u64),
+                overflow.spilled_rows
+            ));
+        }
+        notes
     }
 
     fn prefiltered_are_duplicates(&self) -> bool {
@@ -266,7 +320,13 @@ impl Distinct {
             (seen.len(), seen.bytes())
         };
         let used = bytes + self.held_bytes + self.last.len() * 8;
-        if used <= self.limit {
+        // The key set grows by doubling: past half its share, the next growth would pass it.
+        // `Keep: first` then spills instead (see `overflow.rs`).
+        let allowed = match self.keep {
+            Keep::First => self.limit / 2,
+            Keep::Last => self.limit,
+        };
+        if used <= allowed {
             return Ok(());
         }
         let what = match self.keep {

@@ -16,6 +16,7 @@ pub mod distinct;
 pub mod keys;
 pub mod limit;
 pub mod lookup;
+mod overflow;
 pub mod sort;
 
 /// The file the rows of a transform's output came from: one file if every input batch named the

@@ -225,7 +225,7 @@ fn with_lines(schema: &SchemaRef, batch: &Batch) -> Result<RecordBatch, RunError
 
 /// A sorted sequence of rows being merged: a held batch in its sorted order, or a spilled run
 /// read a batch at a time.
-struct Cursor {
+pub(super) struct Cursor {
     batch: RecordBatch,
     keys: Rows,
     /// Row positions in key order; `None`: the batch is already in order (a run's).
@@ -249,7 +249,7 @@ impl Cursor {
     }
 
     /// A run's cursor, or `None` if the run is empty.
-    fn spilled(
+    pub(super) fn spilled(
         mut reader: SpillReader,
         keys: &Keys,
         node: &str,
@@ -303,7 +303,7 @@ impl Cursor {
 }
 
 /// A k-way merge of sorted cursors.
-struct Merge {
+pub(super) struct Merge {
     cursors: Vec<Cursor>,
     /// Cursors with rows left, as a binary min-heap on (key, cursor).
     heap: Vec<usize>,
@@ -311,7 +311,7 @@ struct Merge {
 
 impl Merge {
     /// Ties go to the earlier cursor, so cursors in input order make a stable merge.
-    fn new(cursors: Vec<Cursor>) -> Merge {
+    pub(super) fn new(cursors: Vec<Cursor>) -> Merge {
         let mut merge = Merge {
             heap: (0..cursors.len()).collect(),
             cursors,
@@ -350,7 +350,7 @@ impl Merge {
     }
 
     /// Up to `size` rows in order, or `None` when every cursor is done.
-    fn next_chunk(
+    pub(super) fn next_chunk(
         &mut self,
         size: usize,
         keys: &Keys,
