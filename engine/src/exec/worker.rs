@@ -253,43 +253,9 @@ pub(super) fn run_node(
         }
         Runtime::Transform(t, parallel) => {
             w.summary.role = "transform";
-            // Connections into a named input port (0 is the main input).
-            let mut by_port: Vec<Vec<(usize, Receiver<Batch>)>> =
-                (0..=node.side_schemas.len()).map(|_| Vec::new()).collect();
-            for (e, rx) in ins {
-                by_port[shared.edges[e].to_port].push((e, rx));
-            }
-            let mut by_port = by_port.into_iter();
-            let main = by_port.next().unwrap_or_default();
-            let mut sides: Vec<Inputs<'_, '_>> = by_port
-                .zip(&node.side_schemas)
-                .map(|(live, schema)| Inputs::new(live, Some(schema.clone()), &name, shared))
-                .collect();
-            let mut inputs = Inputs::new(main, node.input_schema.clone(), &name, shared);
-            if !sides.is_empty() && matches!(t, BuiltTransform::Batches(_)) {
-                let msg = format!("node `{name}` has input ports but does not keep state");
-                shared.fail(RunError::Internal(msg));
-                return None;
-            }
-            match t {
-                BuiltTransform::Batches(t) if parallel => {
-                    drive_parallel(&*t, &mut inputs, &outs, &mut w)
-                }
-                BuiltTransform::Batches(t) => drive_transform(&*t, &mut inputs, &outs, &mut w),
-                BuiltTransform::Stateful(mut t) => {
-                    w.summary.aggregates = t.aggregates();
-                    if drive_sides(t.as_mut(), &mut sides, &mut w) {
-                        match t.batches() {
-                            Ok(Some(batches)) => {
-                                drive_parallel(&*batches, &mut inputs, &outs, &mut w)
-                            }
-                            Ok(None) => drive_stateful(t.as_mut(), &mut inputs, &outs, &mut w),
-                            Err(e) => shared.fail(e),
-                        }
-                    }
-                    w.summary.notes.extend(t.notes());
-                }
-            }
+            let schemas = (node.input_schema.clone(), node.side_schemas.as_slice());
+            let (mut inputs, mut sides) = split_inputs(ins, schemas, &name, shared);
+            drive_any_transform(t, parallel, &mut inputs, &mut sides, &outs, &mut w);
             None
         }
         Runtime::Sink(sink) => {
@@ -309,6 +275,61 @@ pub(super) fn run_node(
     NodeResult {
         summary: w.summary,
         sink,
+    }
+}
+
+/// A transform's connections, by input: the main one, then each named input port.
+fn split_inputs<'s, 'a>(
+    ins: Vec<(usize, Receiver<Batch>)>,
+    (input_schema, side_schemas): (Option<SchemaRef>, &[SchemaRef]),
+    name: &str,
+    shared: &'s Shared<'a>,
+) -> (Inputs<'s, 'a>, Vec<Inputs<'s, 'a>>) {
+    let mut by_port: Vec<Vec<(usize, Receiver<Batch>)>> =
+        (0..=side_schemas.len()).map(|_| Vec::new()).collect();
+    for (e, rx) in ins {
+        by_port[shared.edges[e].to_port].push((e, rx));
+    }
+    let mut by_port = by_port.into_iter();
+    let main = by_port.next().unwrap_or_default();
+    let sides = by_port
+        .zip(side_schemas)
+        .map(|(live, schema)| Inputs::new(live, Some(schema.clone()), name, shared))
+        .collect();
+    (Inputs::new(main, input_schema, name, shared), sides)
+}
+
+/// Run a transform in its mode: batch by batch (in parallel where it allows), or with state
+/// (its input ports first, then, if it hands one back, batch by batch in parallel).
+fn drive_any_transform(
+    t: BuiltTransform,
+    parallel: bool,
+    inputs: &mut Inputs<'_, '_>,
+    sides: &mut [Inputs<'_, '_>],
+    outs: &[Out],
+    w: &mut Worker<'_, '_>,
+) {
+    match t {
+        BuiltTransform::Batches(_) if !sides.is_empty() => {
+            let msg = format!(
+                "node `{}` has input ports but does not keep state",
+                w.summary.name
+            );
+            w.shared.fail(RunError::Internal(msg));
+        }
+        BuiltTransform::Batches(t) if parallel => drive_parallel(&*t, inputs, outs, w),
+        BuiltTransform::Batches(t) => drive_transform(&*t, inputs, outs, w),
+        BuiltTransform::Stateful(mut t) => {
+            w.summary.aggregates = t.aggregates();
+            if drive_sides(t.as_mut(), sides, w) {
+                match t.batches() {
+                    Ok(Some(batches)) => drive_parallel(&*batches, inputs, outs, w),
+                    Ok(None) => drive_stateful(t.as_mut(), inputs, outs, w),
+                    Err(e) => w.shared.fail(e),
+                }
+            }
+            w.summary.notes.extend(t.notes());
+        }
     }
 }
 
