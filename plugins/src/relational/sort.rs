@@ -4,7 +4,7 @@
 //! positions; on the pool, alongside the decoding of later batches, and small enough to stay in
 //! cache). Sorted batches are held until they pass half the node's share of `MemoryLimit`; then
 //! they are merged into one sorted run in the spill directory. At the end the runs and the batches
-//! still held are merged (a k-way merge over a heap of cursors; ties go to the earlier cursor, and
+//! still held are merged (a k-way merge over a tournament tree of cursors; ties go to the earlier cursor, and
 //! cursors are in input order, which keeps the sort stable).
 
 use std::sync::Arc;
@@ -302,51 +302,76 @@ impl Cursor {
     }
 }
 
-/// A k-way merge of sorted cursors.
+/// A k-way merge of sorted cursors, as a tournament (loser) tree: after each row, one
+/// comparison per level of the tree finds the next, half of what a binary heap needs.
 pub(super) struct Merge {
     cursors: Vec<Cursor>,
-    /// Cursors with rows left, as a binary min-heap on (key, cursor).
-    heap: Vec<usize>,
+    /// Whether each cursor still has rows.
+    live: Vec<bool>,
+    /// For internal node `i` (1..k) of the implicit tree whose leaves are `k..2k`, the cursor
+    /// that lost the match played there.
+    losers: Vec<usize>,
+    /// The cursor whose row goes next.
+    winner: usize,
 }
 
 impl Merge {
     /// Ties go to the earlier cursor, so cursors in input order make a stable merge.
     pub(super) fn new(cursors: Vec<Cursor>) -> Merge {
+        let k = cursors.len();
         let mut merge = Merge {
-            heap: (0..cursors.len()).collect(),
+            live: vec![true; k],
+            losers: vec![0; k],
+            winner: 0,
             cursors,
         };
-        for i in (0..merge.heap.len() / 2).rev() {
-            merge.sift_down(i);
+        if k > 0 {
+            merge.winner = merge.play(1);
         }
         merge
     }
 
-    /// Whether cursor `a`'s next row goes before cursor `b`'s.
+    /// The winner of the subtree at `node`, recording the losers of its matches.
+    fn play(&mut self, node: usize) -> usize {
+        let k = self.cursors.len();
+        if node >= k {
+            return node - k;
+        }
+        let (l, r) = (self.play(2 * node), self.play(2 * node + 1));
+        let (winner, loser) = if self.before(l, r) { (l, r) } else { (r, l) };
+        self.losers[node] = loser;
+        winner
+    }
+
+    /// Whether cursor `a`'s next row goes before cursor `b`'s; a finished cursor goes last.
     fn before(&self, a: usize, b: usize) -> bool {
-        let (ca, cb) = (&self.cursors[a], &self.cursors[b]);
-        match ca.keys.row(ca.row()).cmp(&cb.keys.row(cb.row())) {
-            std::cmp::Ordering::Equal => a < b,
-            o => o.is_lt(),
+        match (self.live[a], self.live[b]) {
+            (false, false) => a < b,
+            (live_a, false) | (live_a @ false, _) => live_a,
+            (true, true) => {
+                let (ca, cb) = (&self.cursors[a], &self.cursors[b]);
+                match ca.keys.row(ca.row()).cmp(&cb.keys.row(cb.row())) {
+                    std::cmp::Ordering::Equal => a < b,
+                    o => o.is_lt(),
+                }
+            }
         }
     }
 
-    fn sift_down(&mut self, mut i: usize) {
-        loop {
-            let (l, r) = (2 * i + 1, 2 * i + 2);
-            let mut least = i;
-            if l < self.heap.len() && self.before(self.heap[l], self.heap[least]) {
-                least = l;
+    /// The winner moved on (or finished): replay its path to the root.
+    fn replay(&mut self) {
+        let k = self.cursors.len();
+        let mut candidate = self.winner;
+        let mut node = (candidate + k) / 2;
+        while node >= 1 {
+            let other = self.losers[node];
+            if self.before(other, candidate) {
+                self.losers[node] = candidate;
+                candidate = other;
             }
-            if r < self.heap.len() && self.before(self.heap[r], self.heap[least]) {
-                least = r;
-            }
-            if least == i {
-                return;
-            }
-            self.heap.swap(i, least);
-            i = least;
+            node /= 2;
         }
+        self.winner = candidate;
     }
 
     /// Up to `size` rows in order, or `None` when every cursor is done.
@@ -356,24 +381,25 @@ impl Merge {
         keys: &Keys,
         node: &str,
     ) -> Result<Option<RecordBatch>, RunError> {
-        if self.heap.is_empty() {
+        if self.cursors.is_empty() || !self.live[self.winner] {
             return Ok(None);
         }
-        let mut sources: Vec<RecordBatch> = Vec::with_capacity(self.heap.len() * 2);
-        for &c in &self.heap {
-            self.cursors[c].slot = sources.len();
-            sources.push(self.cursors[c].batch.clone());
+        let mut sources: Vec<RecordBatch> = Vec::with_capacity(self.cursors.len() * 2);
+        for (c, cursor) in self.cursors.iter_mut().enumerate() {
+            if self.live[c] {
+                cursor.slot = sources.len();
+                sources.push(cursor.batch.clone());
+            }
         }
         let mut picked = Vec::with_capacity(size);
-        while picked.len() < size && !self.heap.is_empty() {
-            let cursor = &mut self.cursors[self.heap[0]];
+        while picked.len() < size && self.live[self.winner] {
+            let w = self.winner;
+            let cursor = &mut self.cursors[w];
             picked.push((cursor.slot, cursor.row()));
             if !cursor.advance(&mut sources, keys, node)? {
-                let last = self.heap.len() - 1;
-                self.heap.swap(0, last);
-                self.heap.pop();
+                self.live[w] = false;
             }
-            self.sift_down(0);
+            self.replay();
         }
         let refs: Vec<&RecordBatch> = sources.iter().collect();
         interleave_record_batch(&refs, &picked)
