@@ -4,7 +4,8 @@
 //! (none, `Nullable`, `Format`, `TimeZone`, and their combinations), plus rows with a bad value in
 //! each rejectable column. Each trial runs that file through one path (straight to the sink, a
 //! `JavaScriptTransform` with `Inherit`, `Compute`, `Cast`, `Select`, `Sort` and `Distinct` on every
-//! column as a key, `Limit`, a reservoir `Sample`) into one sink, under
+//! column as a key, `Aggregate` grouping by every column, `Limit`, a reservoir `Sample`) into one
+//! sink, under
 //! `skip-row`, then reads back what it wrote with a reader that is not the writer (arrow-ipc, the
 //! parquet crate, our own `DelimitedSource`) and compares type by type and value by value with
 //! values that arrow-cast parses from their canonical text. Every trial also checks the dead-letter
@@ -140,7 +141,8 @@ fn columns() -> Vec<Column> {
 /// expectation serves every path.
 struct PathKind {
     name: &'static str,
-    /// The transform between source and sink, as a plugin entry; `None`: connect them directly.
+    /// The transforms between source and sink, as plugin entries (one per line, chained in
+    /// order); `None`: connect them directly.
     transform: fn(&[Column]) -> Option<String>,
 }
 
@@ -155,7 +157,21 @@ const PATHS: &[PathKind] = &[
     PathKind { name: "distinct", transform: |_| Some(step("Distinct", "{}")) },
     PathKind { name: "limit", transform: |_| Some(step("Limit", "{ Rows: 1000 }")) },
     PathKind { name: "sample-rows", transform: |_| Some(step("Sample", "{ Rows: 1000 }")) },
+    PathKind { name: "aggregate", transform: aggregate },
 ];
+
+/// Every column a group key (every type through the key encoding and back); `Order: input`
+/// keeps the rows as written, and the count it adds is dropped again.
+fn aggregate(cols: &[Column]) -> Option<String> {
+    let keys: Vec<&str> = cols.iter().map(|c| c.name).collect();
+    let group = format!(
+        "{{ Name: step, Type: Aggregate, Config: {{ GroupBy: [{}], Columns: {{ n: \"count(*)\" }}, Order: input }} }}",
+        keys.join(", ")
+    );
+    Some(format!(
+        "{group}\n    - {{ Name: drop_n, Type: Select, Config: {{ Drop: [n] }} }}"
+    ))
+}
 
 fn step(ty: &str, config: &str) -> String {
     format!("{{ Name: step, Type: {ty}, Config: {config} }}")
@@ -393,10 +409,15 @@ fn pipeline(cols: &[Column], transform: Option<String>, sink: &str) -> String {
     out += &source(cols, "in.csv", |c| c.decl.to_string());
     let mut connections = Vec::new();
     let mut last = "read".to_string();
-    if let Some(t) = transform {
-        let _ = writeln!(out, "    - {t}");
-        connections.push("    - { From: read, To: step }".to_string());
-        last = "step".into();
+    for entry in transform.iter().flat_map(|t| t.split("\n    - ")) {
+        let _ = writeln!(out, "    - {entry}");
+        let name = entry
+            .split("Name: ")
+            .nth(1)
+            .and_then(|n| n.split(',').next())
+            .unwrap_or("step");
+        connections.push(format!("    - {{ From: {last}, To: {name} }}"));
+        last = name.to_string();
     }
     let _ = writeln!(out, "    - {sink}");
     connections.push(format!("    - {{ From: {last}, To: write }}"));

@@ -300,6 +300,7 @@ impl TransformConfig for AggregateConfig {
             grouped: !self.group_by.is_empty(),
             keys,
             groups: KeySet::default(),
+            firsts: Vec::new(),
             states,
             output,
             order: self.order,
@@ -318,6 +319,8 @@ struct Aggregate {
     grouped: bool,
     keys: Keys,
     groups: KeySet,
+    /// Per group, its key as its first row wrote it: what the output shows.
+    firsts: Vec<Box<[u8]>>,
     states: Vec<State>,
     output: SchemaRef,
     order: Order,
@@ -334,10 +337,23 @@ impl StatefulTransform for Aggregate {
         self.rows += n as u64;
         out.aggregated += n as u64;
         let group: Vec<usize> = if self.grouped {
-            let rows = self.keys.rows(&self.node, batch.data.columns())?;
-            (0..n)
-                .map(|r| self.groups.insert(rows.row(r).as_ref()).0)
-                .collect()
+            let columns = batch.data.columns();
+            let rows = self.keys.rows(&self.node, columns)?;
+            let mut raw = None;
+            let mut group = Vec::with_capacity(n);
+            for r in 0..n {
+                let (g, new) = self.groups.insert(rows.row(r).as_ref());
+                if new {
+                    // The group's key as its first row wrote it (`-0.0` stays `-0.0`).
+                    if raw.is_none() {
+                        raw = Some(self.keys.raw_rows(&self.node, columns)?);
+                    }
+                    let raw = raw.as_ref().expect("set above");
+                    self.firsts.push(raw.row(r).as_ref().into());
+                }
+                group.push(g);
+            }
+            group
         } else {
             self.groups.insert(&[]);
             vec![0; n]
@@ -367,7 +383,7 @@ impl StatefulTransform for Aggregate {
             order.sort_by(|&a, &b| keys[a].cmp(keys[b]));
         }
         let mut columns: Vec<ArrayRef> = if self.grouped {
-            let picked: Vec<&[u8]> = order.iter().map(|&g| keys[g]).collect();
+            let picked: Vec<&[u8]> = order.iter().map(|&g| &self.firsts[g][..]).collect();
             self.keys.decode(&self.node, &picked)?
         } else {
             Vec::new()
@@ -401,7 +417,10 @@ impl StatefulTransform for Aggregate {
 
 impl Aggregate {
     fn check_memory(&self) -> Result<(), RunError> {
-        let used = self.groups.bytes() + self.states.iter().map(State::bytes).sum::<usize>();
+        let firsts =
+            self.firsts.capacity() * 16 + self.firsts.iter().map(|k| k.len()).sum::<usize>();
+        let used =
+            self.groups.bytes() + firsts + self.states.iter().map(State::bytes).sum::<usize>();
         if used <= self.limit {
             return Ok(());
         }

@@ -184,12 +184,24 @@ impl Keys {
     }
 
     /// The key columns back from keys made by [`Keys::rows`] (floats as compared: `-0` as `0`,
-    /// every NaN as one).
+    /// every NaN as one) or [`Keys::raw_rows`] (as written).
     pub fn decode(&self, node: &str, keys: &[&[u8]]) -> Result<Vec<ArrayRef>, RunError> {
         let parser = self.converter.parser();
         let rows = keys.iter().map(|k| parser.parse(k));
         self.converter
             .convert_rows(rows)
+            .map_err(|e| RunError::Node {
+                node: node.to_string(),
+                message: e.to_string(),
+            })
+    }
+
+    /// The key columns of every row as they are (no float made canonical): only for showing a
+    /// key again with [`Keys::decode`], never for comparing.
+    pub fn raw_rows(&self, node: &str, columns: &[ArrayRef]) -> Result<Rows, RunError> {
+        let keys: Vec<ArrayRef> = self.columns.iter().map(|&i| columns[i].clone()).collect();
+        self.converter
+            .convert_columns(&keys)
             .map_err(|e| RunError::Node {
                 node: node.to_string(),
                 message: e.to_string(),
