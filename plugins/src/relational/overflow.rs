@@ -26,6 +26,8 @@ use crate::spill::{SpillDir, SpillFile, SpillWriter};
 
 /// Spill files the overflowing rows are spread over. Each must fit the node's share at the end.
 const PARTITIONS: usize = 64;
+/// Rows a partition collects before they are written.
+const FLUSH_ROWS: usize = 512;
 /// The columns a spilled row carries besides its own: its input position and line.
 const SEQ: &str = "__flowengine_seq";
 const LINE: &str = "__flowengine_line";
@@ -37,6 +39,10 @@ pub(super) struct Overflow {
     input: SchemaRef,
     schema: SchemaRef,
     writers: Vec<SpillWriter>,
+    /// Per partition, slices not written yet, and their rows: written a few thousand rows at a
+    /// time rather than a few rows per input batch.
+    pending: Vec<Vec<RecordBatch>>,
+    pending_rows: Vec<usize>,
     hasher: hashbrown::DefaultHashBuilder,
     /// Input position of the next row.
     seq: u64,
@@ -77,6 +83,8 @@ impl Overflow {
             input,
             schema,
             writers,
+            pending: vec![Vec::new(); PARTITIONS],
+            pending_rows: vec![0; PARTITIONS],
             hasher: Default::default(),
             seq,
             merge: None,
@@ -108,17 +116,37 @@ impl Overflow {
         self.seq += n as u64;
         let whole = RecordBatch::try_new(self.schema.clone(), columns)
             .map_err(|e| node_error(&self.node, e))?;
-        for (p, rows) in rows_of.into_iter().enumerate() {
-            if rows.is_empty() {
+        // One `take` puts the rows in partition order; each partition gets a slice of it.
+        let counts: Vec<usize> = rows_of.iter().map(Vec::len).collect();
+        let order = UInt32Array::from(rows_of.concat());
+        let taken = arrow_select::take::take_record_batch(&whole, &order)
+            .map_err(|e| node_error(&self.node, e))?;
+        let mut start = 0;
+        for (p, count) in counts.into_iter().enumerate() {
+            if count == 0 {
                 continue;
             }
-            self.spilled_rows += rows.len() as u64;
-            let indices = UInt32Array::from(rows);
-            let part = arrow_select::take::take_record_batch(&whole, &indices)
-                .map_err(|e| node_error(&self.node, e))?;
-            self.writers[p].write(&part)?;
+            self.spilled_rows += count as u64;
+            self.pending[p].push(taken.slice(start, count));
+            self.pending_rows[p] += count;
+            start += count;
+            if self.pending_rows[p] >= FLUSH_ROWS {
+                self.flush(p)?;
+            }
         }
         Ok(())
+    }
+
+    /// Write partition `p`'s pending slices as one batch.
+    fn flush(&mut self, p: usize) -> Result<(), RunError> {
+        if self.pending[p].is_empty() {
+            return Ok(());
+        }
+        let slices = std::mem::take(&mut self.pending[p]);
+        self.pending_rows[p] = 0;
+        let batch = arrow_select::concat::concat_batches(&self.schema, &slices)
+            .map_err(|e| node_error(&self.node, e))?;
+        self.writers[p].write(&batch)
     }
 
     /// The next chunk of first rows after the overflow, in input order; the duplicates found on
@@ -130,6 +158,9 @@ impl Overflow {
         duplicates: &mut u64,
     ) -> Result<Option<Batch>, RunError> {
         if self.merge.is_none() {
+            for p in 0..PARTITIONS {
+                self.flush(p)?;
+            }
             let mut cursors = Vec::new();
             for writer in std::mem::take(&mut self.writers) {
                 let part = writer.finish()?;
