@@ -16,17 +16,14 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// A sort that must spill: 300,000 rows under a 5 MiB limit.
-fn write_case(dir: &Path) {
-    let mut csv = String::from("id,key\n");
-    for i in 0..300_000u64 {
-        let key = (i * 2_654_435_761) % 1_000_003;
-        csv.push_str(&format!("{i},k{key:07}\n"));
-    }
+/// A pipeline under a 5 MiB limit reading `id,key` rows from `in.csv` through `step` into
+/// `out.csv`, spilling to `tmp/`.
+fn spill_case(dir: &Path, csv: &str, step: &str) {
     std::fs::write(dir.join("in.csv"), csv).unwrap();
-    let yaml = "Pipeline:
+    let yaml = format!(
+        "Pipeline:
   Name: spill
-  Settings: { MemoryLimit: 5 MiB, ChannelCapacity: 1, ChunkSize: 1000, TempDirectory: tmp }
+  Settings: {{ MemoryLimit: 5 MiB, ChannelCapacity: 1, ChunkSize: 1000, TempDirectory: tmp }}
   Plugins:
     - Name: read
       Type: DelimitedSource
@@ -34,16 +31,27 @@ fn write_case(dir: &Path) {
         FilePath: in.csv
         OutputSchema:
           Columns:
-            - { Name: id, Type: int64 }
-            - { Name: key, Type: string }
-    - { Name: order, Type: Sort, Config: { By: [key, id] } }
-    - { Name: write, Type: DelimitedSink, Config: { FilePath: out.csv } }
+            - {{ Name: id, Type: int64 }}
+            - {{ Name: key, Type: string }}
+    - {{ Name: step, {step} }}
+    - {{ Name: write, Type: DelimitedSink, Config: {{ FilePath: out.csv }} }}
   Connections:
-    - { From: read, To: order }
-    - { From: order, To: write }
-";
+    - {{ From: read, To: step }}
+    - {{ From: step, To: write }}
+"
+    );
     std::fs::write(dir.join("pipeline.yaml"), yaml).unwrap();
     std::fs::create_dir(dir.join("tmp")).unwrap();
+}
+
+/// A sort that must spill: 300,000 rows under a 5 MiB limit.
+fn write_case(dir: &Path) {
+    let mut csv = String::from("id,key\n");
+    for i in 0..300_000u64 {
+        let key = (i * 2_654_435_761) % 1_000_003;
+        csv.push_str(&format!("{i},k{key:07}\n"));
+    }
+    spill_case(dir, &csv, "Type: Sort, Config: { By: [key, id] }");
 }
 
 fn spill_dirs(dir: &Path) -> Vec<PathBuf> {
@@ -140,27 +148,7 @@ fn a_distinct_past_its_memory_spills_and_stays_exact() {
             expected.push(i);
         }
     }
-    std::fs::write(dir.path().join("in.csv"), csv).unwrap();
-    let yaml = "Pipeline:
-  Name: distinct
-  Settings: { MemoryLimit: 5 MiB, ChannelCapacity: 1, ChunkSize: 1000, TempDirectory: tmp }
-  Plugins:
-    - Name: read
-      Type: DelimitedSource
-      Config:
-        FilePath: in.csv
-        OutputSchema:
-          Columns:
-            - { Name: id, Type: int64 }
-            - { Name: key, Type: string }
-    - { Name: dedup, Type: Distinct, Config: { On: [key] } }
-    - { Name: write, Type: DelimitedSink, Config: { FilePath: out.csv } }
-  Connections:
-    - { From: read, To: dedup }
-    - { From: dedup, To: write }
-";
-    std::fs::write(dir.path().join("pipeline.yaml"), yaml).unwrap();
-    std::fs::create_dir(dir.path().join("tmp")).unwrap();
+    spill_case(dir.path(), &csv, "Type: Distinct, Config: { On: [key] }");
     let out = flowengine()
         .args(["run", "--verbose", "pipeline.yaml"])
         .current_dir(dir.path())

@@ -35,6 +35,14 @@
 //!   (blocking), then take whatever else is already waiting, up to the window. They apply the transform to the
 //!   window on the pool (`install` + `into_par_iter`) and emit the results in arrival order, so output order
 //!   matches input order. `Transform::apply` takes `&self` and the trait requires `Sync` for this reason.
+//! - **Stateful transforms** (`BuiltTransform::Stateful`: sort, distinct, aggregate, lookup, limit,
+//!   sample; `drive_stateful`). Every batch goes to `push` in arrival order, on the pool (so rayon
+//!   inside uses the run's threads), then `finish` is called until it says there is no more, a piece
+//!   per call. Named input ports (`Edge::to_port`, `To: node.port`) are read to their end first
+//!   (`drive_sides`); a transform may then hand back a batch transform for its main input
+//!   (`StatefulTransform::batches`), which runs like a parallel one. A node that says it is
+//!   `satisfied` (a `Limit` with its rows) drains what still arrives as filtered, and a source stops
+//!   reading once every path out of it ends in satisfied nodes (`Shared::downstream_satisfied`).
 //! - **Deferring sources** (`BuiltSource::Deferred`, `drive_deferring_source`). The node thread calls
 //!   `next_pending` (the sequential part) and hands each `Pending` to the pool with `spawn_finish`, tagged with
 //!   a sequence number, keeping at most `window` pieces between handed off and emitted. Finished pieces come

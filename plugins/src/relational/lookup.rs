@@ -71,10 +71,9 @@ pub fn parse(
     let on = match m.map(cx, "On") {
         Some(mut on) => {
             let mut pairs = Vec::new();
-            for (main, mark, value) in on.take_all() {
+            for (main, _, value) in on.take_all() {
                 let path = format!("{}.{main}", on.path());
                 let reference = select::name(value, &path, cx)?;
-                let _ = mark;
                 pairs.push((main.to_string(), reference, path));
             }
             Some(pairs)
