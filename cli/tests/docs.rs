@@ -59,6 +59,8 @@ Pipeline:
         Escape: "\\"
         HasHeaders: true
         SkipRows: 1
+        SkipRowsAfterHeader: 0
+        MaxRows: 1000000
         Trim: true
         RaggedRows: pad-null
         Quoting: lenient

@@ -50,6 +50,10 @@ pub struct DelimitedSourceConfig {
     dialect: Dialect,
     has_headers: bool,
     skip_rows: u64,
+    /// Records after the header that are read past, not parsed into rows.
+    skip_after_header: u64,
+    /// Records read at most after those.
+    max_rows: Option<u64>,
     trim: bool,
     checks: Checks,
     chunk_size: usize,
@@ -69,6 +73,10 @@ pub fn parse(
     let dialect = read_dialect(m, cx);
     let has_headers = m.bool(cx, "HasHeaders").unwrap_or(true);
     let skip_rows = m.integer(cx, "SkipRows", 0, u32::MAX as u64).unwrap_or(0);
+    let skip_after_header = m
+        .integer(cx, "SkipRowsAfterHeader", 0, u64::MAX >> 1)
+        .unwrap_or(0);
+    let max_rows = m.integer(cx, "MaxRows", 0, u64::MAX >> 1);
     let trim = m.bool(cx, "Trim").unwrap_or(false);
     let ragged = m
         .choice(
@@ -138,6 +146,8 @@ pub fn parse(
         dialect: dialect?,
         has_headers,
         skip_rows,
+        skip_after_header,
+        max_rows,
         trim,
         checks: Checks {
             strict_quotes,
@@ -187,6 +197,9 @@ impl SourceConfig for DelimitedSourceConfig {
         };
         let (columns, width) = self.plan_columns(header.as_ref()).map_err(invalid)?;
         input.decoder.set_width(width);
+        let skipped = self
+            .skip_records(&mut input)
+            .map_err(|e| io_err("read", e))?;
         Ok(BuiltSource::Deferred(Box::new(DelimitedSource {
             shape: Arc::new(SourceSpec {
                 node: cx.node.clone(),
@@ -203,7 +216,10 @@ impl SourceConfig for DelimitedSourceConfig {
             reading: Reading::Sequential(Box::new(input)),
             sequential_only: self.sequential_only(),
             unsettled: VecDeque::new(),
-            ordinal: u64::from(self.has_headers),
+            ordinal: u64::from(self.has_headers) + skipped,
+            skipped,
+            max_rows: self.max_rows,
+            remaining: self.max_rows,
             widths_checked: false,
             ranges: 0,
             redos: 0,
@@ -218,11 +234,29 @@ impl DelimitedSourceConfig {
         let d = self.dialect;
         if !self.parallel {
             Some("`Parallel: false`")
+        } else if self.max_rows.is_some() {
+            Some("`MaxRows` counts records as they are split")
         } else if d.escape.is_some() && d.escape != d.quote {
             Some("with an `Escape` character, counting quotes cannot tell where records end")
         } else {
             None
         }
+    }
+
+    /// Read past `SkipRowsAfterHeader` records (malformed ones too: they are not rows); how many
+    /// there were, fewer if the file ends first.
+    fn skip_records(&self, input: &mut Input) -> std::io::Result<u64> {
+        let mut skipped = 0;
+        while skipped < self.skip_after_header && !input.decoder.is_done() {
+            let mut records = Records::default();
+            let want = (self.skip_after_header - skipped).min(self.chunk_size as u64);
+            input.read(&mut records, want as usize)?;
+            if records.is_empty() {
+                break;
+            }
+            skipped += records.len() as u64;
+        }
+        Ok(skipped)
     }
 
     /// Map declared columns to record fields and check them against the header.
@@ -345,6 +379,17 @@ impl SourceCommon for DelimitedSource {
                 self.ranges, self.redos
             )
         }];
+        if self.skipped > 0 {
+            notes.push(format!(
+                "{} records after the header read past (`SkipRowsAfterHeader`)",
+                self.skipped
+            ));
+        }
+        if let (Some(max), Some(0)) = (self.max_rows, self.remaining) {
+            notes.push(format!(
+                "read {max} records (`MaxRows`) and stopped"
+            ));
+        }
         if self.redos >= MAX_REDOS {
             notes.push(format!(
                 "after {MAX_REDOS} redos the rest of the file was split on one thread"

@@ -49,6 +49,11 @@ pub(super) struct DelimitedSource {
     pub(super) unsettled: VecDeque<Handed>,
     /// Records settled so far (the header counts).
     pub(super) ordinal: u64,
+    /// Records read past after the header (`SkipRowsAfterHeader`).
+    pub(super) skipped: u64,
+    /// `MaxRows`, and how many records it still allows.
+    pub(super) max_rows: Option<u64>,
+    pub(super) remaining: Option<u64>,
     /// Whether the columns' `Index`es were checked against the record width.
     pub(super) widths_checked: bool,
     /// Ranges split on the workers and kept.
@@ -124,13 +129,21 @@ impl DelimitedSource {
         let Reading::Sequential(input) = &mut self.reading else {
             return Err(RunError::Internal("not reading sequentially".into()));
         };
+        let want = match self.remaining {
+            Some(0) => return Ok(None),
+            Some(n) => n.min(self.chunk_size as u64) as usize,
+            None => self.chunk_size,
+        };
         let mut records = Records::with_cap(self.batch_bytes);
-        let read = input.read(&mut records, self.chunk_size);
+        let read = input.read(&mut records, want);
         let width = input.decoder.width();
-        let capped = records.len() < self.chunk_size && !input.decoder.is_done();
+        let capped = records.len() < want && !input.decoder.is_done();
         read.map_err(|e| self.io_error(e))?;
         if records.is_empty() {
             return Ok(None);
+        }
+        if let Some(n) = self.remaining.as_mut() {
+            *n -= records.len() as u64;
         }
         self.capped += u64::from(capped);
         if let (false, Some(width)) = (self.widths_checked, width) {
