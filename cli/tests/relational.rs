@@ -132,23 +132,26 @@ fn a_sort_killed_mid_spill_is_cleaned_up_by_the_next() {
     assert!(keys.windows(2).all(|w| w[0] <= w[1]), "not sorted");
 }
 
-/// Far more distinct keys than a 5 MiB limit holds: `Distinct` spills the rows with new keys
-/// by key and still keeps exactly the first row of each, in input order.
-#[test]
-fn a_distinct_past_its_memory_spills_and_stays_exact() {
+/// A `Distinct` whose state outgrows its share spills its rows by key and still keeps exactly
+/// the first (or last) row of each, in input order.
+fn distinct_spills_and_stays_exact(keep: &str) {
     let dir = tempfile::tempdir().unwrap();
     let mut csv = String::from("id,key\n");
-    let mut expected = Vec::new();
-    let mut seen = std::collections::HashSet::new();
+    let mut kept = std::collections::HashMap::new();
     for i in 0..150_000u64 {
         // Mostly new keys, with repeats near and far.
         let key = if i % 3 == 0 { (i * 7) % 40_000 } else { i };
         csv.push_str(&format!("{i},key-{key:09}\n"));
-        if seen.insert(key) {
-            expected.push(i);
+        if keep == "first" {
+            kept.entry(key).or_insert(i);
+        } else {
+            kept.insert(key, i);
         }
     }
-    spill_case(dir.path(), &csv, "Type: Distinct, Config: { On: [key] }");
+    let mut expected: Vec<u64> = kept.into_values().collect();
+    expected.sort_unstable();
+    let step = format!("Type: Distinct, Config: {{ On: [key], Keep: {keep} }}");
+    spill_case(dir.path(), &csv, &step);
     let out = flowengine()
         .args(["run", "--verbose", "pipeline.yaml"])
         .current_dir(dir.path())
@@ -167,11 +170,21 @@ fn a_distinct_past_its_memory_spills_and_stays_exact() {
         .map(|l| l.split(',').next().unwrap().parse().unwrap())
         .collect();
     assert_eq!(ids.len(), expected.len());
-    assert!(ids == expected, "not the first row of each key, in order");
+    assert!(ids == expected, "not the {keep} row of each key, in order");
     assert!(
         spill_dirs(dir.path()).is_empty(),
         "the spill directory stayed"
     );
+}
+
+#[test]
+fn a_distinct_keeping_first_past_its_memory_spills_and_stays_exact() {
+    distinct_spills_and_stays_exact("first");
+}
+
+#[test]
+fn a_distinct_keeping_last_past_its_memory_spills_and_stays_exact() {
+    distinct_spills_and_stays_exact("last");
 }
 
 #[test]

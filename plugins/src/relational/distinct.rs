@@ -5,8 +5,9 @@
 //! `Keep: first` streams: each batch goes on at once without the rows whose key was seen before.
 //! The keys seen are one byte arena and a hash table of offsets into it, so a key costs its bytes
 //! plus 16. `Keep: last` must see every row before it knows which one is last, so it holds the
-//! batches until the input ends. Either way the state must fit the node's share of
-//! `MemoryLimit`: past it the run fails with the figures, rather than use more than was allowed.
+//! batches until the input ends. Either way, once the state passes half the node's share of
+//! `MemoryLimit`, rows go to spill files partitioned by key and are deduplicated one partition at
+//! a time (`overflow.rs`).
 
 use std::sync::{Arc, RwLock};
 
@@ -28,7 +29,7 @@ use crate::spill::SpillDir;
 
 /// Which of the rows with one key stays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Keep {
+pub(super) enum Keep {
     First,
     Last,
 }
@@ -135,10 +136,7 @@ impl TransformConfig for DistinctConfig {
             held_bytes: 0,
             last: Vec::new(),
             finished: 0,
-            spill: match self.keep {
-                Keep::First => Some(SpillDir::create(&cx.temp_dir, &cx.node)?),
-                Keep::Last => None,
-            },
+            spill: Some(SpillDir::create(&cx.temp_dir, &cx.node)?),
             overflow: None,
             input,
             chunk_size: cx.chunk_size.max(1),
@@ -209,12 +207,8 @@ impl StatefulTransform for Distinct {
                 self.spill = spill;
                 Ok(())
             }
-            // Keep: first goes on with the keys it has, spilling the rest.
-            (Err(_), Some(spill)) => {
-                let overflow = Overflow::new(&self.node, spill, self.input.clone(), self.seq)?;
-                self.overflow = Some(overflow);
-                Ok(())
-            }
+            // Past its share, the state goes on disk (see `overflow.rs`).
+            (Err(_), Some(spill)) => self.overflow(spill),
             (Err(e), None) => Err(e),
         }
     }
@@ -256,9 +250,13 @@ impl StatefulTransform for Distinct {
             human_bytes(seen.bytes() as u64)
         )];
         if let Some(overflow) = &self.overflow {
+            let rows = match self.keep {
+                Keep::First => "later rows with new keys",
+                Keep::Last => "rows",
+            };
             notes.push(format!(
-                "the keys outgrew their share of `MemoryLimit` ({}): {} later rows with new keys \
-                 were spilled by key and deduplicated at the end",
+                "the state outgrew half its share of `MemoryLimit` ({}): {} {rows} were spilled \
+                 by key and deduplicated one partition at a time",
                 human_bytes(self.limit as u64),
                 overflow.spilled_rows
             ));
@@ -296,6 +294,27 @@ impl RowCondition for Early {
 }
 
 impl Distinct {
+    /// Go on with rows partitioned on disk: `Keep: first` keeps the keys it has, and spills the
+    /// rows of new keys; `Keep: last` spills every row, those it holds first.
+    fn overflow(&mut self, spill: SpillDir) -> Result<(), RunError> {
+        let start = match self.keep {
+            Keep::First => self.seq,
+            Keep::Last => 0,
+        };
+        let mut overflow = Overflow::new(&self.node, spill, self.keep, self.input.clone(), start)?;
+        for batch in std::mem::take(&mut self.held) {
+            let rows = self.keys.rows(&self.node, batch.data.columns())?;
+            overflow.spill(&batch, &rows, &vec![true; batch.num_rows()])?;
+        }
+        if self.keep == Keep::Last {
+            self.last = Vec::new();
+            self.held_bytes = 0;
+            *self.seen.write() = KeySet::default();
+        }
+        self.overflow = Some(overflow);
+        Ok(())
+    }
+
     /// Hold `batch` and note, for each of its rows, that it is its key's last so far.
     fn hold(&mut self, batch: Batch, rows: &Rows) -> Result<(), RunError> {
         let b = u32::try_from(self.held.len()).map_err(|_| self.too_many("batches"))?;
@@ -321,12 +340,8 @@ impl Distinct {
         };
         let used = bytes + self.held_bytes + self.last.len() * 8;
         // The key set grows by doubling: past half its share, the next growth would pass it.
-        // `Keep: first` then spills instead (see `overflow.rs`).
-        let allowed = match self.keep {
-            Keep::First => self.limit / 2,
-            Keep::Last => self.limit,
-        };
-        if used <= allowed {
+        // Then the state spills instead (see `overflow.rs`).
+        if used <= self.limit / 2 {
             return Ok(());
         }
         let what = match self.keep {

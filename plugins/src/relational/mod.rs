@@ -17,6 +17,7 @@ pub mod keys;
 pub mod limit;
 pub mod lookup;
 mod overflow;
+mod partition;
 pub mod sort;
 
 /// The file the rows of a transform's output came from: one file if every input batch named the

@@ -1,51 +1,41 @@
-//! What `Distinct` (`Keep: first`) does once its keys outgrow their share of `MemoryLimit`.
+//! What `Distinct` does once its state outgrows its share of `MemoryLimit`.
 //!
-//! The keys seen so far stay in memory and no key is added to them: a later row with one of them
-//! is still dropped at once. Every other row (its key was first seen after the overflow, or is
-//! being seen now) goes, with its position in the input, to one of [`PARTITIONS`] spill files
-//! chosen by a hash of its key, so all rows with one key land in one file, in input order. At the
-//! end each file is deduplicated on its own (its first row of each key is the key's first row
-//! after the overflow), the rows kept are written back in input order, and those runs are merged
-//! by input position. Every row passed on before the overflow comes before every row after it, so
-//! the output is in input order throughout.
+//! `Keep: first`: the keys seen so far stay in memory and no key is added to them: a later row
+//! with one of them is still dropped at once. Every other row (its key was first seen after the
+//! overflow, or is being seen now) goes to the key partitions of `partition.rs`. At the end each
+//! partition is deduplicated on its own (its first row of each key is the key's first row after
+//! the overflow). Every row passed on before the overflow comes before every row after it.
+//!
+//! `Keep: last`: nothing was passed on yet, so every row held goes to the partitions, then every
+//! later row; each partition keeps its last row of each key.
+//!
+//! Either way the rows kept from each partition are written back in input order, and those runs
+//! are merged by input position, so the output is in input order throughout.
 
-use std::hash::BuildHasher;
 use std::sync::Arc;
 
-use arrow_array::cast::AsArray;
-use arrow_array::types::UInt64Type;
-use arrow_array::{ArrayRef, BooleanArray, RecordBatch, UInt32Array, UInt64Array};
-use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use arrow_array::{BooleanArray, RecordBatch};
+use arrow_schema::SchemaRef;
 use flowengine_engine::error::RunError;
 use flowengine_engine::Batch;
 
-use super::keys::{KeyItem, KeySet, Keys};
+use super::distinct::Keep;
+use super::keys::{KeySet, Keys};
 use super::node_error;
+use super::partition::{self, Partitions};
 use super::sort::{Cursor, Merge};
-use crate::spill::{SpillDir, SpillFile, SpillWriter};
-
-/// Spill files the overflowing rows are spread over. Each must fit the node's share at the end.
-const PARTITIONS: usize = 64;
-/// Rows a partition collects before they are written.
-const FLUSH_ROWS: usize = 512;
-/// The columns a spilled row carries besides its own: its input position and line.
-const SEQ: &str = "__flowengine_seq";
-const LINE: &str = "__flowengine_line";
+use crate::spill::{SpillDir, SpillFile};
 
 /// The rows of a `Distinct` past its memory share, partitioned by key on disk.
 pub(super) struct Overflow {
     node: String,
     spill: SpillDir,
+    keep: Keep,
     input: SchemaRef,
+    /// The partitions' schema: the input's, the position and the line.
     schema: SchemaRef,
-    writers: Vec<SpillWriter>,
-    /// Per partition, slices not written yet, and their rows: written a few thousand rows at a
-    /// time rather than a few rows per input batch.
-    pending: Vec<Vec<RecordBatch>>,
-    pending_rows: Vec<usize>,
-    hasher: hashbrown::DefaultHashBuilder,
-    /// Input position of the next row.
-    seq: u64,
+    /// Until `finish` begins.
+    parts: Option<Partitions>,
     /// The final merge, once `finish` has begun.
     merge: Option<Merge>,
     seq_keys: Keys,
@@ -58,43 +48,26 @@ impl Overflow {
     pub(super) fn new(
         node: &str,
         mut spill: SpillDir,
+        keep: Keep,
         input: SchemaRef,
         seq: u64,
     ) -> Result<Overflow, RunError> {
-        let mut fields = input.fields().to_vec();
-        fields.push(Arc::new(Field::new(SEQ, DataType::UInt64, false)));
-        fields.push(Arc::new(Field::new(LINE, DataType::UInt64, true)));
-        let schema = Arc::new(Schema::new(fields));
-        let writers = (0..PARTITIONS)
-            .map(|_| spill.writer(&schema, 64 << 10))
-            .collect::<Result<_, _>>()?;
-        let seq_item = KeyItem {
-            column: SEQ.into(),
-            descending: false,
-            nulls_first: false,
-            path: String::new(),
-        };
-        let seq_keys = Keys::resolve(&[seq_item], &schema).map_err(|_| {
-            RunError::Internal("distinct: the spill schema lost its position column".into())
-        })?;
+        let parts = Partitions::new(node, &mut spill, &input, seq)?;
         Ok(Overflow {
             node: node.to_string(),
+            seq_keys: partition::seq_keys(node, &parts.schema)?,
+            schema: parts.schema.clone(),
             spill,
+            keep,
             input,
-            schema,
-            writers,
-            pending: vec![Vec::new(); PARTITIONS],
-            pending_rows: vec![0; PARTITIONS],
-            hasher: Default::default(),
-            seq,
+            parts: Some(parts),
             merge: None,
-            seq_keys,
             file: None,
             spilled_rows: 0,
         })
     }
 
-    /// Spill the rows of `batch` where `candidate` is true (keys not in memory), by key.
+    /// Spill the rows of `batch` where `candidate` is true, by key.
     pub(super) fn spill(
         &mut self,
         batch: &Batch,
@@ -102,54 +75,13 @@ impl Overflow {
         candidate: &[bool],
     ) -> Result<(), RunError> {
         self.file = batch.origin.file.clone();
-        let n = batch.num_rows();
-        let mut rows_of: Vec<Vec<u32>> = vec![Vec::new(); PARTITIONS];
-        for (r, _) in candidate.iter().enumerate().filter(|(_, &c)| c) {
-            let p = self.hasher.hash_one(keys.row(r).as_ref()) as usize % PARTITIONS;
-            rows_of[p].push(r as u32);
-        }
-        let mut columns = batch.data.columns().to_vec();
-        columns.push(Arc::new(UInt64Array::from_iter_values(
-            self.seq..self.seq + n as u64,
-        )));
-        columns.push(Arc::new(batch.origin.lines.clone()));
-        self.seq += n as u64;
-        let whole = RecordBatch::try_new(self.schema.clone(), columns)
-            .map_err(|e| node_error(&self.node, e))?;
-        // One `take` puts the rows in partition order; each partition gets a slice of it.
-        let counts: Vec<usize> = rows_of.iter().map(Vec::len).collect();
-        let order = UInt32Array::from(rows_of.concat());
-        let taken = arrow_select::take::take_record_batch(&whole, &order)
-            .map_err(|e| node_error(&self.node, e))?;
-        let mut start = 0;
-        for (p, count) in counts.into_iter().enumerate() {
-            if count == 0 {
-                continue;
-            }
-            self.spilled_rows += count as u64;
-            self.pending[p].push(taken.slice(start, count));
-            self.pending_rows[p] += count;
-            start += count;
-            if self.pending_rows[p] >= FLUSH_ROWS {
-                self.flush(p)?;
-            }
-        }
+        let parts = self.parts.as_mut().ok_or_else(|| finished(&self.node))?;
+        parts.write(batch, keys, candidate)?;
+        self.spilled_rows = parts.rows;
         Ok(())
     }
 
-    /// Write partition `p`'s pending slices as one batch.
-    fn flush(&mut self, p: usize) -> Result<(), RunError> {
-        if self.pending[p].is_empty() {
-            return Ok(());
-        }
-        let slices = std::mem::take(&mut self.pending[p]);
-        self.pending_rows[p] = 0;
-        let batch = arrow_select::concat::concat_batches(&self.schema, &slices)
-            .map_err(|e| node_error(&self.node, e))?;
-        self.writers[p].write(&batch)
-    }
-
-    /// The next chunk of first rows after the overflow, in input order; the duplicates found on
+    /// The next chunk of rows kept after the overflow, in input order; the duplicates found on
     /// the way are added to `duplicates`.
     pub(super) fn next_chunk(
         &mut self,
@@ -157,45 +89,65 @@ impl Overflow {
         chunk_size: usize,
         duplicates: &mut u64,
     ) -> Result<Option<Batch>, RunError> {
-        if self.merge.is_none() {
-            for p in 0..PARTITIONS {
-                self.flush(p)?;
-            }
+        if let Some(parts) = self.parts.take() {
             let mut cursors = Vec::new();
-            for writer in std::mem::take(&mut self.writers) {
-                let part = writer.finish()?;
+            for part in parts.finish()? {
                 let kept = self.dedup(&part, keys, duplicates)?;
                 let reader = self.spill.read(&kept)?;
                 cursors.extend(Cursor::spilled(reader, &self.seq_keys, &self.node)?);
             }
             self.merge = Some(Merge::new(cursors));
         }
-        let merge = self.merge.as_mut().expect("set above");
+        let merge = self.merge.as_mut().ok_or_else(|| finished(&self.node))?;
         let Some(chunk) = merge.next_chunk(chunk_size, &self.seq_keys, &self.node)? else {
             return Ok(None);
         };
-        let width = self.input.fields().len();
-        let lines = chunk.column(width + 1).as_primitive::<UInt64Type>().clone();
-        let columns: Vec<ArrayRef> = chunk.columns()[..width].to_vec();
+        let (columns, _, lines) = partition::split_position(&chunk);
+        let lines = lines.clone();
         let data = RecordBatch::try_new(self.input.clone(), columns)
             .map_err(|e| node_error(&self.node, e))?;
         Ok(Some(Batch::new(data, self.file.clone(), lines)))
     }
 
-    /// The first row of each key in one partition, in input order, as a new run.
+    /// The first (or last) row of each key in one partition, in input order, as a new run.
     fn dedup(
         &mut self,
         part: &SpillFile,
         keys: &Keys,
         duplicates: &mut u64,
     ) -> Result<SpillFile, RunError> {
-        let mut reader = self.spill.read(part)?;
+        // `Keep: last`: a first pass finds each key's last position.
+        let mut last: Vec<u64> = Vec::new();
         let mut seen = KeySet::default();
+        if self.keep == Keep::Last {
+            let mut reader = self.spill.read(part)?;
+            while let Some(batch) = reader.next_batch()? {
+                let rows = keys.rows(&self.node, batch.columns())?;
+                let (_, seq, _) = partition::split_position(&batch);
+                for r in 0..batch.num_rows() {
+                    let (k, new) = seen.insert(rows.row(r).as_ref());
+                    match new {
+                        true => last.push(seq.value(r)),
+                        false => last[k] = seq.value(r),
+                    }
+                }
+            }
+        }
+        let mut reader = self.spill.read(part)?;
         let mut kept = self.spill.writer(&self.schema, 1 << 20)?;
         while let Some(batch) = reader.next_batch()? {
             let rows = keys.rows(&self.node, batch.columns())?;
+            let (_, seq, _) = partition::split_position(&batch);
             let keep: BooleanArray = (0..batch.num_rows())
-                .map(|r| Some(seen.insert(rows.row(r).as_ref()).1))
+                .map(|r| {
+                    let key = rows.row(r);
+                    Some(match self.keep {
+                        Keep::First => seen.insert(key.as_ref()).1,
+                        Keep::Last => seen
+                            .find(key.as_ref())
+                            .is_some_and(|k| last[k] == seq.value(r)),
+                    })
+                })
                 .collect();
             *duplicates += (batch.num_rows() - keep.true_count()) as u64;
             let batch = arrow_select::filter::filter_record_batch(&batch, &keep)
@@ -204,4 +156,8 @@ impl Overflow {
         }
         kept.finish()
     }
+}
+
+fn finished(node: &str) -> RunError {
+    RunError::Internal(format!("{node}: the overflow was used after it finished"))
 }
