@@ -133,7 +133,9 @@ Pipeline:
       Type: Aggregate
       Config:
         GroupBy: [id]
-        Columns: { oldest: "max(years)" }
+        Columns:
+          oldest: "max(years)"
+          ages: "count(DISTINCT years) FILTER (WHERE years > 0)"
         Order: input
     - Name: AggregateOut
       Type: NullSink

@@ -187,6 +187,71 @@ fn a_distinct_keeping_last_past_its_memory_spills_and_stays_exact() {
     distinct_spills_and_stays_exact("last");
 }
 
+/// An `Aggregate` whose groups outgrow its share spills the rows of later groups by key and
+/// still gives every group once, with exact figures, in key order or first-appearance order.
+fn aggregate_spills_and_stays_exact(order: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut csv = String::from("id,key\n");
+    // key -> (first id, rows, sum of ids, even ids)
+    let mut groups: std::collections::HashMap<u64, (u64, u64, u64, u64)> = Default::default();
+    for i in 0..200_000u64 {
+        // Mostly new groups, with repeats near and far: an early group keeps growing after the
+        // overflow, in memory; a later one grows on disk.
+        let key = if i % 3 == 0 { (i * 7) % 30_000 } else { i };
+        csv.push_str(&format!("{i},key-{key:09}\n"));
+        let g = groups.entry(key).or_insert((i, 0, 0, 0));
+        g.1 += 1;
+        g.2 += i;
+        g.3 += u64::from(i % 2 == 0);
+    }
+    let mut expected: Vec<(String, u64, u64, u64, u64)> = groups
+        .into_iter()
+        .map(|(k, (first, rows, sum, even))| (format!("key-{k:09}"), first, rows, sum, even))
+        .collect();
+    match order {
+        "keys" => expected.sort_by(|a, b| a.0.cmp(&b.0)),
+        _ => expected.sort_by_key(|g| g.1),
+    }
+    let expected: Vec<String> = expected
+        .iter()
+        .map(|(k, first, rows, sum, even)| format!("{k},{first},{rows},{sum},{even}"))
+        .collect();
+    let step = format!(
+        "Type: Aggregate, Config: {{ GroupBy: [key], Order: {order}, Columns: {{ first: \"first(id)\", \
+         rows: \"count(*)\", total: \"sum(id)\", even: \"count(DISTINCT id) FILTER (WHERE id % 2 = 0)\" }} }}"
+    );
+    spill_case(dir.path(), &csv, &step);
+    let out = flowengine()
+        .args(["run", "--verbose", "pipeline.yaml"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("spilled by key"),
+        "it never spilled:\n{stderr}"
+    );
+    let written = std::fs::read_to_string(dir.path().join("out.csv")).unwrap();
+    let got: Vec<&str> = written.lines().skip(1).collect();
+    assert_eq!(got.len(), expected.len());
+    assert!(got == expected, "groups differ from the expected ones");
+    assert!(
+        spill_dirs(dir.path()).is_empty(),
+        "the spill directory stayed"
+    );
+}
+
+#[test]
+fn an_aggregate_in_key_order_past_its_memory_spills_and_stays_exact() {
+    aggregate_spills_and_stays_exact("keys");
+}
+
+#[test]
+fn an_aggregate_in_input_order_past_its_memory_spills_and_stays_exact() {
+    aggregate_spills_and_stays_exact("input");
+}
+
 #[test]
 fn sort_and_distinct_agree_with_duckdb() {
     let has_duckdb = Command::new("python3")

@@ -102,7 +102,7 @@ fn columns_read(e: &Expr, out: &mut Vec<usize>) {
 }
 
 /// Which rows pass, from the condition's value: false and null do not.
-fn passing(value: &ArrayRef, rows: usize) -> BooleanArray {
+pub(crate) fn passing(value: &ArrayRef, rows: usize) -> BooleanArray {
     match value.data_type() {
         // `WHERE NULL`: nothing passes.
         DataType::Null => BooleanArray::from(vec![false; rows]),

@@ -125,14 +125,26 @@ impl Written {
         Written::parse(field.node, m.key_path(key), field.mark, cx)
     }
 
+    /// An expression written inside another value (an aggregate's `FILTER (WHERE ...)`), placed
+    /// at that value's `path` and `mark`; a syntax error comes back as its message.
+    pub(crate) fn from_text(text: &str, path: String, mark: Mark) -> Result<Written, String> {
+        let ast = parse::parse(text).map_err(|e| e.render(text))?;
+        Ok(Written {
+            text: text.to_string(),
+            ast,
+            path,
+            mark,
+        })
+    }
+
     /// Type-check against `schema`; the error names where the expression was written and the
     /// position in it (and, for an unknown column, the known columns).
-    fn check(&self, schema: &Schema) -> Result<Expr, PlanError> {
+    pub(crate) fn check(&self, schema: &Schema) -> Result<Expr, PlanError> {
         check::check(&self.ast, schema).map_err(|e| self.error(e.render(&self.text)))
     }
 
     /// A plan-time problem with this expression, placed at its key and value.
-    fn error(&self, message: impl Into<String>) -> PlanError {
+    pub(crate) fn error(&self, message: impl Into<String>) -> PlanError {
         PlanError::at(&self.path, Some(self.mark), message)
     }
 }
@@ -174,14 +186,14 @@ fn read_columns<T>(
 }
 
 /// What a failed conversion is called in the reject: its column, and the hint.
-struct FailureSite {
-    column: Option<ColumnRef>,
-    hint: &'static str,
+pub(crate) struct FailureSite {
+    pub(crate) column: Option<ColumnRef>,
+    pub(crate) hint: &'static str,
 }
 
 /// Turn conversion failures into rejects (in row order, the first failure of each row) and the
 /// mask of rows that stay. `None` when nothing failed.
-fn reject_failures(
+pub(crate) fn reject_failures(
     node: &str,
     batch: &Batch,
     failures: &[(FailureSite, CastFailures)],

@@ -137,17 +137,20 @@ fn with_position(schema: &SchemaRef) -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
-/// Keys that order rows by their [`SEQ`] column in `schema`.
-pub(super) fn seq_keys(node: &str, schema: &Schema) -> Result<Keys, RunError> {
-    let item = KeyItem {
+/// The [`SEQ`] column as a key, ascending.
+pub(super) fn seq_item() -> KeyItem {
+    KeyItem {
         column: SEQ.into(),
         descending: false,
         nulls_first: false,
         path: String::new(),
-    };
-    Keys::resolve(&[item], schema).map_err(|_| {
-        RunError::Internal(format!("{node}: a spill schema lost its position column"))
-    })
+    }
+}
+
+/// Keys that order rows by their [`SEQ`] column in `schema`.
+pub(super) fn seq_keys(node: &str, schema: &Schema) -> Result<Keys, RunError> {
+    Keys::resolve(&[seq_item()], schema)
+        .map_err(|_| RunError::Internal(format!("{node}: a spill schema lost its position column")))
 }
 
 /// A partition's batch back as the input's columns, its positions and its lines.

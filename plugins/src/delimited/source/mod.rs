@@ -386,9 +386,7 @@ impl SourceCommon for DelimitedSource {
             ));
         }
         if let (Some(max), Some(0)) = (self.max_rows, self.remaining) {
-            notes.push(format!(
-                "read {max} records (`MaxRows`) and stopped"
-            ));
+            notes.push(format!("read {max} records (`MaxRows`) and stopped"));
         }
         if self.redos >= MAX_REDOS {
             notes.push(format!(
