@@ -1,7 +1,9 @@
 //! The relational transforms as a user runs them, where a golden case cannot reach:
 //! - a `Sort` killed outright while it spills leaves its spill directory, and the next sort in the
 //!   same place removes it (and says so);
-//! - random small tables through `Sort` and `Distinct` agree row for row with DuckDB
+//! - a `Distinct` or `Aggregate` past its memory spills by key and stays exact;
+//! - random small tables through `Sort`, `Distinct`, `Aggregate` and `Lookup` agree row for row
+//!   with DuckDB
 //!   (`scripts/differential-relational`; skipped with a message where DuckDB is not installed).
 
 use std::path::{Path, PathBuf};
@@ -253,7 +255,7 @@ fn an_aggregate_in_input_order_past_its_memory_spills_and_stays_exact() {
 }
 
 #[test]
-fn sort_and_distinct_agree_with_duckdb() {
+fn the_relational_transforms_agree_with_duckdb() {
     let has_duckdb = Command::new("python3")
         .args(["-c", "import duckdb"])
         .stderr(Stdio::null())

@@ -90,6 +90,60 @@ fn datums<T: Array + 'static>(
     Ok(Value::wrap(Arc::new(out), l.is_scalar() && r.is_scalar()))
 }
 
+/// Compare as SQL (and DuckDB) does: every NaN is one value, above every number, and `-0 = 0`.
+/// Arrow's kernels order floats by IEEE total order, where neither holds, so floats are made
+/// canonical first.
+fn compare(
+    l: &Value,
+    r: &Value,
+    kernel: impl Fn(&dyn Datum, &dyn Datum) -> Result<BooleanArray, ArrowError>,
+) -> Result<Value, ArrowError> {
+    let canon = |v: &Value| match v {
+        Value::Array(a) => Value::Array(canonical_floats(a)),
+        Value::Scalar(a) => Value::Scalar(canonical_floats(a)),
+    };
+    datums(&canon(l), &canon(r), kernel)
+}
+
+/// Floats as SQL compares them: `-0` is `0`, and every NaN is the one NaN, which sorts after
+/// every number. Arrow (its comparison kernels and `arrow-row`) orders floats by their bits
+/// (IEEE total order), which tells them apart.
+pub fn canonical_floats(column: &ArrayRef) -> ArrayRef {
+    fn canon<T: arrow_array::ArrowPrimitiveType>(
+        a: &arrow_array::PrimitiveArray<T>,
+        f: impl Fn(T::Native) -> T::Native,
+    ) -> ArrayRef {
+        Arc::new(a.unary::<_, T>(f))
+    }
+    match column.data_type() {
+        DataType::Float64 => canon(
+            column.as_primitive::<arrow_array::types::Float64Type>(),
+            |v| {
+                if v.is_nan() {
+                    f64::NAN
+                } else if v == 0.0 {
+                    0.0
+                } else {
+                    v
+                }
+            },
+        ),
+        DataType::Float32 => canon(
+            column.as_primitive::<arrow_array::types::Float32Type>(),
+            |v| {
+                if v.is_nan() {
+                    f32::NAN
+                } else if v == 0.0 {
+                    0.0
+                } else {
+                    v
+                }
+            },
+        ),
+        _ => column.clone(),
+    }
+}
+
 /// Evaluate `e` over `batch`: one value per row. Values a CAST cannot convert are null in the
 /// result and listed in `failures`.
 pub fn evaluate(
@@ -150,7 +204,7 @@ impl Cx<'_> {
                     Cmp::Gt => arrow_ord::cmp::gt,
                     Cmp::Ge => arrow_ord::cmp::gt_eq,
                 };
-                datums(&l, &r, kernel)?
+                compare(&l, &r, kernel)?
             }
             Kind::And(l, r) => self.logic(l, r, failures, and_kleene)?,
             Kind::Or(l, r) => self.logic(l, r, failures, or_kleene)?,
@@ -369,7 +423,7 @@ impl Cx<'_> {
         let mut result: Option<Value> = None;
         for item in items {
             let item = self.eval(item, failures)?;
-            let eq = datums(&v, &item, arrow_ord::cmp::eq)?;
+            let eq = compare(&v, &item, arrow_ord::cmp::eq)?;
             result = Some(match result {
                 None => eq,
                 Some(prev) => {
@@ -423,7 +477,7 @@ fn datums_zip(mask: &BooleanArray, t: &Value, f: &Value) -> Result<ArrayRef, Arr
 /// run). `None` when the divisor is a constant zero or null.
 fn zero_as_null(r: &Value) -> Result<Option<Value>, ArrowError> {
     let zero = arrow_cast::cast(&Int64Array::from(vec![0]), r_type(r))?;
-    let is_zero = datums(r, &Value::Scalar(zero), arrow_ord::cmp::eq)?;
+    let is_zero = compare(r, &Value::Scalar(zero), arrow_ord::cmp::eq)?;
     Ok(match (r, is_zero) {
         (Value::Scalar(a), Value::Scalar(z)) => {
             let z = z.as_boolean();

@@ -173,3 +173,32 @@ fn a_cast_fails_only_the_rows_of_its_case_branch() {
     );
     assert_eq!(out.data_type(), &DataType::Float64);
 }
+
+/// Floats compare as SQL (and DuckDB) compare them, not by their bits: every NaN is one value
+/// above every number, `-0 = 0`, and dividing by `-0` is dividing by zero.
+#[test]
+fn floats_compare_as_sql() {
+    let schema = Arc::new(Schema::new(vec![Field::new("d", DataType::Float64, true)]));
+    let values = [f64::NAN, -f64::NAN, -0.0, 0.0, 1.0, f64::INFINITY];
+    let b =
+        RecordBatch::try_new(schema, vec![Arc::new(Float64Array::from(values.to_vec()))]).unwrap();
+    let eval = |text: &str| {
+        let e = check(&parse(text).unwrap(), &b.schema()).unwrap();
+        let out = evaluate(&e, b.columns(), b.num_rows(), &mut Vec::new()).unwrap();
+        let f = arrow_cast::display::ArrayFormatter::try_new(
+            out.as_ref(),
+            &arrow_cast::display::FormatOptions::default().with_null("∅"),
+        )
+        .unwrap();
+        (0..out.len())
+            .map(|i| f.value(i).to_string())
+            .collect::<Vec<_>>()
+    };
+    let t = "true";
+    let f = "false";
+    assert_eq!(eval("d > 1"), [t, t, f, f, f, t]);
+    assert_eq!(eval("d = 0"), [f, f, t, t, f, f]);
+    assert_eq!(eval("d = CAST('NaN' AS double)"), [t, t, f, f, f, f]);
+    assert_eq!(eval("d IN (0, 1)"), [f, f, t, t, t, f]);
+    assert_eq!(eval("1 / d"), ["NaN", "NaN", "∅", "∅", "1.0", "0.0"]);
+}

@@ -2,13 +2,10 @@
 //! (`arrow-row`) that compare and hash as the SQL order and equality say.
 
 use std::hash::BuildHasher;
-use std::sync::Arc;
 
-use arrow_array::cast::AsArray;
-use arrow_array::types::{Float32Type, Float64Type};
-use arrow_array::{ArrayRef, PrimitiveArray};
+use arrow_array::ArrayRef;
 use arrow_row::{RowConverter, Rows, SortField};
-use arrow_schema::{DataType, Schema, SortOptions};
+use arrow_schema::{Schema, SortOptions};
 use flowengine_engine::error::{PlanError, RunError};
 use flowengine_engine::load::config::{ConfigCx, MapReader};
 use hashbrown::HashTable;
@@ -306,42 +303,14 @@ impl KeySet {
     }
 }
 
-/// Floats as SQL compares them: `-0` is `0`, and every NaN is the one NaN, which sorts after
-/// every number. `arrow-row` orders floats by their bits (IEEE total order), which tells them
-/// apart.
-pub(super) fn normalize(column: &ArrayRef) -> ArrayRef {
-    fn canon<T: arrow_array::ArrowPrimitiveType>(
-        a: &PrimitiveArray<T>,
-        f: impl Fn(T::Native) -> T::Native,
-    ) -> ArrayRef {
-        Arc::new(a.unary::<_, T>(f))
-    }
-    match column.data_type() {
-        DataType::Float64 => canon(column.as_primitive::<Float64Type>(), |v| {
-            if v.is_nan() {
-                f64::NAN
-            } else if v == 0.0 {
-                0.0
-            } else {
-                v
-            }
-        }),
-        DataType::Float32 => canon(column.as_primitive::<Float32Type>(), |v| {
-            if v.is_nan() {
-                f32::NAN
-            } else if v == 0.0 {
-                0.0
-            } else {
-                v
-            }
-        }),
-        _ => column.clone(),
-    }
-}
+pub(super) use crate::native::eval::canonical_floats as normalize;
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use arrow_array::Float64Array;
+    use arrow_schema::DataType;
 
     use super::*;
 
