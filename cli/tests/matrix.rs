@@ -4,7 +4,8 @@
 //! (none, `Nullable`, `Format`, `TimeZone`, and their combinations), plus rows with a bad value in
 //! each rejectable column. Each trial runs that file through one path (straight to the sink, a
 //! `JavaScriptTransform` with `Inherit`, `Compute`, `Cast`, `Select`, `Sort` and `Distinct` on every
-//! column as a key, `Aggregate` grouping by every column, `Limit`, a reservoir `Sample`) into one
+//! column as a key, `Aggregate` grouping by every column, a `Lookup` on every column, `Limit`, a
+//! reservoir `Sample`) into one
 //! sink, under
 //! `skip-row`, then reads back what it wrote with a reader that is not the writer (arrow-ipc, the
 //! parquet crate, our own `DelimitedSource`) and compares type by type and value by value with
@@ -158,7 +159,34 @@ const PATHS: &[PathKind] = &[
     PathKind { name: "limit", transform: |_| Some(step("Limit", "{ Rows: 1000 }")) },
     PathKind { name: "sample-rows", transform: |_| Some(step("Sample", "{ Rows: 1000 }")) },
     PathKind { name: "aggregate", transform: aggregate },
+    PathKind { name: "lookup", transform: lookup },
 ];
+
+/// Every column a lookup key, one `Lookup` each, against `reference` (the good rows again, each
+/// column named `r_<name>`): each adds `string_plain`'s match, a `Filter` then requires a match for
+/// every key that is not null (a null key matches nothing), and a `Select` drops the matches.
+fn lookup(cols: &[Column]) -> Option<String> {
+    let mut entries = Vec::new();
+    let mut conditions = Vec::new();
+    for (k, c) in cols.iter().enumerate() {
+        entries.push(format!(
+            "{{ Name: lookup{k}, Type: Lookup, Config: {{ On: {{ {0}: r_{0} }}, \
+             Columns: [{{ Name: r_{1}, As: m{k} }}], DuplicateKeys: first }} }}",
+            c.name, cols[0].name
+        ));
+        conditions.push(format!("({} IS NULL OR m{k} IS NOT NULL)", c.name));
+    }
+    entries.push(format!(
+        "{{ Name: matched, Type: Filter, Config: {{ Condition: \"{}\" }} }}",
+        conditions.join(" AND ")
+    ));
+    let matches: Vec<String> = (0..cols.len()).map(|k| format!("m{k}")).collect();
+    entries.push(format!(
+        "{{ Name: drop_m, Type: Select, Config: {{ Drop: [{}] }} }}",
+        matches.join(", ")
+    ));
+    Some(entries.join("\n    - "))
+}
 
 /// Every column a group key (every type through the key encoding and back); `Order: input`
 /// keeps the rows as written, and the count it adds is dropped again.
@@ -315,7 +343,9 @@ fn run_trial(path: &PathKind, sink: &SinkKind) -> Result<(), Failed> {
 
     let summary = run(dir.path(), "pipeline.yaml")?;
     let mut problems = Vec::new();
-    check_accounting(&summary, bad_rows.len(), &mut problems);
+    // The `lookup` path's reference source reads the good rows once more.
+    let reference = if yaml.contains(".lookup }") { ROWS } else { 0 };
+    check_accounting(&summary, bad_rows.len(), reference, &mut problems);
     check_rejects(dir.path(), &bad_rows, &mut problems);
     match (sink.read_back)(dir.path(), &cols) {
         Ok(Some(got)) => compare(&expected(&cols), &got, &mut problems),
@@ -344,6 +374,11 @@ fn write_input(dir: &Path, cols: &[Column]) -> Result<Vec<BadRow>, String> {
     for row in 0..ROWS {
         text += &record(&cols.iter().map(|c| c.input[row]).collect::<Vec<_>>());
     }
+    // The reference of the `lookup` path: the good rows, every column named `r_<name>`.
+    let renamed: Vec<String> = header.iter().map(|h| format!("r_{h}")).collect();
+    let renamed: Vec<&str> = renamed.iter().map(String::as_str).collect();
+    let reference = record(&renamed) + &text[text.find('\n').map_or(0, |i| i + 1)..];
+    std::fs::write(dir.join("ref.csv"), reference).map_err(|e| e.to_string())?;
     let mut bad = Vec::new();
     let empty_in_required = cols
         .iter()
@@ -417,7 +452,16 @@ fn pipeline(cols: &[Column], transform: Option<String>, sink: &str) -> String {
             .and_then(|n| n.split(',').next())
             .unwrap_or("step");
         connections.push(format!("    - {{ From: {last}, To: {name} }}"));
+        if entry.contains("Type: Lookup") {
+            connections.push(format!("    - {{ From: reference, To: {name}.lookup }}"));
+        }
         last = name.to_string();
+    }
+    if connections.iter().any(|c| c.contains(".lookup")) {
+        let reference = source(cols, "ref.csv", |c| c.decl.to_string());
+        out += &reference
+            .replacen("Name: read", "Name: reference", 1)
+            .replace("- { Name: ", "- { Name: r_");
     }
     let _ = writeln!(out, "    - {sink}");
     connections.push(format!("    - {{ From: {last}, To: write }}"));
@@ -443,10 +487,15 @@ fn run(dir: &Path, file: &str) -> Result<serde_json::Value, String> {
         .map_err(|e| format!("the --json summary does not parse: {e}\n{stderr}"))
 }
 
-fn check_accounting(summary: &serde_json::Value, bad: usize, problems: &mut Vec<String>) {
+fn check_accounting(
+    summary: &serde_json::Value,
+    bad: usize,
+    reference: usize,
+    problems: &mut Vec<String>,
+) {
     let count = |key: &str| summary[key].as_u64().unwrap_or(u64::MAX);
     let want = [
-        ("rows_read", (ROWS + bad) as u64),
+        ("rows_read", (ROWS + bad + reference) as u64),
         ("rows_written", ROWS as u64),
         ("rows_rejected", bad as u64),
         ("rows_filtered", 0),

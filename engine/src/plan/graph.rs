@@ -70,15 +70,17 @@ impl Plan {
     }
 
     /// Input ports left unconnected, and input ports fed (through any chain) by a node that also
-    /// feeds the main input: the node reads every input port to its end before the main input, so
-    /// such a node would wait on a full main connection forever.
+    /// feeds the main input (through main inputs): the node reads every input port to its end
+    /// before the main input, so such a node would wait on a full main connection forever. A
+    /// chain through another node's input port cannot fill up that way, since ports are read
+    /// eagerly: one reference source may feed the ports of several chained nodes.
     fn side_input_problems(&self, n: &PlanNode) -> Vec<String> {
         let name = &n.name;
         let mut problems = Vec::new();
         if n.input_ports.is_empty() {
             return problems;
         }
-        let main = self.ancestors(n, 0);
+        let main = self.ancestors(n, 0, true);
         for (k, port) in n.input_ports.iter().enumerate() {
             if !n.inputs.iter().any(|&e| self.edges[e].to_port == k + 1) {
                 problems.push(format!(
@@ -87,7 +89,7 @@ impl Plan {
                 continue;
             }
             let shared: Vec<&str> = self
-                .ancestors(n, k + 1)
+                .ancestors(n, k + 1, false)
                 .into_iter()
                 .filter(|a| main.contains(a))
                 .map(|a| self.nodes[a].name.as_str())
@@ -103,7 +105,8 @@ impl Plan {
     }
 
     /// The nodes upstream of input `port` of `n`, in the order found.
-    fn ancestors(&self, n: &PlanNode, port: usize) -> Vec<usize> {
+    /// The nodes upstream of `n`'s input `port`; with `main_only`, through main inputs only.
+    fn ancestors(&self, n: &PlanNode, port: usize, main_only: bool) -> Vec<usize> {
         let mut found: Vec<usize> = Vec::new();
         let mut stack: Vec<usize> = n
             .inputs
@@ -116,7 +119,12 @@ impl Plan {
                 continue;
             }
             found.push(i);
-            stack.extend(self.nodes[i].inputs.iter().map(|&e| self.edges[e].from));
+            let inputs = self.nodes[i].inputs.iter().map(|&e| &self.edges[e]);
+            stack.extend(
+                inputs
+                    .filter(|e| !main_only || e.to_port == 0)
+                    .map(|e| e.from),
+            );
         }
         found
     }
