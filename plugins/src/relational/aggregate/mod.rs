@@ -602,7 +602,7 @@ impl Aggregate {
         };
         let files = parts.finish()?;
         let first = self.groups.finish(self.order, &self.runs, true)?;
-        let mut runs = vec![spill.write(&self.runs, [Ok(first)])?];
+        let mut runs = vec![spill.write(&self.runs, chunks(first, self.chunk_size))?];
         // Free the groups in memory before the partitions take their place.
         let keys = Keys::resolve(&self.group_by, &self.input)
             .map_err(|e| RunError::Internal(PlanError::join(&e)))?;
@@ -637,7 +637,7 @@ impl Aggregate {
         }
         let run = groups.finish(self.order, &self.runs, true)?;
         let spill = self.spill.as_mut().expect("only after an overflow");
-        spill.write(&self.runs, [Ok(run)])
+        spill.write(&self.runs, chunks(run, self.chunk_size))
     }
 
     fn check_memory(&self, groups: &Groups, what: &str) -> Result<(), RunError> {
@@ -660,6 +660,18 @@ impl Aggregate {
             ),
         })
     }
+}
+
+/// `batch` in slices of `size` rows, so a run is read back (and merged) a chunk at a time, not
+/// whole.
+fn chunks(
+    batch: RecordBatch,
+    size: usize,
+) -> impl Iterator<Item = Result<RecordBatch, RunError>> {
+    let rows = batch.num_rows();
+    (0..rows)
+        .step_by(size)
+        .map(move |start| Ok(batch.slice(start, size.min(rows - start))))
 }
 
 /// Name the output column in a node's error.
