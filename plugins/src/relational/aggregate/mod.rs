@@ -664,10 +664,7 @@ impl Aggregate {
 
 /// `batch` in slices of `size` rows, so a run is read back (and merged) a chunk at a time, not
 /// whole.
-fn chunks(
-    batch: RecordBatch,
-    size: usize,
-) -> impl Iterator<Item = Result<RecordBatch, RunError>> {
+fn chunks(batch: RecordBatch, size: usize) -> impl Iterator<Item = Result<RecordBatch, RunError>> {
     let rows = batch.num_rows();
     (0..rows)
         .step_by(size)
