@@ -365,6 +365,11 @@ pub trait SinkCommon: Send {
     fn finish(&mut self) -> Result<u64, RunError>;
     /// Make the output visible (e.g. rename over the target).
     fn commit(self: Box<Self>) -> Result<(), RunError>;
+    /// What the user should know about the output once it is finished (values the format could
+    /// not hold, written another way), shown in every summary, not only with `--verbose`.
+    fn warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// A running sink that gets every batch as rows (and the dead-letter writer, which always does).

@@ -53,6 +53,9 @@ pub struct NodeSummary {
     /// output.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// What a sink had to write another way (a NaN as `null` in JSON), shown in every summary.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -220,6 +223,11 @@ impl RunSummary {
         {
             let rows = group(n.rows_reference);
             out.push_str(&format!("  {}: {rows} reference rows\n", n.name));
+        }
+        for n in &self.nodes {
+            for warning in &n.warnings {
+                out.push_str(&format!("  {}: warning: {warning}\n", n.name));
+            }
         }
         for n in self.nodes.iter().filter(|n| n.rows_duplicate > 0) {
             let rows = group(n.rows_duplicate);

@@ -32,6 +32,8 @@ pub mod delimited;
 #[doc(hidden)]
 pub mod js;
 #[doc(hidden)]
+pub mod mapping;
+#[doc(hidden)]
 pub mod native;
 #[doc(hidden)]
 pub mod null;

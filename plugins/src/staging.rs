@@ -15,7 +15,7 @@
 //! just freed; reusing the pages just written back keeps that copy cheap).
 
 use std::fs::{self, File};
-use std::io::{Seek, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 
@@ -303,4 +303,18 @@ mod tests {
             .chunks(chunk.len())
             .all(|c| c == chunk.as_slice()));
     }
+}
+
+/// Copy all of `existing` into `temp`, the start of an output that appends to it; whether it ends
+/// with a line break (if not, the caller adds one before its first row).
+pub fn copy_existing(existing: &mut File, temp: &mut File) -> std::io::Result<bool> {
+    existing.seek(SeekFrom::Start(0))?;
+    let len = std::io::copy(existing, temp)?;
+    if len == 0 {
+        return Ok(true);
+    }
+    let mut last = [0u8];
+    existing.seek(SeekFrom::Start(len - 1))?;
+    existing.read_exact(&mut last)?;
+    Ok(last[0] == b'\n')
 }

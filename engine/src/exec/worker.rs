@@ -735,6 +735,7 @@ fn finish_sink(
     match w.on_pool(|| sink.finish()) {
         Ok(written) => {
             w.summary.rows_out = written;
+            w.summary.warnings = sink.warnings();
             Some((sink, written))
         }
         Err(e) => {

@@ -5,37 +5,25 @@
 //! (failed or interrupted run) deletes the temporary file, so the target is never half-written.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_array::RecordBatch;
-use arrow_schema::{DataType, SchemaRef};
+use arrow_schema::SchemaRef;
 use flowengine_engine::component::{
     BuildCx, BuiltSink, Encode, EncodedSink, NodeCx, Sink, SinkCommon, SinkConfig,
 };
-use flowengine_engine::datefmt;
 use flowengine_engine::error::{BuildError, IoError, PlanError, RunError};
 use flowengine_engine::load::config::{ConfigCx, MapReader};
-use flowengine_engine::load::yaml::Mark;
 use flowengine_engine::Batch;
 
-use super::encode::{Encoder, JsonLinesEncoder, OutputColumn};
+use super::encode::{Encoder, JsonLinesEncoder};
 use super::read_dialect;
+use crate::mapping::{self, Mapping};
 
 pub use crate::staging::OutputMode;
 use crate::staging::{Staging, Target};
-
-#[derive(Debug, Clone)]
-struct Mapping {
-    source: String,
-    output: String,
-    format: Option<String>,
-    /// Where `SourceColumn` and `Format` were written (YAML path and position), for the errors
-    /// found once the input schema is known.
-    source_at: (String, Mark),
-    format_at: (String, Mark),
-}
 
 /// Parsed `DelimitedSink` config.
 #[derive(Debug, Clone)]
@@ -73,7 +61,7 @@ pub fn parse(
         .unwrap_or(false);
     let bom = m.bool(cx, "Bom").unwrap_or(false);
     super::check_encoding(m, cx);
-    let mappings = read_mappings(m, cx);
+    let mappings = mapping::read(m, cx);
     m.legacy(cx, "AppendMode", "use `OutputMode: append`");
     m.legacy(
         cx,
@@ -116,145 +104,9 @@ pub fn parse(
     }))
 }
 
-/// `None` on error; `Some(None)` when there are no mappings.
-fn read_mappings(m: &mut MapReader<'_>, cx: &mut ConfigCx) -> Option<Option<Vec<Mapping>>> {
-    let Some(items) = m.list(cx, "ColumnMappings") else {
-        return Some(None);
-    };
-    let mut out = Vec::new();
-    let mut ok = true;
-    for (path, node) in items {
-        let Some(mut e) = MapReader::new(node, path, cx) else {
-            ok = false;
-            continue;
-        };
-        let at = |key| (e.key_path(key), e.entry_mark(key));
-        let (source_at, format_at) = (at("SourceColumn"), at("Format"));
-        let source = e.required_string(cx, "SourceColumn");
-        let output = e.string(cx, "OutputColumn");
-        let format = e.string(cx, "Format").and_then(|f| {
-            match datefmt::to_strftime(&f).and_then(|p| datefmt::validate_strftime(&p).map(|()| p))
-            {
-                Ok(p) => Some(p),
-                Err(err) => {
-                    e.invalid(
-                        cx,
-                        "Format",
-                        "a date format such as `yyyy-MM-dd` or `%Y-%m-%d`",
-                        &format!("{f:?} ({err})"),
-                    );
-                    None
-                }
-            }
-        });
-        e.finish(cx);
-        match source {
-            Some(source) => out.push(Mapping {
-                output: output.unwrap_or_else(|| source.clone()),
-                source,
-                format,
-                source_at,
-                format_at,
-            }),
-            None => ok = false,
-        }
-    }
-    ok.then_some(Some(out))
-}
-
-impl DelimitedSinkConfig {
-    fn output_columns(&self, input: &SchemaRef) -> Result<Vec<OutputColumn>, Vec<PlanError>> {
-        let Some(mappings) = &self.mappings else {
-            return Ok(input
-                .fields()
-                .iter()
-                .enumerate()
-                .map(|(i, f)| OutputColumn {
-                    input: i,
-                    name: f.name().clone(),
-                    format: None,
-                })
-                .collect());
-        };
-        let names: Vec<&str> = input.fields().iter().map(|f| f.name().as_str()).collect();
-        let columns = mappings
-            .iter()
-            .map(|mp| {
-                let at = |(path, mark): &(String, Mark), message| {
-                    PlanError::at(path, Some(*mark), message)
-                };
-                let i = names
-                    .iter()
-                    .position(|n| n.eq_ignore_ascii_case(&mp.source))
-                    .ok_or_else(|| {
-                        at(&mp.source_at, format!(
-                            "`ColumnMappings` names `{}`, which is not an input column; input columns are: {}",
-                            mp.source,
-                            names.join(", ")
-                        ))
-                    })?;
-                let ty = input.field(i).data_type();
-                if mp.format.is_some() && !matches!(ty, DataType::Date32 | DataType::Timestamp(..)) {
-                    return Err(at(&mp.format_at, format!(
-                        "`Format` on column `{}` applies only to date and datetime columns, not {ty}",
-                        mp.source
-                    )));
-                }
-                if let Some(format) = &mp.format {
-                    check_format(ty, format).map_err(|_| {
-                        at(&mp.format_at, format!(
-                            "`Format: {format}` cannot format column `{}` ({ty}): it asks for parts the values do not have, such as a time of day on a date, or an offset on a datetime without `TimeZone`",
-                            mp.source
-                        ))
-                    })?;
-                }
-                Ok(OutputColumn {
-                    input: i,
-                    name: mp.output.clone(),
-                    format: mp.format.clone(),
-                })
-            })
-            .collect::<Vec<_>>();
-        // Report every bad mapping at once, not the first.
-        let problems: Vec<PlanError> = columns
-            .iter()
-            .filter_map(|c| c.as_ref().err().cloned())
-            .collect();
-        if problems.is_empty() {
-            Ok(columns.into_iter().flatten().collect())
-        } else {
-            Err(problems)
-        }
-    }
-}
-
-/// Format one sample value of type `ty` with `format`, exactly as a run would, so a pattern the
-/// type cannot fill (an hour on a date, an offset on a zone-less datetime) fails at plan time.
-fn check_format(ty: &DataType, format: &str) -> Result<(), String> {
-    use arrow_array::{ArrayRef, Date32Array, TimestampMicrosecondArray};
-    let sample: ArrayRef = match ty {
-        DataType::Date32 => Arc::new(Date32Array::from(vec![19_753])),
-        DataType::Timestamp(_, tz) => Arc::new(
-            TimestampMicrosecondArray::from(vec![1_706_708_700_000_000])
-                .with_timezone_opt(tz.clone()),
-        ),
-        _ => return Ok(()),
-    };
-    let columns = vec![OutputColumn {
-        input: 0,
-        name: "sample".into(),
-        format: Some(format.to_string()),
-    }];
-    let batch = RecordBatch::try_from_iter([("sample", sample)]).map_err(|e| e.to_string())?;
-    let mut out = Vec::new();
-    Encoder::new(b',', b'"', false, columns)
-        .encode(&batch, &mut out)
-        .map_err(|e| e.to_string())
-}
-
 impl SinkConfig for DelimitedSinkConfig {
     fn check_input(&self, input: &SchemaRef) -> Result<(), Vec<PlanError>> {
-        self.output_columns(input).map(|_| ())
+        mapping::output_columns(self.mappings.as_deref(), input).map(|_| ())
     }
 
     fn files_written(&self) -> Vec<PathBuf> {
@@ -284,11 +136,12 @@ impl DelimitedSinkConfig {
         let io = |action, path: &Path, source| {
             BuildError::from(IoError::new(&node, action, path, source))
         };
-        let columns = self
-            .output_columns(&input)
-            .map_err(|errors| BuildError::Invalid {
-                node: node.clone(),
-                message: PlanError::join(&errors),
+        let columns =
+            mapping::output_columns(self.mappings.as_deref(), &input).map_err(|errors| {
+                BuildError::Invalid {
+                    node: node.clone(),
+                    message: PlanError::join(&errors),
+                }
             })?;
         let encoder = Encoder::new(self.delimiter, self.quote, self.crlf, columns.clone());
         let format = if self.json_lines {
@@ -366,15 +219,8 @@ impl DelimitedSinkConfig {
                     String::from_utf8_lossy(&trim(&ours)),
                 )));
             }
-            existing.seek(SeekFrom::Start(0)).map_err(AppendError::Io)?;
         }
-        std::io::copy(&mut existing, temp).map_err(AppendError::Io)?;
-        let mut last = [0u8];
-        existing
-            .seek(SeekFrom::Start(len - 1))
-            .map_err(AppendError::Io)?;
-        existing.read_exact(&mut last).map_err(AppendError::Io)?;
-        if last[0] != b'\n' {
+        if !crate::staging::copy_existing(&mut existing, temp).map_err(AppendError::Io)? {
             head.extend_from_slice(encoder.line_ending());
         }
         Ok(false)
