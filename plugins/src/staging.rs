@@ -278,6 +278,20 @@ fn output_permissions(target: &Path) -> fs::Permissions {
     fs::metadata(target).map_or_else(|_| fs::Permissions::from_mode(0o666), |m| m.permissions())
 }
 
+/// Copy all of `existing` into `temp`, the start of an output that appends to it; whether it ends
+/// with a line break (if not, the caller adds one before its first row).
+pub fn copy_existing(existing: &mut File, temp: &mut File) -> std::io::Result<bool> {
+    existing.seek(SeekFrom::Start(0))?;
+    let len = std::io::copy(existing, temp)?;
+    if len == 0 {
+        return Ok(true);
+    }
+    let mut last = [0u8];
+    existing.seek(SeekFrom::Start(len - 1))?;
+    existing.read_exact(&mut last)?;
+    Ok(last[0] == b'\n')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -303,18 +317,4 @@ mod tests {
             .chunks(chunk.len())
             .all(|c| c == chunk.as_slice()));
     }
-}
-
-/// Copy all of `existing` into `temp`, the start of an output that appends to it; whether it ends
-/// with a line break (if not, the caller adds one before its first row).
-pub fn copy_existing(existing: &mut File, temp: &mut File) -> std::io::Result<bool> {
-    existing.seek(SeekFrom::Start(0))?;
-    let len = std::io::copy(existing, temp)?;
-    if len == 0 {
-        return Ok(true);
-    }
-    let mut last = [0u8];
-    existing.seek(SeekFrom::Start(len - 1))?;
-    existing.read_exact(&mut last)?;
-    Ok(last[0] == b'\n')
 }
