@@ -197,6 +197,19 @@ Pipeline:
         Format: stream
         OutputMode: replace
         CreateDirectories: true
+    - Name: JsonLinesSink
+      Type: JsonLinesSink
+      Config:
+        FilePath: "{Dir}/out.jsonl"
+        OutputMode: append
+        CreateDirectories: true
+        Encoding: utf-8
+        LargeIntegers: string
+        Decimals: string
+        Nulls: omit
+        ColumnMappings:
+          - { SourceColumn: id, OutputColumn: key }
+          - { SourceColumn: day, Format: "dd/MM/yyyy" }
   Connections:
     - { From: DelimitedSource, To: JavaScriptTransform }
     - { From: JavaScriptTransform, To: Filter }
@@ -217,6 +230,7 @@ Pipeline:
     - { From: SelectDrop, To: DelimitedSink }
     - { From: SelectDrop, To: ParquetSink }
     - { From: SelectDrop, To: ArrowSink }
+    - { From: SelectDrop, To: JsonLinesSink }
 "#;
 
 fn root() -> PathBuf {

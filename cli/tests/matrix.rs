@@ -5,11 +5,10 @@
 //! each rejectable column. Each trial runs that file through one path (straight to the sink, a
 //! `JavaScriptTransform` with `Inherit`, `Compute`, `Cast`, `Select`, `Sort` and `Distinct` on every
 //! column as a key, `Aggregate` grouping by every column, a `Lookup` on every column, `Limit`, a
-//! reservoir `Sample`) into one
-//! sink, under
-//! `skip-row`, then reads back what it wrote with a reader that is not the writer (arrow-ipc, the
-//! parquet crate, our own `DelimitedSource`) and compares type by type and value by value with
-//! values that arrow-cast parses from their canonical text. Every trial also checks the dead-letter
+//! reservoir `Sample`) into one sink (CSV, Parquet, Arrow, JSON Lines, none), under `skip-row`,
+//! then reads back what it wrote with a reader that is not the writer (arrow-ipc, the parquet
+//! crate, pyarrow, arrow-json's reader, our own `DelimitedSource`) and compares type by type and
+//! value by value with values that arrow-cast parses from their canonical text. Every trial also checks the dead-letter
 //! file (one reject per bad row, naming line, column and record) and the run's row accounting.
 //!
 //! A sink joins the matrix by one line in [`SINKS`], a path by one line in [`PATHS`].
@@ -289,11 +288,20 @@ const SINKS: &[SinkKind] = &[
     SinkKind { name: "arrow-file", plugin: |_| sink("ArrowSink", "out/out.arrow"), read_back: |d, _| read_ipc(&d.join("out/out.arrow"), false), pyarrow: false },
     SinkKind { name: "arrow-file-pyarrow", plugin: |_| sink("ArrowSink", "out/out.arrow"), read_back: |d, _| via_pyarrow(d, "arrow"), pyarrow: true },
     SinkKind { name: "arrow-stream", plugin: |_| sink("ArrowSink", "out/out.arrows"), read_back: |d, _| read_ipc(&d.join("out/out.arrows"), true), pyarrow: false },
+    SinkKind { name: "json-lines", plugin: |_| sink("JsonLinesSink", "out/out.jsonl"), read_back: read_json_lines, pyarrow: false },
+    SinkKind { name: "json-lines-strings", plugin: |_| json_strings(), read_back: read_json_lines, pyarrow: false },
     SinkKind { name: "null", plugin: |_| "{ Name: write, Type: NullSink }".into(), read_back: |_, _| Ok(None), pyarrow: false },
 ];
 
 fn sink(ty: &str, path: &str) -> String {
     format!("{{ Name: write, Type: {ty}, Config: {{ FilePath: {path} }} }}")
+}
+
+/// A `JsonLinesSink` that quotes int64 and decimal values and leaves null keys out.
+fn json_strings() -> String {
+    "{ Name: write, Type: JsonLinesSink, Config: { FilePath: out/out.jsonl, \
+     LargeIntegers: string, Decimals: string, Nulls: omit } }"
+        .into()
 }
 
 fn csv_plain(_: &[Column]) -> String {
@@ -633,6 +641,21 @@ fn show(array: &ArrayRef, row: usize) -> String {
     format!(
         "{text:?} ({})",
         debug.split_whitespace().collect::<Vec<_>>().join(" ")
+    )
+}
+
+/// `out/out.jsonl` through arrow-json's reader with the declared schema: every value must read
+/// back as the type it was written from.
+fn read_json_lines(dir: &Path, cols: &[Column]) -> Result<Option<RecordBatch>, String> {
+    let schema = expected(cols).schema();
+    let file = File::open(dir.join("out/out.jsonl")).map_err(|e| e.to_string())?;
+    let reader = arrow_json::ReaderBuilder::new(schema)
+        .build(std::io::BufReader::new(file))
+        .map_err(|e| e.to_string())?;
+    concat(
+        reader
+            .collect::<Result<_, _>>()
+            .map_err(|e| e.to_string())?,
     )
 }
 

@@ -8,6 +8,7 @@
 //! | `NullSink` | sink | `null` |
 //! | `ParquetSink` | sink | `parquet_sink` |
 //! | `ArrowSink` | sink | `arrow_ipc` |
+//! | `JsonLinesSink` | sink | `json::sink` |
 //! | `Filter` | transform | `native::filter` |
 //! | `Compute` | transform | `native::compute` |
 //! | `Select` | transform | `native::select` |
@@ -31,6 +32,8 @@ pub mod arrow_ipc;
 pub mod delimited;
 #[doc(hidden)]
 pub mod js;
+#[doc(hidden)]
+pub mod json;
 #[doc(hidden)]
 pub mod mapping;
 #[doc(hidden)]
@@ -57,6 +60,7 @@ pub fn register_builtin(registry: &mut Registry) {
         .register("NullSink", Parser::Sink(null::parse))
         .register("ParquetSink", Parser::Sink(parquet_sink::parse))
         .register("ArrowSink", Parser::Sink(arrow_ipc::parse))
+        .register("JsonLinesSink", Parser::Sink(json::sink::parse))
         .register("Filter", Parser::Transform(native::filter::parse))
         .register("Compute", Parser::Transform(native::compute::parse))
         .register("Select", Parser::Transform(native::select::parse))
