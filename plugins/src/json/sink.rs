@@ -84,7 +84,7 @@ impl JsonLinesSinkConfig {
         for (i, c) in columns.iter().enumerate() {
             if columns[..i].iter().any(|o| o.name == c.name) {
                 problems.push(PlanError::at(
-                    &format!("Config.ColumnMappings[{i}]"),
+                    format!("Config.ColumnMappings[{i}]"),
                     None,
                     format!(
                         "two columns are written as `{}`; JSON keys of one object must differ (rename one with `OutputColumn`)",
