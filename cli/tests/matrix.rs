@@ -290,6 +290,8 @@ const SINKS: &[SinkKind] = &[
     SinkKind { name: "arrow-stream", plugin: |_| sink("ArrowSink", "out/out.arrows"), read_back: |d, _| read_ipc(&d.join("out/out.arrows"), true), pyarrow: false },
     SinkKind { name: "json-lines", plugin: |_| sink("JsonLinesSink", "out/out.jsonl"), read_back: read_json_lines, pyarrow: false },
     SinkKind { name: "json-lines-strings", plugin: |_| json_strings(), read_back: read_json_lines, pyarrow: false },
+    SinkKind { name: "json-lines-ours", plugin: |_| sink("JsonLinesSink", "out/out.jsonl"), read_back: read_json_lines_ours, pyarrow: false },
+    SinkKind { name: "json-lines-strings-ours", plugin: |_| json_strings(), read_back: read_json_lines_ours, pyarrow: false },
     SinkKind { name: "null", plugin: |_| "{ Name: write, Type: NullSink }".into(), read_back: |_, _| Ok(None), pyarrow: false },
 ];
 
@@ -715,6 +717,24 @@ fn via_pyarrow(dir: &Path, format: &str) -> Result<Option<RecordBatch>, String> 
 /// Reads the CSV back with our own `DelimitedSource` (into Arrow IPC), declared as the source was
 /// but without `Format` unless the sink wrote the formats back.
 fn read_csv(dir: &Path, cols: &[Column], formatted: bool) -> Result<Option<RecordBatch>, String> {
+    read_ours(dir, cols, formatted, "DelimitedSource", "out/out.csv")
+}
+
+/// `out/out.jsonl` through our own `JsonLinesSource`, declared as the input was (without
+/// `Format`: the sink wrote ISO dates).
+fn read_json_lines_ours(dir: &Path, cols: &[Column]) -> Result<Option<RecordBatch>, String> {
+    read_ours(dir, cols, false, "JsonLinesSource", "out/out.jsonl")
+}
+
+/// What one of our sources makes of `file`, declared as the input was (with or without the
+/// `Format`s), through an Arrow IPC file.
+fn read_ours(
+    dir: &Path,
+    cols: &[Column],
+    formatted: bool,
+    source_type: &str,
+    file: &str,
+) -> Result<Option<RecordBatch>, String> {
     let decls = |c: &Column| {
         if formatted {
             return c.decl.to_string();
@@ -728,10 +748,10 @@ fn read_csv(dir: &Path, cols: &[Column], formatted: bool) -> Result<Option<Recor
     let yaml = format!(
         "Pipeline:\n  Name: readback\n  Plugins:\n{}    - {{ Name: write, Type: ArrowSink, Config: \
          {{ FilePath: back/back.arrow }} }}\n  Connections:\n    - {{ From: read, To: write }}\n",
-        source(cols, "out/out.csv", decls)
+        source(cols, file, decls).replacen("DelimitedSource", source_type, 1)
     );
     std::fs::write(dir.join("readback.yaml"), yaml).map_err(|e| e.to_string())?;
-    run(dir, "readback.yaml").map_err(|e| format!("our reader refused the CSV: {e}"))?;
+    run(dir, "readback.yaml").map_err(|e| format!("our {source_type} refused {file}: {e}"))?;
     read_ipc(&dir.join("back/back.arrow"), false)
 }
 

@@ -333,6 +333,10 @@ pub enum RowErrorKind {
     Validation,
     /// A `Lookup` with `NoMatch: reject` found no reference row for the row's key.
     LookupNoMatch,
+    /// A JSON Lines line that is not one JSON object.
+    InvalidJson,
+    /// A key the schema does not declare, under `UnknownKeys: reject`.
+    UnknownKey,
 }
 
 impl RowErrorKind {
@@ -351,6 +355,8 @@ impl RowErrorKind {
             RowErrorKind::ScriptLimit => "SCRIPT_LIMIT",
             RowErrorKind::Validation => "VALIDATION",
             RowErrorKind::LookupNoMatch => "LOOKUP_NO_MATCH",
+            RowErrorKind::InvalidJson => "INVALID_JSON",
+            RowErrorKind::UnknownKey => "UNKNOWN_KEY",
         }
     }
 }

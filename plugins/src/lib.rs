@@ -8,6 +8,7 @@
 //! | `NullSink` | sink | `null` |
 //! | `ParquetSink` | sink | `parquet_sink` |
 //! | `ArrowSink` | sink | `arrow_ipc` |
+//! | `JsonLinesSource` | source | `json::source` |
 //! | `JsonLinesSink` | sink | `json::sink` |
 //! | `Filter` | transform | `native::filter` |
 //! | `Compute` | transform | `native::compute` |
@@ -60,6 +61,7 @@ pub fn register_builtin(registry: &mut Registry) {
         .register("NullSink", Parser::Sink(null::parse))
         .register("ParquetSink", Parser::Sink(parquet_sink::parse))
         .register("ArrowSink", Parser::Sink(arrow_ipc::parse))
+        .register("JsonLinesSource", Parser::Source(json::source::parse))
         .register("JsonLinesSink", Parser::Sink(json::sink::parse))
         .register("Filter", Parser::Transform(native::filter::parse))
         .register("Compute", Parser::Transform(native::compute::parse))

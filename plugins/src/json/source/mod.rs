@@ -1,0 +1,682 @@
+//! `JsonLinesSource`: one JSON object per line, decoded into the declared schema.
+//!
+//! The node thread cuts the file into pieces of whole lines (a JSON string cannot hold a raw line
+//! break, so every line break ends a line); workers decode the pieces, in order kept. A piece is
+//! decoded by `arrow-json` against a schema of text columns: a decoder of ours (`text.rs`) takes
+//! each declared key's value as its text (a string unescaped, a number as written, a nested object
+//! or array as compact JSON) with its JSON kind. The text then goes through the same converters as
+//! `DelimitedSource` fields (`delimited::convert`), so a date with a `Format`, an exact decimal or
+//! a bad value is read, and rejected, exactly as in a CSV file.
+//!
+//! Bad lines are rejects naming file, line, byte offset, key and value: a line that is not one
+//! JSON object, a key the schema does not declare (`UnknownKeys: reject`), a nested value or an
+//! empty string in a column that is not a string, a missing key or `null` in a non-nullable column,
+//! a value its column's type cannot read. Blank lines are skipped and counted.
+
+mod text;
+
+use std::fs::File;
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use arrow_array::builder::StringBuilder;
+use arrow_array::cast::AsArray;
+use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch, StructArray, UInt64Array};
+use arrow_schema::{ArrowError, SchemaRef};
+use flowengine_engine::component::{
+    BuildCx, BuiltSource, DeferringSource, NodeCx, Pending, SourceCommon, SourceConfig,
+};
+use flowengine_engine::error::{
+    BuildError, ColumnRef, IoError, RowError, RowErrorKind, RunError, Stage,
+};
+use flowengine_engine::load::config::{ConfigCx, MapReader};
+use flowengine_engine::schema::{self, ColumnSpec, ColumnType};
+use flowengine_engine::Batch;
+
+use crate::delimited::convert::{self, ColumnReader, ConvertError, Take};
+use crate::delimited::decode::{Problem, RecordSet};
+use text::Kind;
+
+/// Bytes read from the file at a time.
+const READ_SIZE: usize = 1 << 20;
+
+/// Parsed `JsonLinesSource` config.
+#[derive(Debug, Clone)]
+pub struct JsonLinesSourceConfig {
+    path: PathBuf,
+    label: Arc<str>,
+    columns: Vec<ColumnSpec>,
+    schema: SchemaRef,
+    chunk_size: usize,
+    unknown_keys_rejected: bool,
+}
+
+/// Parse a `JsonLinesSource` `Config` map.
+pub fn parse(
+    m: &mut MapReader<'_>,
+    cx: &mut ConfigCx,
+    node: &NodeCx,
+) -> Option<Box<dyn SourceConfig>> {
+    let label = m.required_string(cx, "FilePath");
+    let path = label.as_deref().map(|l| cx.resolve_path(l));
+    let chunk_size = m
+        .integer(cx, "ChunkSize", 1, 1 << 20)
+        .map_or(node.chunk_size, |n| n as usize);
+    let unknown_keys_rejected = m
+        .choice(cx, "UnknownKeys", &[("ignore", false), ("reject", true)])
+        .unwrap_or(false);
+    crate::delimited::check_encoding(m, cx);
+    let columns = read_schema(m, cx);
+    let columns = columns?;
+    if let Some(c) = columns.iter().find(|c| c.index.is_some()) {
+        let message = format!(
+            "column `{}` has an `Index`: JSON Lines values are found by key, not position; remove it",
+            c.name
+        );
+        cx.error(
+            flowengine_engine::error::ConfigErrorKind::Graph(message),
+            m.path(),
+            m.mark(),
+        );
+        return None;
+    }
+    Some(Box::new(JsonLinesSourceConfig {
+        path: path?,
+        label: label?.into(),
+        schema: schema::to_schema(&columns),
+        columns,
+        chunk_size,
+        unknown_keys_rejected,
+    }))
+}
+
+/// `OutputSchema: { Columns: [...] }`, as `DelimitedSource` reads it.
+fn read_schema(m: &mut MapReader<'_>, cx: &mut ConfigCx) -> Option<Vec<ColumnSpec>> {
+    let Some(mut s) = m.map(cx, "OutputSchema") else {
+        let hint = "declare every key to read, e.g. `OutputSchema: { Columns: [ { Name: id, Type: int64 } ] }`";
+        let kind = flowengine_engine::error::ConfigErrorKind::MissingKey("OutputSchema".into());
+        cx.error_with_hint(kind, m.path(), m.mark(), hint);
+        return None;
+    };
+    let mark = s.mark();
+    s.take("Name");
+    s.take("Description");
+    let list_path = s.key_path("Columns");
+    let columns = match s.list(cx, "Columns") {
+        Some(items) => schema::read_columns(&items, &list_path, mark, cx),
+        None => {
+            s.missing(cx, "Columns");
+            None
+        }
+    };
+    s.finish(cx);
+    columns
+}
+
+impl SourceConfig for JsonLinesSourceConfig {
+    fn output_schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn files_read(&self) -> Vec<PathBuf> {
+        vec![self.path.clone()]
+    }
+
+    fn build(&self, cx: &BuildCx) -> Result<BuiltSource, BuildError> {
+        let file = File::open(&self.path)
+            .map_err(|e| BuildError::from(IoError::new(&cx.node, "open", &self.path, e)))?;
+        let readers = self
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| ColumnReader {
+                name: c.name.clone(),
+                ty: c.ty.clone(),
+                nullable: c.nullable,
+                format: c.format.clone(),
+                field: i,
+                trim: false,
+            })
+            .collect();
+        let shape = Shape {
+            node: cx.node.clone(),
+            label: self.label.clone(),
+            readers,
+            schema: self.schema.clone(),
+            text_schema: text::schema(&self.columns),
+            unknown_keys_rejected: self.unknown_keys_rejected,
+            blank: AtomicU64::new(0),
+        };
+        Ok(BuiltSource::Deferred(Box::new(JsonLinesSource {
+            shape: Arc::new(shape),
+            path: self.path.clone(),
+            file,
+            buf: Vec::new(),
+            scanned: 0,
+            newlines: 0,
+            eof: false,
+            line: 1,
+            offset: 0,
+            chunk_size: self.chunk_size,
+            batch_bytes: usize::try_from(cx.batch_bytes).unwrap_or(usize::MAX),
+        })))
+    }
+}
+
+/// What every piece of one source shares.
+struct Shape {
+    node: String,
+    label: Arc<str>,
+    readers: Vec<ColumnReader>,
+    schema: SchemaRef,
+    /// The declared keys as text columns with their JSON kind (`text.rs`).
+    text_schema: SchemaRef,
+    unknown_keys_rejected: bool,
+    /// Blank lines skipped so far.
+    blank: AtomicU64,
+}
+
+/// A running `JsonLinesSource`.
+struct JsonLinesSource {
+    shape: Arc<Shape>,
+    path: PathBuf,
+    file: File,
+    /// Bytes read and not yet handed off.
+    buf: Vec<u8>,
+    /// How far `buf` was searched for line breaks, and how many it holds up to there.
+    scanned: usize,
+    newlines: usize,
+    eof: bool,
+    /// Line and absolute offset of `buf[0]`.
+    line: u64,
+    offset: u64,
+    chunk_size: usize,
+    batch_bytes: usize,
+}
+
+impl JsonLinesSource {
+    /// Where the next piece ends in `buf`: after `chunk_size` lines, at the last line break
+    /// within `batch_bytes` (or the first past it), or the whole rest at the end of the file.
+    fn cut(&mut self) -> Option<usize> {
+        let mut last = None;
+        for i in memchr::memchr_iter(b'\n', &self.buf[self.scanned..]) {
+            let end = self.scanned + i + 1;
+            self.newlines += 1;
+            last = Some(end);
+            if self.newlines >= self.chunk_size || end >= self.batch_bytes {
+                return Some(end);
+            }
+        }
+        self.scanned = self.buf.len();
+        match (self.eof, last) {
+            (true, _) if !self.buf.is_empty() => Some(self.buf.len()),
+            (false, Some(end)) if self.buf.len() >= self.batch_bytes => Some(end),
+            _ => None,
+        }
+    }
+
+    fn fill(&mut self) -> Result<(), RunError> {
+        let start = self.buf.len();
+        self.buf.resize(start + READ_SIZE, 0);
+        let n = self
+            .file
+            .read(&mut self.buf[start..])
+            .map_err(|e| RunError::from(IoError::new(&self.shape.node, "read", &self.path, e)))?;
+        self.buf.truncate(start + n);
+        self.eof = n == 0;
+        Ok(())
+    }
+}
+
+impl DeferringSource for JsonLinesSource {
+    fn next_pending(&mut self) -> Result<Option<Box<dyn Pending>>, RunError> {
+        let end = loop {
+            if let Some(end) = self.cut() {
+                break end;
+            }
+            if self.eof {
+                return Ok(None);
+            }
+            self.fill()?;
+        };
+        let rest = self.buf.split_off(end);
+        let bytes = std::mem::replace(&mut self.buf, rest);
+        let piece = Piece {
+            shape: self.shape.clone(),
+            line: self.line,
+            offset: self.offset,
+            bytes,
+        };
+        self.line += memchr::memchr_iter(b'\n', &piece.bytes).count() as u64;
+        self.offset += end as u64;
+        self.scanned = 0;
+        self.newlines = 0;
+        Ok(Some(Box::new(piece)))
+    }
+}
+
+impl SourceCommon for JsonLinesSource {
+    fn notes(&self) -> Vec<String> {
+        match self.shape.blank.load(Ordering::Relaxed) {
+            0 => Vec::new(),
+            n => vec![format!("{n} blank lines skipped")],
+        }
+    }
+}
+
+/// Whole lines of the file, from line `line` at byte `offset`.
+struct Piece {
+    shape: Arc<Shape>,
+    line: u64,
+    offset: u64,
+    bytes: Vec<u8>,
+}
+
+/// One line that is not blank: its place, and its bytes without the line break.
+struct Line {
+    no: u64,
+    offset: u64,
+    start: usize,
+    end: usize,
+}
+
+impl Pending for Piece {
+    fn finish(self: Box<Self>, rejects: &mut Vec<RowError>) -> Result<Batch, RunError> {
+        let lines = self.lines();
+        let (texts, kept) = self.decode(&lines, rejects)?;
+        let lines: Vec<Line> = lines
+            .into_iter()
+            .zip(&kept)
+            .filter(|(_, k)| **k)
+            .map(|(l, _)| l)
+            .collect();
+        self.convert(&texts, &lines, rejects)
+    }
+}
+
+impl Piece {
+    /// The lines that are not blank; the blank ones are counted.
+    fn lines(&self) -> Vec<Line> {
+        let mut out = Vec::new();
+        let mut start = 0;
+        let mut no = self.line;
+        let bytes = &self.bytes;
+        while start < bytes.len() {
+            let end = memchr::memchr(b'\n', &bytes[start..]).map_or(bytes.len(), |i| start + i);
+            let mut first = start;
+            if self.offset == 0 && start == 0 && bytes.starts_with(b"\xEF\xBB\xBF") {
+                first = 3;
+            }
+            let text = &bytes[first..end];
+            if text.iter().all(u8::is_ascii_whitespace) {
+                self.shape.blank.fetch_add(1, Ordering::Relaxed);
+            } else {
+                out.push(Line {
+                    no,
+                    offset: self.offset + first as u64,
+                    start: first,
+                    end: if text.ends_with(b"\r") { end - 1 } else { end },
+                });
+            }
+            start = end + 1;
+            no += 1;
+        }
+        out
+    }
+
+    fn bytes_of(&self, line: &Line) -> &[u8] {
+        &self.bytes[line.start..line.end]
+    }
+
+    /// The lines through `arrow-json`, as text columns: all at once, or, if that fails, one at
+    /// a time, rejecting the lines that fail. Returns the text columns of the lines kept, and
+    /// which lines were kept.
+    fn decode(
+        &self,
+        lines: &[Line],
+        rejects: &mut Vec<RowError>,
+    ) -> Result<(Vec<StructArray>, Vec<bool>), RunError> {
+        let joined = |lines: &mut dyn Iterator<Item = &Line>| {
+            let mut all = Vec::with_capacity(self.bytes.len());
+            for l in lines {
+                all.extend_from_slice(self.bytes_of(l));
+                all.push(b'\n');
+            }
+            all
+        };
+        if let Ok(texts) = self.decode_bytes(&joined(&mut lines.iter()), lines.len()) {
+            return Ok((texts, vec![true; lines.len()]));
+        }
+        let mut kept = Vec::with_capacity(lines.len());
+        for line in lines {
+            let bytes = self.bytes_of(line);
+            match self.decode_bytes(bytes, 1) {
+                Ok(_) => kept.push(true),
+                Err(e) => {
+                    rejects.push(self.diagnose(line, &e));
+                    kept.push(false);
+                }
+            }
+        }
+        let good = joined(&mut lines.iter().zip(&kept).filter(|(_, k)| **k).map(|(l, _)| l));
+        let rows = kept.iter().filter(|k| **k).count();
+        let texts = self.decode_bytes(&good, rows).map_err(|e| {
+            RunError::Internal(format!(
+                "JSON lines that decoded alone failed together: {e}"
+            ))
+        })?;
+        Ok((texts, kept))
+    }
+
+    /// `rows` lines of JSON as one text column per declared key.
+    fn decode_bytes(&self, bytes: &[u8], rows: usize) -> Result<Vec<StructArray>, ArrowError> {
+        let mut decoder = arrow_json::ReaderBuilder::new(self.shape.text_schema.clone())
+            .with_batch_size(rows.max(1))
+            .with_strict_mode(self.shape.unknown_keys_rejected)
+            .with_decoder_factory(Arc::new(text::Factory))
+            .build_decoder()?;
+        let mut at = 0;
+        while at < bytes.len() {
+            let n = decoder.decode(&bytes[at..])?;
+            if n == 0 {
+                break;
+            }
+            at += n;
+        }
+        let batch = decoder
+            .flush()?
+            .unwrap_or_else(|| RecordBatch::new_empty(self.shape.text_schema.clone()));
+        if batch.num_rows() != rows {
+            return Err(ArrowError::JsonError(format!(
+                "{rows} lines gave {} rows",
+                batch.num_rows()
+            )));
+        }
+        Ok(batch
+            .columns()
+            .iter()
+            .map(|c| c.as_struct().clone())
+            .collect())
+    }
+
+    /// Why one line failed to decode, as a reject.
+    fn diagnose(&self, line: &Line, e: &ArrowError) -> RowError {
+        let bytes = self.bytes_of(line);
+        let mut reject = self.reject(line, RowErrorKind::InvalidJson, Stage::Parse);
+        if let Err(u) = std::str::from_utf8(bytes) {
+            reject.kind = RowErrorKind::InvalidUtf8;
+            reject.byte_offset = Some(line.offset + u.valid_up_to() as u64);
+            reject.message = "the line is not valid UTF-8".into();
+            reject.hint = Some("convert the file to UTF-8 (e.g. with iconv)".into());
+            return reject;
+        }
+        let value: serde_json::Value = match serde_json::from_slice(bytes) {
+            Ok(v) => v,
+            Err(err) => {
+                reject.byte_offset = Some(line.offset + err.column().saturating_sub(1) as u64);
+                let message = err.to_string();
+                let message = message.split(" at line ").next().unwrap_or(&message);
+                reject.message = format!("the line is not valid JSON: {message}");
+                reject.hint = Some(
+                    "each line must be one complete JSON object, e.g. {\"id\": 1, \"name\": \"Ada\"}"
+                        .into(),
+                );
+                return reject;
+            }
+        };
+        let Some(object) = value.as_object() else {
+            reject.message = format!("the line is a JSON {}, not an object", kind_name(&value));
+            reject.hint = Some("each line must be one JSON object, e.g. {\"id\": 1}".into());
+            return reject;
+        };
+        let declared = |k: &str| self.shape.readers.iter().any(|r| r.name == k);
+        if let Some((key, value)) = object.iter().find(|(k, _)| !declared(k)) {
+            reject.kind = RowErrorKind::UnknownKey;
+            reject.value = Some(value.to_string());
+            reject.message = format!("key `{key}` is not a declared column");
+            reject.hint = Some(
+                "declare it in `OutputSchema`, or set `UnknownKeys: ignore` to read past such keys"
+                    .into(),
+            );
+            return reject;
+        }
+        reject.message = format!("the line cannot be read: {e}");
+        reject
+    }
+
+    /// A reject of `line` with what every reject of it says.
+    fn reject(&self, line: &Line, kind: RowErrorKind, stage: Stage) -> RowError {
+        let mut raw = self.bytes_of(line).to_vec();
+        raw.push(b'\n');
+        RowError {
+            node: self.shape.node.clone(),
+            stage,
+            kind,
+            file: Some(self.shape.label.clone()),
+            line: Some(line.no),
+            record: None,
+            byte_offset: Some(line.offset),
+            column: None,
+            value: None,
+            message: String::new(),
+            hint: None,
+            raw: Some(raw),
+        }
+    }
+
+    /// The text columns into the declared types; a row with a bad value is rejected (its first
+    /// bad value, in column order).
+    fn convert(
+        &self,
+        texts: &[StructArray],
+        lines: &[Line],
+        rejects: &mut Vec<RowError>,
+    ) -> Result<Batch, RunError> {
+        let shape = &self.shape;
+        let values = Values::new(texts);
+        let mut errors: Vec<ConvertError> = Vec::new();
+        let mut arrays: Vec<ArrayRef> = Vec::with_capacity(texts.len());
+        let take = vec![Take::Value; lines.len()];
+        for (c, reader) in shape.readers.iter().enumerate() {
+            if reader.ty == ColumnType::Utf8 {
+                arrays.push(strings(&values, c, reader, &mut errors));
+                continue;
+            }
+            values.kind_errors(c, reader, &mut errors);
+            arrays.push(convert::convert_one(
+                &values,
+                &shape.readers,
+                c,
+                &take,
+                &mut errors,
+            ));
+        }
+        errors.sort_by_key(|e| (e.record, e.column));
+        let mut keep = vec![true; lines.len()];
+        for e in errors {
+            if !keep[e.record] {
+                continue;
+            }
+            keep[e.record] = false;
+            let line = &lines[e.record];
+            let reader = &shape.readers[e.column];
+            let stage = match e.kind {
+                RowErrorKind::InvalidUtf8 => Stage::Parse,
+                _ => Stage::Convert,
+            };
+            let mut reject = self.reject(line, e.kind, stage);
+            reject.column = Some(ColumnRef {
+                name: reader.name.clone(),
+                index: e.column,
+            });
+            reject.value = (e.kind != RowErrorKind::NullInRequired).then_some(e.value);
+            reject.message = e.message;
+            reject.hint = Some(e.hint);
+            rejects.push(reject);
+        }
+        let lines = UInt64Array::from_iter_values(lines.iter().map(|l| l.no));
+        let mask = BooleanArray::from(keep);
+        let filter = |a: &dyn Array| {
+            arrow_select::filter::filter(a, &mask)
+                .map_err(|e| RunError::Internal(format!("filtering decoded rows: {e}")))
+        };
+        let (arrays, lines) = if mask.true_count() == mask.len() {
+            (arrays, lines)
+        } else {
+            let arrays = arrays
+                .iter()
+                .map(|a| filter(a.as_ref()))
+                .collect::<Result<Vec<_>, _>>()?;
+            (arrays, filter(&lines)?.as_primitive().clone())
+        };
+        let data = RecordBatch::try_new(shape.schema.clone(), arrays).map_err(|e| {
+            RunError::Internal(format!("decoded columns do not match the schema: {e}"))
+        })?;
+        Ok(Batch::new(data, Some(shape.label.clone()), lines))
+    }
+}
+
+/// A string column: each value's text (a nested value as compact JSON, a number as written);
+/// `null` or a missing key is null, or a reject in a non-nullable column.
+fn strings(
+    values: &Values<'_>,
+    c: usize,
+    reader: &ColumnReader,
+    errors: &mut Vec<ConvertError>,
+) -> ArrayRef {
+    let rows = values.rows();
+    let mut out = StringBuilder::with_capacity(rows, 0);
+    for r in 0..rows {
+        match values.text(r, c) {
+            Some(text) => out.append_value(text),
+            None => {
+                if !reader.nullable {
+                    errors.push(missing(r, c, reader));
+                }
+                out.append_null();
+            }
+        }
+    }
+    Arc::new(out.finish())
+}
+
+/// A missing key or `null` in a non-nullable column.
+fn missing(r: usize, c: usize, reader: &ColumnReader) -> ConvertError {
+    ConvertError {
+        record: r,
+        column: c,
+        kind: RowErrorKind::NullInRequired,
+        value: String::new(),
+        message: format!("`{}` is missing or null", reader.name),
+        hint: "give every line this key with a value, or declare the column `Nullable: true`"
+            .into(),
+    }
+}
+
+fn kind_name(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "boolean",
+        serde_json::Value::Number(_) => "number",
+        serde_json::Value::String(_) => "string",
+        serde_json::Value::Array(_) => "array",
+        serde_json::Value::Object(_) => "object",
+    }
+}
+
+/// The decoded text columns, as the delimited converters read fields.
+struct Values<'a> {
+    texts: Vec<&'a arrow_array::StringArray>,
+    kinds: Vec<&'a arrow_array::UInt8Array>,
+    rows: usize,
+}
+
+impl<'a> Values<'a> {
+    fn new(columns: &'a [StructArray]) -> Self {
+        Values {
+            texts: columns.iter().map(|s| s.column(0).as_string()).collect(),
+            kinds: columns.iter().map(|s| s.column(1).as_primitive()).collect(),
+            rows: columns.first().map_or(0, |s| s.len()),
+        }
+    }
+
+    fn rows(&self) -> usize {
+        self.rows
+    }
+
+    fn kind(&self, r: usize, c: usize) -> Kind {
+        Kind::from(self.kinds[c].value(r))
+    }
+
+    fn text(&self, r: usize, c: usize) -> Option<&str> {
+        let t = self.texts[c];
+        t.is_valid(r).then(|| t.value(r))
+    }
+
+    /// Values no type but `string` reads: a nested object or array, and an empty string (which in
+    /// a CSV file would be a null, but in JSON is a value).
+    fn kind_errors(&self, c: usize, reader: &ColumnReader, errors: &mut Vec<ConvertError>) {
+        for r in 0..self.rows {
+            let (kind, text) = (self.kind(r, c), self.text(r, c).unwrap_or(""));
+            if kind == Kind::Null && !reader.nullable {
+                errors.push(missing(r, c, reader));
+                continue;
+            }
+            let message = match kind {
+                Kind::Nested => format!("a JSON object or array cannot be {}", reader.ty),
+                Kind::String if text.is_empty() => {
+                    format!("an empty string cannot be {}", reader.ty)
+                }
+                _ => continue,
+            };
+            errors.push(ConvertError {
+                record: r,
+                column: c,
+                kind: RowErrorKind::TypeConversion,
+                value: text.to_string(),
+                message,
+                hint: "declare the column `string` to keep the value as text, or write null for no value"
+                    .into(),
+            });
+        }
+    }
+}
+
+impl RecordSet for Values<'_> {
+    fn len(&self) -> usize {
+        self.rows
+    }
+
+    fn field(&self, r: usize, k: usize) -> Option<&[u8]> {
+        match self.kind(r, k) {
+            Kind::Nested => None,
+            _ => self.text(r, k).map(str::as_bytes),
+        }
+    }
+
+    fn line(&self, _r: usize) -> u64 {
+        0
+    }
+
+    fn offset(&self, _r: usize) -> u64 {
+        0
+    }
+
+    fn raw(&self, _r: usize) -> &[u8] {
+        b""
+    }
+
+    fn utf8(&self) -> bool {
+        true
+    }
+
+    fn problem(&self, _r: usize) -> Option<&Problem> {
+        None
+    }
+
+    fn take_lines(&mut self) -> Vec<u64> {
+        Vec::new()
+    }
+}
