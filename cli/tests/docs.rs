@@ -140,10 +140,16 @@ Pipeline:
     - Name: AggregateOut
       Type: NullSink
     - Name: Reference
-      Type: DelimitedSource
+      Type: JsonLinesSource
       Config:
-        FilePath: "{Dir}/ref.csv"
+        FilePath: "{Dir}/ref.jsonl"
+        ChunkSize: 100
+        UnknownKeys: reject
+        Encoding: utf-8
+        ErrorHandling: skip-row
         OutputSchema:
+          Name: reference
+          Description: codes
           Columns:
             - { Name: code, Type: int64 }
             - { Name: label, Type: string }
