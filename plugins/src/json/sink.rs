@@ -184,6 +184,7 @@ impl Encode for JsonEncoder {
         let batch =
             RecordBatch::try_new_with_options(Arc::new(Schema::new(fields)), arrays, &options)
                 .map_err(failed)?;
+        out.reserve(encoded_size(&batch));
         let mut writer = WriterBuilder::new()
             .with_explicit_nulls(self.write_nulls)
             .build::<_, LineDelimited>(out);
@@ -227,6 +228,28 @@ impl JsonEncoder {
             self.non_finite.fetch_add(n, Ordering::Relaxed);
         }
     }
+}
+
+/// About the bytes `batch` takes as JSON Lines, reserved at once: growing the buffer as it fills
+/// copied it over and over.
+fn encoded_size(batch: &RecordBatch) -> usize {
+    let rows = batch.num_rows();
+    let per_row: usize = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().len() + 4)
+        .sum::<usize>()
+        + 2;
+    let values: usize = batch
+        .columns()
+        .iter()
+        .map(|c| match c.data_type() {
+            DataType::Utf8 => c.as_string::<i32>().values().len() + rows * 2,
+            _ => rows * 24,
+        })
+        .sum();
+    rows * per_row + values + values / 16
 }
 
 /// A date or datetime column as text in `format`, as `DelimitedSink` writes it.
