@@ -10,6 +10,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+#[path = "support/duckdb.rs"]
+mod duckdb;
+
 fn flowengine(dir: &Path, pipeline: &str) -> bool {
     Command::new(env!("CARGO_BIN_EXE_flowengine"))
         .args(["run", pipeline])
@@ -171,17 +174,7 @@ fn the_json_lines_example_converts_both_ways_exactly() {
 
 #[test]
 fn duckdb_reads_our_json_lines_as_our_csv() {
-    let has_duckdb = Command::new("python3")
-        .args(["-c", "import duckdb"])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !has_duckdb {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "DuckDB is missing under CI: scripts/install-test-deps should have installed it"
-        );
-        eprintln!("skipped: DuckDB is not installed (scripts/install-test-deps installs it)");
+    if !duckdb::available() {
         return;
     }
     let case = root().join("testdata/cases/all_types");

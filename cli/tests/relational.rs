@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "support/duckdb.rs"]
+mod duckdb;
+
 fn flowengine() -> Command {
     Command::new(env!("CARGO_BIN_EXE_flowengine"))
 }
@@ -54,6 +57,24 @@ fn write_case(dir: &Path) {
         csv.push_str(&format!("{i},k{key:07}\n"));
     }
     spill_case(dir, &csv, "Type: Sort, Config: { By: [key, id] }");
+}
+
+/// Run the spill case in `dir`, which must spill by key, finish, and leave no spill directory;
+/// what it wrote.
+fn run_spilling_by_key(dir: &Path) -> String {
+    let out = flowengine()
+        .args(["run", "--verbose", "pipeline.yaml"])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("spilled by key"),
+        "it never spilled:\n{stderr}"
+    );
+    assert!(spill_dirs(dir).is_empty(), "the spill directory stayed");
+    std::fs::read_to_string(dir.join("out.csv")).unwrap()
 }
 
 fn spill_dirs(dir: &Path) -> Vec<PathBuf> {
@@ -154,18 +175,7 @@ fn distinct_spills_and_stays_exact(keep: &str) {
     expected.sort_unstable();
     let step = format!("Type: Distinct, Config: {{ On: [key], Keep: {keep} }}");
     spill_case(dir.path(), &csv, &step);
-    let out = flowengine()
-        .args(["run", "--verbose", "pipeline.yaml"])
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    assert!(
-        stderr.contains("spilled by key"),
-        "it never spilled:\n{stderr}"
-    );
-    let written = std::fs::read_to_string(dir.path().join("out.csv")).unwrap();
+    let written = run_spilling_by_key(dir.path());
     let ids: Vec<u64> = written
         .lines()
         .skip(1)
@@ -173,10 +183,6 @@ fn distinct_spills_and_stays_exact(keep: &str) {
         .collect();
     assert_eq!(ids.len(), expected.len());
     assert!(ids == expected, "not the {keep} row of each key, in order");
-    assert!(
-        spill_dirs(dir.path()).is_empty(),
-        "the spill directory stayed"
-    );
 }
 
 #[test]
@@ -223,25 +229,10 @@ fn aggregate_spills_and_stays_exact(order: &str) {
          rows: \"count(*)\", total: \"sum(id)\", even: \"count(DISTINCT id) FILTER (WHERE id % 2 = 0)\" }} }}"
     );
     spill_case(dir.path(), &csv, &step);
-    let out = flowengine()
-        .args(["run", "--verbose", "pipeline.yaml"])
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    assert!(
-        stderr.contains("spilled by key"),
-        "it never spilled:\n{stderr}"
-    );
-    let written = std::fs::read_to_string(dir.path().join("out.csv")).unwrap();
+    let written = run_spilling_by_key(dir.path());
     let got: Vec<&str> = written.lines().skip(1).collect();
     assert_eq!(got.len(), expected.len());
     assert!(got == expected, "groups differ from the expected ones");
-    assert!(
-        spill_dirs(dir.path()).is_empty(),
-        "the spill directory stayed"
-    );
 }
 
 #[test]
@@ -256,18 +247,7 @@ fn an_aggregate_in_input_order_past_its_memory_spills_and_stays_exact() {
 
 #[test]
 fn the_relational_transforms_agree_with_duckdb() {
-    let has_duckdb = Command::new("python3")
-        .args(["-c", "import duckdb"])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !has_duckdb {
-        // Under CI the project's own script installs it, so its absence is a failure there.
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "DuckDB is missing under CI: scripts/install-test-deps should have installed it"
-        );
-        eprintln!("skipped: DuckDB is not installed (scripts/install-test-deps installs it)");
+    if !duckdb::available() {
         return;
     }
     let out = Command::new("python3")

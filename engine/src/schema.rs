@@ -184,6 +184,37 @@ pub fn to_schema(columns: &[ColumnSpec]) -> SchemaRef {
     ))
 }
 
+/// Read a source's required `OutputSchema: { Name, Description, Columns }`; `what` names one
+/// column in the hint when it is missing (`column`, `key to read`). Returns `None` after recording
+/// errors.
+pub fn read_output_schema(
+    m: &mut MapReader<'_>,
+    cx: &mut ConfigCx,
+    what: &str,
+) -> Option<Vec<ColumnSpec>> {
+    let Some(mut s) = m.map(cx, "OutputSchema") else {
+        let hint = format!(
+            "declare every {what}, e.g. `OutputSchema: {{ Columns: [ {{ Name: id, Type: int64 }} ] }}`"
+        );
+        let kind = ConfigErrorKind::MissingKey("OutputSchema".into());
+        cx.error_with_hint(kind, m.path(), m.mark(), &hint);
+        return None;
+    };
+    let mark = s.mark();
+    s.take("Name");
+    s.take("Description");
+    let list_path = s.key_path("Columns");
+    let columns = match s.list(cx, "Columns") {
+        Some(items) => read_columns(&items, &list_path, mark, cx),
+        None => {
+            s.missing(cx, "Columns");
+            None
+        }
+    };
+    s.finish(cx);
+    columns
+}
+
 /// Read a `Columns:` list. Returns `None` after recording errors.
 pub fn read_columns(
     items: &[(String, &Node)],

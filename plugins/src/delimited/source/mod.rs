@@ -116,29 +116,7 @@ pub fn parse(
         "MaxErrors",
         "the cap on rejects is pipeline-wide: set `Pipeline.Settings.MaxErrors`",
     );
-    let columns = match m.map(cx, "OutputSchema") {
-        Some(mut s) => {
-            let mark = s.mark();
-            s.take("Name");
-            s.take("Description");
-            let list_path = s.key_path("Columns");
-            let columns = match s.list(cx, "Columns") {
-                Some(items) => schema::read_columns(&items, &list_path, mark, cx),
-                None => {
-                    s.missing(cx, "Columns");
-                    None
-                }
-            };
-            s.finish(cx);
-            columns
-        }
-        None => {
-            let hint = "declare every column, e.g. `OutputSchema: { Columns: [ { Name: id, Type: int64 } ] }`";
-            let kind = flowengine_engine::error::ConfigErrorKind::MissingKey("OutputSchema".into());
-            cx.error_with_hint(kind, m.path(), m.mark(), hint);
-            None
-        }
-    }?;
+    let columns = schema::read_output_schema(m, cx, "column")?;
     let schema = schema::to_schema(&columns);
     Some(Box::new(DelimitedSourceConfig {
         path: path?,

@@ -68,8 +68,7 @@ pub fn parse(
         .choice(cx, "UnknownKeys", &[("ignore", false), ("reject", true)])
         .unwrap_or(false);
     crate::delimited::check_encoding(m, cx);
-    let columns = read_schema(m, cx);
-    let columns = columns?;
+    let columns = schema::read_output_schema(m, cx, "key to read")?;
     if let Some(c) = columns.iter().find(|c| c.index.is_some()) {
         let message = format!(
             "column `{}` has an `Index`: JSON Lines values are found by key, not position; remove it",
@@ -90,29 +89,6 @@ pub fn parse(
         chunk_size,
         unknown_keys_rejected,
     }))
-}
-
-/// `OutputSchema: { Columns: [...] }`, as `DelimitedSource` reads it.
-fn read_schema(m: &mut MapReader<'_>, cx: &mut ConfigCx) -> Option<Vec<ColumnSpec>> {
-    let Some(mut s) = m.map(cx, "OutputSchema") else {
-        let hint = "declare every key to read, e.g. `OutputSchema: { Columns: [ { Name: id, Type: int64 } ] }`";
-        let kind = flowengine_engine::error::ConfigErrorKind::MissingKey("OutputSchema".into());
-        cx.error_with_hint(kind, m.path(), m.mark(), hint);
-        return None;
-    };
-    let mark = s.mark();
-    s.take("Name");
-    s.take("Description");
-    let list_path = s.key_path("Columns");
-    let columns = match s.list(cx, "Columns") {
-        Some(items) => schema::read_columns(&items, &list_path, mark, cx),
-        None => {
-            s.missing(cx, "Columns");
-            None
-        }
-    };
-    s.finish(cx);
-    columns
 }
 
 impl SourceConfig for JsonLinesSourceConfig {
