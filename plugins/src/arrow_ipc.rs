@@ -37,7 +37,7 @@ pub fn parse(
     cx: &mut ConfigCx,
     _node: &NodeCx,
 ) -> Option<Box<dyn SinkConfig>> {
-    let target = Target::read(m, cx, false);
+    let target = Target::read(m, cx, false).filter(|t| t.require_file(m, cx, "Arrow IPC"));
     let by_extension = target
         .as_ref()
         .and_then(|t| t.path.extension())
@@ -66,7 +66,7 @@ enum Writer {
 
 impl SinkConfig for ArrowSinkConfig {
     fn files_written(&self) -> Vec<PathBuf> {
-        vec![self.target.path.clone()]
+        self.target.files()
     }
 
     fn build(&self, input: SchemaRef, cx: &BuildCx) -> Result<BuiltSink, BuildError> {

@@ -30,6 +30,8 @@
 #[doc(hidden)]
 pub mod arrow_ipc;
 #[doc(hidden)]
+pub mod compress;
+#[doc(hidden)]
 pub mod delimited;
 #[doc(hidden)]
 pub mod js;

@@ -77,7 +77,7 @@ pub fn parse(
     _node: &NodeCx,
 ) -> Option<Box<dyn SinkConfig>> {
     // No `append`: a Parquet file ends with its footer.
-    let target = Target::read(m, cx, false);
+    let target = Target::read(m, cx, false).filter(|t| t.require_file(m, cx, "Parquet"));
     let codec = m
         .choice(
             cx,
@@ -165,7 +165,7 @@ impl ParquetSinkConfig {
 
 impl SinkConfig for ParquetSinkConfig {
     fn files_written(&self) -> Vec<PathBuf> {
-        vec![self.target.path.clone()]
+        self.target.files()
     }
 
     fn build(&self, input: SchemaRef, cx: &BuildCx) -> Result<BuiltSink, BuildError> {
@@ -365,6 +365,7 @@ mod tests {
                 mode: OutputMode::Replace,
                 create_directories: true,
                 appends: false,
+                stdout: false,
             },
             codec,
             row_group_size,

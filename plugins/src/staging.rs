@@ -57,26 +57,66 @@ pub struct Target {
     pub(crate) create_directories: bool,
     /// Whether the format can append (and so offers `OutputMode: append`).
     pub(crate) appends: bool,
+    /// `FilePath: "-"`: standard output, written as rows come, with no staging and no commit.
+    pub(crate) stdout: bool,
 }
 
 impl Target {
     /// Read the keys; `append` is a choice only where the format `appends`.
     pub fn read(m: &mut MapReader<'_>, cx: &mut ConfigCx, appends: bool) -> Option<Target> {
-        let path = m
-            .required_string(cx, "FilePath")
-            .map(|p| cx.resolve_path(&p));
+        let label = m.required_string(cx, "FilePath");
+        let stdout = label.as_deref() == Some("-");
+        let path = label.map(|p| match stdout {
+            true => PathBuf::from(p),
+            false => cx.resolve_path(&p),
+        });
+        let explicit_mode = m.has("OutputMode");
         let mode = read_output_mode(m, cx, appends);
         let create_directories = m.bool(cx, "CreateDirectories").unwrap_or(true);
+        if stdout && explicit_mode && mode != OutputMode::Replace {
+            m.invalid(
+                cx,
+                "OutputMode",
+                "no `OutputMode` with `FilePath: \"-\"` (standard output has no file to keep or append to)",
+                "create or append",
+            );
+            return None;
+        }
         Some(Target {
             path: path?,
             mode,
             create_directories,
             appends,
+            stdout,
         })
+    }
+
+    /// The files this target writes (none for standard output).
+    pub fn files(&self) -> Vec<PathBuf> {
+        match self.stdout {
+            true => Vec::new(),
+            false => vec![self.path.clone()],
+        }
+    }
+
+    /// A configuration error unless this target is a file: for formats that cannot be streamed.
+    pub fn require_file(&self, m: &mut MapReader<'_>, cx: &mut ConfigCx, format: &str) -> bool {
+        if self.stdout {
+            m.invalid(
+                cx,
+                "FilePath",
+                &format!("a file ({format} cannot be written to standard output; `-` is for DelimitedSink and JsonLinesSink)"),
+                "\"-\"",
+            );
+        }
+        !self.stdout
     }
 
     /// Stage a temporary file for the target (see [`Staging::new`]).
     pub fn stage(&self, node: &str) -> Result<Staging, BuildError> {
+        if self.stdout {
+            return Ok(Staging::stdout(node));
+        }
         Staging::new(
             node,
             &self.path,
@@ -101,6 +141,8 @@ pub struct Staging {
     synced_to: u64,
     /// The writeback in progress, if any.
     writeback: Option<JoinHandle<std::io::Result<()>>>,
+    /// Writing to standard output instead: no file, no staging, no commit.
+    stdout: Option<std::io::Stdout>,
 }
 
 /// Bytes written between two background writebacks.
@@ -168,7 +210,24 @@ impl Staging {
             unsynced: 0,
             synced_to: 0,
             writeback: None,
+            stdout: None,
         })
+    }
+
+    /// Standard output, written as rows come: what is written stays written, even if the run
+    /// fails later (there is no file to stage and rename).
+    pub fn stdout(node: &str) -> Staging {
+        Staging {
+            node: node.to_string(),
+            target: PathBuf::from("-"),
+            dir: PathBuf::from("."),
+            temp: None,
+            no_clobber: false,
+            unsynced: 0,
+            synced_to: 0,
+            writeback: None,
+            stdout: Some(std::io::stdout()),
+        }
     }
 
     /// The temporary file's path, for messages.
@@ -202,6 +261,10 @@ impl Staging {
     /// Write `bytes` to the staging file, starting a writeback of what came before every
     /// [`WRITEBACK_BYTES`] (unless the last one is still running).
     pub fn write_all(&mut self, bytes: &[u8]) -> Result<(), RunError> {
+        if let Some(out) = &self.stdout {
+            let written = out.lock().write_all(bytes);
+            return written.map_err(|e| self.io("write", e));
+        }
         let written = self.file_mut()?.write_all(bytes);
         written.map_err(|e| self.io("write", e))?;
         self.unsynced += bytes.len() as u64;
@@ -232,6 +295,10 @@ impl Staging {
 
     /// Flush and fsync the staging file, without making it visible.
     pub fn sync(&mut self) -> Result<(), RunError> {
+        if let Some(out) = &self.stdout {
+            let flushed = out.lock().flush();
+            return flushed.map_err(|e| self.io("write", e));
+        }
         self.wait_for_writeback()?;
         let file = self.file_mut()?;
         let synced = file.flush().and_then(|()| file.sync_all());
@@ -240,6 +307,9 @@ impl Staging {
 
     /// Rename the staging file over the target, then make the rename durable.
     pub fn commit(mut self) -> Result<(), RunError> {
+        if self.stdout.is_some() {
+            return Ok(());
+        }
         let temp = self
             .temp
             .take()

@@ -5,7 +5,7 @@
 //! (failed or interrupted run) deletes the temporary file, so the target is never half-written.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -20,6 +20,7 @@ use flowengine_engine::Batch;
 
 use super::encode::{Encoder, JsonLinesEncoder};
 use super::read_dialect;
+use crate::compress::{self, Compression};
 use crate::mapping::{self, Mapping};
 
 pub use crate::staging::OutputMode;
@@ -37,6 +38,8 @@ pub struct DelimitedSinkConfig {
     mappings: Option<Vec<Mapping>>,
     /// Write JSON Lines instead of delimited text (dead-letter files named `.jsonl`/`.ndjson`).
     json_lines: bool,
+    /// `Compression` (by default from the file name: `.gz`, `.zst`).
+    compression: Compression,
 }
 
 /// Parse a `DelimitedSink` `Config` map.
@@ -60,6 +63,10 @@ pub fn parse(
         .choice(cx, "LineEnding", &[("lf", false), ("crlf", true)])
         .unwrap_or(false);
     let bom = m.bool(cx, "Bom").unwrap_or(false);
+    let compression = compress::read_sink(m, cx, target.as_ref().map(|t| t.path.as_path()));
+    if let Some(t) = &target {
+        compress::refuse_compressed_append(m, cx, t, compression);
+    }
     super::check_encoding(m, cx);
     let mappings = mapping::read(m, cx);
     m.legacy(cx, "AppendMode", "use `OutputMode: append`");
@@ -101,6 +108,7 @@ pub fn parse(
         bom,
         mappings: mappings?,
         json_lines: false,
+        compression,
     }))
 }
 
@@ -110,13 +118,13 @@ impl SinkConfig for DelimitedSinkConfig {
     }
 
     fn files_written(&self) -> Vec<PathBuf> {
-        vec![self.target.path.clone()]
+        self.target.files()
     }
 
     fn build(&self, input: SchemaRef, cx: &BuildCx) -> Result<BuiltSink, BuildError> {
         let sink = self.open(input, cx)?;
         Ok(BuiltSink::Encoded {
-            encoder: sink.format.clone(),
+            encoder: compress::encoder(sink.format.clone(), self.compression),
             sink: Box::new(sink),
         })
     }
@@ -149,17 +157,16 @@ impl DelimitedSinkConfig {
         } else {
             Format::Delimited(Box::new(encoder.clone()))
         };
-        let exists = self.target.path.exists();
+        let exists = !self.target.stdout && self.target.path.exists();
         let mut staging = self.target.stage(&node)?;
-        let temp_path = staging.temp_path().to_path_buf();
-        let file = staging.file_mut().map_err(|e| BuildError::Invalid {
-            node: node.clone(),
-            message: e.to_string(),
-        })?;
         let mut head = Vec::new();
         let appending = exists && self.target.mode == OutputMode::Append;
         let mut needs_header = self.include_headers && !self.json_lines;
         if appending {
+            let file = staging.file_mut().map_err(|e| BuildError::Invalid {
+                node: node.clone(),
+                message: e.to_string(),
+            })?;
             needs_header &= self
                 .copy_existing(&encoder, file, &mut head)
                 .map_err(|e| match e {
@@ -175,8 +182,15 @@ impl DelimitedSinkConfig {
         if needs_header {
             encoder.header(&mut head);
         }
-        file.write_all(&head)
-            .map_err(|e| io("write", &temp_path, e))?;
+        // Compressed, the head is a member of its own (an empty one for an empty file, which is
+        // still a valid gzip or zstd file).
+        let mut bytes = Vec::new();
+        compress::compress(self.compression, &head, &mut bytes)
+            .map_err(|e| io("write", &self.target.path, e))?;
+        staging.write_all(&bytes).map_err(|e| BuildError::Invalid {
+            node: node.clone(),
+            message: e.to_string(),
+        })?;
         Ok(DelimitedSink {
             staging,
             format: Arc::new(format),
@@ -255,6 +269,7 @@ pub fn dead_letter(path: &Path, cx: &BuildCx) -> Result<Box<dyn Sink>, BuildErro
             mode: OutputMode::Replace,
             create_directories: true,
             appends: true,
+            stdout: false,
         },
         delimiter: b',',
         quote: b'"',
@@ -263,6 +278,7 @@ pub fn dead_letter(path: &Path, cx: &BuildCx) -> Result<Box<dyn Sink>, BuildErro
         bom: false,
         mappings: None,
         json_lines: matches!(ext.as_deref(), Some("jsonl" | "ndjson")),
+        compression: Compression::None,
     };
     let sink = config.open(flowengine_engine::reject::reject_schema(), cx)?;
     Ok(Box::new(sink))

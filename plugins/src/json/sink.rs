@@ -24,6 +24,7 @@ use flowengine_engine::component::{
 use flowengine_engine::error::{BuildError, IoError, PlanError, RunError};
 use flowengine_engine::load::config::{ConfigCx, MapReader};
 
+use crate::compress::{self, Compression};
 use crate::delimited::encode::OutputColumn;
 use crate::mapping::{self, Mapping};
 use crate::staging::{OutputMode, Staging, Target};
@@ -46,6 +47,8 @@ pub struct JsonLinesSinkConfig {
     decimals: Numbers,
     /// `Nulls: write` (a key with `null`) or `omit` (no key).
     write_nulls: bool,
+    /// `Compression` (by default from the file name: `.gz`, `.zst`).
+    compression: Compression,
 }
 
 /// Parse a `JsonLinesSink` `Config` map.
@@ -67,12 +70,17 @@ pub fn parse(
         .choice(cx, "Nulls", &[("write", true), ("omit", false)])
         .unwrap_or(true);
     crate::delimited::check_encoding(m, cx);
+    let compression = compress::read_sink(m, cx, target.as_ref().map(|t| t.path.as_path()));
+    if let Some(t) = &target {
+        compress::refuse_compressed_append(m, cx, t, compression);
+    }
     Some(Box::new(JsonLinesSinkConfig {
         target: target?,
         mappings: mappings?,
         large_integers,
         decimals,
         write_nulls,
+        compression,
     }))
 }
 
@@ -106,7 +114,7 @@ impl SinkConfig for JsonLinesSinkConfig {
     }
 
     fn files_written(&self) -> Vec<PathBuf> {
-        vec![self.target.path.clone()]
+        self.target.files()
     }
 
     fn build(&self, input: SchemaRef, cx: &BuildCx) -> Result<BuiltSink, BuildError> {
@@ -129,7 +137,7 @@ impl SinkConfig for JsonLinesSinkConfig {
         };
         Ok(BuiltSink::Encoded {
             sink: Box::new(sink),
-            encoder: Arc::new(encoder),
+            encoder: compress::encoder(Arc::new(encoder), self.compression),
         })
     }
 }
@@ -139,6 +147,19 @@ impl JsonLinesSinkConfig {
     fn open(&self, cx: &BuildCx) -> Result<Staging, BuildError> {
         let appending = self.target.mode == OutputMode::Append && self.target.path.exists();
         let mut staging = self.target.stage(&cx.node)?;
+        if self.compression != Compression::None {
+            // An empty member first, so an output without rows is still a valid file.
+            let mut empty = Vec::new();
+            compress::compress(self.compression, b"", &mut empty)
+                .and_then(|()| {
+                    staging
+                        .write_all(&empty)
+                        .map_err(|e| std::io::Error::other(e.to_string()))
+                })
+                .map_err(|e| {
+                    BuildError::from(IoError::new(&cx.node, "write", &self.target.path, e))
+                })?;
+        }
         if appending {
             let io =
                 |e| BuildError::from(IoError::new(&cx.node, "append to", &self.target.path, e));

@@ -8,7 +8,6 @@
 //! [`Input`]) or `line`/`offset` (for [`Ranges`]) are always the line and absolute offset of the
 //! first byte not yet consumed, so either way of reading can hand over to the other.
 
-use std::fs::File;
 use std::io::Read;
 use std::sync::Arc;
 
@@ -20,7 +19,7 @@ pub(super) const READ_SIZE: usize = 1 << 20;
 
 /// Bytes from a file, fed to a [`Decoder`].
 pub(super) struct Input {
-    pub(super) file: File,
+    pub(super) file: Box<dyn Read + Send>,
     pub(super) buf: Vec<u8>,
     /// Where the bytes read but not yet decoded start in `buf`.
     pub(super) start: usize,
@@ -33,7 +32,7 @@ pub(super) struct Input {
 impl Input {
     /// Open, skip a UTF-8 byte-order mark and `skip_rows` physical lines.
     pub(super) fn new(
-        file: File,
+        file: Box<dyn Read + Send>,
         dialect: Dialect,
         checks: Checks,
         skip_rows: u64,
@@ -82,7 +81,12 @@ impl Input {
     }
 
     /// Go on reading `file` after `unread`, the bytes before it that were read but not decoded.
-    pub(super) fn resume(file: File, mut unread: Vec<u8>, eof: bool, decoder: Decoder) -> Self {
+    pub(super) fn resume(
+        file: Box<dyn Read + Send>,
+        mut unread: Vec<u8>,
+        eof: bool,
+        decoder: Decoder,
+    ) -> Self {
         let end = unread.len();
         unread.resize(end.max(READ_SIZE), 0);
         Self {
@@ -134,7 +138,7 @@ impl Input {
 
 /// The file, cut into ranges of records by counting quotes.
 pub(super) struct Ranges {
-    pub(super) file: File,
+    pub(super) file: Box<dyn Read + Send>,
     /// The bytes read last; ranges cut from them share them.
     pub(super) block: Arc<Vec<u8>>,
     /// Where the range being cut starts in `block`.

@@ -19,7 +19,6 @@ mod reader;
 mod typed;
 
 use std::collections::VecDeque;
-use std::fs::File;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -36,6 +35,7 @@ use flowengine_engine::schema::{self, ColumnSpec};
 use super::convert::ColumnReader;
 use super::decode::{Checks, Dialect, Ragged, Records};
 use super::read_dialect;
+use crate::compress;
 use chunk::Outcome;
 use input::Input;
 use reader::{DelimitedSource, Reading, MAX_REDOS};
@@ -45,6 +45,10 @@ use typed::SourceSpec;
 #[derive(Debug, Clone)]
 pub struct DelimitedSourceConfig {
     path: PathBuf,
+    /// `FilePath: "-"`: standard input.
+    stdin: bool,
+    /// `Compression`, if not `auto`.
+    compression: Option<compress::Compression>,
     /// The path as written (after substitution), for messages.
     label: Arc<str>,
     dialect: Dialect,
@@ -69,7 +73,12 @@ pub fn parse(
     node: &NodeCx,
 ) -> Option<Box<dyn SourceConfig>> {
     let label = m.required_string(cx, "FilePath");
-    let path = label.as_deref().map(|l| cx.resolve_path(l));
+    let stdin = label.as_deref().is_some_and(compress::is_std_stream);
+    let path = label.as_deref().map(|l| match stdin {
+        true => PathBuf::from(l),
+        false => cx.resolve_path(l),
+    });
+    let compression = compress::read_source(m, cx);
     let dialect = read_dialect(m, cx);
     let has_headers = m.bool(cx, "HasHeaders").unwrap_or(true);
     let skip_rows = m.integer(cx, "SkipRows", 0, u32::MAX as u64).unwrap_or(0);
@@ -120,6 +129,8 @@ pub fn parse(
     let schema = schema::to_schema(&columns);
     Some(Box::new(DelimitedSourceConfig {
         path: path?,
+        stdin,
+        compression,
         label: label?.into(),
         dialect: dialect?,
         has_headers,
@@ -146,7 +157,10 @@ impl SourceConfig for DelimitedSourceConfig {
     }
 
     fn files_read(&self) -> Vec<PathBuf> {
-        vec![self.path.clone()]
+        match self.stdin {
+            true => Vec::new(),
+            false => vec![self.path.clone()],
+        }
     }
 
     fn build(&self, cx: &BuildCx) -> Result<BuiltSource, BuildError> {
@@ -156,8 +170,9 @@ impl SourceConfig for DelimitedSourceConfig {
             node: cx.node.clone(),
             message: format!("{}: {message}", self.label),
         };
-        let file = File::open(&self.path).map_err(|e| io_err("open", e))?;
-        let mut input = Input::new(file, self.dialect, self.checks, self.skip_rows)
+        let opened = compress::open_input(&self.path, self.stdin, self.compression)
+            .map_err(|e| io_err("open", e))?;
+        let mut input = Input::new(opened.reader, self.dialect, self.checks, self.skip_rows)
             .map_err(|e| io_err("read", e))?;
         let header = if self.has_headers {
             let mut records = Records::default();
@@ -198,6 +213,7 @@ impl SourceConfig for DelimitedSourceConfig {
             skipped,
             max_rows: self.max_rows,
             remaining: self.max_rows,
+            compressed: opened.format,
             widths_checked: false,
             ranges: 0,
             redos: 0,
@@ -357,6 +373,12 @@ impl SourceCommon for DelimitedSource {
                 self.ranges, self.redos
             )
         }];
+        if self.compressed != compress::Compression::None {
+            notes.push(format!(
+                "the input is {}-compressed, decompressed on a thread of its own",
+                self.compressed.name()
+            ));
+        }
         if self.skipped > 0 {
             notes.push(format!(
                 "{} records after the header read past (`SkipRowsAfterHeader`)",

@@ -51,6 +51,8 @@ pub(super) struct DelimitedSource {
     pub(super) ordinal: u64,
     /// Records read past after the header (`SkipRowsAfterHeader`).
     pub(super) skipped: u64,
+    /// What the input file was compressed with.
+    pub(super) compressed: crate::compress::Compression,
     /// `MaxRows`, and how many records it still allows.
     pub(super) max_rows: Option<u64>,
     pub(super) remaining: Option<u64>,

@@ -15,7 +15,6 @@
 
 mod text;
 
-use std::fs::File;
 use std::io::Read;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,6 +34,7 @@ use flowengine_engine::load::config::{ConfigCx, MapReader};
 use flowengine_engine::schema::{self, ColumnSpec, ColumnType};
 use flowengine_engine::Batch;
 
+use crate::compress::{self, Compression};
 use crate::delimited::convert::{self, ColumnReader, ConvertError, Take};
 use crate::delimited::decode::{Problem, RecordSet};
 use text::Kind;
@@ -46,6 +46,10 @@ const READ_SIZE: usize = 1 << 20;
 #[derive(Debug, Clone)]
 pub struct JsonLinesSourceConfig {
     path: PathBuf,
+    /// `FilePath: "-"`: standard input.
+    stdin: bool,
+    /// `Compression`, if not `auto`.
+    compression: Option<Compression>,
     label: Arc<str>,
     columns: Vec<ColumnSpec>,
     schema: SchemaRef,
@@ -60,7 +64,12 @@ pub fn parse(
     node: &NodeCx,
 ) -> Option<Box<dyn SourceConfig>> {
     let label = m.required_string(cx, "FilePath");
-    let path = label.as_deref().map(|l| cx.resolve_path(l));
+    let stdin = label.as_deref().is_some_and(compress::is_std_stream);
+    let path = label.as_deref().map(|l| match stdin {
+        true => PathBuf::from(l),
+        false => cx.resolve_path(l),
+    });
+    let compression = compress::read_source(m, cx);
     let chunk_size = m
         .integer(cx, "ChunkSize", 1, 1 << 20)
         .map_or(node.chunk_size, |n| n as usize);
@@ -83,6 +92,8 @@ pub fn parse(
     }
     Some(Box::new(JsonLinesSourceConfig {
         path: path?,
+        stdin,
+        compression,
         label: label?.into(),
         schema: schema::to_schema(&columns),
         columns,
@@ -97,11 +108,14 @@ impl SourceConfig for JsonLinesSourceConfig {
     }
 
     fn files_read(&self) -> Vec<PathBuf> {
-        vec![self.path.clone()]
+        match self.stdin {
+            true => Vec::new(),
+            false => vec![self.path.clone()],
+        }
     }
 
     fn build(&self, cx: &BuildCx) -> Result<BuiltSource, BuildError> {
-        let file = File::open(&self.path)
+        let opened = compress::open_input(&self.path, self.stdin, self.compression)
             .map_err(|e| BuildError::from(IoError::new(&cx.node, "open", &self.path, e)))?;
         let readers = self
             .columns
@@ -128,7 +142,8 @@ impl SourceConfig for JsonLinesSourceConfig {
         Ok(BuiltSource::Deferred(Box::new(JsonLinesSource {
             shape: Arc::new(shape),
             path: self.path.clone(),
-            file,
+            file: opened.reader,
+            compressed: opened.format,
             buf: Vec::new(),
             scanned: 0,
             newlines: 0,
@@ -158,7 +173,8 @@ struct Shape {
 struct JsonLinesSource {
     shape: Arc<Shape>,
     path: PathBuf,
-    file: File,
+    file: Box<dyn Read + Send>,
+    compressed: Compression,
     /// Bytes read and not yet handed off.
     buf: Vec<u8>,
     /// How far `buf` was searched for line breaks, and how many it holds up to there.
@@ -235,10 +251,18 @@ impl DeferringSource for JsonLinesSource {
 
 impl SourceCommon for JsonLinesSource {
     fn notes(&self) -> Vec<String> {
-        match self.shape.blank.load(Ordering::Relaxed) {
-            0 => Vec::new(),
-            n => vec![format!("{n} blank lines skipped")],
+        let mut notes = Vec::new();
+        if self.compressed != Compression::None {
+            notes.push(format!(
+                "the input is {}-compressed, decompressed on a thread of its own",
+                self.compressed.name()
+            ));
         }
+        match self.shape.blank.load(Ordering::Relaxed) {
+            0 => {}
+            n => notes.push(format!("{n} blank lines skipped")),
+        }
+        notes
     }
 }
 
