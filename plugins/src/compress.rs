@@ -139,7 +139,7 @@ pub fn open_input(
     let format = compression.unwrap_or_else(|| Compression::sniff(&head));
     let reader = match format {
         Compression::None => raw,
-        compressed => Box::new(Decompressing::start(raw, compressed, path, stdin)),
+        compressed => Box::new(Decompressing::start(raw, compressed, stdin)),
     };
     Ok(Input { reader, format })
 }
@@ -164,7 +164,7 @@ struct Decompressing {
 }
 
 impl Decompressing {
-    fn start(raw: Box<dyn Read + Send>, format: Compression, path: &Path, stdin: bool) -> Self {
+    fn start(raw: Box<dyn Read + Send>, format: Compression, stdin: bool) -> Self {
         let (send, blocks) = sync_channel(AHEAD);
         let consumed = Arc::new(AtomicU64::new(0));
         let counted = Counted {
@@ -172,7 +172,6 @@ impl Decompressing {
             consumed: consumed.clone(),
         };
         // The file is named by the error that wraps this one; standard input is not.
-        let _ = path;
         let name = if stdin { " of standard input" } else { "" };
         std::thread::Builder::new()
             .name("decompress".into())
@@ -198,7 +197,7 @@ impl Decompressing {
                             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                             Err(e) => {
                                 let at = consumed.load(Ordering::Relaxed);
-                                let _ = send.send(Err(corrupt(&name, format, at, e)));
+                                let _ = send.send(Err(corrupt(name, format, at, e)));
                                 return;
                             }
                         }
