@@ -60,6 +60,7 @@ Pipeline:
         HasHeaders: true
         SkipRows: 1
         SkipRowsAfterHeader: 0
+        Compression: auto
         MaxRows: 1000000
         Trim: true
         RaggedRows: pad-null
@@ -144,6 +145,7 @@ Pipeline:
       Config:
         FilePath: "{Dir}/ref.jsonl"
         ChunkSize: 100
+        Compression: gzip
         UnknownKeys: reject
         Encoding: utf-8
         ErrorHandling: skip-row
@@ -181,6 +183,7 @@ Pipeline:
         Bom: true
         OutputMode: append
         CreateDirectories: false
+        Compression: none
         Encoding: UTF-8
         ColumnMappings:
           - { SourceColumn: id, OutputColumn: key }
@@ -207,6 +210,7 @@ Pipeline:
       Type: JsonLinesSink
       Config:
         FilePath: "{Dir}/out.jsonl"
+        Compression: none
         OutputMode: append
         CreateDirectories: true
         Encoding: utf-8

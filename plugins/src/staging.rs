@@ -78,7 +78,11 @@ impl Target {
                 cx,
                 "OutputMode",
                 "no `OutputMode` with `FilePath: \"-\"` (standard output has no file to keep or append to)",
-                "create or append",
+                if mode == OutputMode::Create {
+                    "create"
+                } else {
+                    "append"
+                },
             );
             return None;
         }
