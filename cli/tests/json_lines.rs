@@ -68,8 +68,9 @@ fn plain_cases() -> Vec<(PathBuf, String)> {
         let plain = plugins == 2
             && yaml.matches("Type: DelimitedSource").count() == 1
             && yaml.matches("Type: DelimitedSink").count() == 1
-            && yaml.contains("FilePath: in.csv")
-            && yaml.contains("FilePath: out/out.csv")
+            && yaml.contains("FilePath: in.csv\n")
+            && yaml.contains("FilePath: out/out.csv\n")
+            && dir.join("in.csv").is_file()
             && !dir.join("cmd").exists()
             && !DELIMITED_ONLY
                 .iter()
