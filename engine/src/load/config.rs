@@ -428,6 +428,13 @@ impl<'n> MapReader<'n> {
         byte
     }
 
+    /// Whether `key` holds a list (before reading it one way or the other).
+    pub fn is_list(&self, key: &str) -> bool {
+        self.entries
+            .iter()
+            .any(|e| e.key.eq_ignore_ascii_case(key) && matches!(e.value.value, Value::Seq(_)))
+    }
+
     /// A list; each item is handed back with its YAML path.
     pub fn list(
         &mut self,

@@ -36,6 +36,7 @@ use super::convert::ColumnReader;
 use super::decode::{Checks, Dialect, Ragged, Records};
 use super::read_dialect;
 use crate::compress;
+use crate::files::{self, InputFile};
 use chunk::Outcome;
 use input::Input;
 use reader::{DelimitedSource, Reading, MAX_REDOS};
@@ -44,13 +45,10 @@ use typed::SourceSpec;
 /// Parsed `DelimitedSource` config.
 #[derive(Debug, Clone)]
 pub struct DelimitedSourceConfig {
-    path: PathBuf,
-    /// `FilePath: "-"`: standard input.
-    stdin: bool,
+    /// `FilePath`: one file, `-` (standard input), or the files of globs and lists, in order.
+    files: Vec<InputFile>,
     /// `Compression`, if not `auto`.
     compression: Option<compress::Compression>,
-    /// The path as written (after substitution), for messages.
-    label: Arc<str>,
     dialect: Dialect,
     has_headers: bool,
     skip_rows: u64,
@@ -72,12 +70,7 @@ pub fn parse(
     cx: &mut ConfigCx,
     node: &NodeCx,
 ) -> Option<Box<dyn SourceConfig>> {
-    let label = m.required_string(cx, "FilePath");
-    let stdin = label.as_deref().is_some_and(compress::is_std_stream);
-    let path = label.as_deref().map(|l| match stdin {
-        true => PathBuf::from(l),
-        false => cx.resolve_path(l),
-    });
+    let files = files::read(m, cx);
     let compression = compress::read_source(m, cx);
     let dialect = read_dialect(m, cx);
     let has_headers = m.bool(cx, "HasHeaders").unwrap_or(true);
@@ -128,10 +121,8 @@ pub fn parse(
     let columns = schema::read_output_schema(m, cx, "column")?;
     let schema = schema::to_schema(&columns);
     Some(Box::new(DelimitedSourceConfig {
-        path: path?,
-        stdin,
+        files: files?,
         compression,
-        label: label?.into(),
         dialect: dialect?,
         has_headers,
         skip_rows,
@@ -157,20 +148,39 @@ impl SourceConfig for DelimitedSourceConfig {
     }
 
     fn files_read(&self) -> Vec<PathBuf> {
-        match self.stdin {
-            true => Vec::new(),
-            false => vec![self.path.clone()],
-        }
+        self.files
+            .iter()
+            .filter(|f| f.path.as_os_str() != "-")
+            .map(|f| f.path.clone())
+            .collect()
     }
 
     fn build(&self, cx: &BuildCx) -> Result<BuiltSource, BuildError> {
+        if let [file] = &self.files[..] {
+            return Ok(BuiltSource::Deferred(self.open_file(file, cx)?));
+        }
+        let config = self.clone();
+        let open: files::OpenFile = Box::new(move |i, cx| config.open_file(&config.files[i], cx));
+        let many = files::ManyFiles::new(self.files.clone(), open, cx)?;
+        Ok(BuiltSource::Deferred(Box::new(many)))
+    }
+}
+
+impl DelimitedSourceConfig {
+    /// The source of one file: its header read and checked now.
+    fn open_file(
+        &self,
+        file: &InputFile,
+        cx: &BuildCx,
+    ) -> Result<Box<dyn DeferringSource>, BuildError> {
         let io_err =
-            |action, source| BuildError::from(IoError::new(&cx.node, action, &self.path, source));
+            |action, source| BuildError::from(IoError::new(&cx.node, action, &file.path, source));
         let invalid = |message: String| BuildError::Invalid {
             node: cx.node.clone(),
-            message: format!("{}: {message}", self.label),
+            message: format!("{}: {message}", file.label),
         };
-        let opened = compress::open_input(&self.path, self.stdin, self.compression)
+        let stdin = file.path.as_os_str() == "-";
+        let opened = compress::open_input(&file.path, stdin, self.compression)
             .map_err(|e| io_err("open", e))?;
         let mut input = Input::new(opened.reader, self.dialect, self.checks, self.skip_rows)
             .map_err(|e| io_err("read", e))?;
@@ -193,16 +203,16 @@ impl SourceConfig for DelimitedSourceConfig {
         let skipped = self
             .skip_records(&mut input)
             .map_err(|e| io_err("read", e))?;
-        Ok(BuiltSource::Deferred(Box::new(DelimitedSource {
+        Ok(Box::new(DelimitedSource {
             shape: Arc::new(SourceSpec {
                 node: cx.node.clone(),
-                label: self.label.clone(),
+                label: file.label.clone(),
                 dialect: self.dialect,
                 columns,
                 schema: self.schema.clone(),
                 condition: None,
             }),
-            path: self.path.clone(),
+            path: file.path.clone(),
             chunk_size: self.chunk_size,
             batch_bytes: usize::try_from(cx.batch_bytes).unwrap_or(usize::MAX),
             checks: self.checks,
@@ -218,11 +228,8 @@ impl SourceConfig for DelimitedSourceConfig {
             ranges: 0,
             redos: 0,
             capped: 0,
-        })))
+        }))
     }
-}
-
-impl DelimitedSourceConfig {
     /// Why records cannot be split in parallel ranges, if they cannot.
     fn sequential_only(&self) -> Option<&'static str> {
         let d = self.dialect;

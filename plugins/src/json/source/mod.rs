@@ -37,6 +37,7 @@ use flowengine_engine::Batch;
 use crate::compress::{self, Compression};
 use crate::delimited::convert::{self, ColumnReader, ConvertError, Take};
 use crate::delimited::decode::{Problem, RecordSet};
+use crate::files::{self, InputFile};
 use text::Kind;
 
 /// Bytes read from the file at a time.
@@ -45,12 +46,10 @@ const READ_SIZE: usize = 1 << 20;
 /// Parsed `JsonLinesSource` config.
 #[derive(Debug, Clone)]
 pub struct JsonLinesSourceConfig {
-    path: PathBuf,
-    /// `FilePath: "-"`: standard input.
-    stdin: bool,
+    /// `FilePath`: one file, `-` (standard input), or the files of globs and lists, in order.
+    files: Vec<InputFile>,
     /// `Compression`, if not `auto`.
     compression: Option<Compression>,
-    label: Arc<str>,
     columns: Vec<ColumnSpec>,
     schema: SchemaRef,
     chunk_size: usize,
@@ -63,12 +62,7 @@ pub fn parse(
     cx: &mut ConfigCx,
     node: &NodeCx,
 ) -> Option<Box<dyn SourceConfig>> {
-    let label = m.required_string(cx, "FilePath");
-    let stdin = label.as_deref().is_some_and(compress::is_std_stream);
-    let path = label.as_deref().map(|l| match stdin {
-        true => PathBuf::from(l),
-        false => cx.resolve_path(l),
-    });
+    let files = files::read(m, cx);
     let compression = compress::read_source(m, cx);
     let chunk_size = m
         .integer(cx, "ChunkSize", 1, 1 << 20)
@@ -91,10 +85,8 @@ pub fn parse(
         return None;
     }
     Some(Box::new(JsonLinesSourceConfig {
-        path: path?,
-        stdin,
+        files: files?,
         compression,
-        label: label?.into(),
         schema: schema::to_schema(&columns),
         columns,
         chunk_size,
@@ -108,15 +100,34 @@ impl SourceConfig for JsonLinesSourceConfig {
     }
 
     fn files_read(&self) -> Vec<PathBuf> {
-        match self.stdin {
-            true => Vec::new(),
-            false => vec![self.path.clone()],
-        }
+        self.files
+            .iter()
+            .filter(|f| f.path.as_os_str() != "-")
+            .map(|f| f.path.clone())
+            .collect()
     }
 
     fn build(&self, cx: &BuildCx) -> Result<BuiltSource, BuildError> {
-        let opened = compress::open_input(&self.path, self.stdin, self.compression)
-            .map_err(|e| BuildError::from(IoError::new(&cx.node, "open", &self.path, e)))?;
+        if let [file] = &self.files[..] {
+            return Ok(BuiltSource::Deferred(self.open_file(file, cx)?));
+        }
+        let config = self.clone();
+        let open: files::OpenFile = Box::new(move |i, cx| config.open_file(&config.files[i], cx));
+        let many = files::ManyFiles::new(self.files.clone(), open, cx)?;
+        Ok(BuiltSource::Deferred(Box::new(many)))
+    }
+}
+
+impl JsonLinesSourceConfig {
+    /// The source of one file.
+    fn open_file(
+        &self,
+        file: &InputFile,
+        cx: &BuildCx,
+    ) -> Result<Box<dyn DeferringSource>, BuildError> {
+        let stdin = file.path.as_os_str() == "-";
+        let opened = compress::open_input(&file.path, stdin, self.compression)
+            .map_err(|e| BuildError::from(IoError::new(&cx.node, "open", &file.path, e)))?;
         let readers = self
             .columns
             .iter()
@@ -132,16 +143,16 @@ impl SourceConfig for JsonLinesSourceConfig {
             .collect();
         let shape = Shape {
             node: cx.node.clone(),
-            label: self.label.clone(),
+            label: file.label.clone(),
             readers,
             schema: self.schema.clone(),
             text_schema: text::schema(&self.columns),
             unknown_keys_rejected: self.unknown_keys_rejected,
             blank: AtomicU64::new(0),
         };
-        Ok(BuiltSource::Deferred(Box::new(JsonLinesSource {
+        Ok(Box::new(JsonLinesSource {
             shape: Arc::new(shape),
-            path: self.path.clone(),
+            path: file.path.clone(),
             file: opened.reader,
             compressed: opened.format,
             buf: Vec::new(),
@@ -152,7 +163,7 @@ impl SourceConfig for JsonLinesSourceConfig {
             offset: 0,
             chunk_size: self.chunk_size,
             batch_bytes: usize::try_from(cx.batch_bytes).unwrap_or(usize::MAX),
-        })))
+        }))
     }
 }
 
