@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use flowengine_engine::component::{
-    BuildCx, DeferringSource, Pending, RowCondition, Settle, SourceCommon,
+    BuildCx, BuiltSource, DeferringSource, Pending, RowCondition, Settle, SourceCommon,
 };
 use flowengine_engine::error::{BuildError, ConfigErrorKind, RowError, RunError};
 use flowengine_engine::load::config::{ConfigCx, MapReader};
@@ -125,6 +125,26 @@ fn expand(text: &str, base: &std::path::Path, cx: &ConfigCx) -> Result<Vec<Input
             path,
         })
         .collect())
+}
+
+/// How a source config opens one of its files.
+pub type OpenWith<C> = fn(&C, &InputFile, &BuildCx) -> Result<Box<dyn DeferringSource>, BuildError>;
+
+/// The source of `files`: the one file's own source, or [`ManyFiles`] over them, each built by
+/// `open` from `config`.
+pub fn build<C: Clone + Send + 'static>(
+    config: &C,
+    files: &[InputFile],
+    cx: &BuildCx,
+    open: OpenWith<C>,
+) -> Result<BuiltSource, BuildError> {
+    if let [file] = files {
+        return Ok(BuiltSource::Deferred(open(config, file, cx)?));
+    }
+    let (config, list) = (config.clone(), files.to_vec());
+    let opener: OpenFile = Box::new(move |i, cx| open(&config, &list[i], cx));
+    let many = ManyFiles::new(files.to_vec(), opener, cx)?;
+    Ok(BuiltSource::Deferred(Box::new(many)))
 }
 
 /// Builds the source of file `i`.

@@ -108,13 +108,7 @@ impl SourceConfig for JsonLinesSourceConfig {
     }
 
     fn build(&self, cx: &BuildCx) -> Result<BuiltSource, BuildError> {
-        if let [file] = &self.files[..] {
-            return Ok(BuiltSource::Deferred(self.open_file(file, cx)?));
-        }
-        let config = self.clone();
-        let open: files::OpenFile = Box::new(move |i, cx| config.open_file(&config.files[i], cx));
-        let many = files::ManyFiles::new(self.files.clone(), open, cx)?;
-        Ok(BuiltSource::Deferred(Box::new(many)))
+        files::build(self, &self.files, cx, Self::open_file)
     }
 }
 
