@@ -105,11 +105,6 @@ pub fn refuse_compressed_append(
     }
 }
 
-/// Whether `label` (a `FilePath` as written) names a standard stream.
-pub fn is_std_stream(label: &str) -> bool {
-    label == "-"
-}
-
 /// Plain bytes of a source's input, and the format they were found in.
 pub struct Input {
     /// The bytes, decompressed.
