@@ -147,7 +147,8 @@ Pipeline:
         ChunkSize: 100
         Compression: gzip
         UnknownKeys: reject
-        Encoding: utf-8
+        Encoding: windows-1252
+        InvalidBytes: replace
         ErrorHandling: skip-row
         OutputSchema:
           Name: reference

@@ -34,6 +34,8 @@ pub mod compress;
 #[doc(hidden)]
 pub mod delimited;
 #[doc(hidden)]
+pub mod encoding;
+#[doc(hidden)]
 pub mod files;
 #[doc(hidden)]
 pub mod js;

@@ -70,18 +70,3 @@ pub(crate) fn read_dialect(m: &mut MapReader<'_>, cx: &mut ConfigCx) -> Option<D
         escape,
     })
 }
-
-/// Only UTF-8 is read and written; say so instead of misreading another encoding.
-pub(crate) fn check_encoding(m: &mut MapReader<'_>, cx: &mut ConfigCx) {
-    if let Some(enc) = m.string(cx, "Encoding") {
-        let norm = enc.to_ascii_lowercase().replace(['-', '_'], "");
-        if norm != "utf8" {
-            m.invalid(
-                cx,
-                "Encoding",
-                "UTF-8 (the only encoding supported; convert other files with iconv)",
-                &format!("{enc:?}"),
-            );
-        }
-    }
-}

@@ -67,7 +67,7 @@ pub fn parse(
     if let Some(t) = &target {
         compress::refuse_compressed_append(m, cx, t, compression);
     }
-    super::check_encoding(m, cx);
+    crate::encoding::check_sink(m, cx);
     let mappings = mapping::read(m, cx);
     m.legacy(cx, "AppendMode", "use `OutputMode: append`");
     m.legacy(

@@ -47,6 +47,8 @@ use typed::SourceSpec;
 pub struct DelimitedSourceConfig {
     /// `FilePath`: one file, `-` (standard input), or the files of globs and lists, in order.
     files: Vec<InputFile>,
+    /// How the bytes become UTF-8 (`Encoding`, `InvalidBytes`).
+    encoding: crate::encoding::SourceEncoding,
     /// `Compression`, if not `auto`.
     compression: Option<compress::Compression>,
     dialect: Dialect,
@@ -101,7 +103,7 @@ pub fn parse(
         .integer(cx, "ChunkSize", 1, 1 << 20)
         .map_or(node.chunk_size, |n| n as usize);
     let parallel = m.bool(cx, "Parallel").unwrap_or(true);
-    super::check_encoding(m, cx);
+    let encoding = crate::encoding::read_source(m, cx);
     m.legacy(
         cx,
         "InferSchema",
@@ -122,6 +124,7 @@ pub fn parse(
     let schema = schema::to_schema(&columns);
     Some(Box::new(DelimitedSourceConfig {
         files: files?,
+        encoding: encoding?,
         compression,
         dialect: dialect?,
         has_headers,
@@ -176,7 +179,8 @@ impl DelimitedSourceConfig {
         let stdin = file.path.as_os_str() == "-";
         let opened = compress::open_input(&file.path, stdin, self.compression)
             .map_err(|e| io_err("open", e))?;
-        let mut input = Input::new(opened.reader, self.dialect, self.checks, self.skip_rows)
+        let reader = self.encoding.wrap(opened.reader);
+        let mut input = Input::new(reader, self.dialect, self.checks, self.skip_rows)
             .map_err(|e| io_err("read", e))?;
         let header = if self.has_headers {
             let mut records = Records::default();
@@ -218,6 +222,7 @@ impl DelimitedSourceConfig {
             max_rows: self.max_rows,
             remaining: self.max_rows,
             compressed: opened.format,
+            encoding: self.encoding,
             widths_checked: false,
             ranges: 0,
             redos: 0,
@@ -380,6 +385,7 @@ impl SourceCommon for DelimitedSource {
                 self.compressed.name()
             ));
         }
+        notes.extend(self.encoding.note());
         if self.skipped > 0 {
             notes.push(format!(
                 "{} records after the header read past (`SkipRowsAfterHeader`)",

@@ -51,6 +51,8 @@ pub(super) struct DelimitedSource {
     pub(super) ordinal: u64,
     /// Records read past after the header (`SkipRowsAfterHeader`).
     pub(super) skipped: u64,
+    /// How its bytes became UTF-8.
+    pub(super) encoding: crate::encoding::SourceEncoding,
     /// What the input file was compressed with.
     pub(super) compressed: crate::compress::Compression,
     /// `MaxRows`, and how many records it still allows.

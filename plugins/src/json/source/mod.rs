@@ -48,6 +48,8 @@ const READ_SIZE: usize = 1 << 20;
 pub struct JsonLinesSourceConfig {
     /// `FilePath`: one file, `-` (standard input), or the files of globs and lists, in order.
     files: Vec<InputFile>,
+    /// How the bytes become UTF-8 (`Encoding`, `InvalidBytes`).
+    encoding: crate::encoding::SourceEncoding,
     /// `Compression`, if not `auto`.
     compression: Option<Compression>,
     columns: Vec<ColumnSpec>,
@@ -70,7 +72,7 @@ pub fn parse(
     let unknown_keys_rejected = m
         .choice(cx, "UnknownKeys", &[("ignore", false), ("reject", true)])
         .unwrap_or(false);
-    crate::delimited::check_encoding(m, cx);
+    let encoding = crate::encoding::read_source(m, cx);
     let columns = schema::read_output_schema(m, cx, "key to read")?;
     if let Some(c) = columns.iter().find(|c| c.index.is_some()) {
         let message = format!(
@@ -86,6 +88,7 @@ pub fn parse(
     }
     Some(Box::new(JsonLinesSourceConfig {
         files: files?,
+        encoding: encoding?,
         compression,
         schema: schema::to_schema(&columns),
         columns,
@@ -147,8 +150,9 @@ impl JsonLinesSourceConfig {
         Ok(Box::new(JsonLinesSource {
             shape: Arc::new(shape),
             path: file.path.clone(),
-            file: opened.reader,
+            file: self.encoding.wrap(opened.reader),
             compressed: opened.format,
+            encoding: self.encoding,
             buf: Vec::new(),
             scanned: 0,
             newlines: 0,
@@ -180,6 +184,7 @@ struct JsonLinesSource {
     path: PathBuf,
     file: Box<dyn Read + Send>,
     compressed: Compression,
+    encoding: crate::encoding::SourceEncoding,
     /// Bytes read and not yet handed off.
     buf: Vec<u8>,
     /// How far `buf` was searched for line breaks, and how many it holds up to there.
@@ -263,6 +268,7 @@ impl SourceCommon for JsonLinesSource {
                 self.compressed.name()
             ));
         }
+        notes.extend(self.encoding.note());
         match self.shape.blank.load(Ordering::Relaxed) {
             0 => {}
             n => notes.push(format!("{n} blank lines skipped")),
