@@ -21,6 +21,7 @@ use flowengine_engine::Batch;
 use super::encode::{Encoder, JsonLinesEncoder};
 use super::read_dialect;
 use crate::compress::{self, Compression};
+use crate::encoding::SinkEncoding;
 use crate::mapping::{self, Mapping};
 
 pub use crate::staging::OutputMode;
@@ -40,6 +41,8 @@ pub struct DelimitedSinkConfig {
     json_lines: bool,
     /// `Compression` (by default from the file name: `.gz`, `.zst`).
     compression: Compression,
+    /// `Encoding` of the bytes written.
+    encoding: SinkEncoding,
 }
 
 /// Parse a `DelimitedSink` `Config` map.
@@ -67,7 +70,25 @@ pub fn parse(
     if let Some(t) = &target {
         compress::refuse_compressed_append(m, cx, t, compression);
     }
-    crate::encoding::check_sink(m, cx);
+    let encoding = crate::encoding::read_sink(m, cx);
+    if let (Some(enc), Some(t)) = (encoding, &target) {
+        if enc != SinkEncoding::Utf8 && t.mode == OutputMode::Append {
+            m.invalid(
+                cx,
+                "OutputMode",
+                "`replace` or `create` for an output in another encoding than UTF-8",
+                "append",
+            );
+        }
+        if bom && matches!(enc, SinkEncoding::Other(_)) {
+            m.invalid(
+                cx,
+                "Bom",
+                "false (a byte-order mark is UTF-8's or UTF-16's; UTF-16 outputs always start with theirs)",
+                "true",
+            );
+        }
+    }
     let mappings = mapping::read(m, cx);
     m.legacy(cx, "AppendMode", "use `OutputMode: append`");
     m.legacy(
@@ -109,6 +130,7 @@ pub fn parse(
         mappings: mappings?,
         json_lines: false,
         compression,
+        encoding: encoding?,
     }))
 }
 
@@ -124,7 +146,10 @@ impl SinkConfig for DelimitedSinkConfig {
     fn build(&self, input: SchemaRef, cx: &BuildCx) -> Result<BuiltSink, BuildError> {
         let sink = self.open(input, cx)?;
         Ok(BuiltSink::Encoded {
-            encoder: compress::encoder(sink.format.clone(), self.compression),
+            encoder: compress::encoder(
+                crate::encoding::encoder(sink.format.clone(), self.encoding, &cx.node),
+                self.compression,
+            ),
             sink: Box::new(sink),
         })
     }
@@ -176,7 +201,7 @@ impl DelimitedSinkConfig {
                         message,
                     },
                 })?;
-        } else if self.bom {
+        } else if self.bom && self.encoding == SinkEncoding::Utf8 {
             head.extend_from_slice(b"\xEF\xBB\xBF");
         }
         if needs_header {
@@ -184,8 +209,15 @@ impl DelimitedSinkConfig {
         }
         // Compressed, the head is a member of its own (an empty one for an empty file, which is
         // still a valid gzip or zstd file).
+        let mut encoded = self.encoding.start().to_vec();
+        self.encoding
+            .encode(&head, &mut encoded)
+            .map_err(|message| BuildError::Invalid {
+                node: node.clone(),
+                message,
+            })?;
         let mut bytes = Vec::new();
-        compress::compress(self.compression, &head, &mut bytes)
+        compress::compress(self.compression, &encoded, &mut bytes)
             .map_err(|e| io("write", &self.target.path, e))?;
         staging.write_all(&bytes).map_err(|e| BuildError::Invalid {
             node: node.clone(),
@@ -279,6 +311,7 @@ pub fn dead_letter(path: &Path, cx: &BuildCx) -> Result<Box<dyn Sink>, BuildErro
         mappings: None,
         json_lines: matches!(ext.as_deref(), Some("jsonl" | "ndjson")),
         compression: Compression::None,
+        encoding: SinkEncoding::Utf8,
     };
     let sink = config.open(flowengine_engine::reject::reject_schema(), cx)?;
     Ok(Box::new(sink))

@@ -69,7 +69,7 @@ pub fn parse(
     let write_nulls = m
         .choice(cx, "Nulls", &[("write", true), ("omit", false)])
         .unwrap_or(true);
-    crate::encoding::check_sink(m, cx);
+    crate::encoding::check_sink(m, cx, "JSON text is UTF-8, RFC 8259");
     let compression = compress::read_sink(m, cx, target.as_ref().map(|t| t.path.as_path()));
     if let Some(t) = &target {
         compress::refuse_compressed_append(m, cx, t, compression);
