@@ -5,10 +5,11 @@
 //! each rejectable column. Each trial runs that file through one path (straight to the sink, a
 //! `JavaScriptTransform` with `Inherit`, `Compute`, `Cast`, `Select`, `Sort` and `Distinct` on every
 //! column as a key, `Aggregate` grouping by every column, a `Lookup` on every column, `Limit`, a
-//! reservoir `Sample`) into one sink (CSV, Parquet, Arrow, JSON Lines, none), under `skip-row`,
-//! then reads back what it wrote with a reader that is not the writer (arrow-ipc, the parquet
-//! crate, pyarrow, arrow-json's reader, our own `DelimitedSource`) and compares type by type and
-//! value by value with values that arrow-cast parses from their canonical text. Every trial also checks the dead-letter
+//! reservoir `Sample`) into one sink (CSV: plain, gzip or UTF-16; Parquet; Arrow; JSON Lines: plain
+//! or zstd; none), under `skip-row`, then reads back what it wrote with a reader that is not the
+//! writer (arrow-ipc, the parquet crate, pyarrow, arrow-json's reader, our own `DelimitedSource` and
+//! `JsonLinesSource`) and compares type by type and value by value with values that arrow-cast
+//! parses from their canonical text. Every trial also checks the dead-letter
 //! file (one reject per bad row, naming line, column and record) and the run's row accounting.
 //!
 //! A sink joins the matrix by one line in [`SINKS`], a path by one line in [`PATHS`].
@@ -292,6 +293,9 @@ const SINKS: &[SinkKind] = &[
     SinkKind { name: "json-lines-strings", plugin: |_| json_strings(), read_back: read_json_lines, pyarrow: false },
     SinkKind { name: "json-lines-ours", plugin: |_| sink("JsonLinesSink", "out/out.jsonl"), read_back: read_json_lines_ours, pyarrow: false },
     SinkKind { name: "json-lines-strings-ours", plugin: |_| json_strings(), read_back: read_json_lines_ours, pyarrow: false },
+    SinkKind { name: "csv-gzip", plugin: |_| sink("DelimitedSink", "out/out.csv.gz"), read_back: |dir, cols| read_ours(dir, cols, false, "DelimitedSource", "out/out.csv.gz", ""), pyarrow: false },
+    SinkKind { name: "csv-utf16", plugin: |_| "{ Name: write, Type: DelimitedSink, Config: { FilePath: out/out.csv, Encoding: UTF-16BE } }".into(), read_back: |dir, cols| read_ours(dir, cols, false, "DelimitedSource", "out/out.csv", "Encoding: UTF-16BE"), pyarrow: false },
+    SinkKind { name: "json-lines-zstd", plugin: |_| sink("JsonLinesSink", "out/out.jsonl.zst"), read_back: |dir, cols| read_ours(dir, cols, false, "JsonLinesSource", "out/out.jsonl.zst", ""), pyarrow: false },
     SinkKind { name: "null", plugin: |_| "{ Name: write, Type: NullSink }".into(), read_back: |_, _| Ok(None), pyarrow: false },
 ];
 
@@ -717,23 +721,24 @@ fn via_pyarrow(dir: &Path, format: &str) -> Result<Option<RecordBatch>, String> 
 /// Reads the CSV back with our own `DelimitedSource` (into Arrow IPC), declared as the source was
 /// but without `Format` unless the sink wrote the formats back.
 fn read_csv(dir: &Path, cols: &[Column], formatted: bool) -> Result<Option<RecordBatch>, String> {
-    read_ours(dir, cols, formatted, "DelimitedSource", "out/out.csv")
+    read_ours(dir, cols, formatted, "DelimitedSource", "out/out.csv", "")
 }
 
 /// `out/out.jsonl` through our own `JsonLinesSource`, declared as the input was (without
 /// `Format`: the sink wrote ISO dates).
 fn read_json_lines_ours(dir: &Path, cols: &[Column]) -> Result<Option<RecordBatch>, String> {
-    read_ours(dir, cols, false, "JsonLinesSource", "out/out.jsonl")
+    read_ours(dir, cols, false, "JsonLinesSource", "out/out.jsonl", "")
 }
 
 /// What one of our sources makes of `file`, declared as the input was (with or without the
-/// `Format`s), through an Arrow IPC file.
+/// `Format`s, with `extra` config such as an `Encoding`), through an Arrow IPC file.
 fn read_ours(
     dir: &Path,
     cols: &[Column],
     formatted: bool,
     source_type: &str,
     file: &str,
+    extra: &str,
 ) -> Result<Option<RecordBatch>, String> {
     let decls = |c: &Column| {
         if formatted {
@@ -748,7 +753,13 @@ fn read_ours(
     let yaml = format!(
         "Pipeline:\n  Name: readback\n  Plugins:\n{}    - {{ Name: write, Type: ArrowSink, Config: \
          {{ FilePath: back/back.arrow }} }}\n  Connections:\n    - {{ From: read, To: write }}\n",
-        source(cols, file, decls).replacen("DelimitedSource", source_type, 1)
+        source(cols, file, decls)
+            .replacen("DelimitedSource", source_type, 1)
+            .replacen(
+                &format!("FilePath: {file}\n"),
+                &format!("FilePath: {file}\n        {extra}\n"),
+                1,
+            )
     );
     std::fs::write(dir.join("readback.yaml"), yaml).map_err(|e| e.to_string())?;
     run(dir, "readback.yaml").map_err(|e| format!("our {source_type} refused {file}: {e}"))?;

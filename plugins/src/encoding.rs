@@ -53,20 +53,9 @@ impl SourceEncoding {
 pub fn read_source(m: &mut MapReader<'_>, cx: &mut ConfigCx) -> Option<SourceEncoding> {
     let written = m.string(cx, "Encoding");
     let replace = m.choice(cx, "InvalidBytes", &[("reject", false), ("replace", true)]);
-    let encoding = match &written {
+    let encoding = match written {
         None => encoding_rs::UTF_8,
-        Some(label) => match Encoding::for_label(label.trim().as_bytes()) {
-            Some(e) => e,
-            None => {
-                m.invalid(
-                    cx,
-                    "Encoding",
-                    "an encoding name such as UTF-8, windows-1252, ISO-8859-15, UTF-16LE, UTF-16BE or Shift_JIS (the WHATWG encodings)",
-                    &format!("{label:?}"),
-                );
-                return None;
-            }
-        },
+        Some(label) => known(m, cx, &label)?,
     };
     if encoding == encoding_rs::UTF_8 {
         return Some(match replace {
@@ -88,6 +77,20 @@ pub fn read_source(m: &mut MapReader<'_>, cx: &mut ConfigCx) -> Option<SourceEnc
     Some(SourceEncoding {
         decode: Some(encoding),
     })
+}
+
+/// The encoding a WHATWG `label` names; an unknown label is a configuration error at `Encoding`.
+fn known(m: &mut MapReader<'_>, cx: &mut ConfigCx, label: &str) -> Option<&'static Encoding> {
+    let encoding = Encoding::for_label(label.trim().as_bytes());
+    if encoding.is_none() {
+        m.invalid(
+            cx,
+            "Encoding",
+            "an encoding name such as UTF-8, windows-1252, ISO-8859-15, UTF-16LE, UTF-16BE or Shift_JIS (the WHATWG encodings)",
+            &format!("{label:?}"),
+        );
+    }
+    encoding
 }
 
 /// A sink's `Encoding` where only UTF-8 can be written (JSON, RFC 8259): say so instead of
@@ -126,15 +129,7 @@ pub fn read_sink(m: &mut MapReader<'_>, cx: &mut ConfigCx) -> Option<SinkEncodin
     let Some(label) = m.string(cx, "Encoding") else {
         return Some(SinkEncoding::Utf8);
     };
-    let Some(encoding) = Encoding::for_label(label.trim().as_bytes()) else {
-        m.invalid(
-            cx,
-            "Encoding",
-            "an encoding name such as UTF-8, windows-1252, ISO-8859-15, UTF-16LE, UTF-16BE or Shift_JIS (the WHATWG encodings)",
-            &format!("{label:?}"),
-        );
-        return None;
-    };
+    let encoding = known(m, cx, &label)?;
     Some(if encoding == encoding_rs::UTF_8 {
         SinkEncoding::Utf8
     } else if encoding == encoding_rs::UTF_16LE {

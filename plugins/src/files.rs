@@ -127,6 +127,15 @@ fn expand(text: &str, base: &std::path::Path, cx: &ConfigCx) -> Result<Vec<Input
         .collect())
 }
 
+/// The files `files` names on disk (standard input is none), for the plan's overwrite check.
+pub fn paths(files: &[InputFile]) -> Vec<PathBuf> {
+    files
+        .iter()
+        .filter(|f| f.path.as_os_str() != "-")
+        .map(|f| f.path.clone())
+        .collect()
+}
+
 /// How a source config opens one of its files.
 pub type OpenWith<C> = fn(&C, &InputFile, &BuildCx) -> Result<Box<dyn DeferringSource>, BuildError>;
 

@@ -151,11 +151,7 @@ impl SourceConfig for DelimitedSourceConfig {
     }
 
     fn files_read(&self) -> Vec<PathBuf> {
-        self.files
-            .iter()
-            .filter(|f| f.path.as_os_str() != "-")
-            .map(|f| f.path.clone())
-            .collect()
+        files::paths(&self.files)
     }
 
     fn build(&self, cx: &BuildCx) -> Result<BuiltSource, BuildError> {
