@@ -156,6 +156,21 @@ Pipeline:
           Columns:
             - { Name: code, Type: int64 }
             - { Name: label, Type: string }
+    - Name: ParquetSource
+      Type: ParquetSource
+      Config:
+        FilePath: ["{Dir}/a.parquet", "{Dir}/b.parquet"]
+        ErrorHandling: skip-row
+        OutputSchema:
+          Columns: [ { Name: id, Type: int64 }, { Name: at, Type: datetime, TimeZone: UTC } ]
+    - Name: ArrowSource
+      Type: ArrowSource
+      Config:
+        FilePath: "-"
+        OutputSchema:
+          Columns: [ { Name: id, Type: int64 }, { Name: at, Type: datetime, TimeZone: UTC } ]
+    - Name: TypedOut
+      Type: NullSink
     - Name: Lookup
       Type: Lookup
       Config:
@@ -242,6 +257,8 @@ Pipeline:
     - { From: SelectDrop, To: ParquetSink }
     - { From: SelectDrop, To: ArrowSink }
     - { From: SelectDrop, To: JsonLinesSink }
+    - { From: ParquetSource, To: TypedOut }
+    - { From: ArrowSource, To: TypedOut }
 "#;
 
 fn root() -> PathBuf {

@@ -7,8 +7,8 @@
 //! column as a key, `Aggregate` grouping by every column, a `Lookup` on every column, `Limit`, a
 //! reservoir `Sample`) into one sink (CSV: plain, gzip or UTF-16; Parquet; Arrow; JSON Lines: plain
 //! or zstd; none), under `skip-row`, then reads back what it wrote with a reader that is not the
-//! writer (arrow-ipc, the parquet crate, pyarrow, arrow-json's reader, our own `DelimitedSource` and
-//! `JsonLinesSource`) and compares type by type and value by value with values that arrow-cast
+//! writer (arrow-ipc, the parquet crate, pyarrow, arrow-json's reader, our own `DelimitedSource`,
+//! `JsonLinesSource`, `ParquetSource` and `ArrowSource`) and compares type by type and value by value with values that arrow-cast
 //! parses from their canonical text. Every trial also checks the dead-letter
 //! file (one reject per bad row, naming line, column and record) and the run's row accounting.
 //!
@@ -296,6 +296,9 @@ const SINKS: &[SinkKind] = &[
     SinkKind { name: "csv-gzip", plugin: |_| sink("DelimitedSink", "out/out.csv.gz"), read_back: |dir, cols| read_ours(dir, cols, false, "DelimitedSource", "out/out.csv.gz", ""), pyarrow: false },
     SinkKind { name: "csv-utf16", plugin: |_| "{ Name: write, Type: DelimitedSink, Config: { FilePath: out/out.csv, Encoding: UTF-16BE } }".into(), read_back: |dir, cols| read_ours(dir, cols, false, "DelimitedSource", "out/out.csv", "Encoding: UTF-16BE"), pyarrow: false },
     SinkKind { name: "json-lines-zstd", plugin: |_| sink("JsonLinesSink", "out/out.jsonl.zst"), read_back: |dir, cols| read_ours(dir, cols, false, "JsonLinesSource", "out/out.jsonl.zst", ""), pyarrow: false },
+    SinkKind { name: "parquet-ours", plugin: |_| sink("ParquetSink", "out/out.parquet"), read_back: |dir, cols| read_ours(dir, cols, false, "ParquetSource", "out/out.parquet", ""), pyarrow: false },
+    SinkKind { name: "arrow-file-ours", plugin: |_| sink("ArrowSink", "out/out.arrow"), read_back: |dir, cols| read_ours(dir, cols, false, "ArrowSource", "out/out.arrow", ""), pyarrow: false },
+    SinkKind { name: "arrow-stream-ours", plugin: |_| sink("ArrowSink", "out/out.arrows"), read_back: |dir, cols| read_ours(dir, cols, false, "ArrowSource", "out/out.arrows", ""), pyarrow: false },
     SinkKind { name: "null", plugin: |_| "{ Name: write, Type: NullSink }".into(), read_back: |_, _| Ok(None), pyarrow: false },
 ];
 

@@ -100,3 +100,63 @@ fn compressed_outputs_read_back_as_the_plain_one() {
     assert_eq!(gunzip(read("out.jsonl.gz")), json);
     assert!(!Path::new(&dir.path().join("out/out.csv")).exists());
 }
+
+/// `flowengine run` reading `input` on standard input with an `ArrowSource` of `FilePath: "-"`,
+/// writing CSV to standard output: (success, stdout, stderr).
+fn arrow_from_stdin(input: Vec<u8>) -> (bool, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let columns = "[ { Name: id, Type: int64 }, { Name: name, Type: string }, \
+                   { Name: note, Type: string, Nullable: true } ]";
+    let yaml = format!(
+        "Pipeline:\n  Name: streams\n  Plugins:\n    - {{ Name: read, Type: ArrowSource, Config: \
+         {{ FilePath: \"-\", OutputSchema: {{ Columns: {columns} }} }} }}\n    - {{ Name: write, \
+         Type: DelimitedSink, Config: {{ FilePath: \"-\" }} }}\n  Connections:\n    - {{ From: read, \
+         To: write }}\n"
+    );
+    std::fs::write(dir.path().join("p.yaml"), yaml).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_flowengine"))
+        .args(["run", "p.yaml"])
+        .current_dir(dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // The run may refuse the input before reading all of it.
+    let feeder = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let out = child.wait_with_output().unwrap();
+    feeder.join().unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.success(), text(&out.stdout), text(&out.stderr))
+}
+
+#[test]
+fn an_arrow_stream_on_standard_input_is_read_and_a_file_is_refused() {
+    let cases = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/cases");
+    let arrow = |name| std::fs::read(cases.join("arrow_source_round_trip").join(name)).unwrap();
+    let (ok, stdout, stderr) = arrow_from_stdin(arrow("in.arrows"));
+    assert!(ok, "{stderr}");
+    let reference =
+        std::fs::read_to_string(cases.join("typed_sources_reference_csv/in.csv")).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[0], "id,name,note");
+    assert!(
+        lines[1].starts_with("1,Ada,\"comma, \"\"quoted\"\"\""),
+        "{stdout}"
+    );
+    assert_eq!(stdout.matches('\n').count(), 5, "{stdout}");
+    assert!(
+        reference.contains("Grace"),
+        "the reference is the same rows"
+    );
+
+    let (ok, _, stderr) = arrow_from_stdin(arrow("in.arrow"));
+    assert!(!ok);
+    assert!(
+        stderr.contains("standard input holds the Arrow IPC file format"),
+        "{stderr}"
+    );
+}

@@ -384,7 +384,7 @@ pub struct RowError {
     pub file: Option<Arc<str>>,
     /// Absolute 1-based physical line of the first byte of the record.
     pub line: Option<u64>,
-    /// 1-based record ordinal in the file (the header counts).
+    /// 1-based record ordinal in the file (the header counts); in a Parquet or Arrow file, the row.
     pub record: Option<u64>,
     /// Byte offset of the problem (or of the record start) in the file.
     pub byte_offset: Option<u64>,
@@ -418,7 +418,11 @@ impl fmt::Display for RowError {
         write!(f, "node `{}`: ", self.node)?;
         match (&self.file, self.line) {
             (Some(file), Some(line)) => write!(f, "{file}:{line}: ")?,
-            (Some(file), None) => write!(f, "{file}: ")?,
+            (Some(file), None) => match self.record {
+                // A row of a typed file has a number, not a line.
+                Some(row) => write!(f, "{file}: row {row}: ")?,
+                None => write!(f, "{file}: ")?,
+            },
             (None, Some(line)) => write!(f, "line {line}: ")?,
             (None, None) => {}
         }

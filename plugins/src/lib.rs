@@ -8,6 +8,8 @@
 //! | `NullSink` | sink | `null` |
 //! | `ParquetSink` | sink | `parquet_sink` |
 //! | `ArrowSink` | sink | `arrow_ipc` |
+//! | `ParquetSource` | source | `columnar::parquet` |
+//! | `ArrowSource` | source | `columnar::ipc` |
 //! | `JsonLinesSource` | source | `json::source` |
 //! | `JsonLinesSink` | sink | `json::sink` |
 //! | `Filter` | transform | `native::filter` |
@@ -29,6 +31,8 @@
 
 #[doc(hidden)]
 pub mod arrow_ipc;
+#[doc(hidden)]
+pub mod columnar;
 #[doc(hidden)]
 pub mod compress;
 #[doc(hidden)]
@@ -67,6 +71,8 @@ pub fn register_builtin(registry: &mut Registry) {
         .register("NullSink", Parser::Sink(null::parse))
         .register("ParquetSink", Parser::Sink(parquet_sink::parse))
         .register("ArrowSink", Parser::Sink(arrow_ipc::parse))
+        .register("ParquetSource", Parser::Source(columnar::parquet::parse))
+        .register("ArrowSource", Parser::Source(columnar::ipc::parse))
         .register("JsonLinesSource", Parser::Source(json::source::parse))
         .register("JsonLinesSink", Parser::Sink(json::sink::parse))
         .register("Filter", Parser::Transform(native::filter::parse))
