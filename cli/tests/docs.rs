@@ -169,8 +169,12 @@ Pipeline:
         FilePath: "-"
         OutputSchema:
           Columns: [ { Name: id, Type: int64 }, { Name: at, Type: datetime, TimeZone: UTC } ]
-    - Name: TypedOut
-      Type: NullSink
+    - Name: Partitioned
+      Type: ParquetSink
+      Config:
+        FilePath: "{Dir}/partitioned"
+        PartitionBy: [id]
+        MaxOpenFiles: 16
     - Name: Lookup
       Type: Lookup
       Config:
@@ -257,8 +261,8 @@ Pipeline:
     - { From: SelectDrop, To: ParquetSink }
     - { From: SelectDrop, To: ArrowSink }
     - { From: SelectDrop, To: JsonLinesSink }
-    - { From: ParquetSource, To: TypedOut }
-    - { From: ArrowSource, To: TypedOut }
+    - { From: ParquetSource, To: Partitioned }
+    - { From: ArrowSource, To: Partitioned }
 "#;
 
 fn root() -> PathBuf {

@@ -10,6 +10,7 @@
 //! order. Encoding one column after another on one thread was what bounded a CSV → Parquet run.
 
 mod lanes;
+pub mod partitioned;
 
 use std::fs::File;
 use std::path::PathBuf;
@@ -31,8 +32,11 @@ use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::ColumnPath;
 use rayon::prelude::*;
 
-use crate::staging::{Staging, Target};
+use crate::staging::{Staging, StagingDir, Target};
+use flowengine_engine::error::PlanError;
+use flowengine_engine::load::yaml::Mark;
 use lanes::Lanes;
+use partitioned::PartitionedSink;
 
 /// How column chunks are compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +65,20 @@ const SAMPLE_ROWS: usize = 8192;
 /// …and only when the first batch has at least this many; otherwise every column gets a dictionary.
 const MIN_SAMPLE_ROWS: usize = 1024;
 
+/// Files open at once in a partitioned output, unless `MaxOpenFiles` says otherwise.
+const MAX_OPEN_FILES: usize = 64;
+
+/// What a partitioned output buffers in all its open files together, at most, before it flushes
+/// the largest as a row group.
+const MAX_BUFFERED: u64 = 64 << 20;
+
+/// `PartitionBy`: the partition columns, each with where it was written.
+#[derive(Debug, Clone)]
+struct Partitioning {
+    columns: Vec<(String, String, Mark)>,
+    max_open_files: usize,
+}
+
 /// Parsed `ParquetSink` config.
 #[derive(Debug, Clone)]
 pub struct ParquetSinkConfig {
@@ -68,6 +86,7 @@ pub struct ParquetSinkConfig {
     codec: Codec,
     row_group_size: usize,
     dictionary: Dictionary,
+    partitioning: Option<Partitioning>,
 }
 
 /// Parse a `ParquetSink` `Config` map.
@@ -108,11 +127,52 @@ pub fn parse(
             ],
         )
         .unwrap_or(Dictionary::Auto);
+    let partitioning = read_partitioning(m, cx)?;
     Some(Box::new(ParquetSinkConfig {
         target: target?,
         codec,
         row_group_size,
         dictionary,
+        partitioning,
+    }))
+}
+
+/// `PartitionBy` (a list of column names) and `MaxOpenFiles`, which means something only with it.
+fn read_partitioning(m: &mut MapReader<'_>, cx: &mut ConfigCx) -> Option<Option<Partitioning>> {
+    let max_open_files = m.integer(cx, "MaxOpenFiles", 1, 65536).map(|n| n as usize);
+    if !m.has("PartitionBy") {
+        if max_open_files.is_some() {
+            m.invalid(
+                cx,
+                "MaxOpenFiles",
+                "`MaxOpenFiles` only with `PartitionBy`",
+                "no `PartitionBy`",
+            );
+            return None;
+        }
+        return Some(None);
+    }
+    let mut columns = Vec::new();
+    for (path, node) in m.list(cx, "PartitionBy")? {
+        match node.as_scalar() {
+            Some(name) => columns.push((name.to_string(), path, node.mark)),
+            None => {
+                let kind = flowengine_engine::error::ConfigErrorKind::InvalidValue {
+                    expected: "a column name".into(),
+                    found: node.kind_name().into(),
+                };
+                cx.error(kind, &path, node.mark);
+                return None;
+            }
+        }
+    }
+    if columns.is_empty() {
+        m.invalid(cx, "PartitionBy", "at least one column", "an empty list");
+        return None;
+    }
+    Some(Some(Partitioning {
+        columns,
+        max_open_files: max_open_files.unwrap_or(MAX_OPEN_FILES),
     }))
 }
 
@@ -163,12 +223,134 @@ impl ParquetSinkConfig {
     }
 }
 
+impl ParquetSinkConfig {
+    /// The positions of the partition columns in `input`, or what is wrong with them.
+    fn partition_columns(
+        &self,
+        partitioning: &Partitioning,
+        input: &SchemaRef,
+    ) -> Result<Vec<usize>, Vec<PlanError>> {
+        let mut found = Vec::new();
+        let mut errors = Vec::new();
+        for (name, path, mark) in &partitioning.columns {
+            match input.index_of(name) {
+                Ok(i) if found.contains(&i) => errors.push(PlanError::at(
+                    path.clone(),
+                    Some(*mark),
+                    format!("`{name}` is named twice in `PartitionBy`"),
+                )),
+                Ok(i) => found.push(i),
+                Err(_) => {
+                    let names: Vec<&str> =
+                        input.fields().iter().map(|f| f.name().as_str()).collect();
+                    errors.push(PlanError::at(
+                        path.clone(),
+                        Some(*mark),
+                        match flowengine_engine::load::config::closest(name, &names) {
+                            Some(like) => format!(
+                                "no column `{name}` reaches this sink (did you mean `{like}`?)"
+                            ),
+                            None => format!(
+                                "no column `{name}` reaches this sink; its columns are {}",
+                                names.join(", ")
+                            ),
+                        },
+                    ));
+                }
+            }
+        }
+        if errors.is_empty() && found.len() == input.fields().len() {
+            errors.push(PlanError::new(
+                "`PartitionBy` names every column, so the files would hold none; leave at least \
+                 one column out",
+            ));
+        }
+        if errors.is_empty() {
+            Ok(found)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// A partitioned output under the target directory.
+    fn build_partitioned(
+        &self,
+        partitioning: &Partitioning,
+        input: SchemaRef,
+        cx: &BuildCx,
+    ) -> Result<BuiltSink, BuildError> {
+        let invalid = |message: String| BuildError::Invalid {
+            node: cx.node.clone(),
+            message,
+        };
+        let by = self
+            .partition_columns(partitioning, &input)
+            .map_err(|e| invalid(PlanError::join(&e)))?;
+        let staging = StagingDir::new(
+            &cx.node,
+            &self.target.path,
+            self.target.mode,
+            self.target.create_directories,
+        )?;
+        let config = self.clone();
+        let properties = Box::new(move |first: &RecordBatch| {
+            let plain = match config.dictionary {
+                Dictionary::Auto => mostly_distinct(first),
+                _ => Vec::new(),
+            };
+            config.properties(&plain)
+        });
+        let budget = usize::try_from((cx.batch_bytes * 8).clamp(4 << 20, MAX_BUFFERED))
+            .unwrap_or(usize::MAX);
+        let sink = PartitionedSink::new(
+            &cx.node,
+            staging,
+            &input,
+            by,
+            partitioning.max_open_files,
+            budget,
+            properties,
+        )
+        .map_err(|e| invalid(format!("cannot partition this schema: {e}")))?;
+        Ok(BuiltSink::Rows(Box::new(Partitioned(sink))))
+    }
+}
+
+/// The partitioned output as a sink.
+struct Partitioned(PartitionedSink);
+
+impl Sink for Partitioned {
+    fn write(&mut self, batch: &Batch) -> Result<(), RunError> {
+        self.0.write(batch)
+    }
+}
+
+impl SinkCommon for Partitioned {
+    fn finish(&mut self) -> Result<u64, RunError> {
+        self.0.finish()
+    }
+
+    fn commit(self: Box<Self>) -> Result<(), RunError> {
+        self.0.commit()
+    }
+}
+
 impl SinkConfig for ParquetSinkConfig {
+    fn check_input(&self, input: &SchemaRef) -> Result<(), Vec<PlanError>> {
+        match &self.partitioning {
+            Some(p) => self.partition_columns(p, input).map(drop),
+            None => Ok(()),
+        }
+    }
+
     fn files_written(&self) -> Vec<PathBuf> {
         self.target.files()
     }
 
     fn build(&self, input: SchemaRef, cx: &BuildCx) -> Result<BuiltSink, BuildError> {
+        if let Some(partitioning) = &self.partitioning {
+            return self.build_partitioned(partitioning, input, cx);
+        }
         let staging = self.target.stage(&cx.node)?;
         let invalid = |message: String| BuildError::Invalid {
             node: cx.node.clone(),
@@ -370,6 +552,7 @@ mod tests {
             codec,
             row_group_size,
             dictionary,
+            partitioning: None,
         };
         let ids: ArrayRef = Arc::new(Int64Array::from_iter_values(0..rows));
         let names: ArrayRef = Arc::new(StringArray::from_iter_values(

@@ -163,34 +163,10 @@ impl Staging {
         create_directories: bool,
         appends: bool,
     ) -> Result<Staging, BuildError> {
+        let dir = prepare(node, target, mode, create_directories, appends)?;
         let io = |action, path: &Path, source| {
             BuildError::from(IoError::new(node, action, path, source))
         };
-        let dir = target
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."))
-            .to_path_buf();
-        if !dir.is_dir() {
-            if !create_directories {
-                let e = std::io::Error::new(
-                    std::io::ErrorKind::NotFound,
-                    "directory does not exist (CreateDirectories is false)",
-                );
-                return Err(io("write to", &dir, e));
-            }
-            fs::create_dir_all(&dir).map_err(|e| io("create directory", &dir, e))?;
-        }
-        if mode == OutputMode::Create && target.exists() {
-            return Err(BuildError::Invalid {
-                node: node.to_string(),
-                message: format!(
-                    "{} already exists and `OutputMode` is create; use `OutputMode: replace`{}",
-                    target.display(),
-                    if appends { " or `append`" } else { "" }
-                ),
-            });
-        }
         let name = target
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -331,6 +307,161 @@ impl Staging {
     }
 }
 
+/// A temporary directory that becomes the target directory on commit: a partitioned output, all
+/// of whose files appear at once. Dropped before `commit`, it deletes itself and what it holds.
+#[derive(Debug)]
+pub struct StagingDir {
+    node: String,
+    target: PathBuf,
+    /// The directory holding the target.
+    parent: PathBuf,
+    temp: Option<tempfile::TempDir>,
+    no_clobber: bool,
+}
+
+impl StagingDir {
+    /// Create the staging directory beside `target`, as [`Staging::new`] creates a file.
+    pub fn new(
+        node: &str,
+        target: &Path,
+        mode: OutputMode,
+        create_directories: bool,
+    ) -> Result<StagingDir, BuildError> {
+        let parent = prepare(node, target, mode, create_directories, false)?;
+        let name = target
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let temp = tempfile::Builder::new()
+            .prefix(&format!(".{name}."))
+            .suffix(".tmp")
+            .tempdir_in(&parent)
+            .map_err(|e| {
+                BuildError::from(IoError::new(
+                    node,
+                    "create a temporary directory in",
+                    &parent,
+                    e,
+                ))
+            })?;
+        Ok(StagingDir {
+            node: node.to_string(),
+            target: target.to_path_buf(),
+            parent,
+            temp: Some(temp),
+            no_clobber: mode == OutputMode::Create,
+        })
+    }
+
+    /// The staging directory, where the output's files are written.
+    pub fn path(&self) -> &Path {
+        self.temp.as_ref().map_or(&self.target, |t| t.path())
+    }
+
+    /// An I/O error on the target, for this sink.
+    pub fn io(&self, action: &'static str, path: &Path, source: std::io::Error) -> RunError {
+        IoError::new(&self.node, action, path, source).into()
+    }
+
+    /// Put the staging directory in the target's place in one rename and make that durable; an
+    /// existing target (under `replace`) is swapped out atomically, then removed.
+    pub fn commit(mut self) -> Result<(), RunError> {
+        let temp = self
+            .temp
+            .take()
+            .ok_or_else(|| RunError::Internal("sink committed twice".into()))?;
+        let staged = temp.keep();
+        let moved = swap_into(&staged, &self.target, self.no_clobber);
+        if let Err(e) = moved {
+            let _ = fs::remove_dir_all(&staged);
+            return Err(self.io("replace", &self.target, e));
+        }
+        let synced = File::open(&self.parent).and_then(|d| d.sync_all());
+        synced.map_err(|e| self.io("sync the directory of", &self.target, e))?;
+        // `staged` now names what the target was, if anything.
+        match fs::symlink_metadata(&staged) {
+            Ok(old) if old.is_dir() => fs::remove_dir_all(&staged),
+            Ok(_) => fs::remove_file(&staged),
+            Err(_) => Ok(()),
+        }
+        .map_err(|e| self.io("remove the replaced output at", &staged, e))
+    }
+}
+
+/// Rename `staged` to `target`. Under `no_clobber` an existing target stays and is an error;
+/// otherwise an existing target is exchanged with `staged` in one step (Linux `RENAME_EXCHANGE`),
+/// so readers see the old output or the new one, never neither.
+fn swap_into(staged: &Path, target: &Path, no_clobber: bool) -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::fs::{renameat_with, RenameFlags, CWD};
+        let flags = match (no_clobber, target.symlink_metadata().is_ok()) {
+            (true, _) => RenameFlags::NOREPLACE,
+            (false, true) => RenameFlags::EXCHANGE,
+            (false, false) => RenameFlags::NOREPLACE,
+        };
+        match renameat_with(CWD, staged, CWD, target, flags) {
+            Ok(()) => return Ok(()),
+            // A file system without the flags falls back to the steps below.
+            Err(e) if e == rustix::io::Errno::INVAL || e == rustix::io::Errno::NOSYS => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if target.symlink_metadata().is_ok() {
+        if no_clobber {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "the target exists",
+            ));
+        }
+        // Without an exchange: move the old output aside first (a moment without either).
+        let aside = staged.with_extension("old");
+        fs::rename(target, &aside)?;
+        fs::rename(staged, target)?;
+        return fs::rename(&aside, staged);
+    }
+    fs::rename(staged, target)
+}
+
+/// The directory `target` goes in, created when `create_directories`; with `OutputMode::Create`
+/// an existing target is refused (the message offers `append` when the format `appends`).
+fn prepare(
+    node: &str,
+    target: &Path,
+    mode: OutputMode,
+    create_directories: bool,
+    appends: bool,
+) -> Result<PathBuf, BuildError> {
+    let io =
+        |action, path: &Path, source| BuildError::from(IoError::new(node, action, path, source));
+    let dir = target
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    if !dir.is_dir() {
+        if !create_directories {
+            let e = std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "directory does not exist (CreateDirectories is false)",
+            );
+            return Err(io("write to", &dir, e));
+        }
+        fs::create_dir_all(&dir).map_err(|e| io("create directory", &dir, e))?;
+    }
+    if mode == OutputMode::Create && target.exists() {
+        return Err(BuildError::Invalid {
+            node: node.to_string(),
+            message: format!(
+                "{} already exists and `OutputMode` is create; use `OutputMode: replace`{}",
+                target.display(),
+                if appends { " or `append`" } else { "" }
+            ),
+        });
+    }
+    Ok(dir)
+}
+
 /// Make the bytes written so far durable, then drop `range` of them (written back by now, and
 /// never read by the run) from the page cache.
 fn write_back(file: &File, range: (u64, u64)) -> std::io::Result<()> {
@@ -390,5 +521,38 @@ mod tests {
         assert!(written[4..]
             .chunks(chunk.len())
             .all(|c| c == chunk.as_slice()));
+    }
+
+    #[test]
+    fn a_staged_directory_replaces_the_old_one_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("out");
+        let write = |mode, files: &[&str]| {
+            let staging =
+                StagingDir::new("sink", &target, mode, true).map_err(|e| e.to_string())?;
+            for f in files {
+                fs::write(staging.path().join(f), f.as_bytes()).unwrap();
+            }
+            assert!(staging.path().starts_with(dir.path()));
+            staging.commit().map_err(|e| e.to_string())?;
+            Ok::<_, String>(())
+        };
+        write(OutputMode::Create, &["a", "b"]).unwrap();
+        assert!(write(OutputMode::Create, &["c"]).is_err(), "create refuses");
+        write(OutputMode::Replace, &["c"]).unwrap();
+        let mut names: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["out"], "no staging or replaced directory is left");
+        let inside: Vec<_> = fs::read_dir(&target)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(inside, ["c"]);
+        // A failed run's staging directory goes with it.
+        drop(StagingDir::new("sink", &target, OutputMode::Replace, true).unwrap());
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 }
