@@ -54,6 +54,7 @@ Pipeline:
       Metadata: { a: b }
       Config:
         FilePath: "{Dir}/in.csv"
+        FileNameColumn: source_file
         Delimiter: ";"
         Quote: "'"
         Escape: "\\"
@@ -144,6 +145,7 @@ Pipeline:
       Type: JsonLinesSource
       Config:
         FilePath: "{Dir}/ref.jsonl"
+        FileNameColumn: ref_file
         ChunkSize: 100
         Compression: gzip
         UnknownKeys: reject
@@ -160,6 +162,7 @@ Pipeline:
       Type: ParquetSource
       Config:
         FilePath: ["{Dir}/a.parquet", "{Dir}/b.parquet"]
+        FileNameColumn: file
         ErrorHandling: skip-row
         OutputSchema:
           Columns: [ { Name: id, Type: int64 }, { Name: at, Type: datetime, TimeZone: UTC } ]
@@ -167,6 +170,7 @@ Pipeline:
       Type: ArrowSource
       Config:
         FilePath: "-"
+        FileNameColumn: file
         OutputSchema:
           Columns: [ { Name: id, Type: int64 }, { Name: at, Type: datetime, TimeZone: UTC } ]
     - Name: Partitioned

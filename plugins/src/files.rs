@@ -1,5 +1,5 @@
 //! Many files per source: `FilePath` as a glob (`data/*.csv`, `logs/**/*.jsonl`) or a list, read in
-//! one sorted order as one input.
+//! one sorted order as one input, and `FileNameColumn`, which names each row's file.
 //!
 //! Each file is read by a source of its own, built when the one before it ends ([`ManyFiles`]):
 //! its header is checked, its rejects name it, its lines are its own. The pieces of one file are
@@ -11,12 +11,16 @@ use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use arrow_array::{ArrayRef, RecordBatch, StringArray};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+
 use flowengine_engine::component::{
     BuildCx, BuiltSource, DeferringSource, Pending, RowCondition, Settle, SourceCommon,
 };
 use flowengine_engine::error::{BuildError, ConfigErrorKind, RowError, RunError};
 use flowengine_engine::load::config::{ConfigCx, MapReader};
 use flowengine_engine::load::yaml::Mark;
+use flowengine_engine::Batch;
 
 /// One input file: as the user would name it, and where it is.
 #[derive(Debug, Clone)]
@@ -27,10 +31,66 @@ pub struct InputFile {
     pub path: PathBuf,
 }
 
+/// A source's inputs: its files, and the column that names each row's file, if any.
+#[derive(Debug, Clone)]
+pub struct Inputs {
+    /// The files, in the order they are read.
+    pub files: Vec<InputFile>,
+    /// `FileNameColumn`: a string column added after the declared ones, holding each row's file as
+    /// the user would name it.
+    pub name_column: Option<String>,
+}
+
+impl Inputs {
+    /// Read `FilePath` (see [`read`]) and `FileNameColumn`.
+    pub fn read(m: &mut MapReader<'_>, cx: &mut ConfigCx) -> Option<Inputs> {
+        let files = read(m, cx);
+        let name_column = m.string(cx, "FileNameColumn");
+        Some(Inputs {
+            files: files?,
+            name_column,
+        })
+    }
+
+    /// The source's schema: `declared`, then the file-name column. A file-name column that a
+    /// declared column already names is a configuration error.
+    pub fn schema(
+        &self,
+        declared: SchemaRef,
+        m: &mut MapReader<'_>,
+        cx: &mut ConfigCx,
+    ) -> Option<SchemaRef> {
+        let Some(name) = &self.name_column else {
+            return Some(declared);
+        };
+        if declared.field_with_name(name).is_ok() {
+            m.invalid(
+                cx,
+                "FileNameColumn",
+                "a name no declared column has",
+                &format!("`{name}`, a declared column"),
+            );
+            return None;
+        }
+        let mut fields: Vec<Field> = declared
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        fields.push(Field::new(name, DataType::Utf8, false));
+        Some(Arc::new(Schema::new(fields)))
+    }
+
+    /// The files on disk, for the plan's overwrite check.
+    pub fn paths(&self) -> Vec<PathBuf> {
+        paths(&self.files)
+    }
+}
+
 /// A source's `FilePath`: one file, `-` for standard input, a glob, or a list of any of them
 /// (globs expanded in name order, the list in its own order). A glob that matches nothing is a
 /// configuration error naming it.
-pub fn read(m: &mut MapReader<'_>, cx: &mut ConfigCx) -> Option<Vec<InputFile>> {
+fn read(m: &mut MapReader<'_>, cx: &mut ConfigCx) -> Option<Vec<InputFile>> {
     let written: Vec<(String, String, Mark)> = if m.is_list("FilePath") {
         let items = m.list(cx, "FilePath")?;
         let mut out = Vec::new();
@@ -139,21 +199,92 @@ pub fn paths(files: &[InputFile]) -> Vec<PathBuf> {
 /// How a source config opens one of its files.
 pub type OpenWith<C> = fn(&C, &InputFile, &BuildCx) -> Result<Box<dyn DeferringSource>, BuildError>;
 
-/// The source of `files`: the one file's own source, or [`ManyFiles`] over them, each built by
-/// `open` from `config`.
+/// The source of `inputs`: the one file's own source, or [`ManyFiles`] over them, each built by
+/// `open` from `config`; with a file-name column, each file's batches get it (`schema` is the
+/// source's whole schema, that column included).
 pub fn build<C: Clone + Send + 'static>(
     config: &C,
-    files: &[InputFile],
+    inputs: &Inputs,
+    schema: SchemaRef,
     cx: &BuildCx,
     open: OpenWith<C>,
 ) -> Result<BuiltSource, BuildError> {
-    if let [file] = files {
-        return Ok(BuiltSource::Deferred(open(config, file, cx)?));
+    let named = inputs.name_column.is_some().then_some(schema);
+    let (config, list) = (config.clone(), inputs.files.clone());
+    let opener: OpenFile = Box::new(move |i, cx| {
+        let source = open(&config, &list[i], cx)?;
+        Ok(match &named {
+            Some(schema) => Box::new(Named {
+                inner: source,
+                label: list[i].label.clone(),
+                schema: schema.clone(),
+            }),
+            None => source,
+        })
+    });
+    if inputs.files.len() == 1 {
+        return Ok(BuiltSource::Deferred(opener(0, cx)?));
     }
-    let (config, list) = (config.clone(), files.to_vec());
-    let opener: OpenFile = Box::new(move |i, cx| open(&config, &list[i], cx));
-    let many = ManyFiles::new(files.to_vec(), opener, cx)?;
+    let many = ManyFiles::new(inputs.files.clone(), opener, cx)?;
     Ok(BuiltSource::Deferred(Box::new(many)))
+}
+
+/// One file's source with the file-name column added to its batches.
+struct Named {
+    inner: Box<dyn DeferringSource>,
+    label: Arc<str>,
+    schema: SchemaRef,
+}
+
+impl DeferringSource for Named {
+    fn next_pending(&mut self) -> Result<Option<Box<dyn Pending>>, RunError> {
+        Ok(self.inner.next_pending()?.map(|inner| {
+            Box::new(NamedPiece {
+                inner,
+                label: self.label.clone(),
+                schema: self.schema.clone(),
+            }) as Box<dyn Pending>
+        }))
+    }
+
+    fn settle(&mut self, rejects: &mut [RowError]) -> Settle {
+        self.inner.settle(rejects)
+    }
+}
+
+impl SourceCommon for Named {
+    fn push_condition(&mut self, condition: Arc<dyn RowCondition>) -> bool {
+        // The file's own source cannot test a column it does not make.
+        let file_name = self.schema.fields().len() - 1;
+        !condition.columns().contains(&file_name) && self.inner.push_condition(condition)
+    }
+
+    fn notes(&self) -> Vec<String> {
+        self.inner.notes()
+    }
+}
+
+/// A piece of one file, finished with the file-name column.
+struct NamedPiece {
+    inner: Box<dyn Pending>,
+    label: Arc<str>,
+    schema: SchemaRef,
+}
+
+impl Pending for NamedPiece {
+    fn finish(self: Box<Self>, rejects: &mut Vec<RowError>) -> Result<Batch, RunError> {
+        let mut batch = self.inner.finish(rejects)?;
+        let rows = batch.num_rows();
+        let mut columns = batch.data.columns().to_vec();
+        let names: ArrayRef = Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
+            &*self.label,
+            rows,
+        )));
+        columns.push(names);
+        batch.data = RecordBatch::try_new(self.schema.clone(), columns)
+            .map_err(|e| RunError::Internal(format!("adding the file-name column: {e}")))?;
+        Ok(batch)
+    }
 }
 
 /// Builds the source of file `i`.

@@ -43,7 +43,7 @@ pub fn parse(
 
 impl SourceConfig for ArrowSourceConfig {
     fn output_schema(&self) -> SchemaRef {
-        self.0.schema()
+        self.0.output()
     }
 
     fn files_read(&self) -> Vec<std::path::PathBuf> {
@@ -51,7 +51,7 @@ impl SourceConfig for ArrowSourceConfig {
     }
 
     fn build(&self, cx: &BuildCx) -> Result<BuiltSource, BuildError> {
-        files::build(self, &self.0.files, cx, Self::open_file)
+        files::build(self, &self.0.files, self.0.output(), cx, Self::open_file)
     }
 }
 

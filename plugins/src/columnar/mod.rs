@@ -24,10 +24,13 @@ use conform::Conform;
 /// What both typed sources read from their `Config`.
 #[derive(Debug, Clone)]
 pub struct TypedSourceConfig {
-    /// `FilePath`: one file, a glob or a list.
-    pub files: Vec<InputFile>,
+    /// `FilePath` (one file, a glob or a list) and `FileNameColumn`.
+    pub files: files::Inputs,
     columns: Vec<ColumnSpec>,
+    /// The declared columns.
     schema: SchemaRef,
+    /// What the source emits: the declared columns, then the file-name column if any.
+    output: SchemaRef,
 }
 
 impl TypedSourceConfig {
@@ -35,7 +38,7 @@ impl TypedSourceConfig {
     /// messages. A column's `Format` or `Index` is an error: a typed file's values are found by
     /// name and are typed already.
     pub fn read(m: &mut MapReader<'_>, cx: &mut ConfigCx, format: &str) -> Option<Self> {
-        let files = files::read(m, cx);
+        let files = files::Inputs::read(m, cx);
         let columns = schema::read_output_schema(m, cx, "column to read")?;
         for c in &columns {
             let message = match (&c.format, c.index) {
@@ -54,21 +57,25 @@ impl TypedSourceConfig {
             cx.error(ConfigErrorKind::Graph(message), m.path(), m.mark());
             return None;
         }
+        let schema = schema::to_schema(&columns);
+        let files = files?;
+        let output = files.schema(schema.clone(), m, cx)?;
         Some(TypedSourceConfig {
-            files: files?,
-            schema: schema::to_schema(&columns),
+            files,
+            schema,
+            output,
             columns,
         })
     }
 
-    /// The declared schema.
-    pub fn schema(&self) -> SchemaRef {
-        self.schema.clone()
+    /// What the source emits.
+    pub fn output(&self) -> SchemaRef {
+        self.output.clone()
     }
 
     /// The files on disk, for the plan's overwrite check.
     pub fn files_read(&self) -> Vec<PathBuf> {
-        files::paths(&self.files)
+        self.files.paths()
     }
 
     /// How `file`, whose schema is `found`, is read into the declared columns; an error names

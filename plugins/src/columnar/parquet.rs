@@ -44,7 +44,7 @@ pub fn parse(
     _node: &NodeCx,
 ) -> Option<Box<dyn SourceConfig>> {
     let config = TypedSourceConfig::read(m, cx, "a Parquet")?;
-    if config.files.iter().any(|f| f.path.as_os_str() == "-") {
+    if config.files.files.iter().any(|f| f.path.as_os_str() == "-") {
         m.invalid(
             cx,
             "FilePath",
@@ -58,7 +58,7 @@ pub fn parse(
 
 impl SourceConfig for ParquetSourceConfig {
     fn output_schema(&self) -> SchemaRef {
-        self.0.schema()
+        self.0.output()
     }
 
     fn files_read(&self) -> Vec<std::path::PathBuf> {
@@ -66,7 +66,7 @@ impl SourceConfig for ParquetSourceConfig {
     }
 
     fn build(&self, cx: &BuildCx) -> Result<BuiltSource, BuildError> {
-        files::build(self, &self.0.files, cx, Self::open_file)
+        files::build(self, &self.0.files, self.0.output(), cx, Self::open_file)
     }
 }
 

@@ -42,7 +42,6 @@ struct Partition {
     writer: Option<ArrowWriter<BufWriter<File>>>,
     /// When it was last written, for closing the least recently written first.
     used: u64,
-    rows: u64,
 }
 
 /// A running partitioned `ParquetSink`.
@@ -67,7 +66,6 @@ pub struct PartitionedSink {
     budget: usize,
     clock: u64,
     rows: u64,
-    files: u64,
 }
 
 impl PartitionedSink {
@@ -107,13 +105,7 @@ impl PartitionedSink {
             budget,
             clock: 0,
             rows: 0,
-            files: 0,
         })
-    }
-
-    /// Partitions written, and files written.
-    pub fn counts(&self) -> (usize, u64) {
-        (self.partitions.len(), self.files)
     }
 
     fn failed(&self, e: ParquetError) -> RunError {
@@ -172,12 +164,9 @@ impl PartitionedSink {
             .par_iter_mut()
             .zip(work.par_iter())
             .filter_map(|(p, rows)| rows.as_ref().map(|rows| (p, rows)))
-            .try_for_each(|(p, rows)| {
-                p.rows += rows.num_rows() as u64;
-                match p.writer.as_mut() {
-                    Some(w) => w.write(rows),
-                    None => Err(ParquetError::General("a partition lost its file".into())),
-                }
+            .try_for_each(|(p, rows)| match p.writer.as_mut() {
+                Some(w) => w.write(rows),
+                None => Err(ParquetError::General("a partition lost its file".into())),
             })
     }
 
@@ -238,7 +227,6 @@ impl PartitionedSink {
             parts: 0,
             writer: None,
             used: 0,
-            rows: 0,
         });
         Ok(self.partitions.len() - 1)
     }
@@ -294,7 +282,6 @@ impl PartitionedSink {
         file.sync_all()
             .map_err(|e| self.staging.io("sync", &path, e))?;
         self.partitions[partition].parts += 1;
-        self.files += 1;
         Ok(())
     }
 

@@ -46,7 +46,7 @@ use typed::SourceSpec;
 #[derive(Debug, Clone)]
 pub struct DelimitedSourceConfig {
     /// `FilePath`: one file, `-` (standard input), or the files of globs and lists, in order.
-    files: Vec<InputFile>,
+    files: files::Inputs,
     /// How the bytes become UTF-8 (`Encoding`, `InvalidBytes`).
     encoding: crate::encoding::SourceEncoding,
     /// `Compression`, if not `auto`.
@@ -63,7 +63,10 @@ pub struct DelimitedSourceConfig {
     chunk_size: usize,
     parallel: bool,
     columns: Vec<ColumnSpec>,
+    /// The declared columns.
     schema: SchemaRef,
+    /// What the source emits: the declared columns, then the file-name column if any.
+    output: SchemaRef,
 }
 
 /// Parse a `DelimitedSource` `Config` map.
@@ -72,7 +75,7 @@ pub fn parse(
     cx: &mut ConfigCx,
     node: &NodeCx,
 ) -> Option<Box<dyn SourceConfig>> {
-    let files = files::read(m, cx);
+    let files = files::Inputs::read(m, cx);
     let compression = compress::read_source(m, cx);
     let dialect = read_dialect(m, cx);
     let has_headers = m.bool(cx, "HasHeaders").unwrap_or(true);
@@ -122,8 +125,10 @@ pub fn parse(
     );
     let columns = schema::read_output_schema(m, cx, "column")?;
     let schema = schema::to_schema(&columns);
+    let files = files?;
+    let output = files.schema(schema.clone(), m, cx)?;
     Some(Box::new(DelimitedSourceConfig {
-        files: files?,
+        files,
         encoding: encoding?,
         compression,
         dialect: dialect?,
@@ -142,20 +147,21 @@ pub fn parse(
         parallel,
         columns,
         schema,
+        output,
     }))
 }
 
 impl SourceConfig for DelimitedSourceConfig {
     fn output_schema(&self) -> SchemaRef {
-        self.schema.clone()
+        self.output.clone()
     }
 
     fn files_read(&self) -> Vec<PathBuf> {
-        files::paths(&self.files)
+        self.files.paths()
     }
 
     fn build(&self, cx: &BuildCx) -> Result<BuiltSource, BuildError> {
-        files::build(self, &self.files, cx, Self::open_file)
+        files::build(self, &self.files, self.output.clone(), cx, Self::open_file)
     }
 }
 

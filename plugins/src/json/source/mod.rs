@@ -47,13 +47,16 @@ const READ_SIZE: usize = 1 << 20;
 #[derive(Debug, Clone)]
 pub struct JsonLinesSourceConfig {
     /// `FilePath`: one file, `-` (standard input), or the files of globs and lists, in order.
-    files: Vec<InputFile>,
+    files: files::Inputs,
     /// How the bytes become UTF-8 (`Encoding`, `InvalidBytes`).
     encoding: crate::encoding::SourceEncoding,
     /// `Compression`, if not `auto`.
     compression: Option<Compression>,
     columns: Vec<ColumnSpec>,
+    /// The declared columns.
     schema: SchemaRef,
+    /// What the source emits: the declared columns, then the file-name column if any.
+    output: SchemaRef,
     chunk_size: usize,
     unknown_keys_rejected: bool,
 }
@@ -64,7 +67,7 @@ pub fn parse(
     cx: &mut ConfigCx,
     node: &NodeCx,
 ) -> Option<Box<dyn SourceConfig>> {
-    let files = files::read(m, cx);
+    let files = files::Inputs::read(m, cx);
     let compression = compress::read_source(m, cx);
     let chunk_size = m
         .integer(cx, "ChunkSize", 1, 1 << 20)
@@ -86,11 +89,15 @@ pub fn parse(
         );
         return None;
     }
+    let schema = schema::to_schema(&columns);
+    let files = files?;
+    let output = files.schema(schema.clone(), m, cx)?;
     Some(Box::new(JsonLinesSourceConfig {
-        files: files?,
+        files,
         encoding: encoding?,
         compression,
-        schema: schema::to_schema(&columns),
+        schema,
+        output,
         columns,
         chunk_size,
         unknown_keys_rejected,
@@ -99,15 +106,15 @@ pub fn parse(
 
 impl SourceConfig for JsonLinesSourceConfig {
     fn output_schema(&self) -> SchemaRef {
-        self.schema.clone()
+        self.output.clone()
     }
 
     fn files_read(&self) -> Vec<PathBuf> {
-        files::paths(&self.files)
+        self.files.paths()
     }
 
     fn build(&self, cx: &BuildCx) -> Result<BuiltSource, BuildError> {
-        files::build(self, &self.files, cx, Self::open_file)
+        files::build(self, &self.files, self.output.clone(), cx, Self::open_file)
     }
 }
 
