@@ -20,7 +20,7 @@ use std::path::PathBuf;
 
 use arrow_array::{RecordBatch, UInt32Array};
 use arrow_cast::display::{ArrayFormatter, FormatOptions};
-use arrow_row::{OwnedRow, RowConverter, SortField};
+use arrow_row::{OwnedRow, Row, RowConverter, SortField};
 use arrow_schema::SchemaRef;
 use flowengine_engine::error::RunError;
 use flowengine_engine::Batch;
@@ -178,20 +178,31 @@ impl PartitionedSink {
             .convert_columns(&columns)
             .map_err(|e| self.message(e.to_string()))?;
         let mut order: Vec<(usize, Vec<u32>)> = Vec::new();
+        // Keys of this batch, borrowed (no allocation per row), as their place in `order`.
+        let mut local: HashMap<Row<'_>, usize> = HashMap::new();
+        // Partitions as their place in `order`: two keys may share one (a null and "").
         let mut slot: HashMap<usize, usize> = HashMap::new();
         for (r, row) in rows.iter().enumerate() {
-            let partition = match self.keys.get(&row.owned()) {
-                Some(&p) => p,
+            let at = match local.get(&row) {
+                Some(&at) => at,
                 None => {
-                    let p = self.partition_of(data, r)?;
-                    self.keys.insert(row.owned(), p);
-                    p
+                    let owned = row.owned();
+                    let partition = match self.keys.get(&owned) {
+                        Some(&p) => p,
+                        None => {
+                            let p = self.partition_of(data, r)?;
+                            self.keys.insert(owned, p);
+                            p
+                        }
+                    };
+                    let at = *slot.entry(partition).or_insert_with(|| {
+                        order.push((partition, Vec::new()));
+                        order.len() - 1
+                    });
+                    local.insert(row, at);
+                    at
                 }
             };
-            let at = *slot.entry(partition).or_insert_with(|| {
-                order.push((partition, Vec::new()));
-                order.len() - 1
-            });
             order[at].1.push(r as u32);
         }
         Ok(order)
