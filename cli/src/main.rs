@@ -1,7 +1,9 @@
-//! `flowengine`: run and validate pipeline files.
+//! `flowengine`: run, validate and draw pipeline files.
 //!
 //! This is the only place that knows about the command line and exit codes:
 //! 0 success, 1 configuration or validation error (no data moved), 2 runtime failure.
+
+mod graph;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -35,8 +37,21 @@ enum Command {
     Run(RunArgs),
     /// Check a pipeline without opening any data file; report every error at once.
     Validate(CommonArgs),
+    /// Draw a pipeline's graph: nodes, roles, types and the columns on each connection.
+    ///
+    /// Example: `flowengine graph p.yaml --format dot | dot -Tsvg > p.svg`
+    Graph(GraphArgs),
     /// List the plugin types this build knows.
     Plugins,
+}
+
+#[derive(Debug, Args)]
+struct GraphArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// `text` (default), `dot` (Graphviz) or `mermaid` (renders in GitHub markdown).
+    #[arg(long, value_enum, default_value = "text")]
+    format: graph::Format,
 }
 
 #[derive(Debug, Args)]
@@ -119,6 +134,11 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run(args),
         Command::Validate(args) => validate(args),
+        Command::Graph(args) => plan(&args.common).map(|plan| {
+            let _ = std::io::stdout()
+                .lock()
+                .write_all(graph::render(&plan, args.format).as_bytes());
+        }),
         Command::Plugins => {
             let registry = flowengine_plugins::builtin_registry();
             let mut out = std::io::stdout().lock();

@@ -11,6 +11,8 @@
 //!   it depends on timing);
 //! - `expected/out/...`: every file the run created or changed, byte for byte; the set of such
 //!   files must match exactly, so a stray temporary file fails the case;
+//! - `expected/stdout`: optional, standard output exactly (the work folder shown as `<dir>`); bless
+//!   writes it when the run wrote any;
 //! - `expected/unordered`: optional, output paths whose lines are compared as sorted sets (fan-in
 //!   interleaves batches in arrival order).
 //! - `expected/readback/<output>.txt`: for every Parquet or Arrow IPC output, what another reader
@@ -73,7 +75,8 @@ fn run_case(name: &str, case: &Path) -> Result<(), Failed> {
         std::fs::read_to_string(case.join("cmd")).unwrap_or_else(|_| "run pipeline.yaml".into());
     let args: Vec<&str> = cmd.split_whitespace().collect();
     let cwd = read_opt(&case.join("cwd")).map_or_else(|| work.clone(), |c| work.join(c.trim()));
-    let (code, stderr) = run_with_watchdog(&work, &cwd, &args)?;
+    let (code, stderr, stdout) = run_with_watchdog(&work, &cwd, &args)?;
+    let stdout = stdout.replace(&*work.to_string_lossy(), "<dir>");
     let mut stderr = normalize(&stderr, &work);
     if code != 0 {
         stderr.retain(|line| !is_counter_line(line));
@@ -89,6 +92,11 @@ fn run_case(name: &str, case: &Path) -> Result<(), Failed> {
     let expected = case.join("expected");
     if bless() {
         write_expectations(&expected, code, &stderr, &outputs)?;
+        if stdout.is_empty() {
+            let _ = std::fs::remove_file(expected.join("stdout"));
+        } else {
+            std::fs::write(expected.join("stdout"), &stdout).map_err(|e| e.to_string())?;
+        }
         return write_tree(&expected.join("readback"), &readbacks);
     }
     let want_code: i32 = read_opt(&expected.join("exit_code"))
@@ -101,6 +109,14 @@ fn run_case(name: &str, case: &Path) -> Result<(), Failed> {
     if let Some(want) = read_opt(&expected.join("stderr")) {
         if let Err(missing) = contains_in_order(&stderr, &want) {
             problems.push(format!("stderr lacks (in order): {missing:?}"));
+        }
+    }
+    if let Some(want) = read_opt(&expected.join("stdout")) {
+        if want != stdout {
+            problems.push(format!(
+                "stdout differs\n{}",
+                diff(want.as_bytes(), stdout.as_bytes())
+            ));
         }
     }
     let unordered: Vec<String> = read_opt(&expected.join("unordered"))
@@ -161,14 +177,21 @@ fn run_case(name: &str, case: &Path) -> Result<(), Failed> {
     }
 }
 
-fn run_with_watchdog(work: &Path, cwd: &Path, args: &[&str]) -> Result<(i32, String), Failed> {
+/// Run flowengine with `args` in `cwd`: its exit code, standard error and standard output.
+fn run_with_watchdog(
+    work: &Path,
+    cwd: &Path,
+    args: &[&str],
+) -> Result<(i32, String, String), Failed> {
     let stderr_path = work.with_extension("stderr");
     let stderr_file = std::fs::File::create(&stderr_path).map_err(|e| e.to_string())?;
+    let stdout_path = work.with_extension("stdout");
+    let stdout_file = std::fs::File::create(&stdout_path).map_err(|e| e.to_string())?;
     let mut child = Command::new(env!("CARGO_BIN_EXE_flowengine"))
         .args(args)
         .current_dir(cwd)
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(stdout_file)
         .stderr(stderr_file)
         .spawn()
         .map_err(|e| format!("cannot start flowengine: {e}"))?;
@@ -184,11 +207,13 @@ fn run_with_watchdog(work: &Path, cwd: &Path, args: &[&str]) -> Result<(i32, Str
         std::thread::sleep(Duration::from_millis(5));
     };
     let stderr = std::fs::read_to_string(&stderr_path).map_err(|e| e.to_string())?;
+    let stdout = std::fs::read(&stdout_path).map_err(|e| e.to_string())?;
+    let stdout = String::from_utf8_lossy(&stdout).into_owned();
     // A signal (crash) has no exit code: report it as such rather than as a number.
     let code = status
         .code()
         .ok_or_else(|| format!("killed by a signal: {status}\n{stderr}"))?;
-    Ok((code, stderr))
+    Ok((code, stderr, stdout))
 }
 
 /// Mask what varies between runs: timings, rates, alignment, the work folder.
