@@ -1,9 +1,10 @@
-//! `flowengine`: run, validate and draw pipeline files.
+//! `flowengine`: run, preview, validate and draw pipeline files.
 //!
 //! This is the only place that knows about the command line and exit codes:
 //! 0 success, 1 configuration or validation error (no data moved), 2 runtime failure.
 
 mod graph;
+mod preview;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -41,8 +42,28 @@ enum Command {
     ///
     /// Example: `flowengine graph p.yaml --format dot | dot -Tsvg > p.svg`
     Graph(GraphArgs),
+    /// Run a pipeline on the first rows of each source and print every node's output; write
+    /// nothing.
+    ///
+    /// Example: `flowengine preview p.yaml --rows 5 --node clean`
+    Preview(PreviewArgs),
     /// List the plugin types this build knows.
     Plugins,
+}
+
+#[derive(Debug, Args)]
+struct PreviewArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Rows to read from each source (a source feeding only a `Lookup`'s reference is read whole).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    rows: u64,
+    /// Print only this node's output (repeatable); by default every node's.
+    #[arg(long = "node", value_name = "NAME")]
+    nodes: Vec<String>,
+    /// `table` (default), `csv` (as DelimitedSink writes it) or `json` (JSON Lines).
+    #[arg(long, value_enum, default_value = "table")]
+    format: preview::Format,
 }
 
 #[derive(Debug, Args)]
@@ -90,6 +111,8 @@ fn parse_var(s: &str) -> Result<(String, String), String> {
 
 /// Why a command failed, and so its exit code.
 enum Failure {
+    /// A command-line value the pipeline contradicts (a `--node` it does not have).
+    Usage(String),
     Config(ConfigErrors),
     Build(BuildError),
     Run(RunError),
@@ -98,7 +121,7 @@ enum Failure {
 impl Failure {
     fn exit_code(&self) -> u8 {
         match self {
-            Failure::Config(_) | Failure::Build(_) => 1,
+            Failure::Usage(_) | Failure::Config(_) | Failure::Build(_) => 1,
             Failure::Run(_) => 2,
         }
     }
@@ -117,6 +140,7 @@ impl Failure {
                     if n == 1 { "" } else { "s" }
                 )
             }
+            Failure::Usage(message) => writeln!(err, "error: {message}"),
             Failure::Build(e) => writeln!(err, "error: {e}"),
             Failure::Run(e) => writeln!(err, "error: {e}"),
         };
@@ -134,6 +158,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run(args),
         Command::Validate(args) => validate(args),
+        Command::Preview(args) => run_preview(args),
         Command::Graph(args) => plan(&args.common).map(|plan| {
             let _ = std::io::stdout()
                 .lock()
@@ -223,6 +248,27 @@ fn run(args: RunArgs) -> Result<(), Failure> {
     outcome.summary.setup_ms = flowengine_engine::metrics::millis(setup);
     report_summary(&outcome.summary, args.json, args.verbose);
     outcome.result.map_err(Failure::Run)
+}
+
+fn run_preview(args: PreviewArgs) -> Result<(), Failure> {
+    let plan = plan(&args.common)?;
+    let names: Vec<&str> = plan.nodes.iter().map(|n| n.name.as_str()).collect();
+    if let Some(unknown) = args.nodes.iter().find(|n| !names.contains(&n.as_str())) {
+        return Err(Failure::Usage(format!(
+            "`--node {unknown}`: the pipeline has no such node; its nodes are {}",
+            names.join(", ")
+        )));
+    }
+    let rows = usize::try_from(args.rows).unwrap_or(usize::MAX);
+    let (pipeline, taps) = plan.preview(rows).map_err(Failure::Build)?;
+    let _ = ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst));
+    let outcome = pipeline.run(&INTERRUPTED);
+    outcome.result.map_err(Failure::Run)?;
+    let rejects = taps.rejects.lock().unwrap_or_else(|p| p.into_inner());
+    let text = preview::render(&taps.outputs, &rejects, &args.nodes, args.format)
+        .map_err(|e| Failure::Run(RunError::Internal(format!("printing the preview: {e}"))))?;
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+    Ok(())
 }
 
 fn print_plan(plan: &Plan) {

@@ -67,6 +67,18 @@ impl Batch {
         self.num_rows() as u64 + self.prefiltered
     }
 
+    /// Rows `offset..offset + len`, with their provenance (no copy).
+    pub fn slice(&self, offset: usize, len: usize) -> Batch {
+        Batch {
+            data: self.data.slice(offset, len),
+            origin: Origin {
+                file: self.origin.file.clone(),
+                lines: self.origin.lines.slice(offset, len),
+            },
+            prefiltered: self.prefiltered,
+        }
+    }
+
     /// The rows where `mask` is true, with their provenance.
     pub fn filter(&self, mask: &BooleanArray) -> Result<Batch, ArrowError> {
         let data = arrow_select::filter::filter_record_batch(&self.data, mask)?;

@@ -60,6 +60,7 @@ pub mod memory;
 pub mod metrics;
 pub mod paths;
 pub mod plan;
+pub mod preview;
 pub mod registry;
 pub mod reject;
 pub mod schema;

@@ -199,6 +199,16 @@ impl std::fmt::Debug for Pipeline {
     }
 }
 
+impl Pipeline {
+    /// Send the rejects to `sink` instead of a dead-letter file (`flowengine preview`).
+    pub(crate) fn capture_rejects(&mut self, sink: Box<dyn Sink>) {
+        self.dead_letter = Some(DeadLetter {
+            sink,
+            path: "(captured)".into(),
+        });
+    }
+}
+
 impl Plan {
     /// Build every node in topological order. On failure nothing has been written: sinks built so
     /// far are dropped, which discards what they staged.
