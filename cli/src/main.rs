@@ -42,6 +42,10 @@ enum Command {
     ///
     /// Example: `flowengine graph p.yaml --format dot | dot -Tsvg > p.svg`
     Graph(GraphArgs),
+    /// Guess a delimited file's dialect and column types; print a `DelimitedSource` to paste.
+    ///
+    /// Example: `flowengine infer data.csv --pipeline > p.yaml && flowengine run p.yaml`
+    Infer(InferArgs),
     /// Run a pipeline on the first rows of each source and print every node's output; write
     /// nothing.
     ///
@@ -49,6 +53,33 @@ enum Command {
     Preview(PreviewArgs),
     /// List the plugin types this build knows.
     Plugins,
+}
+
+#[derive(Debug, Args)]
+struct InferArgs {
+    /// The files (CSV, TSV, ...; gzip and zstd too).
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// The delimiter, when the first records do not show it (`,` `;` `\t` `|` are tried).
+    #[arg(long, value_parser = parse_delimiter)]
+    delimiter: Option<u8>,
+    /// Records sampled from the start of each file (more are taken from across a larger file).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(2..=10_000_000))]
+    sample_rows: Option<u64>,
+    /// Print a whole runnable pipeline (the source and a `DelimitedSink`), not only the source.
+    #[arg(long)]
+    pipeline: bool,
+    /// Read fractional numbers as exact `decimal(p,s)` (wide enough for the sample), not `double`.
+    #[arg(long)]
+    decimals: bool,
+}
+
+fn parse_delimiter(s: &str) -> Result<u8, String> {
+    match s {
+        "\\t" | "tab" => Ok(b'\t'),
+        _ if s.len() == 1 => Ok(s.as_bytes()[0]),
+        _ => Err(format!("expected one character (or `\\t`), found {s:?}")),
+    }
 }
 
 #[derive(Debug, Args)]
@@ -159,6 +190,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run(args),
         Command::Validate(args) => validate(args),
         Command::Preview(args) => run_preview(args),
+        Command::Infer(args) => run_infer(&args),
         Command::Graph(args) => plan(&args.common).map(|plan| {
             let _ = std::io::stdout()
                 .lock()
@@ -248,6 +280,56 @@ fn run(args: RunArgs) -> Result<(), Failure> {
     outcome.summary.setup_ms = flowengine_engine::metrics::millis(setup);
     report_summary(&outcome.summary, args.json, args.verbose);
     outcome.result.map_err(Failure::Run)
+}
+
+fn run_infer(args: &InferArgs) -> Result<(), Failure> {
+    use flowengine_plugins::delimited::infer;
+    let options = infer::Options {
+        delimiter: args.delimiter,
+        sample_rows: args.sample_rows.map(|n| n as usize),
+        decimals: args.decimals,
+    };
+    let mut out = String::new();
+    let mut err = std::io::stderr().lock();
+    for (i, file) in args.files.iter().enumerate() {
+        let found = infer::infer(file, &options).map_err(Failure::Usage)?;
+        let shown = file.display().to_string();
+        let _ = writeln!(
+            err,
+            "{shown}: delimiter {:?}, {}, {} line endings{}{}; {} records sampled ({} places past the first)",
+            found.delimiter as char,
+            if found.has_headers { "a header" } else { "no header" },
+            if found.crlf { "CRLF" } else { "LF" },
+            if found.bom { ", a UTF-8 byte-order mark" } else { "" },
+            match found.compression {
+                "plain" => String::new(),
+                c => format!(", {c}-compressed"),
+            },
+            found.sampled,
+            found.blocks,
+        );
+        for c in &found.columns {
+            for note in [&c.renamed, &c.note].into_iter().flatten() {
+                let _ = writeln!(err, "  column `{}`: {note}", c.name);
+            }
+        }
+        let stem = file
+            .file_stem()
+            .map_or("pipeline".into(), |s| s.to_string_lossy().into_owned());
+        if args.pipeline {
+            out.push_str(&found.pipeline_yaml(&stem, &shown, &format!("{stem}.out.csv")));
+        } else {
+            let node = if i == 0 {
+                "read".to_string()
+            } else {
+                format!("read{}", i + 1)
+            };
+            out.push_str(&found.source_yaml(&node, &shown));
+        }
+    }
+    drop(err);
+    let _ = std::io::stdout().lock().write_all(out.as_bytes());
+    Ok(())
 }
 
 fn run_preview(args: PreviewArgs) -> Result<(), Failure> {

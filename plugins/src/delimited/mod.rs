@@ -5,6 +5,7 @@ mod civil;
 pub mod convert;
 pub mod decode;
 pub mod encode;
+pub mod infer;
 pub mod sink;
 pub mod source;
 pub mod split;
