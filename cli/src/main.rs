@@ -5,6 +5,7 @@
 
 mod graph;
 mod preview;
+mod test;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -51,6 +52,10 @@ enum Command {
     ///
     /// Example: `flowengine preview p.yaml --rows 5 --node clean`
     Preview(PreviewArgs),
+    /// Run the `Tests:` of a pipeline file in memory; exit 1 if any fails.
+    ///
+    /// Example: `flowengine test p.yaml`
+    Test(CommonArgs),
     /// List the plugin types this build knows.
     Plugins,
 }
@@ -144,6 +149,8 @@ fn parse_var(s: &str) -> Result<(String, String), String> {
 enum Failure {
     /// A command-line value the pipeline contradicts (a `--node` it does not have).
     Usage(String),
+    /// `flowengine test`: this many of the tests failed (each already reported).
+    TestsFailed(usize, usize),
     Config(ConfigErrors),
     Build(BuildError),
     Run(RunError),
@@ -152,7 +159,10 @@ enum Failure {
 impl Failure {
     fn exit_code(&self) -> u8 {
         match self {
-            Failure::Usage(_) | Failure::Config(_) | Failure::Build(_) => 1,
+            Failure::Usage(_)
+            | Failure::TestsFailed(..)
+            | Failure::Config(_)
+            | Failure::Build(_) => 1,
             Failure::Run(_) => 2,
         }
     }
@@ -172,6 +182,7 @@ impl Failure {
                 )
             }
             Failure::Usage(message) => writeln!(err, "error: {message}"),
+            Failure::TestsFailed(failed, all) => writeln!(err, "{failed} of {all} tests failed"),
             Failure::Build(e) => writeln!(err, "error: {e}"),
             Failure::Run(e) => writeln!(err, "error: {e}"),
         };
@@ -191,6 +202,7 @@ fn main() -> ExitCode {
         Command::Validate(args) => validate(args),
         Command::Preview(args) => run_preview(args),
         Command::Infer(args) => run_infer(&args),
+        Command::Test(args) => run_tests(&args),
         Command::Graph(args) => plan(&args.common).map(|plan| {
             let _ = std::io::stdout()
                 .lock()
@@ -329,6 +341,52 @@ fn run_infer(args: &InferArgs) -> Result<(), Failure> {
     }
     drop(err);
     let _ = std::io::stdout().lock().write_all(out.as_bytes());
+    Ok(())
+}
+
+fn run_tests(args: &CommonArgs) -> Result<(), Failure> {
+    let tests = plan(args)?.tests;
+    if tests.is_empty() {
+        return Err(Failure::Usage(format!(
+            "{} has no `Tests:` section",
+            args.pipeline.display()
+        )));
+    }
+    let work = std::env::temp_dir().join(format!("flowengine-test-{}", std::process::id()));
+    std::fs::create_dir_all(&work)
+        .map_err(|e| Failure::Usage(format!("cannot create {}: {e}", work.display())))?;
+    let mut failed = 0;
+    let mut out = std::io::stdout().lock();
+    for test in &tests {
+        // Each test runs a fresh plan: a run consumes it.
+        let mut plan = plan(args)?;
+        let problems = plan
+            .use_test_inputs(test, &work)
+            .map_err(|e| vec![e])
+            .and_then(|()| {
+                let (pipeline, taps) = plan.preview(usize::MAX).map_err(|e| vec![e.to_string()])?;
+                let outcome = pipeline.run(&INTERRUPTED);
+                outcome
+                    .result
+                    .map_err(|e| vec![format!("the run failed: {e}")])?;
+                Ok(test::check(test, &taps))
+            })
+            .unwrap_or_else(|e| e);
+        if problems.is_empty() {
+            let _ = writeln!(out, "ok      {}", test.name);
+        } else {
+            failed += 1;
+            let _ = writeln!(out, "FAILED  {}", test.name);
+            for p in problems {
+                let _ = writeln!(out, "  {p}");
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&work);
+    let _ = writeln!(out, "\n{} passed, {failed} failed", tests.len() - failed);
+    if failed > 0 {
+        return Err(Failure::TestsFailed(failed, tests.len()));
+    }
     Ok(())
 }
 

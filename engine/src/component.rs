@@ -52,6 +52,11 @@ pub trait SourceConfig: Debug + Send + Sync {
     }
     /// Open the input, in the mode the source reads in.
     fn build(&self, cx: &BuildCx) -> Result<BuiltSource, BuildError>;
+    /// The same source reading `file` instead of its own files (a test's input), if it reads
+    /// files.
+    fn read_instead(&self, _file: &std::path::Path) -> Option<Box<dyn SourceConfig>> {
+        None
+    }
 }
 
 /// A built source, in the mode it reads in. The mode is a type, not a flag, so the executor can

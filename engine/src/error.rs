@@ -340,6 +340,24 @@ pub enum RowErrorKind {
 }
 
 impl RowErrorKind {
+    /// Every kind, in documentation order.
+    pub const ALL: &'static [RowErrorKind] = &[
+        RowErrorKind::UnterminatedQuote,
+        RowErrorKind::TooManyFields,
+        RowErrorKind::TooFewFields,
+        RowErrorKind::InvalidUtf8,
+        RowErrorKind::TypeConversion,
+        RowErrorKind::NullInRequired,
+        RowErrorKind::StrayQuote,
+        RowErrorKind::RecordTooLarge,
+        RowErrorKind::ScriptError,
+        RowErrorKind::ScriptLimit,
+        RowErrorKind::Validation,
+        RowErrorKind::LookupNoMatch,
+        RowErrorKind::InvalidJson,
+        RowErrorKind::UnknownKey,
+    ];
+
     /// The stable upper-case name used in reports and reject files.
     pub fn as_str(self) -> &'static str {
         match self {

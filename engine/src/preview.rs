@@ -53,6 +53,41 @@ pub struct Taps {
 }
 
 impl Plan {
+    /// Make each source that `test` gives an input read that input instead of its files; inline
+    /// text is written to a file in `dir` first.
+    pub fn use_test_inputs(
+        &mut self,
+        test: &crate::load::tests::TestCase,
+        dir: &std::path::Path,
+    ) -> Result<(), String> {
+        use crate::load::tests::TestData;
+        for input in &test.inputs {
+            let Some(node) = self.nodes.iter_mut().find(|n| n.name == input.node) else {
+                return Err(format!("no node `{}`", input.node));
+            };
+            let file = match &input.data {
+                TestData::File(path) => path.clone(),
+                TestData::Text(text) => {
+                    let path = dir.join(format!("{}.input", node.name));
+                    std::fs::write(&path, text)
+                        .map_err(|e| format!("writing {}: {e}", path.display()))?;
+                    path
+                }
+            };
+            let NodeKind::Source(source) = &node.kind else {
+                return Err(format!("`{}` is not a source", node.name));
+            };
+            let replaced = source.read_instead(&file).ok_or_else(|| {
+                format!(
+                    "`{}` ({}) cannot read a test's input",
+                    node.name, node.type_name
+                )
+            })?;
+            node.kind = NodeKind::Source(replaced);
+        }
+        Ok(())
+    }
+
     /// This plan as a preview of its first `rows` rows per source, built; see the module docs.
     pub fn preview(mut self, rows: usize) -> Result<(Pipeline, Taps), BuildError> {
         let mut outputs = Vec::new();

@@ -85,6 +85,17 @@ impl Inputs {
     pub fn paths(&self) -> Vec<PathBuf> {
         paths(&self.files)
     }
+
+    /// The same inputs with `file` as the only file (a test's input).
+    pub fn only(&self, file: &std::path::Path) -> Inputs {
+        Inputs {
+            files: vec![InputFile {
+                label: file.display().to_string().into(),
+                path: file.to_path_buf(),
+            }],
+            name_column: self.name_column.clone(),
+        }
+    }
 }
 
 /// A source's `FilePath`: one file, `-` for standard input, a glob, or a list of any of them

@@ -123,6 +123,8 @@ pub struct PipelineConfig {
     pub plugins: Vec<PluginEntry>,
     /// `Pipeline.Connections`.
     pub connections: Vec<ConnectionEntry>,
+    /// `Tests:` (beside `Pipeline:`), which only `flowengine test` runs.
+    pub tests: Vec<crate::load::tests::TestCase>,
 }
 
 /// Read and parse `path`, define its variables, and read its structure. Errors so far are in the
@@ -185,8 +187,11 @@ fn read_root(
     if pipeline.is_none() && !top.has("Pipeline") {
         top.missing(cx, "Pipeline");
     }
+    let tests = crate::load::tests::read(&mut top, cx);
     top.finish(cx);
-    read_pipeline(pipeline?, cx)
+    let mut config = read_pipeline(pipeline?, cx)?;
+    config.tests = tests;
+    Some(config)
 }
 
 fn read_variables(map: &mut MapReader<'_>, cx: &mut ConfigCx) {
@@ -244,6 +249,7 @@ fn read_pipeline(mut p: MapReader<'_>, cx: &mut ConfigCx) -> Option<PipelineConf
         settings,
         plugins: plugins?,
         connections: connections.unwrap_or_default(),
+        tests: Vec::new(),
     })
 }
 

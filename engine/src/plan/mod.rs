@@ -111,6 +111,8 @@ pub struct Plan {
     pub dead_letter: Option<DeadLetterPlan>,
     /// The sink whose file the default dead-letter path sits next to.
     dead_letter_from: Option<String>,
+    /// `Tests:`, checked against the nodes; only `flowengine test` runs them.
+    pub tests: Vec<crate::load::tests::TestCase>,
 }
 
 /// Load a pipeline file and plan it: everything `flowengine validate` checks.
@@ -212,6 +214,7 @@ impl Plan {
         if !graph_ok {
             return None;
         }
+        let tests = config.tests.clone();
         let mut plan = Plan {
             name: config.name,
             settings: config.settings,
@@ -220,6 +223,7 @@ impl Plan {
             order: Vec::new(),
             dead_letter: None,
             dead_letter_from: None,
+            tests: Vec::new(),
         };
         let marks: Vec<(String, Mark)> = config
             .plugins
@@ -250,7 +254,60 @@ impl Plan {
         plan.plan_dead_letter(registry, cx);
         plan.check_files(cx, &find);
         plan.check_memory(cx);
+        plan.check_tests(&tests, cx);
+        plan.tests = tests;
         Some(plan)
+    }
+
+    /// Each test's inputs must name sources, and its expectations nodes and reason codes.
+    fn check_tests(&self, tests: &[crate::load::tests::TestCase], cx: &mut ConfigCx) {
+        let names: Vec<&str> = self.nodes.iter().map(|n| n.name.as_str()).collect();
+        let node = |name: &str| self.nodes.iter().find(|n| n.name == name);
+        for (i, test) in tests.iter().enumerate() {
+            let path = format!("Tests[{i}]");
+            for input in &test.inputs {
+                let problem = match node(&input.node) {
+                    None => format!(
+                        "no node `{}`; the nodes are {}",
+                        input.node,
+                        names.join(", ")
+                    ),
+                    Some(n) if !matches!(n.kind, NodeKind::Source(_)) => {
+                        format!("`{}` is a {}, not a source", input.node, n.kind.role())
+                    }
+                    Some(_) => continue,
+                };
+                let at = format!("{path}.Inputs.{}", input.node);
+                cx.error(ConfigErrorKind::Graph(problem), &at, input.mark);
+            }
+            for expect in &test.expects {
+                let at = format!("{path}.Expect.{}", expect.node);
+                if node(&expect.node).is_none() {
+                    let problem = format!(
+                        "no node `{}`; the nodes are {}",
+                        expect.node,
+                        names.join(", ")
+                    );
+                    cx.error(ConfigErrorKind::Graph(problem), &at, expect.mark);
+                }
+                for code in expect.rejects.iter().flatten() {
+                    if !crate::error::RowErrorKind::ALL
+                        .iter()
+                        .any(|k| k.as_str() == code)
+                    {
+                        let codes: Vec<&str> = crate::error::RowErrorKind::ALL
+                            .iter()
+                            .map(|k| k.as_str())
+                            .collect();
+                        let problem = format!(
+                            "`{code}` is not a reason code; the codes are {}",
+                            codes.join(", ")
+                        );
+                        cx.error(ConfigErrorKind::Graph(problem), &at, expect.mark);
+                    }
+                }
+            }
+        }
     }
 
     /// How `Settings.MemoryLimit` is shared between the batches this pipeline can hold at once.

@@ -53,6 +53,12 @@ impl SourceConfig for ArrowSourceConfig {
     fn build(&self, cx: &BuildCx) -> Result<BuiltSource, BuildError> {
         files::build(self, &self.0.files, self.0.output(), cx, Self::open_file)
     }
+
+    fn read_instead(&self, file: &std::path::Path) -> Option<Box<dyn SourceConfig>> {
+        let mut config = self.clone();
+        config.0.files = self.0.files.only(file);
+        Some(Box::new(config))
+    }
 }
 
 enum Reader {

@@ -163,6 +163,12 @@ impl SourceConfig for DelimitedSourceConfig {
     fn build(&self, cx: &BuildCx) -> Result<BuiltSource, BuildError> {
         files::build(self, &self.files, self.output.clone(), cx, Self::open_file)
     }
+
+    fn read_instead(&self, file: &std::path::Path) -> Option<Box<dyn SourceConfig>> {
+        let mut config = self.clone();
+        config.files = self.files.only(file);
+        Some(Box::new(config))
+    }
 }
 
 impl DelimitedSourceConfig {
