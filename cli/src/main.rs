@@ -4,6 +4,7 @@
 //! 0 success, 1 configuration or validation error (no data moved), 2 runtime failure.
 
 mod graph;
+mod monitor;
 mod preview;
 mod test;
 
@@ -11,9 +12,12 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand};
+use flowengine_engine::metrics::Progress;
+use flowengine_engine::plan::NodeKind;
 use flowengine_engine::{
     load_plan, BuildError, ConfigErrors, LoadOptions, Plan, RunError, RunSummary,
 };
@@ -36,8 +40,12 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a pipeline: read, transform, write; print a summary to stderr.
+    ///
+    /// Example: `flowengine run p.yaml --var Input=big.csv --monitor 10s --metrics run.prom`
     Run(RunArgs),
     /// Check a pipeline without opening any data file; report every error at once.
+    ///
+    /// Example: `flowengine validate p.yaml --var Input=big.csv`
     Validate(CommonArgs),
     /// Draw a pipeline's graph: nodes, roles, types and the columns on each connection.
     ///
@@ -131,6 +139,19 @@ struct RunArgs {
     /// Print the summary as one JSON object on stdout.
     #[arg(long)]
     json: bool,
+    /// A progress bar on stderr after the first second (input bytes read of the total, rate,
+    /// ETA, rows read, written and rejected): `auto` (on a terminal), `always` or `never`.
+    #[arg(long, value_enum, default_value = "auto")]
+    progress: monitor::ProgressMode,
+    /// Print the status as a line on stderr every INTERVAL (e.g. `5s`, `500ms`), for logs.
+    #[arg(long, value_name = "INTERVAL", value_parser = monitor::parse_interval)]
+    monitor: Option<std::time::Duration>,
+    /// Write Prometheus metrics (text format) to FILE at the end, and at each `--monitor` interval.
+    #[arg(long, value_name = "FILE")]
+    metrics: Option<PathBuf>,
+    /// Serve `/metrics` and `/healthz` over HTTP on HOST:PORT while the run lasts (port 0: any).
+    #[arg(long, value_name = "HOST:PORT")]
+    metrics_addr: Option<String>,
 }
 
 fn parse_var(s: &str) -> Result<(String, String), String> {
@@ -283,15 +304,70 @@ fn run(args: RunArgs) -> Result<(), Failure> {
     if args.verbose {
         print_plan(&plan);
     }
-    let pipeline = plan.build().map_err(Failure::Build)?;
+    let server = match &args.metrics_addr {
+        Some(addr) => Some(monitor::bind(addr).map_err(Failure::Usage)?),
+        None => None,
+    };
+    let watch = monitor::Watch {
+        progress: args.progress,
+        monitor: args.monitor,
+        metrics: args.metrics.clone(),
+        pipeline: plan.name.clone(),
+        input_bytes: input_bytes(&plan),
+    };
     // Without a handler the default Ctrl-C kills the process: staged temp files would be left
     // behind. With it, the run stops between batches and every sink removes what it staged.
     let _ = ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst));
-    let setup = started.elapsed();
-    let mut outcome = pipeline.run(&INTERRUPTED);
-    outcome.summary.setup_ms = flowengine_engine::metrics::millis(setup);
+    let progress = Arc::new(Progress::default());
+    let done = AtomicBool::new(false);
+    // The watchers start before the build: opening the sources can take a while (a header
+    // on standard input), and `/healthz` should answer meanwhile.
+    let outcome = std::thread::scope(|scope| {
+        let mut watchers = Vec::new();
+        if watch.wanted() {
+            watchers.push(scope.spawn(|| monitor::watch(&watch, &progress, &done)));
+        }
+        if let Some((listener, local)) = &server {
+            eprintln!("metrics: serving http://{local}/metrics and /healthz");
+            watchers.push(scope.spawn(|| monitor::serve(listener, &watch, &progress, &done)));
+        }
+        let outcome = plan.build_reporting(progress.clone()).map(|pipeline| {
+            let setup = started.elapsed();
+            let mut outcome = pipeline.run(&INTERRUPTED);
+            outcome.summary.setup_ms = flowengine_engine::metrics::millis(setup);
+            outcome
+        });
+        done.store(true, Ordering::SeqCst);
+        for w in &watchers {
+            w.thread().unpark();
+        }
+        outcome
+    });
+    let outcome = outcome.map_err(Failure::Build)?;
     report_summary(&outcome.summary, args.json, args.verbose);
+    if let Some(path) = &args.metrics {
+        let text = monitor::summary(&outcome.summary, &progress);
+        if let Err(e) = monitor::write_atomically(path, &text) {
+            eprintln!(
+                "warning: cannot write the metrics to {}: {e}",
+                path.display()
+            );
+        }
+    }
     outcome.result.map_err(Failure::Run)
+}
+
+/// The size of every file the sources read, summed; none if a size is unknown.
+fn input_bytes(plan: &Plan) -> Option<u64> {
+    let mut total = 0;
+    for node in &plan.nodes {
+        if let NodeKind::Source(source) = &node.kind {
+            for file in source.files_read() {
+                total += std::fs::metadata(file).ok()?.len();
+            }
+        }
+    }
+    Some(total)
 }
 
 fn run_infer(args: &InferArgs) -> Result<(), Failure> {

@@ -1,9 +1,40 @@
 //! Per-node counters and the run summary. Recorded by the executor, never by plugins.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use serde::Serialize;
+
+/// What a running pipeline has done so far; the executor adds to it as batches move, and a
+/// monitor may read it from another thread meanwhile.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Rows the sources have read (rejected ones included).
+    pub rows_read: AtomicU64,
+    /// Rows rejected by any node.
+    pub rows_rejected: AtomicU64,
+    /// Rows the sinks have written.
+    pub rows_written: AtomicU64,
+    /// One gauge per connection, set when the run starts.
+    pub channels: OnceLock<Vec<ChannelGauge>>,
+}
+
+/// How full one connection's channel is: where a pipeline waits (backpressure).
+#[derive(Debug)]
+pub struct ChannelGauge {
+    /// The producing node.
+    pub from: String,
+    /// The consuming node.
+    pub to: String,
+    /// Batches the channel holds at most (`Settings.ChannelCapacity`).
+    pub capacity: usize,
+    /// Batches queued when last seen (after each send and each receive).
+    pub queued: AtomicUsize,
+    /// Sends that found the channel full and waited for the consumer.
+    pub full: AtomicU64,
+}
 
 /// Counters for one node.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -43,6 +74,9 @@ pub struct NodeSummary {
     pub batches_in: u64,
     /// Batches emitted.
     pub batches_out: u64,
+    /// Arrow memory of the batches emitted, in bytes (buffers shared between batches counted in
+    /// each).
+    pub bytes_out: u64,
     /// Time spent inside the plugin's own code, in milliseconds.
     pub busy_ms: f64,
     /// For a transform with named ports: rows per output, the default first. A row sent to
@@ -285,7 +319,8 @@ fn human_duration(ms: f64) -> String {
 }
 
 /// `1234567` → `1,234,567`.
-fn group(n: u64) -> String {
+/// `1234567` as `1,234,567`.
+pub fn group(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, ch) in digits.chars().enumerate() {

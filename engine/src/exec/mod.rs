@@ -119,7 +119,7 @@
 //!   on the reject channel.
 //! - After all threads join, the run commits only as described under commit order above.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -131,7 +131,9 @@ use crate::component::{
     BuildCx, BuiltSink, BuiltSource, BuiltTransform, RowCondition, Sink, SinkCommon,
 };
 use crate::error::{BuildError, RowError, RunError};
-use crate::metrics::{millis, NodeSummary, PathSummary, RunSummary, Status};
+use crate::metrics::{
+    millis, ChannelGauge, NodeSummary, PathSummary, Progress, RunSummary, Status,
+};
 use crate::plan::{Edge, NodeKind, Plan};
 use crate::reject::{ErrorPolicy, MaxErrors};
 
@@ -185,6 +187,7 @@ pub struct Pipeline {
     nodes: Vec<BuiltNode>,
     edges: Vec<Edge>,
     dead_letter: Option<DeadLetter>,
+    progress: Arc<Progress>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -200,6 +203,33 @@ impl std::fmt::Debug for Pipeline {
 }
 
 impl Pipeline {
+    /// The run's counters so far, for a progress display or a metrics endpoint while it runs.
+    pub fn progress(&self) -> Arc<Progress> {
+        self.progress.clone()
+    }
+
+    /// One gauge per edge, in edge order, for a monitor to read.
+    fn set_channel_gauges(&self) {
+        let name = |i: usize| {
+            self.nodes
+                .iter()
+                .find(|n| n.index == i)
+                .map_or(String::new(), |n| n.name.clone())
+        };
+        let gauges = self
+            .edges
+            .iter()
+            .map(|e| ChannelGauge {
+                from: name(e.from),
+                to: name(e.to),
+                capacity: self.channel_capacity,
+                queued: AtomicUsize::new(0),
+                full: AtomicU64::new(0),
+            })
+            .collect();
+        let _ = self.progress.channels.set(gauges);
+    }
+
     /// Send the rejects to `sink` instead of a dead-letter file (`flowengine preview`).
     pub(crate) fn capture_rejects(&mut self, sink: Box<dyn Sink>) {
         self.dead_letter = Some(DeadLetter {
@@ -213,6 +243,12 @@ impl Plan {
     /// Build every node in topological order. On failure nothing has been written: sinks built so
     /// far are dropped, which discards what they staged.
     pub fn build(self) -> Result<Pipeline, BuildError> {
+        self.build_reporting(Arc::default())
+    }
+
+    /// [`Plan::build`], with the run's counters kept in `progress`, which a monitor may read
+    /// from the start, while the sources open their inputs.
+    pub fn build_reporting(self, progress: Arc<Progress>) -> Result<Pipeline, BuildError> {
         let budget = self.budget();
         let temp_dir = (self.settings.temp_directory.clone()).unwrap_or_else(std::env::temp_dir);
         let mut built: Vec<Option<BuiltNode>> = (0..self.nodes.len()).map(|_| None).collect();
@@ -292,6 +328,7 @@ impl Plan {
             nodes: built.into_iter().flatten().collect(),
             edges: self.edges,
             dead_letter,
+            progress,
         })
     }
 }
@@ -334,8 +371,8 @@ struct Shared<'a> {
     window: usize,
     pool: Option<rayon::ThreadPool>,
     max_errors: MaxErrors,
-    rows_read: AtomicU64,
-    rows_rejected: AtomicU64,
+    /// Rows read and rejected so far, which a monitor may read while the run goes on.
+    progress: Arc<Progress>,
     first_reject: Mutex<Option<RowError>>,
     dead_letter: Option<String>,
     /// Per node: it needs no more rows (a `Limit` that has them).
@@ -346,6 +383,11 @@ struct Shared<'a> {
 }
 
 impl Shared<'_> {
+    /// The gauge of edge `edge`.
+    fn channel(&self, edge: usize) -> Option<&ChannelGauge> {
+        self.progress.channels.get().and_then(|c| c.get(edge))
+    }
+
     fn fail(&self, error: RunError) {
         let mut first = self.first_error.lock().unwrap_or_else(|p| p.into_inner());
         if first.is_none() {
@@ -381,8 +423,8 @@ impl Shared<'_> {
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         RunError::TooManyRejects {
-            rejected: self.rows_rejected.load(Ordering::SeqCst),
-            read: self.rows_read.load(Ordering::SeqCst),
+            rejected: self.progress.rows_rejected.load(Ordering::SeqCst),
+            read: self.progress.rows_read.load(Ordering::SeqCst),
             dead_letter: self
                 .dead_letter
                 .clone()
@@ -419,8 +461,7 @@ impl Pipeline {
             window: self.window,
             pool,
             max_errors: self.max_errors,
-            rows_read: AtomicU64::new(0),
-            rows_rejected: AtomicU64::new(0),
+            progress: self.progress.clone(),
             first_reject: Mutex::new(None),
             dead_letter: self.dead_letter.as_ref().map(|d| d.path.clone()),
             satisfied: self.nodes.iter().map(|_| AtomicBool::new(false)).collect(),
@@ -434,6 +475,7 @@ impl Pipeline {
                 .collect(),
             edges: self.edges.clone(),
         };
+        self.set_channel_gauges();
         let (senders, receivers): (Vec<_>, Vec<_>) = self
             .edges
             .iter()
@@ -505,8 +547,8 @@ impl Pipeline {
             sinks.extend(r.sink);
             nodes.push(r.summary);
         }
-        let rows_rejected = shared.rows_rejected.load(Ordering::SeqCst);
-        let rows_read = shared.rows_read.load(Ordering::SeqCst);
+        let rows_rejected = shared.progress.rows_rejected.load(Ordering::SeqCst);
+        let rows_read = shared.progress.rows_read.load(Ordering::SeqCst);
         let first_error = shared
             .first_error
             .lock()
@@ -671,7 +713,7 @@ fn check_accounting(
             "sinks received {delivered} rows but report {written} written"
         ));
     }
-    let rejected = shared.rows_rejected.load(Ordering::SeqCst);
+    let rejected = shared.progress.rows_rejected.load(Ordering::SeqCst);
     let dead_written = dead_letter.map_or(0, |(_, w)| *w);
     if rejected != dead_written {
         return bug(format!(

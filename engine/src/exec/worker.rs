@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use arrow_array::UInt64Array;
 use arrow_schema::SchemaRef;
-use crossbeam_channel::{Receiver, Select, Sender, TryRecvError};
+use crossbeam_channel::{Receiver, Select, Sender, TryRecvError, TrySendError};
 use rayon::prelude::*;
 
 use super::{BuiltNode, NodeResult, Out, Runtime, Shared};
@@ -82,8 +82,13 @@ impl Worker<'_, '_> {
                 *first = rejects.first().cloned();
             }
         }
-        let total = self.shared.rows_rejected.fetch_add(n, Ordering::SeqCst) + n;
-        let read = self.shared.rows_read.load(Ordering::SeqCst);
+        let total = self
+            .shared
+            .progress
+            .rows_rejected
+            .fetch_add(n, Ordering::SeqCst)
+            + n;
+        let read = self.shared.progress.rows_read.load(Ordering::SeqCst);
         if self.shared.max_errors.exceeded(total, read, false) {
             self.shared.fail(self.shared.too_many_rejects());
             return false;
@@ -97,6 +102,7 @@ impl Worker<'_, '_> {
     fn send_all(&mut self, batch: Batch, outs: &[Out]) -> bool {
         self.summary.rows_out += batch.rows_counted();
         self.summary.batches_out += 1;
+        self.summary.bytes_out += batch.data.get_array_memory_size() as u64;
         self.send_port(&batch, 0, outs)
     }
 
@@ -108,8 +114,21 @@ impl Worker<'_, '_> {
         }
         for out in outs.iter().filter(|o| o.port == port) {
             self.shared.edge_sent[out.edge].fetch_add(rows, Ordering::SeqCst);
-            if out.tx.send(batch.clone()).is_err() {
+            let gauge = self.shared.channel(out.edge);
+            let sent = match out.tx.try_send(batch.clone()) {
+                Err(TrySendError::Full(batch)) => {
+                    if let Some(g) = gauge {
+                        g.full.fetch_add(1, Ordering::Relaxed);
+                    }
+                    out.tx.send(batch).is_ok()
+                }
+                other => other.is_ok(),
+            };
+            if !sent {
                 return false;
+            }
+            if let Some(g) = gauge {
+                g.queued.store(out.tx.len(), Ordering::Relaxed);
             }
         }
         true
@@ -119,6 +138,10 @@ impl Worker<'_, '_> {
     fn send_routed(&mut self, routed: Routed, outs: &[Out]) -> bool {
         self.summary.rows_out += routed.emitted as u64;
         self.summary.batches_out += 1;
+        self.summary.bytes_out += std::iter::once(&routed.main)
+            .chain(&routed.ports)
+            .map(|b| b.data.get_array_memory_size() as u64)
+            .sum::<u64>();
         if !self.send_port(&routed.main, 0, outs) {
             return false;
         }
@@ -364,7 +387,10 @@ fn drive_batches(source: &mut dyn Source, outs: &[Out], w: &mut Worker<'_, '_>) 
             .map_or(0, |b| b.as_ref().map_or(0, Batch::rows_counted))
             + rejects.len() as u64;
         w.summary.rows_in += read;
-        w.shared.rows_read.fetch_add(read, Ordering::SeqCst);
+        w.shared
+            .progress
+            .rows_read
+            .fetch_add(read, Ordering::SeqCst);
         if !w.take_rejects(&mut rejects) {
             return;
         }
@@ -437,7 +463,10 @@ fn drive_deferring_source(source: &mut dyn DeferringSource, outs: &[Out], w: &mu
             emit_seq += 1;
             let read = result.as_ref().map_or(0, Batch::rows_counted) + rejects.len() as u64;
             w.summary.rows_in += read;
-            w.shared.rows_read.fetch_add(read, Ordering::SeqCst);
+            w.shared
+                .progress
+                .rows_read
+                .fetch_add(read, Ordering::SeqCst);
             if !w.take_rejects(&mut rejects) {
                 return;
             }
@@ -511,6 +540,9 @@ impl<'s, 'a> Inputs<'s, 'a> {
     fn accept(&self, i: usize, batch: Batch) -> Option<Batch> {
         let edge = self.live[i].0;
         self.shared.edge_received[edge].fetch_add(batch.rows_counted(), Ordering::SeqCst);
+        if let Some(g) = self.shared.channel(edge) {
+            g.queued.store(self.live[i].1.len(), Ordering::Relaxed);
+        }
         let Some(schema) = &self.schema else {
             return Some(batch);
         };
@@ -705,6 +737,11 @@ fn drive_sink(
                     w.shared.fail(e);
                     return None;
                 }
+                let rows = batch.num_rows() as u64;
+                w.shared
+                    .progress
+                    .rows_written
+                    .fetch_add(rows, Ordering::Relaxed);
             }
             finish_sink(sink, w)
         }
@@ -769,6 +806,10 @@ fn encode_window(
     for e in encoded {
         let (rows, bytes) = e?;
         w.timed(|| sink.write_encoded(rows, &bytes))?;
+        w.shared
+            .progress
+            .rows_written
+            .fetch_add(rows, Ordering::Relaxed);
     }
     Ok(())
 }
