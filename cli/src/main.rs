@@ -6,6 +6,7 @@
 mod graph;
 mod monitor;
 mod preview;
+mod schema;
 mod test;
 
 use std::io::Write;
@@ -66,6 +67,11 @@ enum Command {
     Test(CommonArgs),
     /// List the plugin types this build knows.
     Plugins,
+    /// Print the JSON Schema (draft 2020-12) of the pipeline file, for editors and UIs.
+    ///
+    /// Example: `flowengine schema > pipeline.schema.json`, then in a pipeline file
+    /// `# yaml-language-server: $schema=pipeline.schema.json`
+    Schema,
 }
 
 #[derive(Debug, Args)]
@@ -229,6 +235,15 @@ fn main() -> ExitCode {
                 .lock()
                 .write_all(graph::render(&plan, args.format).as_bytes());
         }),
+        Command::Schema => {
+            let registry = flowengine_plugins::builtin_registry();
+            schema::pipeline_schema(&registry)
+                .map_err(|e| Failure::Run(RunError::Internal(e)))
+                .map(|schema| {
+                    let text = serde_json::to_string_pretty(&schema).expect("a JSON value");
+                    let _ = writeln!(std::io::stdout().lock(), "{text}");
+                })
+        }
         Command::Plugins => {
             let registry = flowengine_plugins::builtin_registry();
             let mut out = std::io::stdout().lock();

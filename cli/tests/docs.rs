@@ -4,8 +4,9 @@
 //! is read through a `MapReader`, and `flowengine_engine::load::config::record_asked_keys` lists the keys
 //! the readers were asked for (accepted keys, and the keys of the original system that are refused
 //! with their replacement). The test plans, under that recorder:
-//! - `MAXIMAL`, below: one pipeline that uses every plugin type with every key it accepts, which must
-//!   plan without error, so that keys read only when another key is present are asked too;
+//! - `MAXIMAL` (`cli/src/schema/maximal.yaml`): one pipeline that uses every plugin type with
+//!   every key it accepts, which must plan without error, so that keys read only when another key
+//!   is present are asked too;
 //! - every pipeline the golden cases, the examples and the benchmark jobs hold (errors or not).
 //!
 //! Then:
@@ -16,6 +17,9 @@
 //! - every other key (the file's structure, `Settings`, connections, schema columns, nested maps,
 //!   and the legacy keys of the original system, whatever map they are in) appears in backticks
 //!   somewhere in `docs/*.md`.
+//!
+//! The same recording makes `flowengine schema` (`cli/src/schema/`); the last two tests check the
+//! schema against the loader on every shipped pipeline and on broken variants of the example.
 //!
 //! "In backticks" means as a word inside an inline code span, so `` `OutputSchema.Inherit` ``
 //! documents both `OutputSchema` and `Inherit`. A new key read by a plugin fails this test until it
@@ -30,244 +34,7 @@ use flowengine_engine::{plan_text, LoadOptions};
 use flowengine_plugins::builtin_registry;
 
 /// Every plugin type, with every key it accepts (nested keys included). It must plan cleanly.
-const MAXIMAL: &str = r#"
-Variables:
-  Dir: data
-Pipeline:
-  Name: maximal
-  Version: "1"
-  Description: every key
-  Metadata: { owner: docs }
-  Settings:
-    ChunkSize: 1000
-    ChannelCapacity: 2
-    Threads: 2
-    MemoryLimit: 256 MiB
-    ErrorHandling: skip-row
-    MaxErrors: "1%"
-    DeadLetter: "{Dir}/rejects.jsonl"
-    TempDirectory: "{Dir}/tmp"
-  Plugins:
-    - Name: DelimitedSource
-      Type: DelimitedSource
-      Description: the input
-      Metadata: { a: b }
-      Config:
-        FilePath: "{Dir}/in.csv"
-        FileNameColumn: source_file
-        Delimiter: ";"
-        Quote: "'"
-        Escape: "\\"
-        HasHeaders: true
-        SkipRows: 1
-        SkipRowsAfterHeader: 0
-        Compression: auto
-        MaxRows: 1000000
-        Trim: true
-        RaggedRows: pad-null
-        Quoting: lenient
-        MaxRecordBytes: 1048576
-        ErrorHandling: skip-row
-        ChunkSize: 500
-        Parallel: false
-        Encoding: utf-8
-        OutputSchema:
-          Name: input
-          Description: the columns
-          Columns:
-            - { Name: id, Type: int64, Index: 0, Description: key }
-            - { Name: name, Type: string, Nullable: true, Index: 1 }
-            - { Name: age, Type: int32, IsNullable: true, Index: 2 }
-            - { Name: day, Type: date, Format: "dd/MM/yyyy", Index: 3 }
-            - { Name: at, Type: datetime, TimeZone: Europe/Paris, Index: 4 }
-    - Name: JavaScriptTransform
-      Type: JavaScriptTransform
-      Config:
-        Script: |
-          function process(context) {
-            context.output.setField('band', 'x');
-            if (context.input.current().age == null) context.route.send('no_age');
-            return true;
-          }
-        OutputSchema:
-          Inherit: true
-          Fields:
-            - { Name: band, Type: string, Required: true }
-        Ports: [no_age]
-        Parallel: true
-        MaxLoopIterations: 1000
-        MaxRecursion: 100
-        BatchTimeoutMs: 1000
-        LogLevel: warn
-        ErrorHandling: skip-row
-    - Name: Filter
-      Type: Filter
-      Config:
-        Condition: "age IS NULL OR age > 1"
-    - Name: Compute
-      Type: Compute
-      Config:
-        Columns:
-          upper_name: "upper(name)"
-    - Name: Select
-      Type: Select
-      Config:
-        Columns: [id, name, { Name: age, As: years }, day, at, band, upper_name]
-        Rename: { name: full_name }
-    - Name: SelectDrop
-      Type: Select
-      Config:
-        Drop: [band]
-    - Name: Cast
-      Type: Cast
-      Config:
-        Columns: { years: int64 }
-    - Name: Sort
-      Type: Sort
-      Config:
-        By: [id, "years DESC NULLS FIRST"]
-    - Name: Distinct
-      Type: Distinct
-      Config:
-        On: [id]
-        Keep: last
-    - Name: Aggregate
-      Type: Aggregate
-      Config:
-        GroupBy: [id]
-        Columns:
-          oldest: "max(years)"
-          ages: "count(DISTINCT years) FILTER (WHERE years > 0)"
-        Order: input
-    - Name: AggregateOut
-      Type: NullSink
-    - Name: Reference
-      Type: JsonLinesSource
-      Config:
-        FilePath: "{Dir}/ref.jsonl"
-        FileNameColumn: ref_file
-        ChunkSize: 100
-        Compression: gzip
-        UnknownKeys: reject
-        Encoding: windows-1252
-        InvalidBytes: replace
-        ErrorHandling: skip-row
-        OutputSchema:
-          Name: reference
-          Description: codes
-          Columns:
-            - { Name: code, Type: int64 }
-            - { Name: label, Type: string }
-    - Name: ParquetSource
-      Type: ParquetSource
-      Config:
-        FilePath: ["{Dir}/a.parquet", "{Dir}/b.parquet"]
-        FileNameColumn: file
-        ErrorHandling: skip-row
-        OutputSchema:
-          Columns: [ { Name: id, Type: int64 }, { Name: at, Type: datetime, TimeZone: UTC } ]
-    - Name: ArrowSource
-      Type: ArrowSource
-      Config:
-        FilePath: "-"
-        FileNameColumn: file
-        OutputSchema:
-          Columns: [ { Name: id, Type: int64 }, { Name: at, Type: datetime, TimeZone: UTC } ]
-    - Name: Partitioned
-      Type: ParquetSink
-      Config:
-        FilePath: "{Dir}/partitioned"
-        PartitionBy: [id]
-        MaxOpenFiles: 16
-    - Name: Lookup
-      Type: Lookup
-      Config:
-        On: { id: code }
-        Columns: [label, { Name: label, As: label2 }]
-        Mode: left
-        NoMatch: reject
-        DuplicateKeys: last
-    - Name: Limit
-      Type: Limit
-      Config: { Rows: 10, Offset: 1 }
-    - Name: Sample
-      Type: Sample
-      Config: { Fraction: 0.5, Seed: 7 }
-    - Name: SampleRows
-      Type: Sample
-      Config: { Rows: 5 }
-    - Name: DelimitedSink
-      Type: DelimitedSink
-      Config:
-        FilePath: "{Dir}/out.csv"
-        Delimiter: tab
-        Quote: "'"
-        IncludeHeaders: true
-        LineEnding: crlf
-        Bom: true
-        OutputMode: append
-        CreateDirectories: false
-        Compression: none
-        Encoding: UTF-8
-        ColumnMappings:
-          - { SourceColumn: id, OutputColumn: key }
-          - { SourceColumn: day, Format: "yyyy-MM" }
-    - Name: NullSink
-      Type: NullSink
-    - Name: ParquetSink
-      Type: ParquetSink
-      Config:
-        FilePath: "{Dir}/out.parquet"
-        Compression: zstd
-        RowGroupSize: 10000
-        Dictionary: auto
-        OutputMode: create
-        CreateDirectories: true
-    - Name: ArrowSink
-      Type: ArrowSink
-      Config:
-        FilePath: "{Dir}/out.arrows"
-        Format: stream
-        OutputMode: replace
-        CreateDirectories: true
-    - Name: JsonLinesSink
-      Type: JsonLinesSink
-      Config:
-        FilePath: "{Dir}/out.jsonl"
-        Compression: none
-        OutputMode: append
-        CreateDirectories: true
-        Encoding: utf-8
-        LargeIntegers: string
-        Decimals: string
-        Nulls: omit
-        ColumnMappings:
-          - { SourceColumn: id, OutputColumn: key }
-          - { SourceColumn: day, Format: "dd/MM/yyyy" }
-  Connections:
-    - { From: DelimitedSource, To: JavaScriptTransform }
-    - { From: JavaScriptTransform, To: Filter }
-    - { From: JavaScriptTransform.no_age, To: NullSink }
-    - { From: Filter, To: Compute }
-    - { From: Compute, To: Select }
-    - { From: Select, To: Cast }
-    - { From: Cast, To: Sort }
-    - { From: Sort, To: Distinct }
-    - { From: Distinct, To: Aggregate }
-    - { From: Aggregate, To: AggregateOut }
-    - { From: Distinct, To: Lookup }
-    - { From: Reference, To: Lookup.lookup }
-    - { From: Lookup, To: Limit }
-    - { From: Limit, To: Sample }
-    - { From: Sample, To: SampleRows }
-    - { From: SampleRows, To: SelectDrop }
-    - { From: SelectDrop, To: DelimitedSink }
-    - { From: SelectDrop, To: ParquetSink }
-    - { From: SelectDrop, To: ArrowSink }
-    - { From: SelectDrop, To: JsonLinesSink }
-    - { From: ParquetSource, To: Partitioned }
-    - { From: ArrowSource, To: Partitioned }
-"#;
+const MAXIMAL: &str = include_str!("../src/schema/maximal.yaml");
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -539,5 +306,150 @@ fn readme_pipeline_plans() {
         &registry,
     ) {
         panic!("the README's pipeline does not plan:\n{e}");
+    }
+}
+
+/// The schema `flowengine schema` prints, compiled.
+fn schema_validator() -> jsonschema::Validator {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_flowengine"))
+        .arg("schema")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let schema: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    jsonschema::draft202012::new(&schema).unwrap_or_else(|e| panic!("not a valid schema: {e}"))
+}
+
+/// A YAML document as the JSON value an editor validates.
+fn yaml_to_json(yaml: &yaml_rust2::Yaml) -> serde_json::Value {
+    use serde_json::Value;
+    use yaml_rust2::Yaml;
+    match yaml {
+        Yaml::Real(r) => r
+            .parse::<f64>()
+            .map_or(Value::String(r.clone()), Value::from),
+        Yaml::Integer(i) => Value::from(*i),
+        Yaml::String(s) => Value::String(s.clone()),
+        Yaml::Boolean(b) => Value::Bool(*b),
+        Yaml::Array(items) => Value::Array(items.iter().map(yaml_to_json).collect()),
+        Yaml::Hash(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| {
+                    let key = match k {
+                        Yaml::String(s) => s.clone(),
+                        other => yaml_to_json(other).to_string(),
+                    };
+                    (key, yaml_to_json(v))
+                })
+                .collect(),
+        ),
+        _ => Value::Null,
+    }
+}
+
+/// What the schema finds wrong with `text`.
+fn schema_errors(validator: &jsonschema::Validator, text: &str) -> Vec<String> {
+    let docs = match yaml_rust2::YamlLoader::load_from_str(text) {
+        Ok(docs) => docs,
+        Err(e) => return vec![format!("not YAML: {e}")],
+    };
+    let json = docs.first().map_or(serde_json::Value::Null, yaml_to_json);
+    validator
+        .iter_errors(&json)
+        .map(|e| e.to_string())
+        .collect()
+}
+
+fn refuses_a_key(errors: &flowengine_engine::ConfigErrors) -> bool {
+    use flowengine_engine::error::ConfigErrorKind;
+    errors.0.iter().any(|e| {
+        matches!(
+            e.kind,
+            ConfigErrorKind::UnknownKey { .. } | ConfigErrorKind::LegacyKey { .. }
+        )
+    })
+}
+
+/// Every shipped and golden pipeline the loader plans, the schema accepts; every one the loader
+/// refuses for a key it does not know (or a key of the original system), the schema refuses.
+#[test]
+fn the_schema_agrees_with_the_loader_on_every_shipped_pipeline() {
+    let validator = schema_validator();
+    let registry = builtin_registry();
+    let (mut accepted, mut refused) = (0, 0);
+    for file in shipped_pipelines() {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let errors = schema_errors(&validator, &text);
+        match plan_text(&text, &file, &LoadOptions::default(), &registry) {
+            Ok(_) => {
+                assert!(
+                    errors.is_empty(),
+                    "{}: the loader plans it, the schema refuses it:\n{}",
+                    file.display(),
+                    errors.join("\n")
+                );
+                accepted += 1;
+            }
+            Err(e) if refuses_a_key(&e) => {
+                assert!(
+                    !errors.is_empty(),
+                    "{}: the loader refuses a key ({e}), the schema accepts it",
+                    file.display()
+                );
+                refused += 1;
+            }
+            Err(_) => {}
+        }
+    }
+    assert!(accepted > 50, "only {accepted} pipelines planned");
+    assert!(refused > 0, "no pipeline with an unknown key was checked");
+}
+
+/// An unknown key in each map of the shipped example: the loader refuses it, and so does the
+/// schema. So do a legacy key, a plugin type the registry lacks, a value outside a range and a word
+/// outside a choice.
+#[test]
+fn the_schema_refuses_what_the_loader_refuses() {
+    let validator = schema_validator();
+    let registry = builtin_registry();
+    let file = root().join("examples/customers/pipeline.yaml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(schema_errors(&validator, &text).is_empty());
+    let edits: [(&str, &str); 10] = [
+        ("Pipeline:\n", "Pipelines: 1\nPipeline:\n"),
+        ("  Settings:\n", "  Colour: blue\n  Settings:\n"),
+        ("    ChunkSize: 8192", "    ChunkSize: 8192\n    Chunks: 2"),
+        ("    - Name: read\n", "    - Name: read\n      Notes: x\n"),
+        (
+            "        HasHeaders: true",
+            "        HasHeaders: true\n        Header: true",
+        ),
+        ("Type: int64 }", "Type: int64, Width: 3 }"),
+        (
+            "        HasHeaders: true",
+            "        HasHeaders: true\n        InferSchema: true",
+        ),
+        ("Type: DelimitedSource", "Type: ExcelSource"),
+        ("    ChunkSize: 8192", "    ChunkSize: 0"),
+        (
+            "    ChunkSize: 8192",
+            "    ChunkSize: 8192\n    ErrorHandling: skip-rows",
+        ),
+    ];
+    for (from, to) in edits {
+        assert!(text.contains(from), "the example no longer holds {from:?}");
+        let broken = text.replacen(from, to, 1);
+        assert!(
+            plan_text(&broken, &file, &LoadOptions::default(), &registry).is_err(),
+            "the loader accepts {to:?}"
+        );
+        assert!(
+            !schema_errors(&validator, &broken).is_empty(),
+            "the schema accepts {to:?}, which the loader refuses"
+        );
     }
 }

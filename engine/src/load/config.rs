@@ -138,10 +138,55 @@ pub struct AskedKey {
     pub key: &'static str,
     /// Whether it is a key of the original system, read only to refuse it with its replacement.
     pub legacy: bool,
+    /// The value the reader was asked to read it as.
+    pub kind: KeyKind,
+}
+
+/// What a [`MapReader`] getter reads a key's value as (for the JSON Schema of the pipeline file).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum KeyKind {
+    /// Read by the caller itself ([`MapReader::take`]).
+    Any,
+    /// A scalar, as text.
+    String,
+    /// A path (non-empty).
+    Path,
+    /// `true`/`false`/`yes`/`no`.
+    Bool,
+    /// A whole number in a range.
+    Integer {
+        /// The least accepted.
+        min: u64,
+        /// The greatest accepted.
+        max: u64,
+    },
+    /// A size in bytes, with or without a unit.
+    ByteSize,
+    /// One of these words (case-insensitive).
+    Choice(Vec<String>),
+    /// A single-byte character, an escape or a name.
+    SingleByte,
+    /// A list.
+    List,
+    /// A map.
+    Map,
 }
 
 thread_local! {
     static ASKED: RefCell<Option<Vec<AskedKey>>> = const { RefCell::new(None) };
+    /// The kind the outermost getter in progress reads its key as; the getters it calls in turn
+    /// leave it be, and [`MapReader::take`] records it with the key.
+    static KIND: RefCell<Option<KeyKind>> = const { RefCell::new(None) };
+}
+
+/// Say what the key about to be taken is read as, unless a getter further out already did.
+fn reading_as(kind: KeyKind) {
+    KIND.with(|k| {
+        let mut k = k.borrow_mut();
+        if k.is_none() && ASKED.with(|a| a.borrow().is_some()) {
+            *k = Some(kind);
+        }
+    });
 }
 
 /// Run `f`, and return with its result every key that a [`MapReader`] on this thread was asked
@@ -157,12 +202,14 @@ pub fn record_asked_keys<R>(f: impl FnOnce() -> R) -> (R, Vec<AskedKey>) {
 }
 
 fn note_asked(map: &str, key: &'static str, legacy: bool) {
+    let kind = KIND.with(|k| k.borrow_mut().take()).unwrap_or(KeyKind::Any);
     ASKED.with(|a| {
         if let Some(asked) = a.borrow_mut().as_mut() {
             asked.push(AskedKey {
                 map: map.to_string(),
                 key,
                 legacy,
+                kind,
             });
         }
     });
@@ -279,6 +326,7 @@ impl<'n> MapReader<'n> {
 
     /// A scalar as written, without variable substitution (for code such as scripts).
     pub fn raw_string(&mut self, cx: &mut ConfigCx, key: &'static str) -> Option<String> {
+        reading_as(KeyKind::String);
         let field = self.take(key)?;
         match field.node.as_scalar() {
             Some(s) => Some(s.to_string()),
@@ -299,6 +347,7 @@ impl<'n> MapReader<'n> {
 
     /// Like [`Self::string`], but a missing (or null) key is an error.
     pub fn required_string(&mut self, cx: &mut ConfigCx, key: &'static str) -> Option<String> {
+        reading_as(KeyKind::String);
         let present = self
             .entries
             .iter()
@@ -322,6 +371,7 @@ impl<'n> MapReader<'n> {
 
     /// A path, substituted and resolved against the pipeline file's directory.
     pub fn path_value(&mut self, cx: &mut ConfigCx, key: &'static str) -> Option<PathBuf> {
+        reading_as(KeyKind::Path);
         let s = self.string(cx, key)?;
         if s.is_empty() {
             self.invalid(cx, key, "a non-empty path", "\"\"");
@@ -332,6 +382,7 @@ impl<'n> MapReader<'n> {
 
     /// `true`/`false` (also `yes`/`no`, any case).
     pub fn bool(&mut self, cx: &mut ConfigCx, key: &'static str) -> Option<bool> {
+        reading_as(KeyKind::Bool);
         let s = self.string(cx, key)?;
         match s.to_ascii_lowercase().as_str() {
             "true" | "yes" => Some(true),
@@ -351,6 +402,7 @@ impl<'n> MapReader<'n> {
         min: u64,
         max: u64,
     ) -> Option<u64> {
+        reading_as(KeyKind::Integer { min, max });
         let s = self.string(cx, key)?;
         match s.trim().replace('_', "").parse::<u64>() {
             Ok(n) if (min..=max).contains(&n) => Some(n),
@@ -374,6 +426,7 @@ impl<'n> MapReader<'n> {
         min: u64,
         max: u64,
     ) -> Option<u64> {
+        reading_as(KeyKind::ByteSize);
         let s = self.string(cx, key)?;
         match parse_size::parse_size(s.trim()) {
             Ok(n) if (min..=max).contains(&n) => Some(n),
@@ -394,6 +447,9 @@ impl<'n> MapReader<'n> {
         key: &'static str,
         choices: &[(&str, T)],
     ) -> Option<T> {
+        reading_as(KeyKind::Choice(
+            choices.iter().map(|(n, _)| n.to_string()).collect(),
+        ));
         let s = self.string(cx, key)?;
         if let Some((_, v)) = choices
             .iter()
@@ -414,6 +470,7 @@ impl<'n> MapReader<'n> {
     /// A single-byte character such as a delimiter. Accepts the character itself, an escape
     /// (`\t`), or a name (`tab`, `comma`, `pipe`, `semicolon`, `space`).
     pub fn single_byte(&mut self, cx: &mut ConfigCx, key: &'static str) -> Option<u8> {
+        reading_as(KeyKind::SingleByte);
         let s = self.string(cx, key)?;
         let byte = parse_single_byte(&s);
         if byte.is_none() {
@@ -428,8 +485,13 @@ impl<'n> MapReader<'n> {
         byte
     }
 
-    /// Whether `key` holds a list (before reading it one way or the other).
-    pub fn is_list(&self, key: &str) -> bool {
+    /// Whether `key` holds a list (before reading it one way or the other). Recorded as a key
+    /// that may be a list or a scalar, whichever it then turns out to be.
+    pub fn is_list(&self, key: &'static str) -> bool {
+        for kind in [KeyKind::List, KeyKind::String] {
+            reading_as(kind);
+            note_asked(&self.path, key, false);
+        }
         self.entries
             .iter()
             .any(|e| e.key.eq_ignore_ascii_case(key) && matches!(e.value.value, Value::Seq(_)))
@@ -441,6 +503,7 @@ impl<'n> MapReader<'n> {
         cx: &mut ConfigCx,
         key: &'static str,
     ) -> Option<Vec<(String, &'n Node)>> {
+        reading_as(KeyKind::List);
         let field = self.take(key)?;
         let path = self.key_path(key);
         match &field.node.value {
@@ -460,6 +523,7 @@ impl<'n> MapReader<'n> {
 
     /// A nested map.
     pub fn map(&mut self, cx: &mut ConfigCx, key: &'static str) -> Option<MapReader<'n>> {
+        reading_as(KeyKind::Map);
         let field = self.take(key)?;
         MapReader::new(field.node, self.key_path(key), cx)
     }
