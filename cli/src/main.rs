@@ -66,6 +66,8 @@ enum Command {
     /// Example: `flowengine test p.yaml`
     Test(CommonArgs),
     /// List the plugin types this build knows.
+    ///
+    /// Example: `flowengine plugins | grep -i sink`
     Plugins,
     /// Print the JSON Schema (draft 2020-12) of the pipeline file, for editors and UIs.
     ///

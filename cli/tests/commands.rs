@@ -43,19 +43,30 @@ fn the_shipped_example_passes_its_tests_and_previews() {
     );
 }
 
-/// `GET path` over HTTP/1.1 on `addr`: the status line and the body.
-fn http_get(addr: &str, path: &str) -> (String, String) {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap();
-    (head.lines().next().unwrap().to_string(), body.to_string())
+/// `GET path` from `addr` with an HTTP client; an error status is an error.
+fn http_get(addr: &str, path: &str) -> Result<String, ureq::Error> {
+    ureq::get(format!("http://{addr}{path}"))
+        .call()?
+        .body_mut()
+        .read_to_string()
+}
+
+/// The samples of a Prometheus text exposition, parsed as a scraper does.
+fn scrape(text: &str) -> Vec<prometheus_parse::Sample> {
+    let lines = text.lines().map(|l| Ok(l.to_string()));
+    prometheus_parse::Scrape::parse(lines).unwrap().samples
+}
+
+/// The value of the sample `name` whose labels include `labels`.
+fn sample(samples: &[prometheus_parse::Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
+    let found = samples
+        .iter()
+        .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)));
+    match found.map(|s| &s.value) {
+        Some(prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v)) => *v,
+        Some(prometheus_parse::Value::Untyped(v)) => *v,
+        other => panic!("no sample {name} {labels:?}: {other:?}"),
+    }
 }
 
 #[test]
@@ -96,19 +107,14 @@ fn metrics_are_served_while_the_run_lasts_and_written_at_its_end() {
         .map(|(addr, _)| addr.to_string())
         .unwrap_or_else(|| panic!("no address in {line:?}"));
     // The run is waiting for its input: the endpoint answers meanwhile.
-    let (status, body) = http_get(&addr, "/metrics");
-    assert_eq!(status, "HTTP/1.1 200 OK");
-    let sample = body
-        .lines()
-        .find(|l| l.starts_with("flowengine_rows_read_total{pipeline=\"watched\"} "))
-        .unwrap_or_else(|| panic!("{body}"));
-    assert!(sample.rsplit(' ').next().unwrap().parse::<u64>().is_ok());
-    assert!(body.contains("# TYPE flowengine_rows_read_total counter"));
-    assert_eq!(
-        http_get(&addr, "/healthz"),
-        ("HTTP/1.1 200 OK".into(), "ok\n".into())
-    );
-    assert_eq!(http_get(&addr, "/nothing").0, "HTTP/1.1 404 Not Found");
+    let live = scrape(&http_get(&addr, "/metrics").unwrap());
+    let watched = [("pipeline", "watched")];
+    assert_eq!(sample(&live, "flowengine_rows_read_total", &watched), 0.0);
+    assert_eq!(http_get(&addr, "/healthz").unwrap(), "ok\n");
+    assert!(matches!(
+        http_get(&addr, "/nothing"),
+        Err(ureq::Error::StatusCode(404))
+    ));
     // Meanwhile the monitor prints a line per interval, and rewrites the metrics file.
     loop {
         line.clear();
@@ -127,25 +133,28 @@ fn metrics_are_served_while_the_run_lasts_and_written_at_its_end() {
     stdin.write_all(b"id\n1\n2\n3\n").unwrap();
     drop(stdin);
     assert!(child.wait().unwrap().success());
-    let written = std::fs::read_to_string(dir.path().join("m.prom")).unwrap();
-    assert!(
-        written.contains("flowengine_rows_read_total{pipeline=\"watched\"} 3"),
-        "{written}"
+    let written = scrape(&std::fs::read_to_string(dir.path().join("m.prom")).unwrap());
+    assert_eq!(
+        sample(&written, "flowengine_rows_read_total", &watched),
+        3.0
     );
-    assert!(written.contains(
-        "flowengine_node_rows_in_total{pipeline=\"watched\",node=\"write\",role=\"sink\",type=\"NullSink\"} 3"
-    ));
-    assert!(written.contains("flowengine_run_succeeded{pipeline=\"watched\"} 1"));
-    assert!(written.contains(
-        "flowengine_channel_capacity_batches{pipeline=\"watched\",from=\"read\",to=\"write\"} "
-    ));
-    assert!(written.contains("# TYPE flowengine_channel_full_total counter"));
-    // Every sample line parses as `name{labels} value`.
-    for sample in written.lines().filter(|l| !l.starts_with('#')) {
-        let (series, value) = sample.rsplit_once(' ').unwrap();
-        assert!(
-            series.ends_with('}') && value.parse::<f64>().is_ok(),
-            "{sample}"
-        );
-    }
+    let sink = [("node", "write"), ("role", "sink"), ("type", "NullSink")];
+    assert_eq!(
+        sample(&written, "flowengine_node_rows_in_total", &sink),
+        3.0
+    );
+    let source = [("node", "read")];
+    assert!(sample(&written, "flowengine_node_bytes_out_total", &source) > 0.0);
+    assert_eq!(sample(&written, "flowengine_run_succeeded", &watched), 1.0);
+    assert!(sample(&written, "flowengine_peak_rss_bytes", &watched) > 0.0);
+    // The channels are known once the sources are open, so only at the end here.
+    let edge = [("from", "read"), ("to", "write")];
+    assert_eq!(
+        sample(&written, "flowengine_channel_capacity_batches", &edge),
+        4.0
+    );
+    assert_eq!(
+        sample(&written, "flowengine_channel_full_total", &edge),
+        0.0
+    );
 }
