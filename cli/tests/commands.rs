@@ -158,3 +158,62 @@ fn metrics_are_served_while_the_run_lasts_and_written_at_its_end() {
         0.0
     );
 }
+
+#[test]
+fn a_second_run_writing_the_same_output_fails_at_once_naming_the_first() {
+    use std::io::Write;
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("p.yaml"),
+        "Pipeline:\n  Name: locked\n  Plugins:\n    - { Name: read, Type: DelimitedSource, Config: \
+         { FilePath: \"-\", HasHeaders: false, OutputSchema: { Columns: [ { Name: id, Type: \
+         int64 } ] } } }\n    - { Name: write, Type: DelimitedSink, Config: { FilePath: out.csv \
+         } }\n  Connections:\n    - { From: read, To: write }\n",
+    )
+    .unwrap();
+    let run = || {
+        Command::new(env!("CARGO_BIN_EXE_flowengine"))
+            .args(["run", "p.yaml"])
+            .current_dir(dir.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut first = run();
+    let mut input = first.stdin.take().unwrap();
+    // The first bytes let the source open (it sniffs four for compression); the run then waits
+    // for more, holding its output.
+    input.write_all(b"1\n2\n").unwrap();
+    input.flush().unwrap();
+    let lock = dir.path().join(".out.csv.lock");
+    let started = std::time::Instant::now();
+    while !lock.exists() {
+        assert!(
+            started.elapsed().as_secs() < 30,
+            "the first run never locked its output"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let second = run().wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "{stderr}");
+    let holder = format!(
+        "out.csv is being written by another run (process {})",
+        first.id()
+    );
+    assert!(stderr.contains(&holder), "{stderr}");
+    input.write_all(b"3\n").unwrap();
+    drop(input);
+    assert!(first.wait().unwrap().success());
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("out.csv")).unwrap(),
+        "id\n1\n2\n3\n"
+    );
+    assert!(!lock.exists(), "the lock file goes with the lock");
+    let mut third = run();
+    drop(third.stdin.take());
+    assert!(third.wait().unwrap().success(), "the output is free again");
+}

@@ -46,6 +46,8 @@ pub mod js;
 #[doc(hidden)]
 pub mod json;
 #[doc(hidden)]
+pub mod lock;
+#[doc(hidden)]
 pub mod mapping;
 #[doc(hidden)]
 pub mod native;

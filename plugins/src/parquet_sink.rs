@@ -32,7 +32,7 @@ use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::ColumnPath;
 use rayon::prelude::*;
 
-use crate::staging::{Staging, StagingDir, Target};
+use crate::staging::{Staging, Target};
 use flowengine_engine::error::PlanError;
 use flowengine_engine::load::yaml::Mark;
 use lanes::Lanes;
@@ -286,12 +286,7 @@ impl ParquetSinkConfig {
         let by = self
             .partition_columns(partitioning, &input)
             .map_err(|e| invalid(PlanError::join(&e)))?;
-        let staging = StagingDir::new(
-            &cx.node,
-            &self.target.path,
-            self.target.mode,
-            self.target.create_directories,
-        )?;
+        let staging = self.target.stage_dir(&cx.node)?;
         let config = self.clone();
         let properties = Box::new(move |first: &RecordBatch| {
             let plain = match config.dictionary {
@@ -548,6 +543,7 @@ mod tests {
                 create_directories: true,
                 appends: false,
                 stdout: false,
+                backup: false,
             },
             codec,
             row_group_size,

@@ -23,6 +23,8 @@ use flowengine_engine::error::{BuildError, IoError, RunError};
 use flowengine_engine::load::config::{ConfigCx, MapReader};
 use tempfile::NamedTempFile;
 
+use crate::lock::OutputLock;
+
 /// What to do when the target exists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutputMode {
@@ -59,6 +61,8 @@ pub struct Target {
     pub(crate) appends: bool,
     /// `FilePath: "-"`: standard output, written as rows come, with no staging and no commit.
     pub(crate) stdout: bool,
+    /// `Backup: true`: the output this run replaces is kept as `NAME.bak`.
+    pub(crate) backup: bool,
 }
 
 impl Target {
@@ -73,6 +77,12 @@ impl Target {
         let explicit_mode = m.has("OutputMode");
         let mode = read_output_mode(m, cx, appends);
         let create_directories = m.bool(cx, "CreateDirectories").unwrap_or(true);
+        let backup = m.bool(cx, "Backup").unwrap_or(false);
+        if stdout && backup {
+            let why = "no `Backup` with `FilePath: \"-\"` (standard output has no file to keep)";
+            m.invalid(cx, "Backup", why, "true");
+            return None;
+        }
         if stdout && explicit_mode && mode != OutputMode::Replace {
             m.invalid(
                 cx,
@@ -92,6 +102,7 @@ impl Target {
             create_directories,
             appends,
             stdout,
+            backup,
         })
     }
 
@@ -121,13 +132,22 @@ impl Target {
         if self.stdout {
             return Ok(Staging::stdout(node));
         }
-        Staging::new(
+        let mut staging = Staging::new(
             node,
             &self.path,
             self.mode,
             self.create_directories,
             self.appends,
-        )
+        )?;
+        staging.backup = self.backup;
+        Ok(staging)
+    }
+
+    /// Stage a temporary directory for the target (see [`StagingDir::new`]).
+    pub fn stage_dir(&self, node: &str) -> Result<StagingDir, BuildError> {
+        let mut staging = StagingDir::new(node, &self.path, self.mode, self.create_directories)?;
+        staging.backup = self.backup;
+        Ok(staging)
     }
 }
 
@@ -147,6 +167,10 @@ pub struct Staging {
     writeback: Option<JoinHandle<std::io::Result<()>>>,
     /// Writing to standard output instead: no file, no staging, no commit.
     stdout: Option<std::io::Stdout>,
+    /// Keep the file the commit replaces as `NAME.bak`.
+    backup: bool,
+    /// This run's hold on the target, until the staging file is committed or dropped.
+    _lock: Option<OutputLock>,
 }
 
 /// Bytes written between two background writebacks.
@@ -163,7 +187,7 @@ impl Staging {
         create_directories: bool,
         appends: bool,
     ) -> Result<Staging, BuildError> {
-        let dir = prepare(node, target, mode, create_directories, appends)?;
+        let (dir, lock) = prepare(node, target, mode, create_directories, appends)?;
         let io = |action, path: &Path, source| {
             BuildError::from(IoError::new(node, action, path, source))
         };
@@ -191,6 +215,8 @@ impl Staging {
             synced_to: 0,
             writeback: None,
             stdout: None,
+            backup: false,
+            _lock: Some(lock),
         })
     }
 
@@ -207,6 +233,8 @@ impl Staging {
             synced_to: 0,
             writeback: None,
             stdout: Some(std::io::stdout()),
+            backup: false,
+            _lock: None,
         }
     }
 
@@ -294,6 +322,9 @@ impl Staging {
             .temp
             .take()
             .ok_or_else(|| RunError::Internal("sink committed twice".into()))?;
+        if self.backup {
+            keep_backup(&self.target).map_err(|e| self.io("keep the backup of", e))?;
+        }
         let persisted = if self.no_clobber {
             temp.persist_noclobber(&self.target)
         } else {
@@ -317,6 +348,10 @@ pub struct StagingDir {
     parent: PathBuf,
     temp: Option<tempfile::TempDir>,
     no_clobber: bool,
+    /// Keep the directory the commit replaces as `NAME.bak`.
+    backup: bool,
+    /// This run's hold on the target, until the staging directory is committed or dropped.
+    _lock: OutputLock,
 }
 
 impl StagingDir {
@@ -327,7 +362,7 @@ impl StagingDir {
         mode: OutputMode,
         create_directories: bool,
     ) -> Result<StagingDir, BuildError> {
-        let parent = prepare(node, target, mode, create_directories, false)?;
+        let (parent, lock) = prepare(node, target, mode, create_directories, false)?;
         let name = target
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -350,6 +385,8 @@ impl StagingDir {
             parent,
             temp: Some(temp),
             no_clobber: mode == OutputMode::Create,
+            backup: false,
+            _lock: lock,
         })
     }
 
@@ -378,7 +415,13 @@ impl StagingDir {
         }
         let synced = File::open(&self.parent).and_then(|d| d.sync_all());
         synced.map_err(|e| self.io("sync the directory of", &self.target, e))?;
-        // `staged` now names what the target was, if anything.
+        // `staged` now names what the target was, if anything: the backup, or removed.
+        if self.backup && fs::symlink_metadata(&staged).is_ok() {
+            let backup = backup_path(&self.target);
+            let kept = swap_into(&staged, &backup, false)
+                .and_then(|()| File::open(&self.parent).and_then(|d| d.sync_all()));
+            kept.map_err(|e| self.io("keep the backup at", &backup, e))?;
+        }
         match fs::symlink_metadata(&staged) {
             Ok(old) if old.is_dir() => fs::remove_dir_all(&staged),
             Ok(_) => fs::remove_file(&staged),
@@ -386,6 +429,37 @@ impl StagingDir {
         }
         .map_err(|e| self.io("remove the replaced output at", &staged, e))
     }
+}
+
+/// `NAME.bak` beside `target`.
+fn backup_path(target: &Path) -> PathBuf {
+    let mut name = target.file_name().unwrap_or_default().to_os_string();
+    name.push(".bak");
+    target.with_file_name(name)
+}
+
+/// Make `NAME.bak` the file `target` is now, if there is one, in one rename: a hard link to it is
+/// made beside it first (a copy where the file system has no hard links), so until the commit
+/// renames the new output over `target`, both names hold the old output, and `NAME.bak` is
+/// never partial.
+fn keep_backup(target: &Path) -> std::io::Result<()> {
+    if fs::symlink_metadata(target).is_err() {
+        return Ok(());
+    }
+    let backup = backup_path(target);
+    let staged = backup.with_file_name(format!(
+        ".{}.{}.tmp",
+        backup.file_name().unwrap_or_default().to_string_lossy(),
+        std::process::id()
+    ));
+    let _ = fs::remove_file(&staged);
+    if fs::hard_link(target, &staged).is_err() {
+        fs::copy(target, &staged)?;
+        File::open(&staged)?.sync_all()?;
+    }
+    fs::rename(&staged, &backup).inspect_err(|_| {
+        let _ = fs::remove_file(&staged);
+    })
 }
 
 /// Rename `staged` to `target`. Under `no_clobber` an existing target stays and is an error;
@@ -423,15 +497,16 @@ fn swap_into(staged: &Path, target: &Path, no_clobber: bool) -> std::io::Result<
     fs::rename(staged, target)
 }
 
-/// The directory `target` goes in, created when `create_directories`; with `OutputMode::Create`
-/// an existing target is refused (the message offers `append` when the format `appends`).
+/// The directory `target` goes in, created when `create_directories`, and the lock on `target`
+/// (so that no other run writes it meanwhile); with `OutputMode::Create` an existing target is
+/// refused (the message offers `append` when the format `appends`).
 fn prepare(
     node: &str,
     target: &Path,
     mode: OutputMode,
     create_directories: bool,
     appends: bool,
-) -> Result<PathBuf, BuildError> {
+) -> Result<(PathBuf, OutputLock), BuildError> {
     let io =
         |action, path: &Path, source| BuildError::from(IoError::new(node, action, path, source));
     let dir = target
@@ -449,6 +524,7 @@ fn prepare(
         }
         fs::create_dir_all(&dir).map_err(|e| io("create directory", &dir, e))?;
     }
+    let lock = OutputLock::acquire(node, target)?;
     if mode == OutputMode::Create && target.exists() {
         return Err(BuildError::Invalid {
             node: node.to_string(),
@@ -459,7 +535,7 @@ fn prepare(
             ),
         });
     }
-    Ok(dir)
+    Ok((dir, lock))
 }
 
 /// Make the bytes written so far durable, then drop `range` of them (written back by now, and

@@ -302,6 +302,7 @@ pub fn dead_letter(path: &Path, cx: &BuildCx) -> Result<Box<dyn Sink>, BuildErro
             create_directories: true,
             appends: true,
             stdout: false,
+            backup: false,
         },
         delimiter: b',',
         quote: b'"',
