@@ -482,6 +482,9 @@ pub enum RunError {
     /// The run was interrupted (Ctrl-C); outputs were left untouched.
     #[error("interrupted; no output was changed")]
     Cancelled,
+    /// The run took longer than `Settings.Timeout`.
+    #[error("the run took longer than `Settings.Timeout` ({0:?}) and was stopped; no output was changed")]
+    TimedOut(std::time::Duration),
     /// More rows were rejected than `MaxErrors` allows.
     #[error("{rejected} of {read} rows read were rejected, more than `MaxErrors: {cap}` allows; the run stopped and changed no output (the rejects would have gone to {dead_letter}, which was not written either){}", first.as_ref().map(|f| format!("\n  first reject: {f}")).unwrap_or_default())]
     TooManyRejects {

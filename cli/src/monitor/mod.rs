@@ -54,25 +54,14 @@ impl Watch {
     }
 }
 
-/// `5s`, `500ms`, `2m` or a number of seconds.
+/// `5s`, `500ms`, `2m` or a number of seconds, from 10ms to a day.
 pub fn parse_interval(s: &str) -> Result<Duration, String> {
-    let (number, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
-        Some(i) => s.split_at(i),
-        None => (s, "s"),
-    };
-    let n: f64 = number
-        .parse()
-        .map_err(|_| format!("expected a duration such as 5s or 500ms, found {s:?}"))?;
-    let seconds = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        _ => return Err(format!("unknown unit in {s:?}: use ms, s or m")),
-    };
-    if !(0.01..=86_400.0).contains(&seconds) {
+    let interval = flowengine_engine::load::config::parse_duration(s)
+        .ok_or_else(|| format!("expected a duration such as 5s or 500ms, found {s:?}"))?;
+    if !(Duration::from_millis(10)..=Duration::from_secs(86_400)).contains(&interval) {
         return Err(format!("{s:?} is out of range (10ms to 24h)"));
     }
-    Ok(Duration::from_secs_f64(seconds))
+    Ok(interval)
 }
 
 /// Bytes this process has read so far through `read`/`pread` (Linux `/proc/self/io` `rchar`):
@@ -255,7 +244,8 @@ mod tests {
         assert_eq!(parse_interval("5s").unwrap(), Duration::from_secs(5));
         assert_eq!(parse_interval("500ms").unwrap(), Duration::from_millis(500));
         assert_eq!(parse_interval("2").unwrap(), Duration::from_secs(2));
-        assert!(parse_interval("5h").is_err());
+        assert!(parse_interval("5d").is_err());
+        assert!(parse_interval("25h").is_err());
         assert!(parse_interval("0s").is_err());
     }
 }

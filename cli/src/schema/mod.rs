@@ -236,6 +236,11 @@ fn value(maps: &Maps, path: &str, kind: &KeyKind, docs: &docs::Docs) -> Value {
             { "type": "string", "pattern": "^\\s*[0-9_]+\\s*$" },
             variable,
         ]}),
+        KeyKind::Duration => json!({ "anyOf": [
+            { "type": "number", "exclusiveMinimum": 0 },
+            { "type": "string", "pattern": "^\\s*[0-9.]+\\s*(?:ms|s|m|h)?\\s*$" },
+            variable,
+        ], "examples": ["30s", "5m", "2h"] }),
         KeyKind::ByteSize => json!({
             "type": ["integer", "string"],
             "examples": ["256 MiB", "2 GiB"],

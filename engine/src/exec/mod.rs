@@ -121,7 +121,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use arrow_schema::SchemaRef;
 use crossbeam_channel::{Receiver, Sender};
@@ -188,6 +188,7 @@ pub struct Pipeline {
     edges: Vec<Edge>,
     dead_letter: Option<DeadLetter>,
     progress: Arc<Progress>,
+    timeout: Option<Duration>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -329,6 +330,7 @@ impl Plan {
             edges: self.edges,
             dead_letter,
             progress,
+            timeout: self.settings.timeout,
         })
     }
 }
@@ -371,6 +373,8 @@ struct Shared<'a> {
     window: usize,
     pool: Option<rayon::ThreadPool>,
     max_errors: MaxErrors,
+    /// When the run must have ended (`Settings.Timeout`), and that limit.
+    deadline: Option<(Instant, Duration)>,
     /// Rows read and rejected so far, which a monitor may read while the run goes on.
     progress: Arc<Progress>,
     first_reject: Mutex<Option<RowError>>,
@@ -400,6 +404,11 @@ impl Shared<'_> {
     fn should_stop(&self) -> bool {
         if self.interrupt.load(Ordering::SeqCst) {
             self.fail(RunError::Cancelled);
+        }
+        if let Some((deadline, limit)) = self.deadline {
+            if Instant::now() >= deadline {
+                self.fail(RunError::TimedOut(limit));
+            }
         }
         self.failed.load(Ordering::SeqCst)
     }
@@ -461,6 +470,7 @@ impl Pipeline {
             window: self.window,
             pool,
             max_errors: self.max_errors,
+            deadline: self.timeout.map(|limit| (started + limit, limit)),
             progress: self.progress.clone(),
             first_reject: Mutex::new(None),
             dead_letter: self.dead_letter.as_ref().map(|d| d.path.clone()),

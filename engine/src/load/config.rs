@@ -162,6 +162,8 @@ pub enum KeyKind {
     },
     /// A size in bytes, with or without a unit.
     ByteSize,
+    /// A duration: `500ms`, `30s`, `5m`, `2h`, or a number of seconds.
+    Duration,
     /// One of these words (case-insensitive).
     Choice(Vec<String>),
     /// A single-byte character, an escape or a name.
@@ -440,6 +442,28 @@ impl<'n> MapReader<'n> {
         }
     }
 
+    /// A duration (see [`parse_duration`]) from `min` to `max`.
+    pub fn duration(
+        &mut self,
+        cx: &mut ConfigCx,
+        key: &'static str,
+        min: std::time::Duration,
+        max: std::time::Duration,
+    ) -> Option<std::time::Duration> {
+        reading_as(KeyKind::Duration);
+        let s = self.string(cx, key)?;
+        match parse_duration(&s) {
+            Some(d) if (min..=max).contains(&d) => Some(d),
+            _ => {
+                let expected = format!(
+                    "a duration from {min:?} to {max:?}, such as \"30s\", \"5m\" or \"1h\""
+                );
+                self.invalid(cx, key, &expected, &format!("{s:?}"));
+                None
+            }
+        }
+    }
+
     /// One of a fixed set of words (case-insensitive).
     pub fn choice<T: Copy>(
         &mut self,
@@ -584,6 +608,25 @@ impl<'n> MapReader<'n> {
     }
 }
 
+/// A duration as written in a config or on the command line: a number with a unit, `ms`, `s`, `m`
+/// or `h` (`500ms`, `1.5s`, `30s`, `5m`, `2h`), or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Option<std::time::Duration> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let n: f64 = number.parse().ok()?;
+    let seconds = match unit.trim() {
+        "ms" => n / 1000.0,
+        "" | "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return None,
+    };
+    std::time::Duration::try_from_secs_f64(seconds).ok()
+}
+
 /// A single-byte character as written in a config: the character itself, an escape (`\t`), or a
 /// name (`tab`, `comma`, `pipe`, `semicolon`, `space`). Line breaks and non-ASCII are refused.
 pub fn parse_single_byte(s: &str) -> Option<u8> {
@@ -625,6 +668,19 @@ mod tests {
         match cx.finish(()) {
             Ok(()) => vec![],
             Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn durations_read_with_or_without_a_unit() {
+        use std::time::Duration;
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_duration(" 5m "), Some(Duration::from_secs(300)));
+        assert_eq!(parse_duration("2h"), Some(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("30"), Some(Duration::from_secs(30)));
+        for bad in ["", "s", "5d", "-1s", "1e999", "5 minutes"] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
         }
     }
 

@@ -2,6 +2,7 @@
 //! `Connections`. Plugin `Config` maps stay as YAML nodes here; the plan hands them to plugins.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use chrono::{DateTime, Local};
 
@@ -51,6 +52,8 @@ pub struct Settings {
     /// Where sorts and other stateful transforms spill; `None` is the system's temporary
     /// directory.
     pub temp_directory: Option<PathBuf>,
+    /// How long the run may take, from when its nodes start; `None` is no limit.
+    pub timeout: Option<std::time::Duration>,
     /// Where the error-policy keys were written, for plan-time messages.
     pub marks: SettingMarks,
 }
@@ -77,6 +80,7 @@ impl Default for Settings {
             max_errors: MaxErrors::Unlimited,
             dead_letter: None,
             temp_directory: None,
+            timeout: None,
             marks: SettingMarks::default(),
         }
     }
@@ -271,6 +275,8 @@ fn read_settings(s: &mut MapReader<'_>, cx: &mut ConfigCx) -> Settings {
     let max_errors = read_max_errors(s, cx);
     let dead_letter = s.path_value(cx, "DeadLetter");
     let temp_directory = s.path_value(cx, "TempDirectory");
+    let (least, most) = (Duration::from_millis(1), Duration::from_secs(366 * 86_400));
+    let timeout = s.duration(cx, "Timeout", least, most);
     let marks = SettingMarks {
         max_errors: s.entry_mark("MaxErrors"),
         dead_letter: s.entry_mark("DeadLetter"),
@@ -288,7 +294,12 @@ fn read_settings(s: &mut MapReader<'_>, cx: &mut ConfigCx) -> Settings {
         "DefaultChannel",
         "connections are bounded channels; use `Settings.ChannelCapacity`",
     );
-    for key in ["TimeoutMs", "Retry", "Monitoring", "Custom"] {
+    s.legacy(
+        cx,
+        "TimeoutMs",
+        "use `Settings.Timeout` with a unit, e.g. `Timeout: 30m`",
+    );
+    for key in ["Retry", "Monitoring", "Custom"] {
         s.legacy(
             cx,
             key,
@@ -304,6 +315,7 @@ fn read_settings(s: &mut MapReader<'_>, cx: &mut ConfigCx) -> Settings {
         max_errors,
         dead_letter,
         temp_directory,
+        timeout,
         marks,
     }
 }
