@@ -142,4 +142,8 @@ impl SinkCommon for ArrowSink {
     fn commit(self: Box<Self>) -> Result<(), RunError> {
         self.staging.commit()
     }
+
+    fn warnings(&self) -> Vec<String> {
+        self.staging.warnings()
+    }
 }

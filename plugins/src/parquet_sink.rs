@@ -328,6 +328,10 @@ impl SinkCommon for Partitioned {
     fn commit(self: Box<Self>) -> Result<(), RunError> {
         self.0.commit()
     }
+
+    fn warnings(&self) -> Vec<String> {
+        self.0.warnings()
+    }
 }
 
 impl SinkConfig for ParquetSinkConfig {
@@ -515,6 +519,10 @@ impl SinkCommon for ParquetSink {
 
     fn commit(self: Box<Self>) -> Result<(), RunError> {
         self.staging.commit()
+    }
+
+    fn warnings(&self) -> Vec<String> {
+        self.staging.warnings()
     }
 }
 

@@ -169,6 +169,8 @@ pub struct Staging {
     stdout: Option<std::io::Stdout>,
     /// Keep the file the commit replaces as `NAME.bak`.
     backup: bool,
+    /// Staging files of killed runs, removed when this one was made.
+    removed: Vec<String>,
     /// This run's hold on the target, until the staging file is committed or dropped.
     _lock: Option<OutputLock>,
 }
@@ -187,7 +189,7 @@ impl Staging {
         create_directories: bool,
         appends: bool,
     ) -> Result<Staging, BuildError> {
-        let (dir, lock) = prepare(node, target, mode, create_directories, appends)?;
+        let (dir, lock, removed) = prepare(node, target, mode, create_directories, appends)?;
         let io = |action, path: &Path, source| {
             BuildError::from(IoError::new(node, action, path, source))
         };
@@ -216,6 +218,7 @@ impl Staging {
             writeback: None,
             stdout: None,
             backup: false,
+            removed,
             _lock: Some(lock),
         })
     }
@@ -234,8 +237,14 @@ impl Staging {
             writeback: None,
             stdout: Some(std::io::stdout()),
             backup: false,
+            removed: Vec::new(),
             _lock: None,
         }
+    }
+
+    /// What the sink should say in the summary: the leftovers of killed runs it removed.
+    pub fn warnings(&self) -> Vec<String> {
+        leftovers_warning(&self.removed, &self.target)
     }
 
     /// The temporary file's path, for messages.
@@ -350,6 +359,8 @@ pub struct StagingDir {
     no_clobber: bool,
     /// Keep the directory the commit replaces as `NAME.bak`.
     backup: bool,
+    /// Staging directories of killed runs, removed when this one was made.
+    removed: Vec<String>,
     /// This run's hold on the target, until the staging directory is committed or dropped.
     _lock: OutputLock,
 }
@@ -362,7 +373,7 @@ impl StagingDir {
         mode: OutputMode,
         create_directories: bool,
     ) -> Result<StagingDir, BuildError> {
-        let (parent, lock) = prepare(node, target, mode, create_directories, false)?;
+        let (parent, lock, removed) = prepare(node, target, mode, create_directories, false)?;
         let name = target
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -386,8 +397,14 @@ impl StagingDir {
             temp: Some(temp),
             no_clobber: mode == OutputMode::Create,
             backup: false,
+            removed,
             _lock: lock,
         })
+    }
+
+    /// What the sink should say in the summary: the leftovers of killed runs it removed.
+    pub fn warnings(&self) -> Vec<String> {
+        leftovers_warning(&self.removed, &self.target)
     }
 
     /// The staging directory, where the output's files are written.
@@ -429,6 +446,59 @@ impl StagingDir {
         }
         .map_err(|e| self.io("remove the replaced output at", &staged, e))
     }
+}
+
+/// Remove what killed runs staged for `target` in `dir`: `.NAME.XXXXXX.tmp` files or directories
+/// (six letters or digits, as [`Staging::new`] names them) and `.NAME.bak.PID.tmp` backups in
+/// the making. Another output's staging files never match (`.NAME.x.XXXXXX.tmp` has more between
+/// the dots). The names removed; a name that cannot be removed is left, and the run goes on.
+fn remove_leftovers(dir: &Path, target: &Path) -> Vec<String> {
+    let Some(name) = target.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+        return Vec::new();
+    };
+    let prefix = format!(".{name}.");
+    let staged = |middle: &str| {
+        let random = middle.len() == 6 && middle.chars().all(|c| c.is_ascii_alphanumeric());
+        let backup = middle
+            .strip_prefix("bak.")
+            .is_some_and(|pid| !pid.is_empty() && pid.chars().all(|c| c.is_ascii_digit()));
+        random || backup
+    };
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut removed = Vec::new();
+    for entry in entries.flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        let middle = file
+            .strip_prefix(&prefix)
+            .and_then(|m| m.strip_suffix(".tmp"));
+        if !middle.is_some_and(staged) {
+            continue;
+        }
+        let path = entry.path();
+        let gone = match entry.file_type() {
+            Ok(t) if t.is_dir() => fs::remove_dir_all(&path),
+            _ => fs::remove_file(&path),
+        };
+        if gone.is_ok() {
+            removed.push(file);
+        }
+    }
+    removed.sort();
+    removed
+}
+
+fn leftovers_warning(removed: &[String], target: &Path) -> Vec<String> {
+    if removed.is_empty() {
+        return Vec::new();
+    }
+    vec![format!(
+        "removed {} staging file(s) that a killed run had left beside {}: {}",
+        removed.len(),
+        target.display(),
+        removed.join(", ")
+    )]
 }
 
 /// `NAME.bak` beside `target`.
@@ -497,16 +567,17 @@ fn swap_into(staged: &Path, target: &Path, no_clobber: bool) -> std::io::Result<
     fs::rename(staged, target)
 }
 
-/// The directory `target` goes in, created when `create_directories`, and the lock on `target`
-/// (so that no other run writes it meanwhile); with `OutputMode::Create` an existing target is
-/// refused (the message offers `append` when the format `appends`).
+/// The directory `target` goes in, created when `create_directories`, the lock on `target` (so
+/// that no other run writes it meanwhile), and the names of the staging files a killed run had
+/// left, now removed; with `OutputMode::Create` an existing target is refused (the message offers
+/// `append` when the format `appends`).
 fn prepare(
     node: &str,
     target: &Path,
     mode: OutputMode,
     create_directories: bool,
     appends: bool,
-) -> Result<(PathBuf, OutputLock), BuildError> {
+) -> Result<(PathBuf, OutputLock, Vec<String>), BuildError> {
     let io =
         |action, path: &Path, source| BuildError::from(IoError::new(node, action, path, source));
     let dir = target
@@ -525,6 +596,9 @@ fn prepare(
         fs::create_dir_all(&dir).map_err(|e| io("create directory", &dir, e))?;
     }
     let lock = OutputLock::acquire(node, target)?;
+    // With the lock held, no other run is staging this output: what is staged here was left by a
+    // run that was killed.
+    let removed = remove_leftovers(&dir, target);
     if mode == OutputMode::Create && target.exists() {
         return Err(BuildError::Invalid {
             node: node.to_string(),
@@ -535,7 +609,7 @@ fn prepare(
             ),
         });
     }
-    Ok((dir, lock))
+    Ok((dir, lock, removed))
 }
 
 /// Make the bytes written so far durable, then drop `range` of them (written back by now, and

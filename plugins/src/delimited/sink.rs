@@ -356,4 +356,8 @@ impl SinkCommon for DelimitedSink {
     fn commit(self: Box<Self>) -> Result<(), RunError> {
         self.staging.commit()
     }
+
+    fn warnings(&self) -> Vec<String> {
+        self.staging.warnings()
+    }
 }

@@ -319,11 +319,12 @@ impl SinkCommon for JsonLinesSink {
     }
 
     fn warnings(&self) -> Vec<String> {
-        match self.non_finite.load(Ordering::Relaxed) {
-            0 => Vec::new(),
-            n => vec![format!(
+        let mut warnings = self.staging.warnings();
+        if let n @ 1.. = self.non_finite.load(Ordering::Relaxed) {
+            warnings.push(format!(
                 "{n} NaN or infinite doubles were written as null: JSON has no such numbers"
-            )],
+            ));
         }
+        warnings
     }
 }

@@ -352,6 +352,11 @@ impl PartitionedSink {
         Ok(self.rows)
     }
 
+    /// What to say in the summary (see [`StagingDir::warnings`]).
+    pub fn warnings(&self) -> Vec<String> {
+        self.staging.warnings()
+    }
+
     /// Put the directory in place.
     pub fn commit(self) -> Result<(), RunError> {
         self.staging.commit()
