@@ -69,6 +69,15 @@ impl Target {
     /// Read the keys; `append` is a choice only where the format `appends`.
     pub fn read(m: &mut MapReader<'_>, cx: &mut ConfigCx, appends: bool) -> Option<Target> {
         let label = m.required_string(cx, "FilePath");
+        if label.as_deref() == Some("") {
+            m.invalid(
+                cx,
+                "FilePath",
+                "a non-empty path (or `-` for standard output)",
+                "\"\"",
+            );
+            return None;
+        }
         let stdout = label.as_deref() == Some("-");
         let path = label.map(|p| match stdout {
             true => PathBuf::from(p),
