@@ -160,6 +160,9 @@ struct RunArgs {
     /// Serve `/metrics` and `/healthz` over HTTP on HOST:PORT while the run lasts (port 0: any).
     #[arg(long, value_name = "HOST:PORT")]
     metrics_addr: Option<String>,
+    /// Do not check, before rows move, that the outputs' file systems have room for them.
+    #[arg(long)]
+    no_space_check: bool,
 }
 
 fn parse_var(s: &str) -> Result<(String, String), String> {
@@ -321,6 +324,9 @@ fn run(args: RunArgs) -> Result<(), Failure> {
     if args.verbose {
         print_plan(&plan);
     }
+    if !args.no_space_check {
+        check_space(&plan)?;
+    }
     let server = match &args.metrics_addr {
         Some(addr) => Some(monitor::bind(addr).map_err(Failure::Usage)?),
         None => None,
@@ -372,6 +378,24 @@ fn run(args: RunArgs) -> Result<(), Failure> {
         }
     }
     outcome.result.map_err(Failure::Run)
+}
+
+/// Refuse a run whose outputs surely do not fit where they go; warn when they may not.
+fn check_space(plan: &Plan) -> Result<(), Failure> {
+    let free = |dir: &std::path::Path| {
+        let fs = rustix::fs::statvfs(dir).ok()?;
+        Some((fs.f_bavail.saturating_mul(fs.f_frsize), fs.f_fsid))
+    };
+    for shortage in flowengine_engine::plan::space::check(plan, &free) {
+        if shortage.certain() {
+            return Err(Failure::Usage(format!(
+                "not enough disk space: {shortage}; free some, or write elsewhere \
+                 (--no-space-check skips this check)"
+            )));
+        }
+        eprintln!("warning: the outputs may not fit: {shortage}");
+    }
+    Ok(())
 }
 
 /// The size of every file the sources read, summed; none if a size is unknown.

@@ -217,3 +217,86 @@ fn a_second_run_writing_the_same_output_fails_at_once_naming_the_first() {
     drop(third.stdin.take());
     assert!(third.wait().unwrap().success(), "the output is free again");
 }
+
+#[test]
+fn a_run_whose_output_cannot_fit_is_refused_before_rows_move() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("in.csv"), "id\n1\n").unwrap();
+    std::fs::write(
+        dir.path().join("p.yaml"),
+        "Pipeline:\n  Name: full\n  Plugins:\n    - { Name: read, Type: DelimitedSource, Config: \
+         { FilePath: in.csv, OutputSchema: { Columns: [ { Name: id, Type: int64 } ] } } }\n    \
+         - { Name: write, Type: DelimitedSink, Config: { FilePath: out.csv, OutputMode: append \
+         } }\n  Connections:\n    - { From: read, To: write }\n",
+    )
+    .unwrap();
+    // Appending copies the existing file first: 8 TiB (sparse, so it takes no room here) cannot
+    // be copied on this disk.
+    let out = std::fs::File::create(dir.path().join("out.csv")).unwrap();
+    out.set_len(8 << 40).unwrap();
+    let run = Command::new(env!("CARGO_BIN_EXE_flowengine"))
+        .args(["run", "p.yaml"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("error: not enough disk space: "),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("out.csv need about 8388608.0 MiB"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("(the files appended to are copied first)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--no-space-check"), "{stderr}");
+    assert_eq!(
+        out.metadata().unwrap().len(),
+        8 << 40,
+        "the output is untouched"
+    );
+    let staged = std::fs::read_dir(dir.path()).unwrap().count();
+    assert_eq!(
+        staged, 3,
+        "nothing staged beside in.csv, p.yaml and out.csv"
+    );
+}
+
+#[test]
+fn outputs_on_one_file_system_are_added_up_and_an_estimate_only_warns() {
+    use flowengine_engine::plan::space;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("in.csv"),
+        format!("id\n{}", "1\n".repeat(50_000)),
+    )
+    .unwrap();
+    let text = "Pipeline:\n  Name: two\n  Plugins:\n    - { Name: read, Type: DelimitedSource, \
+                Config: { FilePath: in.csv, OutputSchema: { Columns: [ { Name: id, Type: int64 } \
+                ] } } }\n    - { Name: csv, Type: DelimitedSink, Config: { FilePath: a/out.csv } \
+                }\n    - { Name: json, Type: JsonLinesSink, Config: { FilePath: out.jsonl } }\n  \
+                Connections:\n    - { From: read, To: csv }\n    - { From: read, To: json }\n";
+    let registry = flowengine_plugins::builtin_registry();
+    let file = dir.path().join("p.yaml");
+    let options = flowengine_engine::LoadOptions::default();
+    let plan = flowengine_engine::plan_text(text, &file, &options, &registry).unwrap();
+    // 100,003 input bytes: about as much as CSV, twice as JSON Lines, on one file system.
+    let roomy = space::check(&plan, &|_| Some((300_009, 7)));
+    assert!(roomy.is_empty(), "{roomy:?}");
+    let short = space::check(&plan, &|_| Some((300_008, 7)));
+    assert_eq!(short.len(), 1);
+    assert_eq!(
+        short[0].outputs.len(),
+        2,
+        "both outputs, `a/` not made yet included"
+    );
+    assert!(!short[0].certain(), "an estimate only warns");
+    // On two file systems, each has room for its own (once `a/` exists, it can be asked).
+    std::fs::create_dir(dir.path().join("a")).unwrap();
+    let apart = space::check(&plan, &|d| Some((200_006, d.ends_with("a") as u64)));
+    assert!(apart.is_empty(), "{apart:?}");
+}

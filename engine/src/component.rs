@@ -329,9 +329,24 @@ pub trait SinkConfig: Debug + Send + Sync {
     fn files_written(&self) -> Vec<PathBuf> {
         Vec::new()
     }
+    /// The disk space its output takes while staged, when the pipeline reads `input_bytes` (see
+    /// [`crate::plan::space`]). By default none: a sink that writes no file.
+    fn space_needed(&self, input_bytes: u64) -> SpaceNeed {
+        let _ = input_bytes;
+        SpaceNeed::default()
+    }
     /// Prepare the output, in the mode the sink receives rows in (nothing visible is changed
     /// until [`SinkCommon::commit`]).
     fn build(&self, input: SchemaRef, cx: &BuildCx) -> Result<BuiltSink, BuildError>;
+}
+
+/// Disk space a sink's staged output takes, in bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SpaceNeed {
+    /// Space it takes whatever the rows are (an existing file copied before appending to it).
+    pub certain: u64,
+    /// Space the rows are estimated to take (every input row reaching the output).
+    pub estimated: u64,
 }
 
 /// Turns batches into a sink's bytes without touching the sink: pure and thread-safe, so the

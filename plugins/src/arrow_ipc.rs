@@ -7,7 +7,9 @@ use std::path::PathBuf;
 
 use arrow_ipc::writer::{FileWriter, StreamWriter};
 use arrow_schema::{ArrowError, SchemaRef};
-use flowengine_engine::component::{BuildCx, BuiltSink, NodeCx, Sink, SinkCommon, SinkConfig};
+use flowengine_engine::component::{
+    BuildCx, BuiltSink, NodeCx, Sink, SinkCommon, SinkConfig, SpaceNeed,
+};
 use flowengine_engine::error::{BuildError, RunError};
 use flowengine_engine::load::config::{ConfigCx, MapReader};
 use flowengine_engine::Batch;
@@ -67,6 +69,11 @@ enum Writer {
 impl SinkConfig for ArrowSinkConfig {
     fn files_written(&self) -> Vec<PathBuf> {
         self.target.files()
+    }
+
+    fn space_needed(&self, input_bytes: u64) -> SpaceNeed {
+        // Fixed-width values and offsets, uncompressed: somewhat more than the text.
+        self.target.space(input_bytes + input_bytes / 2)
     }
 
     fn build(&self, input: SchemaRef, cx: &BuildCx) -> Result<BuiltSink, BuildError> {

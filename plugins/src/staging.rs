@@ -19,6 +19,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 
+use flowengine_engine::component::SpaceNeed;
 use flowengine_engine::error::{BuildError, IoError, RunError};
 use flowengine_engine::load::config::{ConfigCx, MapReader};
 use tempfile::NamedTempFile;
@@ -121,6 +122,19 @@ impl Target {
             true => Vec::new(),
             false => vec![self.path.clone()],
         }
+    }
+
+    /// The space the staged output takes: `estimated` for the rows, and under append the
+    /// existing file, which is copied first. Standard output takes none.
+    pub fn space(&self, estimated: u64) -> SpaceNeed {
+        if self.stdout {
+            return SpaceNeed::default();
+        }
+        let certain = match self.mode {
+            OutputMode::Append => fs::metadata(&self.path).map_or(0, |m| m.len()),
+            _ => 0,
+        };
+        SpaceNeed { certain, estimated }
     }
 
     /// A configuration error unless this target is a file: for formats that cannot be streamed.

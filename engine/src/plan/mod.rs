@@ -6,6 +6,7 @@
 
 mod files;
 mod graph;
+pub mod space;
 
 use std::collections::HashMap;
 use std::path::Path;

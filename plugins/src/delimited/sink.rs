@@ -12,7 +12,7 @@ use std::sync::Arc;
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use flowengine_engine::component::{
-    BuildCx, BuiltSink, Encode, EncodedSink, NodeCx, Sink, SinkCommon, SinkConfig,
+    BuildCx, BuiltSink, Encode, EncodedSink, NodeCx, Sink, SinkCommon, SinkConfig, SpaceNeed,
 };
 use flowengine_engine::error::{BuildError, IoError, PlanError, RunError};
 use flowengine_engine::load::config::{ConfigCx, MapReader};
@@ -141,6 +141,15 @@ impl SinkConfig for DelimitedSinkConfig {
 
     fn files_written(&self) -> Vec<PathBuf> {
         self.target.files()
+    }
+
+    fn space_needed(&self, input_bytes: u64) -> SpaceNeed {
+        // Delimited text in, delimited text out: about the input's size; compressed, a quarter.
+        let estimated = match self.compression {
+            Compression::None => input_bytes,
+            _ => input_bytes / 4,
+        };
+        self.target.space(estimated)
     }
 
     fn build(&self, input: SchemaRef, cx: &BuildCx) -> Result<BuiltSink, BuildError> {

@@ -19,7 +19,7 @@ use arrow_cast::display::{ArrayFormatter, FormatOptions};
 use arrow_json::writer::{LineDelimited, WriterBuilder};
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
 use flowengine_engine::component::{
-    BuildCx, BuiltSink, Encode, EncodedSink, NodeCx, SinkCommon, SinkConfig,
+    BuildCx, BuiltSink, Encode, EncodedSink, NodeCx, SinkCommon, SinkConfig, SpaceNeed,
 };
 use flowengine_engine::error::{BuildError, IoError, PlanError, RunError};
 use flowengine_engine::load::config::{ConfigCx, MapReader};
@@ -115,6 +115,15 @@ impl SinkConfig for JsonLinesSinkConfig {
 
     fn files_written(&self) -> Vec<PathBuf> {
         self.target.files()
+    }
+
+    fn space_needed(&self, input_bytes: u64) -> SpaceNeed {
+        // Every value is written with its column's name: about twice delimited text.
+        let estimated = match self.compression {
+            Compression::None => input_bytes.saturating_mul(2),
+            _ => input_bytes / 2,
+        };
+        self.target.space(estimated)
     }
 
     fn build(&self, input: SchemaRef, cx: &BuildCx) -> Result<BuiltSink, BuildError> {
