@@ -222,6 +222,9 @@ impl Failure {
 }
 
 fn main() -> ExitCode {
+    // Test builds only: faults named in FAILPOINTS (cli/tests/faults.rs).
+    #[cfg(feature = "failpoints")]
+    let _faults = fail::FailScenario::setup();
     let cli = match Cli::try_parse_from(legacy_args(std::env::args_os().collect())) {
         Ok(cli) => cli,
         Err(e) => {

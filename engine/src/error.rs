@@ -276,6 +276,21 @@ pub enum BuildError {
     },
 }
 
+impl BuildError {
+    /// A failure of node `node` while it was being built, reported by code that also runs during
+    /// the run: an I/O error stays one (so it is not named twice), anything else is `Invalid`.
+    pub fn from_run(node: &str, e: RunError) -> BuildError {
+        match e {
+            RunError::Io(io) => BuildError::Io(io),
+            RunError::Node { node, message } => BuildError::Invalid { node, message },
+            other => BuildError::Invalid {
+                node: node.to_string(),
+                message: other.to_string(),
+            },
+        }
+    }
+}
+
 /// Where in the processing of a row a problem arose.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]

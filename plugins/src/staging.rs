@@ -227,8 +227,8 @@ impl Staging {
         // mode of the file it replaces.
         #[cfg(unix)]
         builder.permissions(output_permissions(target));
-        let temp = builder
-            .tempfile_in(&dir)
+        let temp = injected("staging::create")
+            .and_then(|()| builder.tempfile_in(&dir))
             .map_err(|e| io("create a temporary file in", &dir, e))?;
         Ok(Staging {
             node: node.to_string(),
@@ -305,6 +305,7 @@ impl Staging {
             let written = out.lock().write_all(bytes);
             return written.map_err(|e| self.io("write", e));
         }
+        injected("staging::write").map_err(|e| self.io("write", e))?;
         let written = self.file_mut()?.write_all(bytes);
         written.map_err(|e| self.io("write", e))?;
         self.unsynced += bytes.len() as u64;
@@ -342,7 +343,8 @@ impl Staging {
         self.wait_for_writeback()?;
         let file = self.file_mut()?;
         let synced = file.flush().and_then(|()| file.sync_all());
-        synced.map_err(|e| self.io("write", e))
+        let synced = synced.and_then(|()| injected("staging::fsync"));
+        synced.map_err(|e| self.io("sync", e))
     }
 
     /// Rename the staging file over the target, then make the rename durable.
@@ -357,6 +359,7 @@ impl Staging {
         if self.backup {
             keep_backup(&self.target).map_err(|e| self.io("keep the backup of", e))?;
         }
+        injected("staging::rename").map_err(|e| self.io("replace", e))?;
         let persisted = if self.no_clobber {
             temp.persist_noclobber(&self.target)
         } else {
@@ -366,6 +369,7 @@ impl Staging {
         // The rename is durable only once the directory entry is.
         File::open(&self.dir)
             .and_then(|d| d.sync_all())
+            .and_then(|()| injected("staging::dirsync"))
             .map_err(|e| self.io("sync the directory of", e))
     }
 }
@@ -522,6 +526,24 @@ fn leftovers_warning(removed: &[String], target: &Path) -> Vec<String> {
         target.display(),
         removed.join(", ")
     )]
+}
+
+/// A fault a test injected at `site` (a build with the `failpoints` feature, and
+/// `FAILPOINTS="staging::write=return(ENOSPC)"`: `ENOSPC`, `EIO`, `EACCES` or an errno number);
+/// always `Ok` in a normal build, where this compiles to nothing.
+fn injected(site: &str) -> std::io::Result<()> {
+    let _ = site;
+    #[cfg(feature = "failpoints")]
+    fail::fail_point!(site, |errno: Option<String>| {
+        let code = match errno.as_deref() {
+            Some("ENOSPC") => 28,
+            Some("EACCES") => 13,
+            Some(other) => other.parse().unwrap_or(5),
+            None => 5,
+        };
+        Err(std::io::Error::from_raw_os_error(code))
+    });
+    Ok(())
 }
 
 /// `NAME.bak` beside `target`.

@@ -197,10 +197,9 @@ impl DelimitedSinkConfig {
         let appending = exists && self.target.mode == OutputMode::Append;
         let mut needs_header = self.include_headers && !self.json_lines;
         if appending {
-            let file = staging.file_mut().map_err(|e| BuildError::Invalid {
-                node: node.clone(),
-                message: e.to_string(),
-            })?;
+            let file = staging
+                .file_mut()
+                .map_err(|e| BuildError::from_run(&node, e))?;
             needs_header &= self
                 .copy_existing(&encoder, file, &mut head)
                 .map_err(|e| match e {
@@ -228,10 +227,9 @@ impl DelimitedSinkConfig {
         let mut bytes = Vec::new();
         compress::compress(self.compression, &encoded, &mut bytes)
             .map_err(|e| io("write", &self.target.path, e))?;
-        staging.write_all(&bytes).map_err(|e| BuildError::Invalid {
-            node: node.clone(),
-            message: e.to_string(),
-        })?;
+        staging
+            .write_all(&bytes)
+            .map_err(|e| BuildError::from_run(&node, e))?;
         Ok(DelimitedSink {
             staging,
             format: Arc::new(format),
