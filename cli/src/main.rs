@@ -346,10 +346,12 @@ fn run(args: RunArgs) -> Result<(), Failure> {
     let _ = ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst));
     let progress = Arc::new(Progress::default());
     let done = AtomicBool::new(false);
+    let memory_cap = plan.settings.memory_limit.saturating_mul(4) + (512 << 20);
+    let outputs = output_files(&plan);
     // The watchers start before the build: opening the sources can take a while (a header
     // on standard input), and `/healthz` should answer meanwhile.
     let outcome = std::thread::scope(|scope| {
-        let mut watchers = Vec::new();
+        let mut watchers = vec![scope.spawn(|| monitor::guard_memory(memory_cap, &outputs, &done))];
         if watch.wanted() {
             watchers.push(scope.spawn(|| monitor::watch(&watch, &progress, &done)));
         }
@@ -399,6 +401,21 @@ fn check_space(plan: &Plan) -> Result<(), Failure> {
         eprintln!("warning: the outputs may not fit: {shortage}");
     }
     Ok(())
+}
+
+/// Every file the run writes: the sinks' and the dead letter.
+fn output_files(plan: &Plan) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = plan
+        .nodes
+        .iter()
+        .filter_map(|n| match &n.kind {
+            NodeKind::Sink(sink) => Some(sink.files_written()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    files.extend(plan.dead_letter.as_ref().map(|d| d.path.clone()));
+    files
 }
 
 /// The size of every file the sources read, summed; none if a size is unknown.

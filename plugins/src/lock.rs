@@ -64,7 +64,7 @@ impl Drop for OutputLock {
 }
 
 /// `.NAME.lock` in the directory of `target`.
-fn lock_path(target: &Path) -> PathBuf {
+pub(crate) fn lock_path(target: &Path) -> PathBuf {
     let name = target
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

@@ -475,11 +475,23 @@ impl StagingDir {
     }
 }
 
+/// Give up on `target` in a process about to exit without unwinding (`run`'s memory guard):
+/// what this run staged for it and its lock file are removed. Only for a process that holds the
+/// target's lock, or whose sink was never built.
+pub fn abandon(target: &Path) {
+    let dir = target
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    remove_leftovers(dir, target);
+    let _ = fs::remove_file(crate::lock::lock_path(target));
+}
+
 /// Remove what killed runs staged for `target` in `dir`: `.NAME.XXXXXX.tmp` files or directories
 /// (six letters or digits, as [`Staging::new`] names them) and `.NAME.bak.PID.tmp` backups in
 /// the making. Another output's staging files never match (`.NAME.x.XXXXXX.tmp` has more between
 /// the dots). The names removed; a name that cannot be removed is left, and the run goes on.
-fn remove_leftovers(dir: &Path, target: &Path) -> Vec<String> {
+pub fn remove_leftovers(dir: &Path, target: &Path) -> Vec<String> {
     let Some(name) = target.file_name().map(|n| n.to_string_lossy().into_owned()) else {
         return Vec::new();
     };

@@ -221,6 +221,42 @@ fn progress_bar(input_bytes: Option<u64>, started: Instant) -> ProgressBar {
     bar.with_elapsed(started.elapsed())
 }
 
+/// A memory figure of this process from `/proc/self/status` (Linux), in bytes: `VmRSS` (now) or
+/// `VmHWM` (the peak).
+fn memory_bytes(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?;
+    let kib: u64 = line.split_whitespace().next()?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Stop the process, exit code 2, if its resident memory passes `limit` before `done`: a script
+/// that builds a huge string or array cannot be interrupted inside the JavaScript engine, and
+/// would otherwise run until the kernel kills the process. The `outputs` are given up first
+/// (what was staged for them and their lock files removed), so none is changed.
+pub fn guard_memory(limit: u64, outputs: &[PathBuf], done: &AtomicBool) {
+    while !done.load(Ordering::SeqCst) {
+        std::thread::park_timeout(Duration::from_millis(50));
+        let Some(resident) = memory_bytes("VmRSS") else {
+            return;
+        };
+        if resident > limit && !done.load(Ordering::SeqCst) {
+            eprintln!(
+                "error: the run used more than {} MiB of memory (4 x `Settings.MemoryLimit` + \
+                 512 MiB) and was stopped; no output was changed\n  hint: a script building a \
+                 huge string or array? Batches themselves stay within `MemoryLimit`",
+                limit >> 20
+            );
+            for output in outputs {
+                flowengine_plugins::staging::abandon(output);
+            }
+            std::process::exit(2);
+        }
+    }
+}
+
 /// Write `text` to `path` through a temporary file beside it and a rename.
 pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
     let dir = path

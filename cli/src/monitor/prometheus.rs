@@ -216,7 +216,7 @@ pub fn summary(summary: &RunSummary, progress: &Progress) -> String {
     );
     let seconds = (summary.setup_ms + summary.processing_ms) / 1000.0;
     let _ = writeln!(out, "flowengine_run_seconds{{{p}}} {seconds:.3}");
-    if let Some(bytes) = peak_rss_bytes() {
+    if let Some(bytes) = super::memory_bytes("VmHWM") {
         metric(
             &mut out,
             "flowengine_peak_rss_bytes",
@@ -226,14 +226,6 @@ pub fn summary(summary: &RunSummary, progress: &Progress) -> String {
         let _ = writeln!(out, "flowengine_peak_rss_bytes{{{p}}} {bytes}");
     }
     out
-}
-
-/// `VmHWM` from `/proc/self/status` (Linux).
-fn peak_rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
 }
 
 #[cfg(test)]
