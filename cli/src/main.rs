@@ -346,12 +346,15 @@ fn run(args: RunArgs) -> Result<(), Failure> {
     let _ = ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst));
     let progress = Arc::new(Progress::default());
     let done = AtomicBool::new(false);
-    let memory_cap = plan.settings.memory_limit.saturating_mul(4) + (512 << 20);
-    let outputs = output_files(&plan);
+    let guard = monitor::Guard {
+        memory: plan.settings.memory_limit.saturating_mul(4) + (512 << 20),
+        timeout: plan.settings.timeout.map(|t| (Instant::now(), t)),
+        outputs: output_files(&plan),
+    };
     // The watchers start before the build: opening the sources can take a while (a header
     // on standard input), and `/healthz` should answer meanwhile.
     let outcome = std::thread::scope(|scope| {
-        let mut watchers = vec![scope.spawn(|| monitor::guard_memory(memory_cap, &outputs, &done))];
+        let mut watchers = vec![scope.spawn(|| monitor::guard(&guard, &done))];
         if watch.wanted() {
             watchers.push(scope.spawn(|| monitor::watch(&watch, &progress, &done)));
         }

@@ -300,3 +300,51 @@ fn outputs_on_one_file_system_are_added_up_and_an_estimate_only_warns() {
     let apart = space::check(&plan, &|d| Some((200_006, d.ends_with("a") as u64)));
     assert!(apart.is_empty(), "{apart:?}");
 }
+
+#[test]
+fn a_timeout_also_ends_a_run_waiting_for_input_that_never_comes() {
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("out.csv"), "id\n0\n").unwrap();
+    std::fs::write(
+        dir.path().join("p.yaml"),
+        "Pipeline:\n  Name: waiting\n  Settings: { Timeout: 300ms }\n  Plugins:\n    - { Name: \
+         read, Type: DelimitedSource, Config: { FilePath: \"-\", OutputSchema: { Columns: [ { \
+         Name: id, Type: int64 } ] } } }\n    - { Name: write, Type: DelimitedSink, Config: { \
+         FilePath: out.csv } }\n  Connections:\n    - { From: read, To: write }\n",
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_flowengine"))
+        .args(["run", "p.yaml"])
+        .current_dir(dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Standard input stays open and empty: the source waits on its first read.
+    let input = child.stdin.take().unwrap();
+    let output = child.wait_with_output().unwrap();
+    drop(input);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("longer than `Settings.Timeout` (300ms)"),
+        "{stderr}"
+    );
+    assert!(
+        started.elapsed().as_secs() < 20,
+        "stopped after the grace, not hung"
+    );
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(left.is_empty(), "left {left:?}");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("out.csv")).unwrap(),
+        "id\n0\n"
+    );
+}

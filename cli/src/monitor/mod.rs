@@ -232,28 +232,58 @@ fn memory_bytes(field: &str) -> Option<u64> {
     Some(kib * 1024)
 }
 
-/// Stop the process, exit code 2, if its resident memory passes `limit` before `done`: a script
-/// that builds a huge string or array cannot be interrupted inside the JavaScript engine, and
-/// would otherwise run until the kernel kills the process. The `outputs` are given up first
-/// (what was staged for them and their lock files removed), so none is changed.
-pub fn guard_memory(limit: u64, outputs: &[PathBuf], done: &AtomicBool) {
+/// The last resort of a run: limits that stop the process itself, for what cannot be stopped
+/// between batches.
+#[derive(Debug)]
+pub struct Guard {
+    /// Resident memory past which the run stops: a script that builds a huge string or array
+    /// cannot be interrupted inside the JavaScript engine, and would otherwise run until the
+    /// kernel kills the process.
+    pub memory: u64,
+    /// `Settings.Timeout` and when it started counting. The executor stops a run between
+    /// batches past it; this stops one that does not end within [`GRACE`] after that (a source
+    /// blocked on a read that never returns).
+    pub timeout: Option<(Instant, Duration)>,
+    /// The files the run writes, given up before the process stops (what was staged for them
+    /// and their lock files removed), so none is changed.
+    pub outputs: Vec<PathBuf>,
+}
+
+/// How long past `Settings.Timeout` a run may take to stop by itself.
+pub const GRACE: Duration = Duration::from_secs(2);
+
+/// Watch the run until `done`, and stop the process (exit code 2) when it passes a limit.
+pub fn guard(guard: &Guard, done: &AtomicBool) {
     while !done.load(Ordering::SeqCst) {
         std::thread::park_timeout(Duration::from_millis(50));
-        let Some(resident) = memory_bytes("VmRSS") else {
-            return;
+        let resident = memory_bytes("VmRSS").unwrap_or(0);
+        let message = if resident > guard.memory {
+            format!(
+                "the run used more than {} MiB of memory (4 x `Settings.MemoryLimit` + 512 MiB) \
+                 and was stopped; no output was changed\n  hint: a script building a huge string \
+                 or array? Batches themselves stay within `MemoryLimit`",
+                guard.memory >> 20
+            )
+        } else if let Some((_, limit)) = guard
+            .timeout
+            .filter(|(start, limit)| start.elapsed() > *limit + GRACE)
+        {
+            format!(
+                "the run took longer than `Settings.Timeout` ({limit:?}) and did not stop between \
+                 batches within {GRACE:?}; it was stopped; no output was changed\n  hint: a \
+                 source waiting for input that does not come?"
+            )
+        } else {
+            continue;
         };
-        if resident > limit && !done.load(Ordering::SeqCst) {
-            eprintln!(
-                "error: the run used more than {} MiB of memory (4 x `Settings.MemoryLimit` + \
-                 512 MiB) and was stopped; no output was changed\n  hint: a script building a \
-                 huge string or array? Batches themselves stay within `MemoryLimit`",
-                limit >> 20
-            );
-            for output in outputs {
-                flowengine_plugins::staging::abandon(output);
-            }
-            std::process::exit(2);
+        if done.load(Ordering::SeqCst) {
+            return;
         }
+        eprintln!("error: {message}");
+        for output in &guard.outputs {
+            flowengine_plugins::staging::abandon(output);
+        }
+        std::process::exit(2);
     }
 }
 
