@@ -339,7 +339,7 @@ fn run(args: RunArgs) -> Result<(), Failure> {
         monitor: args.monitor,
         metrics: args.metrics.clone(),
         pipeline: plan.name.clone(),
-        input_bytes: input_bytes(&plan),
+        input_bytes: flowengine_engine::plan::space::input_bytes(&plan),
     };
     // Without a handler the default Ctrl-C kills the process: staged temp files would be left
     // behind. With it, the run stops between batches and every sink removes what it staged.
@@ -419,19 +419,6 @@ fn output_files(plan: &Plan) -> Vec<PathBuf> {
         .collect();
     files.extend(plan.dead_letter.as_ref().map(|d| d.path.clone()));
     files
-}
-
-/// The size of every file the sources read, summed; none if a size is unknown.
-fn input_bytes(plan: &Plan) -> Option<u64> {
-    let mut total = 0;
-    for node in &plan.nodes {
-        if let NodeKind::Source(source) = &node.kind {
-            for file in source.files_read() {
-                total += std::fs::metadata(file).ok()?.len();
-            }
-        }
-    }
-    Some(total)
 }
 
 fn run_infer(args: &InferArgs) -> Result<(), Failure> {

@@ -18,7 +18,7 @@ pub fn serve(listener: &TcpListener, watch: &Watch, progress: &Progress, done: &
     while !done.load(Ordering::SeqCst) {
         match listener.accept() {
             Ok((stream, _)) => {
-                let seen = Seen::now(progress, started, base, watch.input_bytes);
+                let seen = Seen::now(progress, started, base, watch.total());
                 let body = prometheus::live(&watch.pipeline, &seen);
                 let _ = answer(stream, &body);
             }

@@ -34,11 +34,16 @@ pub struct Watch {
     pub monitor: Option<Duration>,
     pub metrics: Option<PathBuf>,
     pub pipeline: String,
-    /// The size of the input files, summed; none when unknown (standard input).
-    pub input_bytes: Option<u64>,
+    /// The size of the input files, summed (0 when all is read from standard input).
+    pub input_bytes: u64,
 }
 
 impl Watch {
+    /// The input's size, when there is one to show progress against.
+    fn total(&self) -> Option<u64> {
+        (self.input_bytes > 0).then_some(self.input_bytes)
+    }
+
     /// Whether [`watch`] has anything to do.
     pub fn wanted(&self) -> bool {
         self.bar() || self.monitor.is_some()
@@ -175,10 +180,10 @@ pub fn watch(watch: &Watch, progress: &Progress, done: &AtomicBool) {
     while !done.load(Ordering::SeqCst) {
         // `run` unparks this thread when the run ends, so it does not wait out the tick.
         std::thread::park_timeout(Duration::from_millis(100));
-        let seen = Seen::now(progress, started, base, watch.input_bytes);
+        let seen = Seen::now(progress, started, base, watch.total());
         // A run that ends within a second shows no bar.
         if show_bar && seen.elapsed >= Duration::from_secs(1) {
-            let bar = bar.get_or_insert_with(|| progress_bar(watch.input_bytes, started));
+            let bar = bar.get_or_insert_with(|| progress_bar(watch.total(), started));
             bar.set_position(seen.bytes_read().unwrap_or(0));
             bar.set_message(seen.rows_message());
         }
@@ -204,7 +209,7 @@ pub fn watch(watch: &Watch, progress: &Progress, done: &AtomicBool) {
 /// is not a terminal (`--progress always`).
 fn progress_bar(input_bytes: Option<u64>, started: Instant) -> ProgressBar {
     let target = ProgressDrawTarget::term_like_with_hz(Box::new(console::Term::stderr()), 10);
-    let (bar, template) = match input_bytes.filter(|&n| n > 0) {
+    let (bar, template) = match input_bytes {
         Some(total) => (
             ProgressBar::with_draw_target(Some(total), target),
             "{elapsed_precise} [{wide_bar}] {binary_bytes}/{binary_total_bytes} \

@@ -65,17 +65,7 @@ fn mib(bytes: u64) -> String {
 /// free on the file system holding a directory and an id for that file system (none when
 /// unknown: that output is not checked).
 pub fn check(plan: &Plan, free: &dyn Fn(&Path) -> Option<(u64, u64)>) -> Vec<SpaceShortage> {
-    let input_bytes: u64 = plan
-        .nodes
-        .iter()
-        .filter_map(|n| match &n.kind {
-            NodeKind::Source(s) => Some(s.files_read()),
-            _ => None,
-        })
-        .flatten()
-        .filter_map(|f| std::fs::metadata(f).ok())
-        .map(|m| m.len())
-        .sum();
+    let input_bytes = input_bytes(plan);
     let mut by_fs: Vec<(u64, SpaceShortage)> = Vec::new();
     for node in &plan.nodes {
         let NodeKind::Sink(sink) = &node.kind else {
@@ -109,6 +99,21 @@ pub fn check(plan: &Plan, free: &dyn Fn(&Path) -> Option<(u64, u64)>) -> Vec<Spa
         .map(|(_, s)| s)
         .filter(|s| s.need.certain + s.need.estimated > s.available)
         .collect()
+}
+
+/// The size of the files the sources read, summed (standard input counts as nothing, and so does a
+/// file that cannot be found, which the build reports).
+pub fn input_bytes(plan: &Plan) -> u64 {
+    plan.nodes
+        .iter()
+        .filter_map(|n| match &n.kind {
+            NodeKind::Source(s) => Some(s.files_read()),
+            _ => None,
+        })
+        .flatten()
+        .filter_map(|f| std::fs::metadata(f).ok())
+        .map(|m| m.len())
+        .sum()
 }
 
 /// The nearest directory of `path` that exists (outputs may go in directories not made yet).

@@ -244,17 +244,23 @@ fn read_full(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(n)
 }
 
-/// Whether every sampled value of column `k` (from record `from` of the first sample on) reads as
-/// `ty` with `format`: the converters `DelimitedSource` runs decide.
-fn fits(samples: &[Records], k: usize, from: usize, ty: &ColumnType, format: Option<&str>) -> bool {
-    let reader = ColumnReader {
+/// The reader `DelimitedSource` would use for column `k` declared `ty` (nullable, so empty values
+/// fit any type).
+fn trial_reader(k: usize, ty: &ColumnType, format: Option<&str>) -> ColumnReader {
+    ColumnReader {
         name: String::new(),
         ty: ty.clone(),
         nullable: true,
         format: format.map(str::to_string),
         field: k,
         trim: false,
-    };
+    }
+}
+
+/// Whether every sampled value of column `k` (from record `from` of the first sample on) reads as
+/// `ty` with `format`: the converters `DelimitedSource` runs decide.
+fn fits(samples: &[Records], k: usize, from: usize, ty: &ColumnType, format: Option<&str>) -> bool {
+    let reader = trial_reader(k, ty, format);
     samples.iter().enumerate().all(|(i, records)| {
         let skip = if i == 0 { from.min(records.len()) } else { 0 };
         let take: Vec<Take> = (0..records.len())
@@ -420,14 +426,7 @@ fn looks_like_header(first: &Records, columns: &[Column], options: &Options) -> 
 
 /// Whether record 0's value of column `k` alone reads as `ty`.
 fn only_first(records: &Records, k: usize, ty: &ColumnType, format: Option<&str>) -> bool {
-    let reader = ColumnReader {
-        name: String::new(),
-        ty: ty.clone(),
-        nullable: true,
-        format: format.map(str::to_string),
-        field: k,
-        trim: false,
-    };
+    let reader = trial_reader(k, ty, format);
     let take: Vec<Take> = (0..records.len())
         .map(|r| if r == 0 { Take::Value } else { Take::Skip })
         .collect();
