@@ -14,6 +14,7 @@ use flowengine_engine::error::{BuildError, RunError};
 use flowengine_engine::load::config::{ConfigCx, MapReader};
 use flowengine_engine::Batch;
 
+use crate::faults::Writes;
 use crate::staging::{Staging, Target};
 
 /// Which IPC layout.
@@ -62,8 +63,8 @@ pub fn parse(
 }
 
 enum Writer {
-    File(FileWriter<BufWriter<File>>),
-    Stream(StreamWriter<BufWriter<File>>),
+    File(FileWriter<BufWriter<Writes<File>>>),
+    Stream(StreamWriter<BufWriter<Writes<File>>>),
 }
 
 impl SinkConfig for ArrowSinkConfig {

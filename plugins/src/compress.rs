@@ -10,7 +10,6 @@
 //! or zstd frame, made on the worker pool like the encoding itself, and the file is their
 //! concatenation, which every gzip and zstd reader reads as one stream (as `pigz` writes).
 
-use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -126,10 +125,10 @@ pub fn open_input(
         let chained = std::io::Cursor::new(head.clone()).chain(input);
         (Box::new(chained), head)
     } else {
-        let mut file = File::open(path)?;
+        let mut file = crate::faults::open_input(path)?;
         let head = read_head(&mut file)?;
         file.seek(SeekFrom::Start(0))?;
-        (Box::new(file), head)
+        (Box::new(crate::faults::Reads(file)), head)
     };
     let format = compression.unwrap_or_else(|| Compression::sniff(&head));
     let reader = match format {

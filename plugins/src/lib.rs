@@ -40,6 +40,8 @@ pub mod delimited;
 #[doc(hidden)]
 pub mod encoding;
 #[doc(hidden)]
+pub mod faults;
+#[doc(hidden)]
 pub mod files;
 #[doc(hidden)]
 pub mod js;

@@ -34,6 +34,7 @@ use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::ColumnPath;
 use rayon::prelude::*;
 
+use crate::faults::Writes;
 use crate::staging::{Staging, Target};
 use flowengine_engine::error::PlanError;
 use flowengine_engine::load::yaml::Mark;
@@ -390,7 +391,7 @@ struct ParquetSink {
     schema: SchemaRef,
     config: ParquetSinkConfig,
     /// The staged file, until the first batch (or the finish) opens the writer on it.
-    unopened: Option<File>,
+    unopened: Option<Writes<File>>,
     /// `None` before that, and once finished.
     writer: Option<Writer>,
     group_rows: usize,
@@ -402,7 +403,7 @@ struct ParquetSink {
 
 /// An open Parquet file and the row group being encoded into it.
 struct Writer {
-    file: SerializedFileWriter<File>,
+    file: SerializedFileWriter<Writes<File>>,
     factory: ArrowRowGroupWriterFactory,
     /// One lane per leaf column.
     columns: Lanes,

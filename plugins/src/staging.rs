@@ -24,6 +24,7 @@ use flowengine_engine::error::{BuildError, IoError, RunError};
 use flowengine_engine::load::config::{ConfigCx, MapReader};
 use tempfile::NamedTempFile;
 
+use crate::faults::{injected, Writes};
 use crate::lock::OutputLock;
 
 /// What to do when the target exists.
@@ -285,12 +286,15 @@ impl Staging {
     }
 
     /// A second handle on the staging file, for writers that want to own theirs.
-    pub fn handle(&self) -> Result<File, RunError> {
+    pub fn handle(&self) -> Result<Writes<File>, RunError> {
         let temp = self
             .temp
             .as_ref()
             .ok_or_else(|| RunError::Internal(format!("sink `{}` used after commit", self.node)))?;
-        temp.as_file().try_clone().map_err(|e| self.io("write", e))
+        temp.as_file()
+            .try_clone()
+            .map(Writes)
+            .map_err(|e| self.io("write", e))
     }
 
     /// An I/O error on the target, for this sink.
@@ -316,7 +320,7 @@ impl Staging {
             let end = end.map_err(|e| self.io("write", e))?;
             let file = self.handle()?;
             let range = (self.synced_to.min(end), end);
-            self.writeback = Some(std::thread::spawn(move || write_back(&file, range)));
+            self.writeback = Some(std::thread::spawn(move || write_back(&file.0, range)));
             self.synced_to = end;
             self.unsynced = 0;
         }
@@ -452,26 +456,37 @@ impl StagingDir {
             .take()
             .ok_or_else(|| RunError::Internal("sink committed twice".into()))?;
         let staged = temp.keep();
-        let moved = swap_into(&staged, &self.target, self.no_clobber);
+        let moved = injected("staging::rename")
+            .and_then(|()| swap_into(&staged, &self.target, self.no_clobber));
         if let Err(e) = moved {
             let _ = fs::remove_dir_all(&staged);
             return Err(self.io("replace", &self.target, e));
         }
-        let synced = File::open(&self.parent).and_then(|d| d.sync_all());
-        synced.map_err(|e| self.io("sync the directory of", &self.target, e))?;
-        // `staged` now names what the target was, if anything: the backup, or removed.
-        if self.backup && fs::symlink_metadata(&staged).is_ok() {
+        let synced = File::open(&self.parent)
+            .and_then(|d| d.sync_all())
+            .and_then(|()| injected("staging::dirsync"))
+            .map_err(|e| self.io("sync the directory of", &self.target, e));
+        // The new output is in place whether or not that sync worked: what it replaced is put
+        // away either way, so no staging directory outlives the run.
+        let put_away = self.put_away(&staged);
+        synced.and(put_away)
+    }
+
+    /// `staged` names what the target was before the swap, if anything: keep it as the backup,
+    /// or remove it.
+    fn put_away(&self, staged: &Path) -> Result<(), RunError> {
+        if self.backup && fs::symlink_metadata(staged).is_ok() {
             let backup = backup_path(&self.target);
-            let kept = swap_into(&staged, &backup, false)
+            let kept = swap_into(staged, &backup, false)
                 .and_then(|()| File::open(&self.parent).and_then(|d| d.sync_all()));
             kept.map_err(|e| self.io("keep the backup at", &backup, e))?;
         }
-        match fs::symlink_metadata(&staged) {
-            Ok(old) if old.is_dir() => fs::remove_dir_all(&staged),
-            Ok(_) => fs::remove_file(&staged),
+        match fs::symlink_metadata(staged) {
+            Ok(old) if old.is_dir() => fs::remove_dir_all(staged),
+            Ok(_) => fs::remove_file(staged),
             Err(_) => Ok(()),
         }
-        .map_err(|e| self.io("remove the replaced output at", &staged, e))
+        .map_err(|e| self.io("remove the replaced output at", staged, e))
     }
 }
 
@@ -538,24 +553,6 @@ fn leftovers_warning(removed: &[String], target: &Path) -> Vec<String> {
         target.display(),
         removed.join(", ")
     )]
-}
-
-/// A fault a test injected at `site` (a build with the `failpoints` feature, and
-/// `FAILPOINTS="staging::write=return(ENOSPC)"`: `ENOSPC`, `EIO`, `EACCES` or an errno number);
-/// always `Ok` in a normal build, where this compiles to nothing.
-fn injected(site: &str) -> std::io::Result<()> {
-    let _ = site;
-    #[cfg(feature = "failpoints")]
-    fail::fail_point!(site, |errno: Option<String>| {
-        let code = match errno.as_deref() {
-            Some("ENOSPC") => 28,
-            Some("EACCES") => 13,
-            Some(other) => other.parse().unwrap_or(5),
-            None => 5,
-        };
-        Err(std::io::Error::from_raw_os_error(code))
-    });
-    Ok(())
 }
 
 /// `NAME.bak` beside `target`.

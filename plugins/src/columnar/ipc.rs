@@ -22,6 +22,7 @@ use flowengine_engine::Batch;
 
 use super::conform::Conform;
 use super::TypedSourceConfig;
+use crate::faults::{open_input, Reads};
 use crate::files::{self, InputFile};
 
 /// The first bytes of the IPC file format (a stream starts with a message length instead).
@@ -62,7 +63,7 @@ impl SourceConfig for ArrowSourceConfig {
 }
 
 enum Reader {
-    File(FileReader<BufReader<File>>),
+    File(FileReader<BufReader<Reads<File>>>),
     Stream(StreamReader<BufReader<Box<dyn Read + Send>>>),
 }
 
@@ -86,7 +87,7 @@ impl ArrowSourceConfig {
         let input: Box<dyn Read + Send> = if stdin {
             Box::new(std::io::stdin())
         } else {
-            Box::new(File::open(&file.path).map_err(io)?)
+            Box::new(Reads(open_input(&file.path).map_err(io)?))
         };
         let mut input = BufReader::with_capacity(1 << 20, input);
         let is_file = input.fill_buf().map_err(io)?.starts_with(FILE_MAGIC);
@@ -99,7 +100,11 @@ impl ArrowSourceConfig {
                         .into(),
                 });
             }
-            let open = || File::open(&file.path).map(BufReader::new).map_err(io);
+            let open = || {
+                open_input(&file.path)
+                    .map(|f| BufReader::new(Reads(f)))
+                    .map_err(io)
+            };
             let found = FileReader::try_new(open()?, None).map_err(unreadable)?;
             let conform = self.0.conform(file, &found.schema(), &cx.node)?;
             let reader =

@@ -8,7 +8,6 @@
 //! header says how many rows it holds, so nothing is decompressed to skip it).
 
 use std::collections::VecDeque;
-use std::fs::File;
 use std::sync::Arc;
 
 use arrow_schema::SchemaRef;
@@ -83,7 +82,7 @@ impl ParquetSourceConfig {
         file: &InputFile,
         cx: &BuildCx,
     ) -> Result<Box<dyn DeferringSource>, BuildError> {
-        let handle = File::open(&file.path)
+        let handle = crate::faults::open_input(&file.path)
             .map_err(|e| BuildError::from(IoError::new(&cx.node, "open", &file.path, e)))?;
         let options = ArrowReaderOptions::new().with_offset_index_policy(PageIndexPolicy::Optional);
         let meta =
@@ -222,7 +221,7 @@ impl Pending for Piece {
             ),
         };
         // A handle of its own: clones of one handle share its offset, and workers seek apart.
-        let handle = File::open(&shape.file.path)
+        let handle = crate::faults::open_input(&shape.file.path)
             .map_err(|e| RunError::from(IoError::new(&shape.node, "open", &shape.file.path, e)))?;
         let selection = RowSelection::from(vec![
             RowSelector::skip(place.skip),

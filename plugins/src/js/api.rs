@@ -101,6 +101,8 @@ pub struct State {
     /// The row's source line.
     pub line: u64,
     row_filled: bool,
+    /// When the current row started, kept only under `TimeoutPerRow`.
+    row_started: Option<std::time::Instant>,
     staged: Staged,
     /// Results so far for this batch.
     pub out: BatchOut,
@@ -137,6 +139,7 @@ impl State {
             row: 0,
             line: 0,
             row_filled: false,
+            row_started: None,
             staged: Staged::default(),
             out: Default::default(),
         }
@@ -154,6 +157,19 @@ impl State {
     pub fn begin_batch(&mut self, columns: Vec<Column>, out: BatchOut) {
         self.columns = columns;
         self.out = out;
+    }
+
+    /// When the current row must be done by, under `TimeoutPerRow`.
+    pub fn row_deadline(&self) -> Option<std::time::Instant> {
+        Some(self.row_started? + self.limits.row_timeout?)
+    }
+
+    /// Hand the batch in progress to another engine (after a row deadline left this one unusable).
+    pub fn take_batch(&mut self) -> (Vec<Column>, BatchOut) {
+        (
+            std::mem::take(&mut self.columns),
+            std::mem::take(&mut self.out),
+        )
     }
 
     /// Forget the row that just failed and record why.
@@ -235,6 +251,9 @@ impl State {
         self.row = row;
         self.line = self.out.line(row);
         self.row_filled = false;
+        if self.limits.row_timeout.is_some() {
+            self.row_started = Some(std::time::Instant::now());
+        }
         let fields = self.shape.as_ref().map_or(0, |s| s.fields.len());
         let staged = &mut self.staged;
         staged.slots.clear();

@@ -37,6 +37,9 @@ pub struct Limits {
     pub recursion: usize,
     /// Wall-clock time one batch may take, enforced from outside the engine.
     pub batch_timeout: Duration,
+    /// Wall-clock time one row may take (`TimeoutPerRow`); past it the row fails with a
+    /// `SCRIPT_LIMIT` problem and the batch goes on with a fresh engine.
+    pub row_timeout: Option<Duration>,
 }
 
 impl Default for Limits {
@@ -45,6 +48,7 @@ impl Default for Limits {
             loop_iterations: 10_000_000,
             recursion: 256,
             batch_timeout: Duration::from_secs(30),
+            row_timeout: None,
         }
     }
 }
@@ -211,6 +215,12 @@ pub(super) fn read_limits(m: &mut MapReader<'_>, cx: &mut ConfigCx) -> Limits {
         batch_timeout: m
             .integer(cx, "BatchTimeoutMs", 1, 24 * 3600 * 1000)
             .map_or(d.batch_timeout, Duration::from_millis),
+        row_timeout: m.duration(
+            cx,
+            "TimeoutPerRow",
+            Duration::from_millis(1),
+            Duration::from_secs(3600),
+        ),
     }
 }
 

@@ -4,7 +4,8 @@
 //! crossings per row are the `context` calls the script makes. The loop is evaluated with boa's
 //! instruction budget: every few thousand instructions control comes back here, which is where
 //! the batch's wall-clock deadline is enforced — from outside the engine, so `while (true) {}` in a
-//! `try` cannot hold the run. Loop and recursion limits are boa's own and cannot be caught by the
+//! `try` cannot hold the run. The same check enforces `TimeoutPerRow` against the time the current
+//! row started. Loop and recursion limits are boa's own and cannot be caught by the
 //! script either.
 //!
 //! The `context` object and the per-batch state its calls work on are in [`super::api`]; the
@@ -67,6 +68,9 @@ pub enum Stop {
     Row(RowFault),
     /// The batch ran past its deadline; the engine is unusable and the run must stop.
     Deadline,
+    /// The current row ran past `TimeoutPerRow`; the engine is unusable, the rest of the batch
+    /// can go on with a fresh one.
+    RowDeadline,
     /// The engine itself failed.
     Fatal(String),
 }
@@ -107,13 +111,13 @@ impl Engine {
             ScriptError::Syntax(e.to_string().trim_end_matches(" (native)").to_string())
         })?;
         let deadline = Instant::now() + config.limits.batch_timeout;
-        match run_until(&script, &mut ctx, deadline) {
+        match run_until(&script, &mut ctx, deadline, || None) {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => {
                 let (message, _) = describe_error(e, &mut ctx, &config.script_name, &config.limits);
                 return Err(ScriptError::TopLevel(message));
             }
-            Err(()) => {
+            Err(_) => {
                 return Err(ScriptError::TopLevel(format!(
                     "it ran past `BatchTimeoutMs` ({} ms)",
                     config.limits.batch_timeout.as_millis()
@@ -162,7 +166,9 @@ impl Engine {
                 )
                 .map_err(|e| Stop::Fatal(e.to_string()))?;
         }
-        match run_until(&self.driver, &mut self.ctx, deadline) {
+        let state = Rc::clone(&self.state);
+        let row_deadline = move || state.try_borrow().ok()?.row_deadline();
+        match run_until(&self.driver, &mut self.ctx, deadline, row_deadline) {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => {
                 let (script_name, limits) = {
@@ -181,24 +187,40 @@ impl Engine {
                 };
                 Err(Stop::Row(RowFault::new(kind, message).with_hint(hint)))
             }
-            Err(()) => Err(Stop::Deadline),
+            Err(Expired::Batch) => Err(Stop::Deadline),
+            Err(Expired::Row) => Err(Stop::RowDeadline),
         }
     }
 }
 
-/// Evaluate `script`, giving up at `deadline` (`Err(())`; the context is then unusable).
+/// Which deadline stopped a script.
+enum Expired {
+    Batch,
+    Row,
+}
+
+/// Evaluate `script`, giving up at `deadline` or at the current row's deadline, whichever comes
+/// first (the context is then unusable).
 fn run_until(
     script: &Script,
     ctx: &mut Context,
     deadline: Instant,
-) -> Result<JsResult<JsValue>, ()> {
+    row_deadline: impl Fn() -> Option<Instant>,
+) -> Result<JsResult<JsValue>, Expired> {
     let mut future = std::pin::pin!(script.evaluate_async_with_budget(ctx, BUDGET));
     let mut cx = std::task::Context::from_waker(Waker::noop());
     loop {
         match future.as_mut().poll(&mut cx) {
             Poll::Ready(result) => return Ok(result),
-            Poll::Pending if Instant::now() >= deadline => return Err(()),
-            Poll::Pending => {}
+            Poll::Pending => {
+                let now = Instant::now();
+                if now >= deadline {
+                    return Err(Expired::Batch);
+                }
+                if row_deadline().is_some_and(|d| now >= d) {
+                    return Err(Expired::Row);
+                }
+            }
         }
     }
 }

@@ -60,7 +60,7 @@ pub fn parse(
     for (key, replacement) in [
         (
             "Engine",
-            "limits are `MaxLoopIterations`, `MaxRecursion` and `BatchTimeoutMs`",
+            "limits are `MaxLoopIterations`, `MaxRecursion`, `BatchTimeoutMs` and `TimeoutPerRow`",
         ),
         (
             "Performance",

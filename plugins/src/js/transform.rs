@@ -23,6 +23,12 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 enum BatchStop {
     /// Past `BatchTimeoutMs`, on this row.
     Deadline(usize),
+    /// A row ran past `TimeoutPerRow` and was rejected; the batch goes on from `next` with a
+    /// fresh engine, which gets the batch so far.
+    Restart {
+        next: usize,
+        batch: Box<(Vec<Column>, BatchOut)>,
+    },
     /// The engine broke.
     Fatal(String),
 }
@@ -62,31 +68,30 @@ impl JsTransform {
         // boa counts loop iterations per call: the driver's own loop over rows must fit.
         let slice = limits.loop_iterations.clamp(1, 1 << 20) as usize;
         let make = || Engine::new(&self.config, Some(Arc::clone(&self.shape)));
-        let ran = engine::with_engine(self.id, make, |engine| {
-            engine.state().begin_batch(columns, out);
-            let deadline = Instant::now() + limits.batch_timeout;
-            let mut from = 0;
-            while from < rows {
-                let to = rows.min(from + slice);
-                engine.state().row = from;
-                match engine.drive(from, to, deadline) {
-                    Ok(()) => from = to,
-                    Err(Stop::Row(problem)) => {
-                        let mut state = engine.state();
-                        let row = state.row.max(from);
-                        state.row = row;
-                        state.fail_row(problem);
-                        from = row + 1;
-                    }
-                    Err(Stop::Deadline) => return Err(BatchStop::Deadline(engine.state().row)),
-                    Err(Stop::Fatal(message)) => return Err(BatchStop::Fatal(message)),
+        let deadline = Instant::now() + limits.batch_timeout;
+        let mut from = 0;
+        let mut batch_so_far = (columns, out);
+        let ran = loop {
+            let ran = engine::with_engine(self.id, make, |engine| {
+                let (columns, out) = batch_so_far;
+                engine.state().begin_batch(columns, out);
+                self.drive_rows(engine, from, rows, slice, deadline)
+            });
+            match ran {
+                Ok(Err(BatchStop::Restart { next, batch })) => {
+                    // The engine was stopped mid-instruction: it cannot be used again.
+                    engine::discard_engine(self.id);
+                    (from, batch_so_far) = (next, *batch);
                 }
+                ran => break ran,
             }
-            Ok(std::mem::take(&mut engine.state().out))
-        });
+        };
         match ran {
             Err(e) => Err(self.node_error(e.to_string())),
             Ok(Ok(out)) => Ok(out),
+            Ok(Err(BatchStop::Restart { .. })) => {
+                Err(self.node_error("internal: a restart left the batch loop".into()))
+            }
             Ok(Err(BatchStop::Fatal(message))) => {
                 engine::discard_engine(self.id);
                 Err(self.node_error(message))
@@ -115,6 +120,54 @@ impl JsTransform {
                 .into())
             }
         }
+    }
+
+    /// Run rows `from..rows` of the batch the engine holds, in slices of `slice` rows.
+    fn drive_rows(
+        &self,
+        engine: &mut Engine,
+        mut from: usize,
+        rows: usize,
+        slice: usize,
+        deadline: Instant,
+    ) -> Result<BatchOut, BatchStop> {
+        while from < rows {
+            let to = rows.min(from + slice);
+            engine.state().row = from;
+            match engine.drive(from, to, deadline) {
+                Ok(()) => from = to,
+                Err(Stop::Row(problem)) => {
+                    let mut state = engine.state();
+                    let row = state.row.max(from);
+                    state.row = row;
+                    state.fail_row(problem);
+                    from = row + 1;
+                }
+                Err(Stop::RowDeadline) => {
+                    let mut state = engine.state();
+                    let row = state.row.max(from);
+                    state.row = row;
+                    let timeout = self.config.limits.row_timeout.unwrap_or_default();
+                    state.fail_row(
+                        RowFault::new(
+                            RowErrorKind::ScriptLimit,
+                            format!("the row ran past `TimeoutPerRow` ({timeout:?}); the script was stopped"),
+                        )
+                        .with_hint(
+                            "look for a loop that never ends on this row's values, or raise `TimeoutPerRow`; \
+                             the next row starts on a fresh engine (script globals are set up again)",
+                        ),
+                    );
+                    return Err(BatchStop::Restart {
+                        next: row + 1,
+                        batch: Box::new(state.take_batch()),
+                    });
+                }
+                Err(Stop::Deadline) => return Err(BatchStop::Deadline(engine.state().row)),
+                Err(Stop::Fatal(message)) => return Err(BatchStop::Fatal(message)),
+            }
+        }
+        Ok(std::mem::take(&mut engine.state().out))
     }
 
     fn row_error(&self, batch: &Batch, row: usize, problems: Vec<RowFault>) -> RowError {

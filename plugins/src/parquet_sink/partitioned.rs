@@ -29,6 +29,7 @@ use parquet::errors::ParquetError;
 use parquet::file::properties::WriterProperties;
 use rayon::prelude::*;
 
+use crate::faults::{injected, Writes};
 use crate::staging::StagingDir;
 
 /// How Hive names a null partition value.
@@ -39,7 +40,7 @@ struct Partition {
     dir: String,
     /// Files closed so far; the open one (or the next) is `part-{parts}.parquet`.
     parts: usize,
-    writer: Option<ArrowWriter<BufWriter<File>>>,
+    writer: Option<ArrowWriter<BufWriter<Writes<File>>>>,
     /// When it was last written, for closing the least recently written first.
     used: u64,
 }
@@ -266,9 +267,11 @@ impl PartitionedSink {
         let dir = self.staging.path().join(&p.dir);
         let path = dir.join(format!("part-{}.parquet", p.parts));
         std::fs::create_dir_all(&dir).map_err(|e| self.staging.io("create directory", &dir, e))?;
-        let file = File::create(&path).map_err(|e| self.staging.io("create", &path, e))?;
+        let file = injected("staging::create")
+            .and_then(|()| File::create(&path))
+            .map_err(|e| self.staging.io("create", &path, e))?;
         let writer = ArrowWriter::try_new(
-            BufWriter::with_capacity(1 << 16, file),
+            BufWriter::with_capacity(1 << 16, Writes(file)),
             self.file_schema.clone(),
             self.chosen.clone(),
         )
@@ -289,8 +292,10 @@ impl PartitionedSink {
             .into_inner()
             .map_err(|e| self.failed(e))?
             .into_inner()
-            .map_err(|e| self.staging.io("write", &path, e.into_error()))?;
-        file.sync_all()
+            .map_err(|e| self.staging.io("write", &path, e.into_error()))?
+            .0;
+        injected("staging::fsync")
+            .and_then(|()| file.sync_all())
             .map_err(|e| self.staging.io("sync", &path, e))?;
         self.partitions[partition].parts += 1;
         Ok(())
