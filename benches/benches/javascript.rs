@@ -82,30 +82,33 @@ fn bench_j2_script(c: &mut Criterion) {
         ty: ColumnType::Utf8,
         required: true,
     };
-    let config = JsConfig {
-        node: "j2".into(),
-        script: J2.into(),
-        script_name: "j2.Script".into(),
-        fields: vec![field("full_name"), field("value_band")],
-        inherit: true,
-        ports: Vec::new(),
-        parallel: true,
-        limits: Limits::default(),
-        log_level: Level::Info,
-    };
-    let input = batch.data.schema();
-    let output = config.schema_for(&input).unwrap();
-    let transform = Arc::new(JsTransform::new(config, input, output));
     let mut g = c.benchmark_group("javascript");
     g.throughput(Throughput::Elements(batch.num_rows() as u64));
-    g.bench_function("j2_script_one_batch", |b| {
-        b.iter(|| {
-            let mut rejects = Vec::new();
-            let out = transform.apply_routed(batch.clone(), &mut rejects).unwrap();
-            assert!(rejects.is_empty());
-            out
-        })
-    });
+    for (compile, name) in [(true, "j2_script_compiled"), (false, "j2_script_boa")] {
+        let config = JsConfig {
+            node: "j2".into(),
+            script: J2.into(),
+            script_name: "j2.Script".into(),
+            fields: vec![field("full_name"), field("value_band")],
+            inherit: true,
+            ports: Vec::new(),
+            parallel: true,
+            limits: Limits::default(),
+            log_level: Level::Info,
+            compile,
+        };
+        let input = batch.data.schema();
+        let output = config.schema_for(&input).unwrap();
+        let transform = Arc::new(JsTransform::new(config, input, output));
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let mut rejects = Vec::new();
+                let out = transform.apply_routed(batch.clone(), &mut rejects).unwrap();
+                assert!(rejects.is_empty());
+                out
+            })
+        });
+    }
     g.finish();
 }
 

@@ -46,8 +46,8 @@ enum Command {
     Run(RunArgs),
     /// Check a pipeline without opening any data file; report every error at once.
     ///
-    /// Example: `flowengine validate p.yaml --var Input=big.csv`
-    Validate(CommonArgs),
+    /// Example: `flowengine validate p.yaml --var Input=big.csv --explain`
+    Validate(ValidateArgs),
     /// Draw a pipeline's graph: nodes, roles, types and the columns on each connection.
     ///
     /// Example: `flowengine graph p.yaml --format dot | dot -Tsvg > p.svg`
@@ -134,6 +134,16 @@ struct CommonArgs {
     /// Set a variable, overriding `Variables:` and built-ins (repeatable).
     #[arg(long = "var", visible_alias = "variable", value_name = "NAME=VALUE", value_parser = parse_var)]
     vars: Vec<(String, String)>,
+}
+
+#[derive(Debug, Args)]
+struct ValidateArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Say how each transform will run (e.g. whether a script is compiled to columnar code, and if
+    /// not, the construct that keeps it on boa, with its line and column).
+    #[arg(long)]
+    explain: bool,
 }
 
 #[derive(Debug, Args)]
@@ -291,8 +301,8 @@ fn plan(common: &CommonArgs) -> Result<Plan, Failure> {
     load_plan(&common.pipeline, &opts, &registry).map_err(Failure::Config)
 }
 
-fn validate(args: CommonArgs) -> Result<(), Failure> {
-    let plan = plan(&args)?;
+fn validate(args: ValidateArgs) -> Result<(), Failure> {
+    let plan = plan(&args.common)?;
     let mut out = std::io::stdout().lock();
     let _ = writeln!(
         out,
@@ -300,7 +310,24 @@ fn validate(args: CommonArgs) -> Result<(), Failure> {
         plan.name,
         describe(&plan)
     );
+    if args.explain {
+        for (node, line) in explanations(&plan) {
+            let _ = writeln!(out, "  {node}: {line}");
+        }
+    }
     Ok(())
+}
+
+/// What each transform says about how it will run, in plan order.
+fn explanations(plan: &Plan) -> Vec<(String, String)> {
+    let mut lines = Vec::new();
+    for &i in &plan.order {
+        let n = &plan.nodes[i];
+        if let (NodeKind::Transform(t), Some(input)) = (&n.kind, &n.input_schema) {
+            lines.extend(t.explain(input).into_iter().map(|l| (n.name.clone(), l)));
+        }
+    }
+    lines
 }
 
 /// `read -> write, read -> audit` style description of the graph.
@@ -550,6 +577,9 @@ fn print_plan(plan: &Plan) {
                 let _ = writeln!(err, "    {}: {}{null}", f.name(), f.data_type());
             }
         }
+    }
+    for (node, line) in explanations(plan) {
+        let _ = writeln!(err, "  {node}: {line}");
     }
 }
 

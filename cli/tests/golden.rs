@@ -52,20 +52,40 @@ fn main() {
         cases.sort();
         for case in cases {
             let name = format!("{group}/{}", case.file_name().unwrap().to_string_lossy());
-            trials.push(Trial::test(name.clone(), move || run_case(&name, &case)));
+            let scripted = std::fs::read_to_string(case.join("pipeline.yaml"))
+                .is_ok_and(|p| p.contains("JavaScriptTransform"));
+            if scripted && !bless() {
+                // Every script case again with compiling off: boa must give the same results.
+                let (name, case) = (format!("{name} (boa)"), case.clone());
+                trials.push(Trial::test(name.clone(), move || {
+                    run_case(&name, &case, Engine::Boa)
+                }));
+            }
+            trials.push(Trial::test(name.clone(), move || {
+                run_case(&name, &case, Engine::Default)
+            }));
         }
     }
     libtest_mimic::run(&args, trials).exit();
+}
+
+/// How scripts run in a case.
+#[derive(Clone, Copy, PartialEq)]
+enum Engine {
+    /// Compiled where they can be.
+    Default,
+    /// Always on boa (`FLOWENGINE_JS_COMPILE=0`).
+    Boa,
 }
 
 fn bless() -> bool {
     std::env::var_os("FLOWENGINE_BLESS").is_some_and(|v| v != "0")
 }
 
-fn run_case(name: &str, case: &Path) -> Result<(), Failed> {
+fn run_case(name: &str, case: &Path, engine: Engine) -> Result<(), Failed> {
     let work = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .join("golden")
-        .join(name);
+        .join(name.replace(" (boa)", "@boa"));
     let _ = std::fs::remove_dir_all(&work);
     let skipped = ["expected", "cmd", "cwd", "out"].map(|n| case.join(n));
     copy_tree(case, &work, &|p| skipped.iter().any(|s| s == p))?;
@@ -75,7 +95,7 @@ fn run_case(name: &str, case: &Path) -> Result<(), Failed> {
         std::fs::read_to_string(case.join("cmd")).unwrap_or_else(|_| "run pipeline.yaml".into());
     let args: Vec<&str> = cmd.split_whitespace().collect();
     let cwd = read_opt(&case.join("cwd")).map_or_else(|| work.clone(), |c| work.join(c.trim()));
-    let (code, stderr, stdout) = run_with_watchdog(&work, &cwd, &args)?;
+    let (code, stderr, stdout) = run_with_watchdog(&work, &cwd, &args, engine)?;
     let stdout = stdout.replace(&*work.to_string_lossy(), "<dir>");
     let mut stderr = normalize(&stderr, &work);
     if code != 0 {
@@ -182,12 +202,17 @@ fn run_with_watchdog(
     work: &Path,
     cwd: &Path,
     args: &[&str],
+    engine: Engine,
 ) -> Result<(i32, String, String), Failed> {
     let stderr_path = work.with_extension("stderr");
     let stderr_file = std::fs::File::create(&stderr_path).map_err(|e| e.to_string())?;
     let stdout_path = work.with_extension("stdout");
     let stdout_file = std::fs::File::create(&stdout_path).map_err(|e| e.to_string())?;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_flowengine"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_flowengine"));
+    if engine == Engine::Boa {
+        command.env("FLOWENGINE_JS_COMPILE", "0");
+    }
+    let mut child = command
         .args(args)
         .current_dir(cwd)
         .stdin(Stdio::null())

@@ -204,6 +204,12 @@ pub trait TransformConfig: Debug + Send + Sync {
     fn condition(&self, _input: &SchemaRef) -> Option<Arc<dyn RowCondition>> {
         None
     }
+    /// How it will run on batches of `input`, for `validate --explain` and `run --verbose`
+    /// (e.g. whether a script was compiled, and if not, why).
+    fn explain(&self, input: &SchemaRef) -> Vec<String> {
+        let _ = input;
+        Vec::new()
+    }
 }
 
 /// A transform's output for one input batch, over its default output and its named ports.
@@ -315,6 +321,12 @@ pub trait Transform: Send + Sync {
     /// to the default output.
     fn apply_routed(&self, batch: Batch, rejects: &mut Vec<RowError>) -> Result<Routed, RunError> {
         self.apply(batch, rejects).map(Routed::single)
+    }
+
+    /// How it ran, for verbose output (e.g. how many batches took which path), once its input
+    /// is done.
+    fn notes(&self) -> Vec<String> {
+        Vec::new()
     }
 }
 

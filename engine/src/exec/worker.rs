@@ -340,8 +340,14 @@ fn drive_any_transform(
             );
             w.shared.fail(RunError::Internal(msg));
         }
-        BuiltTransform::Batches(t) if parallel => drive_parallel(&*t, inputs, outs, w),
-        BuiltTransform::Batches(t) => drive_transform(&*t, inputs, outs, w),
+        BuiltTransform::Batches(t) => {
+            if parallel {
+                drive_parallel(&*t, inputs, outs, w);
+            } else {
+                drive_transform(&*t, inputs, outs, w);
+            }
+            w.summary.notes.extend(t.notes());
+        }
         BuiltTransform::Stateful(mut t) => {
             w.summary.aggregates = t.aggregates();
             if drive_sides(t.as_mut(), sides, w) {

@@ -399,13 +399,8 @@ fn output_set_field(_: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResul
         Ok(v) => s.staged.slots[index] = Some(v),
         Err(why) => {
             let field = s.shape()?.fields[index].spec.name.clone();
-            let problem = RowFault::new(
-                RowErrorKind::TypeConversion,
-                format!("setField(\"{field}\") ({ty}): {why}"),
-            )
-            .with_field(field, index)
-            .with_value(values::describe(&value))
-            .with_hint("convert it in the script (Number(x), String(x), Math.round(x)), or declare a type that fits");
+            let problem =
+                super::shape::conversion_fault(&field, index, &ty, &why, values::describe(&value));
             s.staged.problems.push(problem);
         }
     }

@@ -74,6 +74,9 @@ pub struct JsConfig {
     pub limits: Limits,
     /// The lowest `utils.log` level printed.
     pub log_level: Level,
+    /// Whether `process` may be compiled to columnar code (`Compile: false` keeps every row on
+    /// boa).
+    pub compile: bool,
 }
 
 pub(super) fn read_script(

@@ -26,6 +26,7 @@
 //! `transform`, and nothing uses it.
 
 pub mod api;
+pub mod compiled;
 pub mod config;
 pub mod engine;
 pub mod format;
@@ -57,6 +58,10 @@ pub fn parse(
         .choice(cx, "LogLevel", &Level::CHOICES)
         .unwrap_or(Level::Info);
     let ports = read_ports(m, cx, &script)?;
+    // `FLOWENGINE_JS_COMPILE=0` runs every script on boa: the golden harness runs each case both
+    // ways and requires the same results.
+    let compile = m.bool(cx, "Compile").unwrap_or(true)
+        && std::env::var_os("FLOWENGINE_JS_COMPILE").is_none_or(|v| v != "0");
     for (key, replacement) in [
         (
             "Engine",
@@ -97,6 +102,7 @@ pub fn parse(
         parallel,
         limits,
         log_level,
+        compile,
     };
     if let Err(e) = engine::check_script(&config) {
         let hint = e.hint();
@@ -122,6 +128,19 @@ impl TransformConfig for JsConfig {
 
     fn ports(&self) -> Vec<String> {
         self.ports.clone()
+    }
+
+    fn explain(&self, input: &SchemaRef) -> Vec<String> {
+        let Ok(output) = self.schema_for(input) else {
+            return Vec::new();
+        };
+        let shape = shape::Shape::new(self, input.clone(), output);
+        vec![match transform::compiled_or_why(self, &shape) {
+            Ok(_) => "the script is compiled to columnar code; a batch runs on boa only when it \
+                      has a null in a column the script reads as a value, or an int64 beyond ±2^53"
+                .to_string(),
+            Err(why) => format!("the script runs on boa, row by row: {why}"),
+        }]
     }
 
     fn build(&self, input: SchemaRef, _: &BuildCx) -> Result<BuiltTransform, BuildError> {

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use arrow_array::UInt64Array;
 use arrow_schema::SchemaRef;
 use flowengine_engine::error::RowErrorKind;
-use flowengine_engine::schema::type_name;
+use flowengine_engine::schema::{type_name, ColumnType};
 
 use super::config::{FieldSpec, JsConfig};
 use super::log::Log;
@@ -134,6 +134,11 @@ impl Shape {
         }
     }
 
+    /// The Arrow type of input column `c`.
+    pub fn input_type(&self, c: usize) -> &arrow_schema::DataType {
+        self.input.field(c).data_type()
+    }
+
     /// An input column by name, case-insensitively.
     pub fn input_index(&self, name: &str) -> Option<usize> {
         lookup(name, &self.input_names, &self.input_lower)
@@ -179,11 +184,52 @@ fn lower_index<'a>(names: impl Iterator<Item = &'a str>) -> HashMap<String, usiz
     map
 }
 
+/// `setField` could not convert a value to its field's declared type.
+pub fn conversion_fault(
+    field: &str,
+    index: usize,
+    ty: &ColumnType,
+    why: &str,
+    shown: String,
+) -> RowFault {
+    RowFault::new(
+        RowErrorKind::TypeConversion,
+        format!("setField(\"{field}\") ({ty}): {why}"),
+    )
+    .with_field(field.to_string(), index)
+    .with_value(shown)
+    .with_hint("convert it in the script (Number(x), String(x), Math.round(x)), or declare a type that fits")
+}
+
+/// A kept row left unset a field that replaces an input column of another type.
+pub fn type_change_fault(name: &str, index: usize, ty: &ColumnType) -> RowFault {
+    RowFault::new(
+        RowErrorKind::ScriptError,
+        format!("field `{name}` changes the type of the input column to {ty}, but the script did not set it on this row"),
+    )
+    .with_field(name.to_string(), index)
+    .with_hint("set it on every kept row, or give the new field its own name")
+}
+
+/// A kept row has no value in a required field.
+pub fn required_fault(name: &str, index: usize) -> RowFault {
+    RowFault::new(
+        RowErrorKind::NullInRequired,
+        format!("required field `{name}` is null or was not set"),
+    )
+    .with_field(name.to_string(), index)
+    .with_hint(
+        "call context.output.setField with a value on every kept row, or drop `Required: true`",
+    )
+}
+
 /// The rows of one batch the script has finished with.
 #[derive(Debug, Default)]
 pub struct BatchOut {
     lines: Option<UInt64Array>,
     pub(super) builders: Vec<Builder>,
+    /// The declared fields' values on the kept rows, when a compiled script made them whole.
+    pub(super) built: Vec<arrow_array::ArrayRef>,
     pub(super) kept: Vec<u32>,
     pub(super) routes: Vec<u64>,
     pub(super) rejects: Vec<(usize, Vec<RowFault>)>,
@@ -200,9 +246,29 @@ impl BatchOut {
                 .map(|f| Builder::new(&f.spec.ty, rows))
                 .collect(),
             lines: Some(lines),
+            built: Vec::new(),
             kept: Vec::with_capacity(rows),
             routes: Vec::with_capacity(rows),
             rejects: Vec::new(),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// A batch's results as a compiled script made them.
+    pub(super) fn compiled(
+        lines: UInt64Array,
+        kept: Vec<u32>,
+        routes: Vec<u64>,
+        rejects: Vec<(usize, Vec<RowFault>)>,
+        built: Vec<arrow_array::ArrayRef>,
+    ) -> Self {
+        Self {
+            lines: Some(lines),
+            builders: Vec::new(),
+            built,
+            kept,
+            routes,
+            rejects,
             scratch: Vec::new(),
         }
     }
@@ -244,27 +310,13 @@ impl BatchOut {
                 (Some(v), _) => v,
                 (None, Some(c)) if f.same_type => columns[c].to_scalar(row),
                 (None, Some(_)) => {
-                    problems.push(
-                        RowFault::new(
-                            RowErrorKind::ScriptError,
-                            format!("field `{name}` changes the type of the input column to {}, but the script did not set it on this row", f.spec.ty),
-                        )
-                        .with_field(name.clone(), i)
-                        .with_hint("set it on every kept row, or give the new field its own name"),
-                    );
+                    problems.push(type_change_fault(name, i, &f.spec.ty));
                     Scalar::Null
                 }
                 (None, None) => Scalar::Null,
             };
             if value == Scalar::Null && f.spec.required {
-                problems.push(
-                    RowFault::new(
-                        RowErrorKind::NullInRequired,
-                        format!("required field `{name}` is null or was not set"),
-                    )
-                    .with_field(name.clone(), i)
-                    .with_hint("call context.output.setField with a value on every kept row, or drop `Required: true`"),
-                );
+                problems.push(required_fault(name, i));
             }
             values.push(value);
         }

@@ -2,7 +2,7 @@
 //! output and the ports; a reject per row that failed.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use arrow_array::{ArrayRef, BooleanArray, RecordBatch, UInt32Array};
@@ -12,6 +12,7 @@ use flowengine_engine::component::{Routed, Transform};
 use flowengine_engine::error::{ColumnRef, RowError, RowErrorKind, RunError, Stage};
 use flowengine_engine::Batch;
 
+use super::compiled;
 use super::config::JsConfig;
 use super::engine::{self, Engine, Stop};
 use super::shape::{BatchOut, RowFault, Shape, Source};
@@ -39,16 +40,39 @@ pub struct JsTransform {
     id: u64,
     config: JsConfig,
     shape: Arc<Shape>,
+    /// The script compiled, or why it is not.
+    compiled: Result<compiled::Plan, String>,
+    /// Batches run compiled, and on boa.
+    batches: [AtomicU64; 2],
+    /// Why the first batch that could not run compiled ran on boa.
+    fallback: Mutex<Option<String>>,
+}
+
+/// `config`'s script compiled for `shape`, or why it runs on boa.
+pub(super) fn compiled_or_why(config: &JsConfig, shape: &Shape) -> Result<compiled::Plan, String> {
+    if !config.compile {
+        return Err("`Compile: false`".into());
+    }
+    compiled::compile(&config.script, shape).map_err(|r| {
+        format!(
+            "{} at {}:{}:{}",
+            r.what, config.script_name, r.line, r.column
+        )
+    })
 }
 
 impl JsTransform {
     /// Ready to run `config` on batches of `input`.
     pub fn new(config: JsConfig, input: SchemaRef, output: SchemaRef) -> Self {
         let shape = Arc::new(Shape::new(&config, input, output));
+        let compiled = compiled_or_why(&config, &shape);
         Self {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             config,
             shape,
+            compiled,
+            batches: Default::default(),
+            fallback: Mutex::new(None),
         }
     }
 
@@ -170,6 +194,23 @@ impl JsTransform {
         Ok(std::mem::take(&mut engine.state().out))
     }
 
+    /// Run the compiled script over `batch`; `None` when the batch must run on boa.
+    fn run_compiled(&self, batch: &Batch) -> Result<Option<BatchOut>, RunError> {
+        let Ok(plan) = &self.compiled else {
+            return Ok(None);
+        };
+        if let Some(why) = plan.needs_boa(batch, &self.shape) {
+            self.batches[1].fetch_add(1, Ordering::Relaxed);
+            let mut first = self.fallback.lock().unwrap_or_else(|p| p.into_inner());
+            first.get_or_insert(why);
+            return Ok(None);
+        }
+        self.batches[0].fetch_add(1, Ordering::Relaxed);
+        plan.run(batch, &self.shape)
+            .map(Some)
+            .map_err(|e| self.node_error(format!("the compiled script failed: {e}")))
+    }
+
     fn row_error(&self, batch: &Batch, row: usize, problems: Vec<RowFault>) -> RowError {
         let first = problems.first().cloned();
         let message = problems
@@ -206,12 +247,18 @@ impl JsTransform {
             |e: arrow_schema::ArrowError| self.node_error(format!("building the output: {e}"));
         let all = out.kept.len() == batch.num_rows();
         let kept = UInt32Array::from(std::mem::take(&mut out.kept));
-        let mut built: Vec<Option<ArrayRef>> = out
-            .builders
-            .iter_mut()
-            .map(|b| b.finish().map(Some))
-            .collect::<Result<_, _>>()
-            .map_err(arrow)?;
+        let mut built: Vec<Option<ArrayRef>> = if out.built.is_empty() {
+            out.builders
+                .iter_mut()
+                .map(|b| b.finish().map(Some))
+                .collect::<Result<_, _>>()
+                .map_err(arrow)?
+        } else {
+            std::mem::take(&mut out.built)
+                .into_iter()
+                .map(Some)
+                .collect()
+        };
         let mut columns = Vec::with_capacity(self.shape.sources.len());
         for source in &self.shape.sources {
             columns.push(match *source {
@@ -266,14 +313,39 @@ impl Transform for JsTransform {
         self.apply_routed(batch, rejects).map(|r| r.main)
     }
 
+    fn notes(&self) -> Vec<String> {
+        self.path_notes()
+    }
+
     fn apply_routed(&self, batch: Batch, rejects: &mut Vec<RowError>) -> Result<Routed, RunError> {
-        let mut out = self.run_script(&batch)?;
+        let mut out = match self.run_compiled(&batch)? {
+            Some(out) => out,
+            None => self.run_script(&batch)?,
+        };
         for (row, problems) in std::mem::take(&mut out.rejects) {
             rejects.push(self.row_error(&batch, row, problems));
         }
         let routes = std::mem::take(&mut out.routes);
         let emitted = self.assemble(&batch, &mut out)?;
         self.route(emitted, &routes)
+    }
+}
+
+impl JsTransform {
+    /// Which path the batches took, for verbose output.
+    fn path_notes(&self) -> Vec<String> {
+        let compiled = self.batches[0].load(Ordering::Relaxed);
+        let boa = self.batches[1].load(Ordering::Relaxed);
+        match &self.compiled {
+            Err(why) => vec![format!("the script ran on boa, row by row: {why}")],
+            Ok(_) => {
+                let mut note = format!("{compiled} batches ran compiled, {boa} on boa");
+                if let Some(why) = self.fallback.lock().ok().and_then(|f| f.clone()) {
+                    note.push_str(&format!(" (the first because of {why})"));
+                }
+                vec![note]
+            }
+        }
     }
 }
 
@@ -310,6 +382,7 @@ mod tests {
             parallel,
             limits: Limits::default(),
             log_level: Level::Info,
+            compile: true,
         }
     }
 

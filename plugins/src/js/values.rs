@@ -279,17 +279,9 @@ pub fn describe(value: &JsValue) -> String {
     "a symbol".into()
 }
 
-/// How JavaScript prints a number (`1`, not `1.0`).
+/// How JavaScript prints a number (`String(n)`: `1`, not `1.0`; `1e-7`; `NaN`).
 pub fn number_text(n: f64) -> String {
-    if n.is_finite() && n == n.trunc() && n.abs() < 1e21 {
-        format!("{}", n as i128)
-    } else if n.is_nan() {
-        "NaN".into()
-    } else if n.is_infinite() {
-        if n > 0.0 { "Infinity" } else { "-Infinity" }.into()
-    } else {
-        format!("{n}")
-    }
+    ryu_js::Buffer::new().format(n).to_string()
 }
 
 fn to_text(value: &JsValue, ctx: &mut Context) -> Result<String, String> {
