@@ -71,6 +71,9 @@ pub enum Stop {
     /// The current row ran past `TimeoutPerRow`; the engine is unusable, the rest of the batch
     /// can go on with a fresh one.
     RowDeadline,
+    /// boa panicked on the current row (its own bug, e.g. `-2147483648 % -1`); the engine is
+    /// unusable, the rest of the batch can go on with a fresh one.
+    Panic(String),
     /// The engine itself failed.
     Fatal(String),
 }
@@ -189,14 +192,36 @@ impl Engine {
             }
             Err(Expired::Batch) => Err(Stop::Deadline),
             Err(Expired::Row) => Err(Stop::RowDeadline),
+            Err(Expired::Panic(message)) => Err(Stop::Panic(message)),
         }
     }
 }
 
-/// Which deadline stopped a script.
+thread_local! {
+    /// Whether this thread is inside boa, where a panic is caught and becomes the row's error.
+    static IN_BOA: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Keep the panic hook from printing panics caught inside boa; every other panic is printed by
+/// the hook that was there before.
+fn quiet_boa_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !IN_BOA.with(std::cell::Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+}
+
+/// What stopped a script before its end.
 enum Expired {
     Batch,
     Row,
+    /// boa panicked, with this message.
+    Panic(String),
 }
 
 /// Evaluate `script`, giving up at `deadline` or at the current row's deadline, whichever comes
@@ -210,7 +235,23 @@ fn run_until(
     let mut future = std::pin::pin!(script.evaluate_async_with_budget(ctx, BUDGET));
     let mut cx = std::task::Context::from_waker(Waker::noop());
     loop {
-        match future.as_mut().poll(&mut cx) {
+        // A panic inside boa is boa's bug; it must cost the row, not the run (and it is reported
+        // as the row's error, not printed).
+        quiet_boa_panics();
+        IN_BOA.with(|b| b.set(true));
+        let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            future.as_mut().poll(&mut cx)
+        }));
+        IN_BOA.with(|b| b.set(false));
+        let polled = polled.map_err(|panic| {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".into());
+            Expired::Panic(message)
+        })?;
+        match polled {
             Poll::Ready(result) => return Ok(result),
             Poll::Pending => {
                 let now = Instant::now();

@@ -167,21 +167,11 @@ impl JsTransform {
                     state.fail_row(problem);
                     from = row + 1;
                 }
-                Err(Stop::RowDeadline) => {
+                Err(stop @ (Stop::RowDeadline | Stop::Panic(_))) => {
                     let mut state = engine.state();
                     let row = state.row.max(from);
                     state.row = row;
-                    let timeout = self.config.limits.row_timeout.unwrap_or_default();
-                    state.fail_row(
-                        RowFault::new(
-                            RowErrorKind::ScriptLimit,
-                            format!("the row ran past `TimeoutPerRow` ({timeout:?}); the script was stopped"),
-                        )
-                        .with_hint(
-                            "look for a loop that never ends on this row's values, or raise `TimeoutPerRow`; \
-                             the next row starts on a fresh engine (script globals are set up again)",
-                        ),
-                    );
+                    state.fail_row(self.restart_fault(stop));
                     return Err(BatchStop::Restart {
                         next: row + 1,
                         batch: Box::new(state.take_batch()),
@@ -192,6 +182,30 @@ impl JsTransform {
             }
         }
         Ok(std::mem::take(&mut engine.state().out))
+    }
+
+    /// Why a row stopped its engine: it ran past `TimeoutPerRow`, or boa panicked on it.
+    fn restart_fault(&self, stop: Stop) -> RowFault {
+        let fresh = "the next row starts on a fresh engine (script globals are set up again)";
+        match stop {
+            Stop::Panic(message) => RowFault::new(
+                RowErrorKind::ScriptError,
+                format!("the JavaScript engine (boa) failed on this row: {message}"),
+            )
+            .with_hint(format!(
+                "a bug in boa, not in the script; {fresh}. The compiled path (see `validate --explain`) does not have it"
+            )),
+            _ => {
+                let timeout = self.config.limits.row_timeout.unwrap_or_default();
+                RowFault::new(
+                    RowErrorKind::ScriptLimit,
+                    format!("the row ran past `TimeoutPerRow` ({timeout:?}); the script was stopped"),
+                )
+                .with_hint(format!(
+                    "look for a loop that never ends on this row's values, or raise `TimeoutPerRow`; {fresh}"
+                ))
+            }
+        }
     }
 
     /// Run the compiled script over `batch`; `None` when the batch must run on boa.
