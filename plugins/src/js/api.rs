@@ -92,8 +92,9 @@ pub struct State {
     shape: Option<std::sync::Arc<Shape>>,
     pub(super) script_name: String,
     pub(super) limits: Limits,
-    /// Property keys of the input columns, made once per engine.
-    keys: Vec<PropertyKey>,
+    /// The input columns the script can read from its row object, with their property keys, made
+    /// once per engine.
+    keys: Vec<(usize, PropertyKey)>,
     /// The batch's input columns.
     pub columns: Vec<Column>,
     /// The row `process` is working on.
@@ -125,7 +126,9 @@ impl State {
             .map(|s| {
                 s.input_names
                     .iter()
-                    .map(|n| PropertyKey::from(JsString::from(n.as_str())))
+                    .enumerate()
+                    .filter(|&(c, _)| s.row_reads[c])
+                    .map(|(c, n)| (c, PropertyKey::from(JsString::from(n.as_str()))))
                     .collect()
             })
             .unwrap_or_default();
@@ -313,8 +316,8 @@ fn input_current(_: &JsValue, _: &[JsValue], ctx: &mut Context) -> JsResult<JsVa
     if !s.row_filled {
         // Converting values runs no script code, so the state can stay borrowed meanwhile.
         let s = &mut *s;
-        for (key, col) in s.keys.iter().zip(&s.columns) {
-            let v = col.to_js(s.row, ctx)?;
+        for (c, key) in &s.keys {
+            let v = s.columns[*c].to_js(s.row, ctx)?;
             obj.create_data_property_or_throw(key.clone(), v, ctx)?;
         }
         s.row_filled = true;

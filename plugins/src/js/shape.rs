@@ -85,6 +85,9 @@ pub struct Shape {
     field_lower: HashMap<String, usize>,
     /// Named ports.
     pub ports: Vec<String>,
+    /// Per input column, whether the script can read it from its row object (a column it never
+    /// names need not be converted for it on every row).
+    pub row_reads: Vec<bool>,
     /// `utils.log` output.
     pub log: Log,
     pub(super) output: SchemaRef,
@@ -121,7 +124,13 @@ impl Shape {
                 None => Source::Input(input_lower[&f.name().to_lowercase()]),
             })
             .collect();
+        let named = super::compiled::names::row_names(&config.script);
+        let row_reads = input_names
+            .iter()
+            .map(|n| named.as_ref().is_none_or(|names| names.contains(n)))
+            .collect();
         Self {
+            row_reads,
             input_names,
             input,
             input_lower,

@@ -11,6 +11,7 @@
 
 pub mod analyse;
 pub mod eval;
+pub mod names;
 
 use std::cell::RefCell;
 use std::fmt;
