@@ -9,7 +9,7 @@ use std::rc::Rc;
 
 use boa_engine::object::builtins::{JsArray, JsDate};
 use boa_engine::object::{FunctionObjectBuilder, ObjectInitializer};
-use boa_engine::property::{Attribute, PropertyKey};
+use boa_engine::property::{Attribute, PropertyDescriptor, PropertyKey};
 use boa_engine::{
     Context, JsNativeError, JsObject, JsResult, JsString, JsValue, NativeFunction, Script, Source,
 };
@@ -95,13 +95,17 @@ pub struct State {
     /// The input columns the script can read from its row object, with their property keys, made
     /// once per engine.
     keys: Vec<(usize, PropertyKey)>,
+    /// Per input column, its value on the row numbered by the serial beside it: converted when
+    /// the script first reads it on a row, or assigned by the script.
+    values: Vec<(u64, JsValue)>,
+    /// Counts rows begun on this engine, so a cached value is never taken for another row's.
+    serial: u64,
     /// The batch's input columns.
     pub columns: Vec<Column>,
     /// The row `process` is working on.
     pub row: usize,
     /// The row's source line.
     pub line: u64,
-    row_filled: bool,
     /// When the current row started, kept only under `TimeoutPerRow`.
     row_started: Option<std::time::Instant>,
     staged: Staged,
@@ -141,7 +145,8 @@ impl State {
             columns: Vec::new(),
             row: 0,
             line: 0,
-            row_filled: false,
+            values: Vec::new(),
+            serial: 1,
             row_started: None,
             staged: Staged::default(),
             out: Default::default(),
@@ -158,8 +163,32 @@ impl State {
 
     /// Start a batch.
     pub fn begin_batch(&mut self, columns: Vec<Column>, out: BatchOut) {
+        self.values.resize(columns.len(), (0, JsValue::undefined()));
         self.columns = columns;
         self.out = out;
+        self.serial += 1;
+    }
+
+    /// The row object's properties: one accessor per column the script can read, which converts
+    /// the column's value the first time the script reads it on a row (a row whose script reads
+    /// two columns converts two), and takes an assignment for the rest of the row.
+    pub(super) fn define_row(&self, ctx: &mut Context) -> JsResult<()> {
+        for (c, key) in &self.keys {
+            let c = *c;
+            let get = NativeFunction::from_copy_closure(move |_, _, ctx| row_get(c, ctx));
+            let set = NativeFunction::from_copy_closure(move |_, args, ctx| row_set(c, args, ctx));
+            let get = FunctionObjectBuilder::new(ctx.realm(), get).build();
+            let set = FunctionObjectBuilder::new(ctx.realm(), set).build();
+            let property = PropertyDescriptor::builder()
+                .get(get)
+                .set(set)
+                .enumerable(true)
+                .configurable(true);
+            self.api
+                .row
+                .define_property_or_throw(key.clone(), property, ctx)?;
+        }
+        Ok(())
     }
 
     /// When the current row must be done by, under `TimeoutPerRow`.
@@ -253,7 +282,7 @@ impl State {
     fn begin_row(&mut self, row: usize) {
         self.row = row;
         self.line = self.out.line(row);
-        self.row_filled = false;
+        self.serial += 1;
         if self.limits.row_timeout.is_some() {
             self.row_started = Some(std::time::Instant::now());
         }
@@ -310,19 +339,36 @@ impl State {
 }
 
 fn input_current(_: &JsValue, _: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
+    Ok(state(ctx)?.borrow().api.row.clone().into())
+}
+
+/// The row object's getter for column `c`.
+fn row_get(c: usize, ctx: &mut Context) -> JsResult<JsValue> {
     let state = state(ctx)?;
     let mut s = state.borrow_mut();
-    let obj = s.api.row.clone();
-    if !s.row_filled {
-        // Converting values runs no script code, so the state can stay borrowed meanwhile.
-        let s = &mut *s;
-        for (c, key) in &s.keys {
-            let v = s.columns[*c].to_js(s.row, ctx)?;
-            obj.create_data_property_or_throw(key.clone(), v, ctx)?;
+    let serial = s.serial;
+    if let Some((at, v)) = s.values.get(c) {
+        if *at == serial {
+            return Ok(v.clone());
         }
-        s.row_filled = true;
     }
-    Ok(obj.into())
+    // Converting a value runs no script code, so the state can stay borrowed meanwhile.
+    let v = s.columns[c].to_js(s.row, ctx)?;
+    if let Some(slot) = s.values.get_mut(c) {
+        *slot = (serial, v.clone());
+    }
+    Ok(v)
+}
+
+/// The row object's setter for column `c`: the value holds until the row ends.
+fn row_set(c: usize, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
+    let state = state(ctx)?;
+    let mut s = state.borrow_mut();
+    let serial = s.serial;
+    if let Some(slot) = s.values.get_mut(c) {
+        *slot = (serial, arg(args, 0));
+    }
+    Ok(JsValue::undefined())
 }
 
 fn input_get_value(_: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {

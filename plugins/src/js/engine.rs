@@ -146,7 +146,11 @@ impl Engine {
             &mut ctx,
         )
         .map_err(|e| ScriptError::Syntax(e.to_string()))?;
-        let state = Rc::new(RefCell::new(State::new(api, shape, config)));
+        let state = State::new(api, shape, config);
+        state
+            .define_row(&mut ctx)
+            .map_err(|e| ScriptError::TopLevel(e.to_string()))?;
+        let state = Rc::new(RefCell::new(state));
         Ok(Self { ctx, driver, state })
     }
 
