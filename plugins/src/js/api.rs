@@ -314,12 +314,8 @@ impl State {
             return Ok(());
         };
         if !self.staged.messages.is_empty() {
-            let message = format!("validation failed: {}", self.staged.messages.join("; "));
-            self.staged
-                .problems
-                .push(RowFault::new(RowErrorKind::Validation, message).with_hint(
-                "the script's context.validate calls refused the row; fix the data, or the rule",
-            ));
+            let fault = super::shape::validation_fault(&self.staged.messages);
+            self.staged.problems.push(fault);
         }
         if !self.staged.problems.is_empty() {
             let problems = std::mem::take(&mut self.staged.problems);

@@ -210,6 +210,13 @@ pub fn conversion_fault(
     .with_hint("convert it in the script (Number(x), String(x), Math.round(x)), or declare a type that fits")
 }
 
+/// The script's `context.validate` calls refused the row, with these messages.
+pub fn validation_fault(messages: &[String]) -> RowFault {
+    let message = format!("validation failed: {}", messages.join("; "));
+    RowFault::new(RowErrorKind::Validation, message)
+        .with_hint("the script's context.validate calls refused the row; fix the data, or the rule")
+}
+
 /// A kept row left unset a field that replaces an input column of another type.
 pub fn type_change_fault(name: &str, index: usize, ty: &ColumnType) -> RowFault {
     RowFault::new(

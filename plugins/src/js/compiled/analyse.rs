@@ -26,7 +26,7 @@ use boa_engine::interner::{Interner, Sym};
 use boa_engine::parser::{Parser, Source};
 
 use super::eval::{Arith, Cmp, Expr, MathFn, StrFn, StrTest, Ty};
-use super::{Plan, Refusal, Send, Set};
+use super::{Check, Plan, Refusal, Send, Set};
 use crate::js::shape::Shape;
 
 /// What a name or a sub-expression stands for.
@@ -37,6 +37,7 @@ enum Handle {
     Row,
     Output,
     Route,
+    Validate,
     Math,
     Null,
     Value(Expr),
@@ -63,6 +64,7 @@ struct Analyser<'a> {
     returns: Vec<(Expr, Expr)>,
     sets: Vec<Set>,
     sends: Vec<Send>,
+    checks: Vec<Check>,
 }
 
 type Walk<T> = Result<T, Refusal>;
@@ -81,6 +83,7 @@ pub fn analyse(script: &str, shape: &Shape) -> Result<Plan, Refusal> {
         returns: Vec::new(),
         sets: Vec::new(),
         sends: Vec::new(),
+        checks: Vec::new(),
     };
     let (params, body) = a.top_level(parsed.statements().statements())?;
     a.process(params, body)?;
@@ -99,6 +102,12 @@ pub fn analyse(script: &str, shape: &Shape) -> Result<Plan, Refusal> {
                 .flatten(),
         )
         .chain(a.sends.iter().map(|s| &s.path))
+        .chain(
+            a.checks
+                .iter()
+                .flat_map(|c| [Some(&c.path), Some(&c.passes), c.message.as_ref()])
+                .flatten(),
+        )
     {
         e.columns_read(&mut value_reads);
     }
@@ -108,6 +117,7 @@ pub fn analyse(script: &str, shape: &Shape) -> Result<Plan, Refusal> {
         keep,
         sets: a.sets,
         sends: a.sends,
+        checks: a.checks,
         value_reads,
     })
 }
@@ -394,6 +404,58 @@ impl Analyser<'_> {
                 });
                 Ok(())
             }
+            (Handle::Validate, "check") => {
+                let passes = match args.first() {
+                    Some(c) => self.condition(c)?,
+                    None => Expr::Bool(false),
+                };
+                let message = match args.get(1).map(|m| self.value(m)).transpose()? {
+                    None => None,
+                    Some(Handle::Value(m)) => Some(match m.ty() {
+                        Ty::Str => m,
+                        _ => Expr::Concat(vec![m]),
+                    }),
+                    Some(_) => {
+                        return self.refuse_at(
+                            e,
+                            "a check message that is not a number, string or boolean",
+                        )
+                    }
+                };
+                self.checks.push(Check {
+                    path,
+                    passes,
+                    message,
+                });
+                Ok(())
+            }
+            (Handle::Validate, "required") => {
+                let Some(Expression::ArrayLiteral(list)) = args.first().map(Expression::flatten)
+                else {
+                    return self
+                        .refuse_at(e, "validate.required without an array literal of names");
+                };
+                for item in list.as_ref() {
+                    let name = self.literal_text(e, item.as_ref(), "a required field name")?;
+                    let (passes, message) = match self.shape.input_index(&name) {
+                        None => (
+                            Expr::Bool(false),
+                            format!("required field `{name}` is not an input column"),
+                        ),
+                        Some(c) => (
+                            Expr::negate(Expr::IsNull(c)),
+                            format!("required field `{name}` is null"),
+                        ),
+                    };
+                    let message = Some(Expr::Str(Arc::from(message)));
+                    self.checks.push(Check {
+                        path: path.clone(),
+                        passes,
+                        message,
+                    });
+                }
+                Ok(())
+            }
             (_, m) => self.refuse_at(e, format!("a call of `{m}` as a statement")),
         }
     }
@@ -544,6 +606,7 @@ impl Analyser<'_> {
             (Handle::Context, "input") => Ok(Handle::Input),
             (Handle::Context, "output") => Ok(Handle::Output),
             (Handle::Context, "route") => Ok(Handle::Route),
+            (Handle::Context, "validate") => Ok(Handle::Validate),
             (Handle::Row, name) => self.column(e, name, false),
             (Handle::Value(v), "length") if v.ty() == Ty::Str => {
                 Ok(Handle::Value(Expr::Length(Box::new(v))))

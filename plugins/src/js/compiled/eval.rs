@@ -242,7 +242,8 @@ pub enum Strs {
 }
 
 impl Strs {
-    fn at(&self, i: usize) -> &str {
+    /// The `i`-th string.
+    pub fn at(&self, i: usize) -> &str {
         match self {
             Strs::Const(v) => v,
             Strs::Arr(a) => a.value(i),

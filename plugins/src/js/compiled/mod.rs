@@ -86,6 +86,15 @@ pub struct Send {
     path: Expr,
 }
 
+/// `context.validate.check(passes, message)` (and each name of `validate.required`), on the rows
+/// where `path` holds: where `passes` does not, the row gets `message` (`None`: "a check failed").
+#[derive(Debug, Clone)]
+pub struct Check {
+    path: Expr,
+    passes: Expr,
+    message: Option<Expr>,
+}
+
 /// A compiled `process`.
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -95,6 +104,8 @@ pub struct Plan {
     sets: Vec<Set>,
     /// Every send, in order.
     sends: Vec<Send>,
+    /// Every validation, in order.
+    checks: Vec<Check>,
     /// Input columns read as values (a null there is a JavaScript `null`, not in the subset).
     value_reads: Vec<usize>,
 }
@@ -161,6 +172,7 @@ impl Plan {
             };
             converted.push((path, values));
         }
+        self.validate(&cx, &mut faults)?;
         let keep = cx.bools(&self.keep)?.to_buffer(rows);
         let mut candidate = keep.iter().collect::<Vec<bool>>();
         for (row, _) in &faults {
@@ -248,6 +260,42 @@ impl Plan {
             });
         }
         Ok(Fields { choices, faulted })
+    }
+
+    /// The rows whose `validate` calls failed get one fault with every message, in order.
+    fn validate(
+        &self,
+        cx: &eval::Batch<'_>,
+        faults: &mut Vec<(usize, RowFault)>,
+    ) -> Result<(), ArrowError> {
+        if self.checks.is_empty() {
+            return Ok(());
+        }
+        let mut messages: Vec<Vec<String>> = vec![Vec::new(); cx.rows];
+        for check in &self.checks {
+            let path = cx.bools(&check.path)?.to_buffer(cx.rows);
+            let passes = cx.bools(&check.passes)?.to_buffer(cx.rows);
+            let failed = &path & &!&passes;
+            if failed.count_set_bits() == 0 {
+                continue;
+            }
+            let text = match &check.message {
+                Some(m) => Some(cx.eval(m)?),
+                None => None,
+            };
+            for row in failed.set_indices() {
+                messages[row].push(match &text {
+                    Some(Val::Str(s)) => s.at(row).to_string(),
+                    _ => "a check failed".to_string(),
+                });
+            }
+        }
+        for (row, m) in messages.into_iter().enumerate() {
+            if !m.is_empty() {
+                faults.push((row, shapes::validation_fault(&m)));
+            }
+        }
+        Ok(())
     }
 
     /// Each kept row's outputs: bit 0 the default output unless the row was sent, bit k+1 port k.

@@ -284,6 +284,19 @@ impl Script<'_> {
         format!("c.output.setField('{field}', {value});")
     }
 
+    fn validate(&mut self) -> String {
+        match self.g.below(3) {
+            0 => format!("c.validate.check({});", self.boolean(2)),
+            1 => format!("c.validate.check({}, {});", self.boolean(2), self.any(1)),
+            _ => {
+                let names = ["ns", "s", "nope", "i"];
+                let a = *self.g.pick(&names);
+                let b = *self.g.pick(&names);
+                format!("c.validate.required(['{a}', '{b}']);")
+            }
+        }
+    }
+
     fn send(&mut self) -> String {
         let how = *self.g.pick(&["send", "sendCopy"]);
         let port = *self.g.pick(&["a", "b"]);
@@ -301,6 +314,7 @@ impl Script<'_> {
                 }
                 1 => format!("if ({}) return {};", self.boolean(2), self.boolean(1)),
                 2 => self.send(),
+                4 if self.g.chance(40) => self.validate(),
                 3 if depth == 2 => {
                     let name = format!("v{}", self.locals.len());
                     let ty = *self.g.pick(&['n', 's', 'b']);
