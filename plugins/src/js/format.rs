@@ -44,7 +44,8 @@ pub fn format(value: &JsValue, format: &str, ctx: &mut Context) -> Result<String
     Err(format!("cannot format {} with {format:?}", describe(value)))
 }
 
-fn format_number(n: f64, format: &str) -> Result<String, String> {
+/// Format a number; the error (which depends on `format` alone) says why it cannot be.
+pub fn format_number(n: f64, format: &str) -> Result<String, String> {
     let unsupported =
         || format!("unsupported number format {format:?}; use F2, N2, 0.00 or #,##0.00");
     if format.is_empty() {

@@ -38,6 +38,7 @@ enum Handle {
     Output,
     Route,
     Validate,
+    Utils,
     Math,
     Null,
     Value(Expr),
@@ -607,6 +608,7 @@ impl Analyser<'_> {
             (Handle::Context, "output") => Ok(Handle::Output),
             (Handle::Context, "route") => Ok(Handle::Route),
             (Handle::Context, "validate") => Ok(Handle::Validate),
+            (Handle::Context, "utils") => Ok(Handle::Utils),
             (Handle::Row, name) => self.column(e, name, false),
             (Handle::Value(v), "length") if v.ty() == Ty::Str => {
                 Ok(Handle::Value(Expr::Length(Box::new(v))))
@@ -680,6 +682,27 @@ impl Analyser<'_> {
                     }
                     _ => self.refuse_at(e, format!("the string method `{m}`")),
                 }
+            }
+            (Handle::Utils, "format") if args.len() == 2 => {
+                let value = self.expr(&args[0])?;
+                let format = self.literal_text(e, args.get(1), "the format")?;
+                let accepted = match value.ty() {
+                    Ty::Num => crate::js::format::format_number(0.0, &format).is_ok(),
+                    _ => format.is_empty(),
+                };
+                if !accepted {
+                    return self.refuse_at(
+                        e,
+                        format!(
+                            "utils.format of a {} with {format:?} (it throws)",
+                            value.ty().name()
+                        ),
+                    );
+                }
+                Ok(Handle::Value(Expr::Format(
+                    Box::new(value),
+                    Arc::from(format),
+                )))
             }
             (Handle::Math, m) => {
                 let f = match m {

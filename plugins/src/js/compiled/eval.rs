@@ -128,6 +128,8 @@ pub enum Expr {
     Test(StrTest, Box<Expr>, Box<Expr>),
     /// A `Math` function of numbers.
     Math(MathFn, Vec<Expr>),
+    /// `context.utils.format(value, format)`, with a format it accepts for the value's type.
+    Format(Box<Expr>, Arc<str>),
 }
 
 impl Expr {
@@ -137,7 +139,7 @@ impl Expr {
             Expr::Num(_) | Expr::Arith(..) | Expr::Neg(_) | Expr::Length(_) | Expr::Math(..) => {
                 Ty::Num
             }
-            Expr::Str(_) | Expr::Concat(_) | Expr::Str1(..) => Ty::Str,
+            Expr::Str(_) | Expr::Concat(_) | Expr::Str1(..) | Expr::Format(..) => Ty::Str,
             Expr::Bool(_)
             | Expr::IsNull(_)
             | Expr::Cmp(..)
@@ -193,9 +195,12 @@ impl Expr {
         match self {
             Expr::Column(c, _) => out.push(*c),
             Expr::Num(_) | Expr::Str(_) | Expr::Bool(_) | Expr::IsNull(_) => {}
-            Expr::Neg(a) | Expr::Not(a) | Expr::Truthy(a) | Expr::Str1(_, a) | Expr::Length(a) => {
-                a.columns_read(out)
-            }
+            Expr::Neg(a)
+            | Expr::Not(a)
+            | Expr::Truthy(a)
+            | Expr::Str1(_, a)
+            | Expr::Length(a)
+            | Expr::Format(a, _) => a.columns_read(out),
             Expr::Arith(_, a, b)
             | Expr::Cmp(_, a, b)
             | Expr::And(a, b)
@@ -363,6 +368,7 @@ impl Batch<'_> {
                 })))
             }
             Expr::Math(f, args) => Val::Num(self.math(*f, args)?),
+            Expr::Format(a, format) => Val::Str(self.format(a, format)?),
         })
     }
 
@@ -562,6 +568,29 @@ impl Batch<'_> {
                 Val::Str(Strs::Arr(picked.as_string::<i32>().clone()))
             }
             _ => return Err(mistyped(b, a.ty())),
+        })
+    }
+
+    fn format(&self, a: &Expr, format: &str) -> Result<Strs, ArrowError> {
+        Ok(match self.eval(a)? {
+            Val::Num(n) => {
+                let mut out =
+                    arrow_array::builder::StringBuilder::with_capacity(self.rows, self.rows * 8);
+                for i in 0..self.rows {
+                    let text = crate::js::format::format_number(n.at(i), format)
+                        .map_err(ArrowError::InvalidArgumentError)?;
+                    out.append_value(text);
+                }
+                Strs::Arr(out.finish())
+            }
+            Val::Str(s) => s,
+            Val::Bool(b) => Strs::Arr(StringArray::from_iter_values((0..self.rows).map(|i| {
+                if b.at(i) {
+                    "true"
+                } else {
+                    "false"
+                }
+            }))),
         })
     }
 

@@ -201,6 +201,10 @@ impl Script<'_> {
                 format!("{}.{m}()", self.text(d))
             }
             4 => format!("`<${{{}}}|${{{}}}>`", self.text(d), self.num(d)),
+            5 if self.g.chance(30) => {
+                let f = *self.g.pick(&["F2", "N0", "n3", "0.00", "#,##0.0", "0", ""]);
+                format!("c.utils.format({}, '{f}')", self.num(d))
+            }
             _ => format!(
                 "({} ? {} : {})",
                 self.boolean(d),
