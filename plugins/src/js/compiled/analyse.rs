@@ -360,18 +360,27 @@ impl Analyser<'_> {
         }
     }
 
-    /// An expression statement: `setField`, `route.send` or `route.sendCopy`.
-    fn effect(&mut self, e: &Expression, path: Expr) -> Walk<()> {
-        let Expression::Call(call) = e.flatten() else {
-            return self.refuse_at(e, "an expression statement other than a `context` call");
-        };
+    /// A call `target.method(args)`: what the target is, the method's name and the arguments.
+    fn method_call<'c>(
+        &mut self,
+        e: &Expression,
+        call: &'c boa_engine::ast::expression::Call,
+    ) -> Walk<(Handle, String, &'c [Expression])> {
         let Expression::PropertyAccess(PropertyAccess::Simple(access)) = call.function().flatten()
         else {
             return self.refuse_at(e, "a call of the script's own function");
         };
         let target = self.value(access.target())?;
         let method = self.field_name(access.field())?;
-        let args = call.args();
+        Ok((target, method, call.args()))
+    }
+
+    /// An expression statement: `setField`, `route.send` or `route.sendCopy`.
+    fn effect(&mut self, e: &Expression, path: Expr) -> Walk<()> {
+        let Expression::Call(call) = e.flatten() else {
+            return self.refuse_at(e, "an expression statement other than a `context` call");
+        };
+        let (target, method, args) = self.method_call(e, call)?;
         match (target, method.as_str()) {
             (Handle::Output, "setField") => {
                 let name = self.literal_text(e, args.first(), "setField's field name")?;
@@ -647,13 +656,7 @@ impl Analyser<'_> {
     }
 
     fn call(&mut self, e: &Expression, call: &boa_engine::ast::expression::Call) -> Walk<Handle> {
-        let Expression::PropertyAccess(PropertyAccess::Simple(access)) = call.function().flatten()
-        else {
-            return self.refuse_at(e, "a call of the script's own function");
-        };
-        let target = self.value(access.target())?;
-        let method = self.field_name(access.field())?;
-        let args = call.args();
+        let (target, method, args) = self.method_call(e, call)?;
         match (target, method.as_str()) {
             (Handle::Input, "current") if args.is_empty() => Ok(Handle::Row),
             (Handle::Input, "getValue") => {

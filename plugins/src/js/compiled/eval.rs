@@ -8,10 +8,13 @@ use std::cmp::Ordering;
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Decimal128Type, Float32Type, Float64Type, Int32Type, Int64Type};
+use arrow_array::types::{Decimal128Type, Float64Type};
 use arrow_array::{Array, ArrayRef, BooleanArray, Scalar, StringArray};
 use arrow_buffer::{BooleanBuffer, ScalarBuffer};
 use arrow_schema::{ArrowError, DataType};
+
+/// `+ - * / %` and the comparisons: the native expressions' operators, with JavaScript's meaning here.
+pub use crate::native::tree::{Arith, Cmp};
 
 /// The JavaScript type of a compiled value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,27 +36,6 @@ impl Ty {
             Ty::Bool => "boolean",
         }
     }
-}
-
-/// `+ - * / %` on numbers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Arith {
-    Add,
-    Sub,
-    Mul,
-    Div,
-    Rem,
-}
-
-/// Comparisons of two values of one type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cmp {
-    Eq,
-    Ne,
-    Lt,
-    Le,
-    Gt,
-    Ge,
 }
 
 /// String methods of no argument that give a string.
@@ -404,27 +386,14 @@ impl Batch<'_> {
             DataType::Float64 => {
                 Val::Num(Nums::Arr(a.as_primitive::<Float64Type>().values().clone()))
             }
-            DataType::Float32 => nums(
-                a.as_primitive::<Float32Type>()
-                    .values()
-                    .iter()
-                    .map(|&v| f64::from(v))
-                    .collect(),
-            ),
-            DataType::Int32 => nums(
-                a.as_primitive::<Int32Type>()
-                    .values()
-                    .iter()
-                    .map(|&v| f64::from(v))
-                    .collect(),
-            ),
-            DataType::Int64 => nums(
-                a.as_primitive::<Int64Type>()
-                    .values()
-                    .iter()
-                    .map(|&v| v as f64)
-                    .collect(),
-            ),
+            DataType::Float32 | DataType::Int32 | DataType::Int64 => {
+                // Exact for int32 and float32; int64 as `as f64` does, as boa does (values within
+                // ±2^53, which the run checks, are exact too).
+                let doubles = arrow_cast::cast(a, &DataType::Float64)?;
+                Val::Num(Nums::Arr(
+                    doubles.as_primitive::<Float64Type>().values().clone(),
+                ))
+            }
             DataType::Decimal128(_, s) => {
                 let div = 10f64.powi(i32::from(*s));
                 nums(
