@@ -24,8 +24,8 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 enum BatchStop {
     /// Past `BatchTimeoutMs`, on this row.
     Deadline(usize),
-    /// A row ran past `TimeoutPerRow` and was rejected; the batch goes on from `next` with a
-    /// fresh engine, which gets the batch so far.
+    /// A row ran past `TimeoutPerRow`, or boa panicked on it, and it was rejected; the batch goes
+    /// on from `next` with a fresh engine, which gets the batch so far.
     Restart {
         next: usize,
         batch: Box<(Vec<Column>, BatchOut)>,
