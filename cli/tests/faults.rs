@@ -109,7 +109,9 @@ const JOBS: &[Job] = &[
         sites: &[
             // The footer is read when the plan is built, the row groups with a handle each.
             ("input::open", 0, 1, "open", "in.parquet", false),
+            ("input::read", 0, 1, "read", "in.parquet", false),
             ("input::open", 1, 2, "open", "in.parquet", false),
+            ("input::read", 3, 2, "read", "in.parquet", false),
         ],
     },
     Job {

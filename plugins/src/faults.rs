@@ -4,7 +4,7 @@
 //!
 //! | site | where |
 //! |---|---|
-//! | `input::open`, `input::read` | opening and reading a source's file (delimited, JSON Lines, Parquet and Arrow open) |
+//! | `input::open`, `input::read` | opening and reading a source's file (delimited, JSON Lines, Parquet footers and row groups, Arrow) |
 //! | `staging::create`, `staging::write`, `staging::fsync`, `staging::rename`, `staging::dirsync` | [`crate::staging`], also inside the Parquet and Arrow writers |
 
 use std::fs::File;
@@ -48,6 +48,27 @@ impl<R: Read> Read for Reads<R> {
 impl<R: Seek> Seek for Reads<R> {
     fn seek(&mut self, pos: SeekFrom) -> std::io::Result<u64> {
         self.0.seek(pos)
+    }
+}
+
+impl parquet::file::reader::Length for Reads<File> {
+    fn len(&self) -> u64 {
+        self.0.len()
+    }
+}
+
+/// A Parquet file read by offset (its footer, its row groups), each read passing `input::read`.
+impl parquet::file::reader::ChunkReader for Reads<File> {
+    type T = std::io::BufReader<File>;
+
+    fn get_read(&self, start: u64) -> parquet::errors::Result<Self::T> {
+        injected("input::read")?;
+        self.0.get_read(start)
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<bytes::Bytes> {
+        injected("input::read")?;
+        self.0.get_bytes(start, length)
     }
 }
 

@@ -22,6 +22,7 @@ use parquet::arrow::arrow_reader::{
     RowSelector,
 };
 use parquet::arrow::ProjectionMask;
+use parquet::errors::ParquetError;
 use parquet::file::metadata::{PageIndexPolicy, RowGroupMetaData};
 
 use super::conform::Conform;
@@ -83,17 +84,25 @@ impl ParquetSourceConfig {
         cx: &BuildCx,
     ) -> Result<Box<dyn DeferringSource>, BuildError> {
         let handle = crate::faults::open_input(&file.path)
+            .map(crate::faults::Reads)
             .map_err(|e| BuildError::from(IoError::new(&cx.node, "open", &file.path, e)))?;
         let options = ArrowReaderOptions::new().with_offset_index_policy(PageIndexPolicy::Optional);
-        let meta =
-            ArrowReaderMetadata::load(&handle, options).map_err(|e| BuildError::Invalid {
-                node: cx.node.clone(),
-                message: format!(
+        let not_parquet = |e: ParquetError| BuildError::Invalid {
+            node: cx.node.clone(),
+            message: format!(
                 "{} is not a readable Parquet file: {e} (hint: check that the file is complete \
                  and is Parquet, not CSV or Arrow IPC)",
                 file.label
             ),
-            })?;
+        };
+        let meta = ArrowReaderMetadata::load(&handle, options).map_err(|e| match e {
+            // The file could not be read at all, which is not the same as not being Parquet.
+            ParquetError::External(inner) => match inner.downcast::<std::io::Error>() {
+                Ok(io) => BuildError::from(IoError::new(&cx.node, "read", &file.path, *io)),
+                Err(other) => not_parquet(ParquetError::External(other)),
+            },
+            e => not_parquet(e),
+        })?;
         let conform = self.0.conform(file, meta.schema(), &cx.node)?;
         let mask = ProjectionMask::roots(meta.parquet_schema(), conform.read.iter().copied());
         let indexed = meta
@@ -222,6 +231,7 @@ impl Pending for Piece {
         };
         // A handle of its own: clones of one handle share its offset, and workers seek apart.
         let handle = crate::faults::open_input(&shape.file.path)
+            .map(crate::faults::Reads)
             .map_err(|e| RunError::from(IoError::new(&shape.node, "open", &shape.file.path, e)))?;
         let selection = RowSelection::from(vec![
             RowSelector::skip(place.skip),
