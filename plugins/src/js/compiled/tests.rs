@@ -478,8 +478,21 @@ fn boa_divides_zero_to_positive_zero() {
     check(2461574791064891990);
 }
 
+/// 1000 cases from a fixed seed, so CI runs the same scripts every time; set `PROPTEST_RNG_SEED`
+/// (e.g. to `$RANDOM`) to explore others.
+fn cases() -> ProptestConfig {
+    let mut config = ProptestConfig {
+        cases: 1000,
+        ..ProptestConfig::default()
+    };
+    if std::env::var_os("PROPTEST_RNG_SEED").is_none() {
+        config.rng_seed = proptest::test_runner::RngSeed::Fixed(0x5eed_f10e);
+    }
+    config
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+    #![proptest_config(cases())]
 
     #[test]
     fn compiled_scripts_give_what_boa_gives(seed in any::<u64>()) {
