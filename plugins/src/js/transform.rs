@@ -214,15 +214,26 @@ impl JsTransform {
             return Ok(None);
         };
         if let Some(why) = plan.needs_boa(batch, &self.shape) {
-            self.batches[1].fetch_add(1, Ordering::Relaxed);
-            let mut first = self.fallback.lock().unwrap_or_else(|p| p.into_inner());
-            first.get_or_insert(why);
-            return Ok(None);
+            return Ok(self.to_boa(why));
         }
-        self.batches[0].fetch_add(1, Ordering::Relaxed);
-        plan.run(batch, &self.shape)
-            .map(Some)
-            .map_err(|e| self.node_error(format!("the compiled script failed: {e}")))
+        match plan.run(batch, &self.shape) {
+            Ok(out) => {
+                self.batches[0].fetch_add(1, Ordering::Relaxed);
+                Ok(Some(out))
+            }
+            Err(e) => match compiled::eval::NeedsBoa::of(&e) {
+                Some(why) => Ok(self.to_boa(why.to_string())),
+                None => Err(self.node_error(format!("the compiled script failed: {e}"))),
+            },
+        }
+    }
+
+    /// Count a batch that runs on boa, and why the first did.
+    fn to_boa(&self, why: String) -> Option<BatchOut> {
+        self.batches[1].fetch_add(1, Ordering::Relaxed);
+        let mut first = self.fallback.lock().unwrap_or_else(|p| p.into_inner());
+        first.get_or_insert(why);
+        None
     }
 
     fn row_error(&self, batch: &Batch, row: usize, problems: Vec<RowFault>) -> RowError {

@@ -25,7 +25,7 @@ use boa_engine::ast::{Position, Spanned, StatementListItem};
 use boa_engine::interner::{Interner, Sym};
 use boa_engine::parser::{Parser, Source};
 
-use super::eval::{Arith, Cmp, Expr, MathFn, StrFn, StrTest, Ty};
+use super::eval::{Arith, Cmp, Cut, Expr, MathFn, StrFn, StrTest, Ty};
 use super::{Check, Plan, Refusal, Send, Set};
 use crate::js::shape::Shape;
 
@@ -671,6 +671,29 @@ impl Analyser<'_> {
                     ("trim", 0) => one(StrFn::Trim),
                     ("trimStart", 0) => one(StrFn::TrimStart),
                     ("trimEnd", 0) => one(StrFn::TrimEnd),
+                    ("slice" | "substring", 1 | 2) => {
+                        let mut positions = Vec::new();
+                        for a in args {
+                            let p = self.expr(a)?;
+                            if p.ty() != Ty::Num {
+                                return self.refuse_at(a, format!("`{m}` at a {}", p.ty().name()));
+                            }
+                            positions.push(p);
+                        }
+                        let how = if m == "slice" {
+                            Cut::Slice
+                        } else {
+                            Cut::Substring
+                        };
+                        let mut positions = positions.into_iter().map(Box::new);
+                        let start = positions.next().unwrap_or_else(|| Box::new(Expr::Num(0.0)));
+                        Ok(Handle::Value(Expr::Cut(
+                            how,
+                            Box::new(v),
+                            start,
+                            positions.next(),
+                        )))
+                    }
                     ("includes" | "startsWith" | "endsWith", 1) => {
                         let arg = self.expr(&args[0])?;
                         if arg.ty() != Ty::Str {

@@ -48,6 +48,15 @@ pub enum StrFn {
     TrimEnd,
 }
 
+/// String methods that cut by UTF-16 positions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cut {
+    /// `s.slice(start, end)`: negative positions count from the end.
+    Slice,
+    /// `s.substring(start, end)`: negative positions are 0, and the two are swapped if reversed.
+    Substring,
+}
+
 /// String methods of one string argument that give a boolean.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StrTest {
@@ -106,6 +115,8 @@ pub enum Expr {
     Str1(StrFn, Box<Expr>),
     /// `s.length` (UTF-16 code units).
     Length(Box<Expr>),
+    /// `s.slice(start, end)` or `s.substring(start, end)` (`end` absent: to the end).
+    Cut(Cut, Box<Expr>, Box<Expr>, Option<Box<Expr>>),
     /// A string method giving a boolean.
     Test(StrTest, Box<Expr>, Box<Expr>),
     /// A `Math` function of numbers.
@@ -121,7 +132,9 @@ impl Expr {
             Expr::Num(_) | Expr::Arith(..) | Expr::Neg(_) | Expr::Length(_) | Expr::Math(..) => {
                 Ty::Num
             }
-            Expr::Str(_) | Expr::Concat(_) | Expr::Str1(..) | Expr::Format(..) => Ty::Str,
+            Expr::Str(_) | Expr::Concat(_) | Expr::Str1(..) | Expr::Format(..) | Expr::Cut(..) => {
+                Ty::Str
+            }
             Expr::Bool(_)
             | Expr::IsNull(_)
             | Expr::Cmp(..)
@@ -194,6 +207,13 @@ impl Expr {
             Expr::Select(c, a, b) => {
                 for e in [c, a, b] {
                     e.columns_read(out);
+                }
+            }
+            Expr::Cut(_, s, start, end) => {
+                s.columns_read(out);
+                start.columns_read(out);
+                if let Some(end) = end {
+                    end.columns_read(out);
                 }
             }
             Expr::Concat(parts) | Expr::Math(_, parts) => {
@@ -331,6 +351,25 @@ impl Batch<'_> {
             Expr::Str1(f, a) => {
                 let a = self.strs(a)?;
                 Val::Str(self.map_str(&a, |s, out| out.push_str(&str_fn(*f, s))))
+            }
+            Expr::Cut(how, s, start, end) => {
+                let s = self.strs(s)?;
+                let start = self.nums(start)?;
+                let end = end.as_ref().map(|e| self.nums(e)).transpose()?;
+                let mut out =
+                    arrow_array::builder::StringBuilder::with_capacity(self.rows, self.rows * 8);
+                let mut units = Vec::new();
+                for i in 0..self.rows {
+                    let text = s.at(i);
+                    let end = end.as_ref().map(|e| e.at(i));
+                    match cut(*how, text, start.at(i), end, &mut units) {
+                        Some(piece) => out.append_value(piece),
+                        None => {
+                            return Err(NeedsBoa::error("a cut through a character beyond U+FFFF"))
+                        }
+                    }
+                }
+                Val::Str(Strs::Arr(out.finish()))
             }
             Expr::Length(a) => {
                 let a = self.strs(a)?;
@@ -676,6 +715,83 @@ fn js_space(c: char) -> bool {
                 | '\u{3000}'
                 | '\u{feff}'
     )
+}
+
+/// `slice` or `substring` of `text` by UTF-16 positions, as JavaScript cuts it; `None` for a cut
+/// through a surrogate pair, whose half a JavaScript string holds and UTF-8 cannot.
+fn cut<'a>(
+    how: Cut,
+    text: &'a str,
+    start: f64,
+    end: Option<f64>,
+    units: &mut Vec<u16>,
+) -> Option<std::borrow::Cow<'a, str>> {
+    let ascii = text.is_ascii();
+    let len = if ascii { text.len() } else { utf16_len(text) } as f64;
+    // ToIntegerOrInfinity: NaN is 0, fractions go towards 0.
+    let integer = |x: f64| if x.is_nan() { 0.0 } else { x.trunc() };
+    let (from, to) = {
+        let start = integer(start);
+        let end = end.map_or(len, integer);
+        match how {
+            Cut::Slice => {
+                let at = |x: f64| {
+                    if x < 0.0 {
+                        (len + x).max(0.0)
+                    } else {
+                        x.min(len)
+                    }
+                };
+                (at(start), at(end))
+            }
+            Cut::Substring => {
+                let (a, b) = (start.clamp(0.0, len), end.clamp(0.0, len));
+                (a.min(b), a.max(b))
+            }
+        }
+    };
+    if from >= to {
+        return Some("".into());
+    }
+    let (from, to) = (from as usize, to as usize);
+    if ascii {
+        return Some(text[from..to].into());
+    }
+    units.clear();
+    units.extend(text.encode_utf16());
+    let low = |u: u16| (0xdc00..=0xdfff).contains(&u);
+    let high = |u: u16| (0xd800..=0xdbff).contains(&u);
+    if low(units[from]) || high(units[to - 1]) {
+        return None;
+    }
+    String::from_utf16(&units[from..to]).ok().map(Into::into)
+}
+
+/// A value the compiled code cannot hold exactly (half of a surrogate pair): the batch runs on
+/// boa instead. Carried as an `ArrowError::ExternalError` out of the evaluation.
+#[derive(Debug)]
+pub struct NeedsBoa(pub &'static str);
+
+impl std::fmt::Display for NeedsBoa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl std::error::Error for NeedsBoa {}
+
+impl NeedsBoa {
+    fn error(why: &'static str) -> ArrowError {
+        ArrowError::ExternalError(Box::new(NeedsBoa(why)))
+    }
+
+    /// Why `e` sends its batch to boa, if it does.
+    pub fn of(e: &ArrowError) -> Option<&'static str> {
+        match e {
+            ArrowError::ExternalError(inner) => inner.downcast_ref::<NeedsBoa>().map(|n| n.0),
+            _ => None,
+        }
+    }
 }
 
 fn str_fn(f: StrFn, s: &str) -> std::borrow::Cow<'_, str> {

@@ -365,7 +365,9 @@ impl Choice {
 
 thread_local! {
     /// For conversions through `values::from_js`, which wants a context (only Dates use it).
-    static CONVERTER: RefCell<Option<Context>> = const { RefCell::new(None) };
+    /// Never dropped, as the engines are not (see `engine::with_engine`): a boa context dropped
+    /// while the thread's locals are torn down can outlive boa's own and corrupt the heap.
+    static CONVERTER: RefCell<Option<std::mem::ManuallyDrop<Context>>> = const { RefCell::new(None) };
 }
 
 /// A failed conversion: the row, why, and the value as the script gave it.
@@ -406,7 +408,7 @@ fn convert(
     }
     CONVERTER.with(|cell| {
         let mut cell = cell.borrow_mut();
-        let ctx = cell.get_or_insert_with(Context::default);
+        let ctx = cell.get_or_insert_with(|| std::mem::ManuallyDrop::new(Context::default()));
         let mut builder = Builder::new(ty, rows);
         let mut failed = Vec::new();
         for row in 0..rows {

@@ -202,6 +202,17 @@ impl Script<'_> {
             }
             4 => format!("`<${{{}}}|${{{}}}>`", self.text(d), self.num(d)),
             5 if self.g.chance(30) => {
+                let cuts = ["slice", "substring"];
+                let how = *self.g.pick(&cuts);
+                let at = ["0", "1", "-1", "2", "-3", "10", "0.5", "NaN", "-Infinity"];
+                if self.g.chance(50) {
+                    format!("{}.{how}({})", self.text(d), self.g.pick(&at))
+                } else {
+                    let (a, b) = (*self.g.pick(&at), *self.g.pick(&at));
+                    format!("{}.{how}({a}, {b})", self.text(d))
+                }
+            }
+            5 if self.g.chance(30) => {
                 let f = *self.g.pick(&["F2", "N0", "n3", "0.00", "#,##0.0", "0", ""]);
                 format!("c.utils.format({}, '{f}')", self.num(d))
             }
