@@ -3,7 +3,7 @@
 //! One input file declares every type with every column option that changes its Arrow field
 //! (none, `Nullable`, `Format`, `TimeZone`, and their combinations), plus rows with a bad value in
 //! each rejectable column. Each trial runs that file through one path (straight to the sink, a
-//! `JavaScriptTransform` with `Inherit`, `Compute`, `Cast`, `Select`, `Sort` and `Distinct` on every
+//! `JavaScriptTransform` with `Inherit` (on boa, and compiled), `Compute`, `Cast`, `Select`, `Sort` and `Distinct` on every
 //! column as a key, `Aggregate` grouping by every column, a `Lookup` on every column, `Limit`, a
 //! reservoir `Sample`) into one sink (CSV: plain, gzip or UTF-16; Parquet; Arrow; JSON Lines: plain
 //! or zstd; none), under `skip-row`, then reads back what it wrote with a reader that is not the
@@ -151,6 +151,7 @@ struct PathKind {
 const PATHS: &[PathKind] = &[
     PathKind { name: "direct", transform: |_| None },
     PathKind { name: "js-inherit", transform: js_inherit },
+    PathKind { name: "js-compiled", transform: js_compiled },
     PathKind { name: "compute", transform: compute },
     PathKind { name: "cast", transform: cast },
     PathKind { name: "select", transform: select },
@@ -224,6 +225,17 @@ fn js_inherit(_: &[Column]) -> Option<String> {
         "{ Name: step, Type: JavaScriptTransform, Config: { OutputSchema: { Inherit: true }, \
          Script: \"function process(context) { var r = context.input.current(); \
          for (var k in r) { var v = r[k]; } return true; }\" } }"
+            .into(),
+    )
+}
+
+/// A script compiled to columnar code (a null test and a keep decision per row), which keeps every
+/// row: every type passes through the compiled path's output assembly.
+fn js_compiled(_: &[Column]) -> Option<String> {
+    Some(
+        "{ Name: step, Type: JavaScriptTransform, Config: { OutputSchema: { Inherit: true }, \
+         Script: \"function process(context) { var r = context.input.current(); \
+         if (r.string_plain == null) { return true; } return !false; }\" } }"
             .into(),
     )
 }
