@@ -362,6 +362,18 @@ const CASES: &[(&str, &str, &str, &str)] = &[
         "Pipeline.Plugins[script].Config",
         "`Engine` is not supported",
     ),
+    (
+        "        Script: |\n",
+        "        TimeoutPerRow: 5x\n        Script: |\n",
+        "Pipeline.Plugins[script].Config.TimeoutPerRow",
+        "a duration from 1ms to 3600s",
+    ),
+    (
+        "        Script: |\n",
+        "        Compile: maybe\n        Script: |\n",
+        "Pipeline.Plugins[script].Config.Compile",
+        "true or false",
+    ),
     // Native transforms.
     (
         "        Condition: \"id > 0\"",
