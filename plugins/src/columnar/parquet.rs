@@ -107,8 +107,8 @@ impl ParquetSourceConfig {
         let mask = ProjectionMask::roots(meta.parquet_schema(), conform.read.iter().copied());
         let indexed = meta
             .metadata()
-            .page_index()
-            .is_some_and(|p| p.has_offset_indexes());
+            .offset_index()
+            .is_some_and(|groups| groups.iter().all(|columns| !columns.is_empty()));
         let mut pieces = VecDeque::new();
         let mut first = 1;
         let mut most = 0;

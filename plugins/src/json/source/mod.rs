@@ -2,8 +2,8 @@
 //!
 //! The node thread cuts the file into pieces of whole lines (a JSON string cannot hold a raw line
 //! break, so every line break ends a line); workers decode the pieces, in order kept. A piece is
-//! decoded by `arrow-json` against a schema of text columns: a decoder of ours (`text.rs`) takes
-//! each declared key's value as its text (a string unescaped, a number as written, a nested object
+//! decoded line by line (`text.rs`, serde_json into borrowed raw values): each declared key's
+//! value becomes its text (a string unescaped, a number as written, a nested object
 //! or array as compact JSON) with its JSON kind. The text then goes through the same converters as
 //! `DelimitedSource` fields (`delimited::convert`), so a date with a `Format`, an exact decimal or
 //! a bad value is read, and rejected, exactly as in a CSV file.
@@ -23,7 +23,7 @@ use std::sync::Arc;
 use arrow_array::builder::StringBuilder;
 use arrow_array::cast::AsArray;
 use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch, StructArray, UInt64Array};
-use arrow_schema::{ArrowError, SchemaRef};
+use arrow_schema::SchemaRef;
 use flowengine_engine::component::{
     BuildCx, BuiltSource, DeferringSource, NodeCx, Pending, SourceCommon, SourceConfig,
 };
@@ -152,8 +152,10 @@ impl JsonLinesSourceConfig {
             label: file.label.clone(),
             readers,
             schema: self.schema.clone(),
-            text_schema: text::schema(&self.columns),
-            unknown_keys_rejected: self.unknown_keys_rejected,
+            keys: text::Keys::new(
+                self.columns.iter().map(|c| c.name.as_str()),
+                self.unknown_keys_rejected,
+            ),
             blank: AtomicU64::new(0),
         };
         Ok(Box::new(JsonLinesSource {
@@ -180,9 +182,8 @@ struct Shape {
     label: Arc<str>,
     readers: Vec<ColumnReader>,
     schema: SchemaRef,
-    /// The declared keys as text columns with their JSON kind (`text.rs`).
-    text_schema: SchemaRef,
-    unknown_keys_rejected: bool,
+    /// Which column each declared key is (`text.rs`).
+    keys: text::Keys,
     /// Blank lines skipped so far.
     blank: AtomicU64,
 }
@@ -305,7 +306,7 @@ struct Line {
 impl Pending for Piece {
     fn finish(self: Box<Self>, rejects: &mut Vec<RowError>) -> Result<Batch, RunError> {
         let lines = self.lines();
-        let (texts, kept) = self.decode(&lines, rejects)?;
+        let (texts, kept) = self.decode(&lines, rejects);
         let lines: Vec<Line> = lines
             .into_iter()
             .zip(&kept)
@@ -350,79 +351,26 @@ impl Piece {
         &self.bytes[line.start..line.end]
     }
 
-    /// The lines through `arrow-json`, as text columns: all at once, or, if that fails, one at
-    /// a time, rejecting the lines that fail. Returns the text columns of the lines kept, and
-    /// which lines were kept.
-    fn decode(
-        &self,
-        lines: &[Line],
-        rejects: &mut Vec<RowError>,
-    ) -> Result<(Vec<StructArray>, Vec<bool>), RunError> {
-        let joined = |lines: &mut dyn Iterator<Item = &Line>| {
-            let mut all = Vec::with_capacity(self.bytes.len());
-            for l in lines {
-                all.extend_from_slice(self.bytes_of(l));
-                all.push(b'\n');
-            }
-            all
-        };
-        if let Ok(texts) = self.decode_bytes(&joined(&mut lines.iter()), lines.len()) {
-            return Ok((texts, vec![true; lines.len()]));
-        }
-        let mut kept = Vec::with_capacity(lines.len());
-        for line in lines {
-            let bytes = self.bytes_of(line);
-            match self.decode_bytes(bytes, 1) {
-                Ok(_) => kept.push(true),
+    /// The lines as text columns (`text.rs`); a line that is not one JSON object (or has a key
+    /// that fails it) is rejected. Returns the text columns of the lines kept, and which lines
+    /// were kept.
+    fn decode(&self, lines: &[Line], rejects: &mut Vec<RowError>) -> (Vec<StructArray>, Vec<bool>) {
+        let mut columns = text::TextColumns::new(&self.shape.keys, lines.len());
+        let kept = lines
+            .iter()
+            .map(|line| match columns.push(self.bytes_of(line)) {
+                Ok(()) => true,
                 Err(e) => {
                     rejects.push(self.diagnose(line, &e));
-                    kept.push(false);
+                    false
                 }
-            }
-        }
-        let good = joined(&mut lines.iter().zip(&kept).filter(|(_, k)| **k).map(|(l, _)| l));
-        let rows = kept.iter().filter(|k| **k).count();
-        let texts = self.decode_bytes(&good, rows).map_err(|e| {
-            RunError::Internal(format!(
-                "JSON lines that decoded alone failed together: {e}"
-            ))
-        })?;
-        Ok((texts, kept))
-    }
-
-    /// `rows` lines of JSON as one text column per declared key.
-    fn decode_bytes(&self, bytes: &[u8], rows: usize) -> Result<Vec<StructArray>, ArrowError> {
-        let mut decoder = arrow_json::ReaderBuilder::new(self.shape.text_schema.clone())
-            .with_batch_size(rows.max(1))
-            .with_strict_mode(self.shape.unknown_keys_rejected)
-            .with_decoder_factory(Arc::new(text::Factory))
-            .build_decoder()?;
-        let mut at = 0;
-        while at < bytes.len() {
-            let n = decoder.decode(&bytes[at..])?;
-            if n == 0 {
-                break;
-            }
-            at += n;
-        }
-        let batch = decoder
-            .flush()?
-            .unwrap_or_else(|| RecordBatch::new_empty(self.shape.text_schema.clone()));
-        if batch.num_rows() != rows {
-            return Err(ArrowError::JsonError(format!(
-                "{rows} lines gave {} rows",
-                batch.num_rows()
-            )));
-        }
-        Ok(batch
-            .columns()
-            .iter()
-            .map(|c| c.as_struct().clone())
-            .collect())
+            })
+            .collect();
+        (columns.finish(), kept)
     }
 
     /// Why one line failed to decode, as a reject.
-    fn diagnose(&self, line: &Line, e: &ArrowError) -> RowError {
+    fn diagnose(&self, line: &Line, e: &serde_json::Error) -> RowError {
         let bytes = self.bytes_of(line);
         let mut reject = self.reject(line, RowErrorKind::InvalidJson, Stage::Parse);
         if let Err(u) = std::str::from_utf8(bytes) {
