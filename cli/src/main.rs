@@ -173,6 +173,18 @@ struct RunArgs {
     /// Do not check, before rows move, that the outputs' file systems have room for them.
     #[arg(long)]
     no_space_check: bool,
+    /// What runs the pipeline: `local` (FlowEngine's own executor) or `datafusion` (the same
+    /// plugins as an Apache DataFusion plan; a build with the `distributed` feature, see
+    /// docs/distributed.md).
+    #[arg(long, value_enum, default_value = "local")]
+    engine: Engine,
+}
+
+/// `run --engine`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Engine {
+    Local,
+    Datafusion,
 }
 
 fn parse_var(s: &str) -> Result<(String, String), String> {
@@ -357,6 +369,9 @@ fn run(args: RunArgs) -> Result<(), Failure> {
     if !args.no_space_check {
         check_space(&plan)?;
     }
+    if args.engine == Engine::Datafusion {
+        return run_on_datafusion(&args, plan, started);
+    }
     let server = match &args.metrics_addr {
         Some(addr) => Some(monitor::bind(addr).map_err(Failure::Usage)?),
         None => None,
@@ -373,11 +388,7 @@ fn run(args: RunArgs) -> Result<(), Failure> {
     let _ = ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst));
     let progress = Arc::new(Progress::default());
     let done = AtomicBool::new(false);
-    let guard = monitor::Guard {
-        memory: plan.settings.memory_limit.saturating_mul(4) + (512 << 20),
-        timeout: plan.settings.timeout.map(|t| (Instant::now(), t)),
-        outputs: output_files(&plan),
-    };
+    let guard = guard(&plan);
     // The watchers start before the build: opening the sources can take a while (a header
     // on standard input), and `/healthz` should answer meanwhile.
     let outcome = std::thread::scope(|scope| {
@@ -413,6 +424,77 @@ fn run(args: RunArgs) -> Result<(), Failure> {
         }
     }
     outcome.result.map_err(Failure::Run)
+}
+
+/// What stops a run that passes its limits even if it does not stop by itself (a script holding
+/// on to memory, a source waiting for input).
+fn guard(plan: &Plan) -> monitor::Guard {
+    monitor::Guard {
+        memory: plan.settings.memory_limit.saturating_mul(4) + (512 << 20),
+        timeout: plan.settings.timeout.map(|t| (Instant::now(), t)),
+        outputs: output_files(plan),
+    }
+}
+
+/// `run --engine datafusion`: the plan as a DataFusion plan (`distributed/`), under the same
+/// guard as a local run.
+#[cfg(feature = "distributed")]
+fn run_on_datafusion(args: &RunArgs, plan: Plan, started: Instant) -> Result<(), Failure> {
+    refuse_monitoring(args)?;
+    let _ = ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst));
+    let guard = guard(&plan);
+    let done = AtomicBool::new(false);
+    let outcome = std::thread::scope(|scope| {
+        let watcher = scope.spawn(|| monitor::guard(&guard, &done));
+        let outcome = flowengine_distributed::prepare(plan, &INTERRUPTED).map(|prepared| {
+            if args.verbose {
+                eprintln!("DataFusion plan:\n{}", prepared.display().trim_end());
+            }
+            let setup = started.elapsed();
+            let mut outcome = prepared.run();
+            outcome.summary.setup_ms = flowengine_engine::metrics::millis(setup);
+            outcome
+        });
+        done.store(true, Ordering::SeqCst);
+        watcher.thread().unpark();
+        outcome
+    });
+    let outcome = outcome.map_err(|e| match e {
+        flowengine_distributed::Error::Build(e) => Failure::Build(e),
+        e => Failure::Usage(e.to_string()),
+    })?;
+    report_summary(&outcome.summary, args.json, args.verbose);
+    outcome.result.map_err(Failure::Run)
+}
+
+/// A build without the `distributed` feature says how to get one.
+#[cfg(not(feature = "distributed"))]
+fn run_on_datafusion(_: &RunArgs, _: Plan, _: Instant) -> Result<(), Failure> {
+    Err(Failure::Usage(
+        "this flowengine was built without DataFusion; build it with \
+         `cargo build --release --features distributed` for `--engine datafusion`"
+            .into(),
+    ))
+}
+
+/// The live counters are the local executor's; the DataFusion engine reports at the end only.
+#[cfg(feature = "distributed")]
+fn refuse_monitoring(args: &RunArgs) -> Result<(), Failure> {
+    let asked = [
+        (
+            args.progress == monitor::ProgressMode::Always,
+            "--progress always",
+        ),
+        (args.monitor.is_some(), "--monitor"),
+        (args.metrics.is_some(), "--metrics"),
+        (args.metrics_addr.is_some(), "--metrics-addr"),
+    ];
+    match asked.iter().find(|(on, _)| *on) {
+        Some((_, option)) => Err(Failure::Usage(format!(
+            "{option} is not supported with `--engine datafusion` (it reports at the end only)"
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// Refuse a run whose outputs surely do not fit where they go; warn when they may not.

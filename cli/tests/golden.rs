@@ -65,6 +65,16 @@ fn main() {
                     run_case(&name, &case, Engine::Boa)
                 }));
             }
+            #[cfg(feature = "distributed")]
+            if let Some(supported) = datafusion::runs(&case) {
+                // Every case that runs on DataFusion again there: the same expectations.
+                let name = format!("{name} (datafusion)");
+                let trial = Trial::test(name.clone(), {
+                    let case = case.clone();
+                    move || run_case(&name, &case, Engine::DataFusion)
+                });
+                trials.push(trial.with_ignored_flag(!supported || bless()));
+            }
             trials.push(Trial::test(name.clone(), move || {
                 run_case(&name, &case, Engine::Default)
             }));
@@ -80,6 +90,55 @@ enum Engine {
     Default,
     /// Always on boa (`FLOWENGINE_JS_COMPILE=0`).
     Boa,
+    /// `run --engine datafusion`.
+    #[cfg(feature = "distributed")]
+    DataFusion,
+}
+
+/// Which cases run again on `--engine datafusion` (a build with the `distributed` feature).
+#[cfg(feature = "distributed")]
+mod datafusion {
+    use std::path::Path;
+
+    use flowengine_engine::load::file::LoadOptions;
+
+    /// `None` for a case that is not one run (another command, or a run about the local
+    /// executor's live output), else whether the DataFusion engine supports its pipeline.
+    pub fn runs(case: &Path) -> Option<bool> {
+        let cmd = std::fs::read_to_string(case.join("cmd"))
+            .unwrap_or_else(|_| "run pipeline.yaml".into());
+        let args: Vec<&str> = cmd.split_whitespace().collect();
+        let local_only = [
+            "--verbose",
+            "-v",
+            "--json",
+            "--progress",
+            "--monitor",
+            "--metrics",
+            "--metrics-addr",
+        ];
+        let pipeline = match args.as_slice() {
+            ["run", pipeline, ..] if !pipeline.starts_with('-') => pipeline,
+            _ => return None,
+        };
+        if args.iter().any(|a| local_only.contains(a)) {
+            return None;
+        }
+        let vars = args
+            .windows(2)
+            .filter(|w| w[0] == "--var")
+            .filter_map(|w| w[1].split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let opts = LoadOptions {
+            vars,
+            ..LoadOptions::default()
+        };
+        let registry = flowengine_plugins::builtin_registry();
+        let plan =
+            flowengine_engine::plan::load_plan(&case.join(pipeline), &opts, &registry).ok()?;
+        Some(flowengine_distributed::check(&plan).is_ok())
+    }
 }
 
 fn bless() -> bool {
@@ -89,7 +148,10 @@ fn bless() -> bool {
 fn run_case(name: &str, case: &Path, engine: Engine) -> Result<(), Failed> {
     let work = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .join("golden")
-        .join(name.replace(" (boa)", "@boa"));
+        .join(
+            name.replace(" (boa)", "@boa")
+                .replace(" (datafusion)", "@datafusion"),
+        );
     let _ = std::fs::remove_dir_all(&work);
     let skipped = ["expected", "cmd", "cwd", "out"].map(|n| case.join(n));
     copy_tree(case, &work, &|p| skipped.iter().any(|s| s == p))?;
@@ -216,8 +278,12 @@ fn run_with_watchdog(
     if engine == Engine::Boa {
         command.env("FLOWENGINE_JS_COMPILE", "0");
     }
+    command.args(args);
+    #[cfg(feature = "distributed")]
+    if engine == Engine::DataFusion {
+        command.args(["--engine", "datafusion"]);
+    }
     let mut child = command
-        .args(args)
         .current_dir(cwd)
         .stdin(Stdio::null())
         .stdout(stdout_file)

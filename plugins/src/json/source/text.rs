@@ -1,8 +1,8 @@
 //! Reads each line's declared keys as text with their JSON kind, so that the delimited converters
 //! can read a value as they read a CSV field.
 //!
-//! A line is parsed by serde_json into borrowed raw values (nothing is converted to a float or
-//! copied on the way); every declared key becomes a column of type `Struct { text: Utf8, kind:
+//! A line is checked as UTF-8 once and parsed by serde_json into the places of its values (nothing
+//! is converted to a float or copied on the way); every declared key becomes a column of type `Struct { text: Utf8, kind:
 //! UInt8 }`: a string's text unescaped, a number as written (every digit), `true`/`false`, a nested
 //! object or array as compact JSON text; `null` and a missing key are a null text. A key given
 //! twice keeps its last value.
@@ -10,6 +10,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
+use std::ops::Range;
 use std::sync::Arc;
 
 use arrow_array::builder::{StringBuilder, UInt8Builder};
@@ -50,6 +51,7 @@ fn text_fields() -> Fields {
 /// Which declared column each key is, and whether any other key fails the line.
 #[derive(Debug)]
 pub(super) struct Keys {
+    names: Vec<String>,
     index: HashMap<String, usize>,
     unknown_rejected: bool,
 }
@@ -59,19 +61,25 @@ impl Keys {
         names: impl IntoIterator<Item = &'a str>,
         unknown_rejected: bool,
     ) -> Self {
+        let names: Vec<String> = names.into_iter().map(str::to_string).collect();
         let index = names
-            .into_iter()
+            .iter()
             .enumerate()
-            .map(|(i, n)| (n.to_string(), i))
+            .map(|(i, n)| (n.clone(), i))
             .collect();
         Keys {
+            names,
             index,
             unknown_rejected,
         }
     }
 
-    fn len(&self) -> usize {
-        self.index.len()
+    /// The column of `key`, tried first at `guess`: lines usually give their keys in one order.
+    fn find(&self, key: &str, guess: usize) -> Option<usize> {
+        if self.names.get(guess).is_some_and(|n| n == key) {
+            return Some(guess);
+        }
+        self.index.get(key).copied()
     }
 }
 
@@ -80,39 +88,45 @@ pub(super) struct TextColumns<'k> {
     keys: &'k Keys,
     texts: Vec<StringBuilder>,
     kinds: Vec<UInt8Builder>,
+    /// Where each key's value is in the line being read.
+    slots: Vec<Option<Range<usize>>>,
+    /// A nested value's compact text.
+    nested: String,
 }
 
 impl<'k> TextColumns<'k> {
     pub(super) fn new(keys: &'k Keys, rows: usize) -> Self {
+        let n = keys.names.len();
         TextColumns {
             keys,
-            texts: (0..keys.len())
+            texts: (0..n)
                 .map(|_| StringBuilder::with_capacity(rows, rows * 8))
                 .collect(),
-            kinds: (0..keys.len())
-                .map(|_| UInt8Builder::with_capacity(rows))
-                .collect(),
+            kinds: (0..n).map(|_| UInt8Builder::with_capacity(rows)).collect(),
+            slots: vec![None; n],
+            nested: String::new(),
         }
     }
 
-    /// Adds one line as a row, or, if it is not one JSON object (or has a key that fails it),
-    /// adds nothing and says why.
+    /// Adds one line as a row, or, if it is not one JSON object in UTF-8 (or has a key that fails
+    /// it), adds nothing and says why.
     pub(super) fn push(&mut self, line: &[u8]) -> Result<(), serde_json::Error> {
-        let mut values: Vec<Option<&RawValue>> = vec![None; self.keys.len()];
-        let mut de = serde_json::Deserializer::from_slice(line);
+        let text = std::str::from_utf8(line)
+            .map_err(|_| de::Error::custom("the line is not valid UTF-8"))?;
+        self.slots.fill(None);
+        let mut de = serde_json::Deserializer::from_str(text);
         Object {
             keys: self.keys,
-            values: &mut values,
+            base: text.as_ptr() as usize,
+            slots: &mut self.slots,
         }
         .deserialize(&mut de)?;
         de.end()?;
-        // Every value is read before any is added, so that a line adds a whole row or nothing.
-        let row = values
-            .into_iter()
-            .map(text_and_kind)
-            .collect::<Result<Vec<_>, _>>()?;
-        for (c, (text, kind)) in row.into_iter().enumerate() {
-            self.texts[c].append_option(text.as_deref());
+        // The line parsed, so every value in it is valid JSON and nothing below can fail: the
+        // row is added whole.
+        for c in 0..self.slots.len() {
+            let raw = self.slots[c].clone().map(|r| &text[r]);
+            let kind = append(&mut self.texts[c], raw, &mut self.nested);
             self.kinds[c].append_value(kind as u8);
         }
         Ok(())
@@ -134,48 +148,53 @@ impl<'k> TextColumns<'k> {
     }
 }
 
-/// A value's text and kind.
-fn text_and_kind(
-    value: Option<&RawValue>,
-) -> Result<(Option<Cow<'_, str>>, Kind), serde_json::Error> {
-    let Some(raw) = value.map(RawValue::get) else {
-        return Ok((None, Kind::Null));
+/// Appends a value's text (`raw`: the value as written, `None` for a missing key) and returns
+/// its kind.
+fn append(texts: &mut StringBuilder, raw: Option<&str>, nested: &mut String) -> Kind {
+    let kind = match raw.and_then(|r| r.as_bytes().first()) {
+        None | Some(b'n') => Kind::Null,
+        Some(b'"') => Kind::String,
+        Some(b't' | b'f') => Kind::Bool,
+        Some(b'{' | b'[') => Kind::Nested,
+        Some(_) => Kind::Number,
     };
-    Ok(match raw.as_bytes().first() {
-        None | Some(b'n') => (None, Kind::Null),
-        Some(b'"') => (Some(unquoted(raw)?), Kind::String),
-        Some(b't' | b'f') => (Some(raw.into()), Kind::Bool),
-        Some(b'{' | b'[') => {
-            let mut nested = String::with_capacity(raw.len());
-            compact(raw, &mut nested)?;
-            (Some(nested.into()), Kind::Nested)
+    match (kind, raw) {
+        (Kind::Null, _) | (_, None) => texts.append_null(),
+        (Kind::String, Some(raw)) => texts.append_value(unquoted(raw)),
+        (Kind::Nested, Some(raw)) => {
+            nested.clear();
+            compact(raw, nested);
+            texts.append_value(&*nested);
         }
-        Some(_) => (Some(raw.into()), Kind::Number),
-    })
+        (_, Some(raw)) => texts.append_value(raw),
+    }
+    kind
 }
 
-/// A JSON string's text (`raw` is the string with its quotes and escapes).
-fn unquoted(raw: &str) -> Result<Cow<'_, str>, serde_json::Error> {
+/// A JSON string's text (`raw` is a valid JSON string, with its quotes and escapes).
+fn unquoted(raw: &str) -> Cow<'_, str> {
     if raw.contains('\\') {
-        serde_json::from_str::<String>(raw).map(Into::into)
+        // Cannot fail on a string serde_json has parsed; the text as written if it ever did.
+        serde_json::from_str::<String>(raw).map_or(Cow::Borrowed(raw), Cow::Owned)
     } else {
         let inside = raw.strip_prefix('"').and_then(|r| r.strip_suffix('"'));
-        Ok(inside.unwrap_or(raw).into())
+        Cow::Borrowed(inside.unwrap_or(raw))
     }
 }
 
 /// Valid JSON `raw` without the whitespace between tokens, its strings written as serde_json
 /// writes them.
-fn compact(raw: &str, out: &mut String) -> Result<(), serde_json::Error> {
+fn compact(raw: &str, out: &mut String) {
     let mut rest = raw;
     while let Some(c) = rest.chars().next() {
         if c == '"' {
             let end = string_end(rest);
             let s = &rest[..end];
-            if s.contains('\\') {
-                out.push_str(&serde_json::to_string(&serde_json::from_str::<String>(s)?)?);
-            } else {
-                out.push_str(s);
+            match unquoted(s) {
+                Cow::Owned(text) => {
+                    out.push_str(&serde_json::to_string(&text).unwrap_or_else(|_| s.into()))
+                }
+                Cow::Borrowed(_) => out.push_str(s),
             }
             rest = &rest[end..];
         } else {
@@ -185,7 +204,6 @@ fn compact(raw: &str, out: &mut String) -> Result<(), serde_json::Error> {
             rest = &rest[c.len_utf8()..];
         }
     }
-    Ok(())
 }
 
 /// Where the JSON string that `s` starts with ends (just past its closing quote).
@@ -202,13 +220,15 @@ fn string_end(s: &str) -> usize {
     bytes.len()
 }
 
-/// One line's object: each declared key's raw value into its slot.
-struct Object<'a, 'de> {
+/// One line's object: where each declared key's value is, as a range of the line.
+struct Object<'a> {
     keys: &'a Keys,
-    values: &'a mut [Option<&'de RawValue>],
+    /// The line's address, to turn a value's text into its range.
+    base: usize,
+    slots: &'a mut [Option<Range<usize>>],
 }
 
-impl<'de> DeserializeSeed<'de> for Object<'_, 'de> {
+impl<'de> DeserializeSeed<'de> for Object<'_> {
     type Value = ();
 
     fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
@@ -216,7 +236,7 @@ impl<'de> DeserializeSeed<'de> for Object<'_, 'de> {
     }
 }
 
-impl<'de> Visitor<'de> for Object<'_, 'de> {
+impl<'de> Visitor<'de> for Object<'_> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -224,9 +244,15 @@ impl<'de> Visitor<'de> for Object<'_, 'de> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(key) = map.next_key_seed(Key(self.keys))? {
+        let mut guess = 0;
+        while let Some(key) = map.next_key_seed(Key(self.keys, guess))? {
             match key {
-                Some(c) => self.values[c] = Some(map.next_value()?),
+                Some(c) => {
+                    let raw: &RawValue = map.next_value()?;
+                    let start = raw.get().as_ptr() as usize - self.base;
+                    self.slots[c] = Some(start..start + raw.get().len());
+                    guess = c + 1;
+                }
                 None if self.keys.unknown_rejected => {
                     return Err(de::Error::custom("a key that is not declared"))
                 }
@@ -239,8 +265,8 @@ impl<'de> Visitor<'de> for Object<'_, 'de> {
     }
 }
 
-/// A key as its column's index, if it is declared.
-struct Key<'a>(&'a Keys);
+/// A key as its column's index, if it is declared; the column expected next is tried first.
+struct Key<'a>(&'a Keys, usize);
 
 impl<'de> DeserializeSeed<'de> for Key<'_> {
     type Value = Option<usize>;
@@ -258,7 +284,7 @@ impl<'de> Visitor<'de> for Key<'_> {
     }
 
     fn visit_str<E: de::Error>(self, key: &str) -> Result<Option<usize>, E> {
-        Ok(self.0.index.get(key).copied())
+        Ok(self.0.find(key, self.1))
     }
 }
 

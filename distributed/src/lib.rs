@@ -1,0 +1,57 @@
+//! `--engine datafusion`: a FlowEngine pipeline run as an Apache DataFusion physical plan.
+//!
+//! The plan's nodes become DataFusion operators that run FlowEngine's own plugin code
+//! (`exec.rs`): a source is a leaf operator whose pieces are decoded on the worker pool and
+//! settled in order, exactly as on the local engine, and a batch transform (`Filter`, `Compute`,
+//! `Select`, `Cast`, `JavaScriptTransform`, ...) is an operator that applies the transform to each
+//! batch, in parallel up to the run's window, in input order. Our kernels run rather than
+//! DataFusion's expressions because the semantics differ where users feel it: every bad value is a
+//! reject naming its file, line, column and value, a JavaScript row keeps its lines, and types,
+//! formats and rounding are FlowEngine's. Rows carry their origin (file and line) across operators
+//! as two trailing columns (`origin.rs`). The sink pulls the plan's one output stream, encodes on
+//! blocking threads a window at a time, and writes in order; then the run ends as the local
+//! engine's does (`run.rs`): `MaxErrors` on the totals, the accounting check (rows in = out +
+//! filtered + rejected per node, nothing lost between nodes, the dead-letter file holds every
+//! reject), and the commit of the sink and then the dead-letter file.
+//!
+//! So the output files, the rejects and the accounting equal the local engine's, byte for byte
+//! (the golden cases that fit run on both: `tests/golden.rs`). What this engine does not run yet is
+//! refused before any file is opened, naming the node ([`Error::Unsupported`]): more than one
+//! source or sink, fan-in and fan-out, routes (named ports), and transforms that hold rows across
+//! batches (`Sort`, `Distinct`, `Aggregate`, `Lookup`, `Limit`, `Sample`).
+
+mod chain;
+mod exec;
+mod origin;
+mod run;
+mod state;
+
+pub use run::{prepare, Prepared};
+
+use flowengine_engine::error::BuildError;
+
+/// Why a pipeline cannot start on this engine.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Something in the pipeline this engine does not run.
+    #[error(
+        "node `{node}` ({plugin}): {what} is not supported on `--engine datafusion`; \
+         run this pipeline on the local engine (the default)"
+    )]
+    Unsupported {
+        /// The node (or the pipeline, for its shape).
+        node: String,
+        /// Its plugin type.
+        plugin: &'static str,
+        /// What it needs.
+        what: String,
+    },
+    /// A node could not be built (an input that cannot be opened, ...).
+    #[error(transparent)]
+    Build(#[from] BuildError),
+}
+
+/// Whether this engine can run `plan` (what [`prepare`] checks first, without opening a file).
+pub fn check(plan: &flowengine_engine::plan::Plan) -> Result<(), Error> {
+    chain::chain(plan).map(|_| ())
+}
