@@ -184,6 +184,9 @@ fn read(
                     }
                 }
                 None => {
+                    // Rows rejected at the end of the input (a last record cut short) were read.
+                    run.read(rejects.len() as u64);
+                    node.read_without_batch(rejects.len() as u64);
                     run.take_rejects(node, &mut rejects)?;
                     return Ok(());
                 }

@@ -62,6 +62,11 @@ impl Node {
         self.batches_in.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Rows a source read but made no batch of (all rejected at the end of its input).
+    pub(crate) fn read_without_batch(&self, rows: u64) {
+        self.rows_in.fetch_add(rows, Ordering::Relaxed);
+    }
+
     pub(crate) fn sent(&self, batch: &Batch) {
         self.rows_out
             .fetch_add(batch.rows_counted(), Ordering::Relaxed);
