@@ -472,7 +472,7 @@ fn run_on_datafusion(args: &RunArgs, plan: Plan, started: Instant) -> Result<(),
 fn run_on_datafusion(_: &RunArgs, _: Plan, _: Instant) -> Result<(), Failure> {
     Err(Failure::Usage(
         "this flowengine was built without DataFusion; build it with \
-         `cargo build --release --features distributed` for `--engine datafusion`"
+         `cargo build --release -p flowengine-cli --features distributed` for `--engine datafusion`"
             .into(),
     ))
 }

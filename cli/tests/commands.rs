@@ -348,3 +348,29 @@ fn a_timeout_also_ends_a_run_waiting_for_input_that_never_comes() {
         "id\n0\n"
     );
 }
+
+/// `--engine datafusion` in either build: a default build says how to get the engine; a
+/// `distributed` build refuses live monitoring, which it cannot give. Both exit 1 before any file
+/// is opened.
+#[test]
+fn engine_datafusion_says_what_it_needs() {
+    let example = "examples/customers/pipeline.yaml";
+    let (args, expected): (&[&str], &str) = if cfg!(feature = "distributed") {
+        (
+            &["run", example, "--engine", "datafusion", "--monitor", "1s"],
+            "--monitor is not supported with `--engine datafusion`",
+        )
+    } else {
+        (
+            &["run", example, "--engine", "datafusion"],
+            "built without DataFusion; build it with `cargo build --release -p flowengine-cli --features distributed`",
+        )
+    };
+    let out = flowengine(args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(expected), "{stderr}");
+    assert!(!Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/customers/out")
+        .exists());
+}
