@@ -234,9 +234,9 @@ fn read(
     }
 }
 
-/// A built batch transform over one input: each batch through [`Transform::apply`] on blocking
-/// threads, up to the run's window at once for a parallel transform (a sequential one on a thread
-/// of its own), its rejects settled and its batches emitted in input order.
+/// A built batch transform over one input: each batch through [`Transform::apply`] on the
+/// run's worker pool, up to the run's window at once for a parallel transform (a sequential one
+/// on a thread of its own), its rejects settled and its batches emitted in input order.
 pub(crate) struct TransformExec {
     input: Arc<dyn ExecutionPlan>,
     transform: Arc<dyn Transform>,
@@ -355,9 +355,10 @@ impl ExecutionPlan for TransformExec {
                 let work = each.clone();
                 async move {
                     let record = next?;
-                    tokio::task::spawn_blocking(move || work.apply(&record))
+                    let run = work.run.clone();
+                    run.on_pool(move || work.apply_on_pool(&record))
                         .await
-                        .map_err(|e| DataFusionError::External(Box::new(e)))?
+                        .map_err(|e| run.fail(e))
                 }
             })
             .buffered(window)
@@ -405,6 +406,13 @@ impl Work {
     /// One batch through the transform, on whichever thread; its rejects are settled in order
     /// afterwards ([`Work::settle`]).
     fn apply(&self, record: &RecordBatch) -> Result<(Batch, Vec<RowError>)> {
+        self.apply_on_pool(record).map_err(|e| self.run.fail(e))
+    }
+
+    fn apply_on_pool(
+        &self,
+        record: &RecordBatch,
+    ) -> std::result::Result<(Batch, Vec<RowError>), RunError> {
         let applied = || -> std::result::Result<_, RunError> {
             self.run.check()?;
             let batch = origin::strip(record, &self.input_data)
@@ -424,7 +432,7 @@ impl Work {
             self.node.busy(started);
             Ok((out, rejects))
         };
-        applied().map_err(|e| self.run.fail(e))
+        applied()
     }
 
     /// A batch's rejects under the node's policy, in input order, then the batch on (even with no

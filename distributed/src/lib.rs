@@ -4,12 +4,12 @@
 //! (`exec.rs`): a source is a leaf operator whose pieces are decoded on the worker pool and
 //! settled in order, exactly as on the local engine, and a batch transform (`Filter`, `Compute`,
 //! `Select`, `Cast`, `JavaScriptTransform`, ...) is an operator that applies the transform to each
-//! batch, in parallel up to the run's window, in input order. Our kernels run rather than
+//! batch on the run's worker pool, in parallel up to the run's window, in input order. Our kernels run rather than
 //! DataFusion's expressions because the semantics differ where users feel it: every bad value is a
 //! reject naming its file, line, column and value, a JavaScript row keeps its lines, and types,
 //! formats and rounding are FlowEngine's. Rows carry their origin (file and line) across operators
 //! as two trailing columns (`origin.rs`). The sink pulls the plan's one output stream, encodes on
-//! blocking threads a window at a time, and writes in order; then the run ends as the local
+//! the worker pool a window at a time, and writes in order; then the run ends as the local
 //! engine's does (`run.rs`): `MaxErrors` on the totals, the accounting check (rows in = out +
 //! filtered + rejected per node, nothing lost between nodes, the dead-letter file holds every
 //! reject), and the commit of the sink and then the dead-letter file.

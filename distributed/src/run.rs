@@ -185,8 +185,8 @@ impl Prepared {
     }
 }
 
-/// Pulls the plan's batches into the sink, encoding them on the pool a window at a time for an
-/// encoding sink; returns the sink and the rows it wrote.
+/// Pulls the plan's batches into the sink, encoding them on the worker pool a window at a time
+/// for an encoding sink; returns the sink and the rows it wrote.
 async fn drive(
     plan: Arc<dyn ExecutionPlan>,
     mut sink: BuiltSink,
@@ -225,14 +225,13 @@ async fn drive(
                     let encoder = encoder.clone();
                     async move {
                         let batch = batch?;
-                        tokio::task::spawn_blocking(move || {
+                        run.on_pool(move || {
                             let mut bytes = Vec::new();
                             encoder
                                 .encode(&batch.data, &mut bytes)
                                 .map(|()| (batch, bytes))
                         })
                         .await
-                        .map_err(|e| RunError::Internal(format!("encoding a batch: {e}")))?
                     }
                 })
                 .buffered(run.window);

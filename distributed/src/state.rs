@@ -3,6 +3,7 @@
 //! The same rules as the local engine's executor (`engine/src/exec/`), kept for one chain.
 
 use std::collections::BTreeMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -169,6 +170,23 @@ impl Run {
             window,
             pool,
         }
+    }
+
+    /// Runs `work` on the run's worker pool and waits for it without holding a runtime thread:
+    /// the same fixed threads as the source's pieces (a script's engine lives per thread, so a
+    /// pool that came and went would build engines again and again). A panic is an error.
+    pub(crate) async fn on_pool<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> Result<T, RunError> + Send + 'static,
+    ) -> Result<T, RunError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.pool.spawn(move || {
+            let done = catch_unwind(AssertUnwindSafe(work))
+                .unwrap_or_else(|_| Err(RunError::Internal("work on the pool panicked".into())));
+            let _ = tx.send(done);
+        });
+        rx.await
+            .unwrap_or_else(|_| Err(RunError::Internal("work on the pool was dropped".into())))
     }
 
     /// Starts the clock of `Settings.Timeout`.
