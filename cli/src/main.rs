@@ -3,6 +3,7 @@
 //! This is the only place that knows about the command line and exit codes:
 //! 0 success, 1 configuration or validation error (no data moved), 2 runtime failure.
 
+mod engines;
 mod graph;
 mod monitor;
 mod preview;
@@ -74,6 +75,54 @@ enum Command {
     /// Example: `flowengine schema > pipeline.schema.json`, then in a pipeline file
     /// `# yaml-language-server: $schema=pipeline.schema.json`
     Schema,
+    /// Serve a Ballista scheduler or executor with FlowEngine's plugins, for `run --engine
+    /// ballista --scheduler HOST:PORT` (a build with the `distributed` feature).
+    ///
+    /// Example: `flowengine cluster scheduler --bind 0.0.0.0:50050`, then on each machine
+    /// `flowengine cluster executor --scheduler sched:50050 --bind 0.0.0.0`
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+}
+
+/// `flowengine cluster`.
+#[derive(Debug, Subcommand)]
+enum ClusterCommand {
+    /// A scheduler: takes jobs from `run --engine ballista` and hands their tasks to executors.
+    Scheduler {
+        /// Where it listens.
+        #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:50050")]
+        bind: std::net::SocketAddr,
+        /// An executor not heard from for this long is taken as lost, and its tasks run again
+        /// elsewhere.
+        #[arg(long, value_name = "SECONDS", default_value_t = 180, value_parser = clap::value_parser!(u64).range(1..))]
+        executor_timeout: u64,
+    },
+    /// An executor: registers with the scheduler and runs the tasks it is given. It reads and
+    /// writes the pipelines' files at the paths the client sees, so run it where they are.
+    Executor {
+        /// The scheduler to register with.
+        #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:50050")]
+        scheduler: String,
+        /// The address it listens on (and gives the scheduler).
+        #[arg(long, value_name = "HOST", default_value = "127.0.0.1")]
+        bind: String,
+        /// Its Arrow Flight port, from which clients read task results.
+        #[arg(long, default_value_t = 50051)]
+        port: u16,
+        /// Its gRPC port.
+        #[arg(long, default_value_t = 50052)]
+        grpc_port: u16,
+        /// Tasks it runs at once (default: one per core).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=4096))]
+        slots: Option<u64>,
+        /// Where task results wait to be read (default: a temporary directory).
+        #[arg(long, value_name = "DIR")]
+        work_dir: Option<PathBuf>,
+        /// How often it tells the scheduler it is alive (keep it under the scheduler's
+        /// `--executor-timeout`).
+        #[arg(long, value_name = "SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+        heartbeat: u64,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -173,11 +222,15 @@ struct RunArgs {
     /// Do not check, before rows move, that the outputs' file systems have room for them.
     #[arg(long)]
     no_space_check: bool,
-    /// What runs the pipeline: `local` (FlowEngine's own executor) or `datafusion` (the same
-    /// plugins as an Apache DataFusion plan; a build with the `distributed` feature, see
-    /// docs/distributed.md).
+    /// What runs the pipeline: `local` (FlowEngine's own executor), `datafusion` (the same
+    /// plugins as an Apache DataFusion plan) or `ballista` (that plan as a Ballista job); the
+    /// last two in a build with the `distributed` feature, see docs/distributed.md.
     #[arg(long, value_enum, default_value = "local")]
     engine: Engine,
+    /// With `--engine ballista`: the scheduler to submit the job to. Without it, a scheduler and
+    /// an executor start inside this process for the run.
+    #[arg(long, value_name = "HOST:PORT")]
+    scheduler: Option<String>,
 }
 
 /// `run --engine`.
@@ -185,6 +238,17 @@ struct RunArgs {
 enum Engine {
     Local,
     Datafusion,
+    Ballista,
+}
+
+impl Engine {
+    fn name(self) -> &'static str {
+        match self {
+            Engine::Local => "local",
+            Engine::Datafusion => "datafusion",
+            Engine::Ballista => "ballista",
+        }
+    }
 }
 
 fn parse_var(s: &str) -> Result<(String, String), String> {
@@ -208,6 +272,10 @@ enum Failure {
     Config(ConfigErrors),
     Build(BuildError),
     Run(RunError),
+    /// A Ballista job that failed, or a cluster process that stopped: the run's error as the
+    /// executor worded it, or the cluster's.
+    #[cfg_attr(not(feature = "distributed"), allow(dead_code))]
+    Job(String),
 }
 
 impl Failure {
@@ -217,7 +285,7 @@ impl Failure {
             | Failure::TestsFailed(..)
             | Failure::Config(_)
             | Failure::Build(_) => 1,
-            Failure::Run(_) => 2,
+            Failure::Run(_) | Failure::Job(_) => 2,
         }
     }
 
@@ -239,6 +307,7 @@ impl Failure {
             Failure::TestsFailed(failed, all) => writeln!(err, "{failed} of {all} tests failed"),
             Failure::Build(e) => writeln!(err, "error: {e}"),
             Failure::Run(e) => writeln!(err, "error: {e}"),
+            Failure::Job(message) => writeln!(err, "error: {message}"),
         };
     }
 }
@@ -274,6 +343,7 @@ fn main() -> ExitCode {
                     let _ = writeln!(std::io::stdout().lock(), "{text}");
                 })
         }
+        Command::Cluster(command) => engines::cluster(command),
         Command::Plugins => {
             let registry = flowengine_plugins::builtin_registry();
             let mut out = std::io::stdout().lock();
@@ -305,9 +375,14 @@ fn legacy_args(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
 }
 
 fn plan(common: &CommonArgs) -> Result<Plan, Failure> {
+    plan_at(common, chrono::Local::now())
+}
+
+/// The plan of a run that starts at `now` (`RunDate`).
+fn plan_at(common: &CommonArgs, now: chrono::DateTime<chrono::Local>) -> Result<Plan, Failure> {
     let opts = LoadOptions {
         vars: common.vars.clone(),
-        ..LoadOptions::default()
+        now,
     };
     let registry = flowengine_plugins::builtin_registry();
     load_plan(&common.pipeline, &opts, &registry).map_err(Failure::Config)
@@ -362,15 +437,21 @@ fn describe(plan: &Plan) -> String {
 
 fn run(args: RunArgs) -> Result<(), Failure> {
     let started = Instant::now();
-    let plan = plan(&args.common)?;
+    if args.scheduler.is_some() && args.engine != Engine::Ballista {
+        return Err(Failure::Usage(
+            "--scheduler is for `--engine ballista`".into(),
+        ));
+    }
+    let now = chrono::Local::now();
+    let plan = plan_at(&args.common, now)?;
     if args.verbose {
         print_plan(&plan);
     }
     if !args.no_space_check {
         check_space(&plan)?;
     }
-    if args.engine == Engine::Datafusion {
-        return run_on_datafusion(&args, plan, started);
+    if args.engine != Engine::Local {
+        return engines::run(&args, plan, now, started);
     }
     let server = match &args.metrics_addr {
         Some(addr) => Some(monitor::bind(addr).map_err(Failure::Usage)?),
@@ -433,67 +514,6 @@ fn guard(plan: &Plan) -> monitor::Guard {
         memory: plan.settings.memory_limit.saturating_mul(4) + (512 << 20),
         timeout: plan.settings.timeout.map(|t| (Instant::now(), t)),
         outputs: output_files(plan),
-    }
-}
-
-/// `run --engine datafusion`: the plan as a DataFusion plan (`distributed/`), under the same
-/// guard as a local run.
-#[cfg(feature = "distributed")]
-fn run_on_datafusion(args: &RunArgs, plan: Plan, started: Instant) -> Result<(), Failure> {
-    refuse_monitoring(args)?;
-    let _ = ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst));
-    let guard = guard(&plan);
-    let done = AtomicBool::new(false);
-    let outcome = std::thread::scope(|scope| {
-        let watcher = scope.spawn(|| monitor::guard(&guard, &done));
-        let outcome = flowengine_distributed::prepare(plan, &INTERRUPTED).map(|prepared| {
-            if args.verbose {
-                eprintln!("DataFusion plan:\n{}", prepared.display().trim_end());
-            }
-            let setup = started.elapsed();
-            let mut outcome = prepared.run();
-            outcome.summary.setup_ms = flowengine_engine::metrics::millis(setup);
-            outcome
-        });
-        done.store(true, Ordering::SeqCst);
-        watcher.thread().unpark();
-        outcome
-    });
-    let outcome = outcome.map_err(|e| match e {
-        flowengine_distributed::Error::Build(e) => Failure::Build(e),
-        e => Failure::Usage(e.to_string()),
-    })?;
-    report_summary(&outcome.summary, args.json, args.verbose);
-    outcome.result.map_err(Failure::Run)
-}
-
-/// A build without the `distributed` feature says how to get one.
-#[cfg(not(feature = "distributed"))]
-fn run_on_datafusion(_: &RunArgs, _: Plan, _: Instant) -> Result<(), Failure> {
-    Err(Failure::Usage(
-        "this flowengine was built without DataFusion; build it with \
-         `cargo build --release -p flowengine-cli --features distributed` for `--engine datafusion`"
-            .into(),
-    ))
-}
-
-/// The live counters are the local executor's; the DataFusion engine reports at the end only.
-#[cfg(feature = "distributed")]
-fn refuse_monitoring(args: &RunArgs) -> Result<(), Failure> {
-    let asked = [
-        (
-            args.progress == monitor::ProgressMode::Always,
-            "--progress always",
-        ),
-        (args.monitor.is_some(), "--monitor"),
-        (args.metrics.is_some(), "--metrics"),
-        (args.metrics_addr.is_some(), "--metrics-addr"),
-    ];
-    match asked.iter().find(|(on, _)| *on) {
-        Some((_, option)) => Err(Failure::Usage(format!(
-            "{option} is not supported with `--engine datafusion` (it reports at the end only)"
-        ))),
-        None => Ok(()),
     }
 }
 

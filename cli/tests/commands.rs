@@ -349,27 +349,39 @@ fn a_timeout_also_ends_a_run_waiting_for_input_that_never_comes() {
     );
 }
 
-/// `--engine datafusion` in either build: a default build says how to get the engine; a
-/// `distributed` build refuses live monitoring, which it cannot give. Both exit 1 before any file
-/// is opened.
+/// `--engine datafusion` and `--engine ballista` in either build: a default build says how to get
+/// the engines; a `distributed` build refuses live monitoring, which they cannot give. Both exit 1
+/// before any file is opened.
 #[test]
-fn engine_datafusion_says_what_it_needs() {
+fn other_engines_say_what_they_need() {
     let example = "examples/customers/pipeline.yaml";
-    let (args, expected): (&[&str], &str) = if cfg!(feature = "distributed") {
-        (
-            &["run", example, "--engine", "datafusion", "--monitor", "1s"],
-            "--monitor is not supported with `--engine datafusion`",
-        )
-    } else {
-        (
-            &["run", example, "--engine", "datafusion"],
-            "built without DataFusion; build it with `cargo build --release -p flowengine-cli --features distributed`",
-        )
-    };
-    let out = flowengine(args);
+    for engine in ["datafusion", "ballista"] {
+        let (args, expected) = if cfg!(feature = "distributed") {
+            (
+                vec!["run", example, "--engine", engine, "--monitor", "1s"],
+                format!("--monitor is not supported with `--engine {engine}`"),
+            )
+        } else {
+            (
+                vec!["run", example, "--engine", engine],
+                format!(
+                    "built without DataFusion and Ballista; build it with \
+                     `cargo build --release -p flowengine-cli --features distributed` for `--engine {engine}`"
+                ),
+            )
+        };
+        let out = flowengine(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains(&expected), "{stderr}");
+    }
+    let out = flowengine(&["run", example, "--scheduler", "127.0.0.1:1"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains(expected), "{stderr}");
+    assert!(
+        stderr.contains("--scheduler is for `--engine ballista`"),
+        "{stderr}"
+    );
     assert!(!Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../examples/customers/out")
         .exists());

@@ -67,13 +67,19 @@ fn main() {
             }
             #[cfg(feature = "distributed")]
             if let Some(supported) = datafusion::runs(&case) {
-                // Every case that runs on DataFusion again there: the same expectations.
-                let name = format!("{name} (datafusion)");
-                let trial = Trial::test(name.clone(), {
-                    let case = case.clone();
-                    move || run_case(&name, &case, Engine::DataFusion)
-                });
-                trials.push(trial.with_ignored_flag(!supported || bless()));
+                // Every case that runs on DataFusion again there, and as a Ballista job: the
+                // same expectations.
+                for (engine, label) in [
+                    (Engine::DataFusion, "datafusion"),
+                    (Engine::Ballista, "ballista"),
+                ] {
+                    let name = format!("{name} ({label})");
+                    let trial = Trial::test(name.clone(), {
+                        let case = case.clone();
+                        move || run_case(&name, &case, engine)
+                    });
+                    trials.push(trial.with_ignored_flag(!supported || bless()));
+                }
             }
             trials.push(Trial::test(name.clone(), move || {
                 run_case(&name, &case, Engine::Default)
@@ -93,9 +99,13 @@ enum Engine {
     /// `run --engine datafusion`.
     #[cfg(feature = "distributed")]
     DataFusion,
+    /// `run --engine ballista`, on a scheduler and an executor inside the process.
+    #[cfg(feature = "distributed")]
+    Ballista,
 }
 
-/// Which cases run again on `--engine datafusion` (a build with the `distributed` feature).
+/// Which cases run again on `--engine datafusion` and `--engine ballista` (a build with the
+/// `distributed` feature).
 #[cfg(feature = "distributed")]
 mod datafusion {
     use std::path::Path;
@@ -150,7 +160,8 @@ fn run_case(name: &str, case: &Path, engine: Engine) -> Result<(), Failed> {
         .join("golden")
         .join(
             name.replace(" (boa)", "@boa")
-                .replace(" (datafusion)", "@datafusion"),
+                .replace(" (datafusion)", "@datafusion")
+                .replace(" (ballista)", "@ballista"),
         );
     let _ = std::fs::remove_dir_all(&work);
     let skipped = ["expected", "cmd", "cwd", "out"].map(|n| case.join(n));
@@ -280,8 +291,14 @@ fn run_with_watchdog(
     }
     command.args(args);
     #[cfg(feature = "distributed")]
-    if engine == Engine::DataFusion {
-        command.args(["--engine", "datafusion"]);
+    match engine {
+        Engine::DataFusion => {
+            command.args(["--engine", "datafusion"]);
+        }
+        Engine::Ballista => {
+            command.args(["--engine", "ballista"]);
+        }
+        _ => {}
     }
     let mut child = command
         .current_dir(cwd)

@@ -1,4 +1,5 @@
-//! `--engine datafusion`: a FlowEngine pipeline run as an Apache DataFusion physical plan.
+//! `--engine datafusion`: a FlowEngine pipeline run as an Apache DataFusion physical plan; and
+//! `--engine ballista` ([`ballista`]): that run as a job on a Ballista cluster.
 //!
 //! The plan's nodes become DataFusion operators that run FlowEngine's own plugin code
 //! (`exec.rs`): a source is a leaf operator whose pieces are decoded on the worker pool and
@@ -20,6 +21,7 @@
 //! source or sink, fan-in and fan-out, routes (named ports), and transforms that hold rows across
 //! batches (`Sort`, `Distinct`, `Aggregate`, `Lookup`, `Limit`, `Sample`).
 
+pub mod ballista;
 mod chain;
 mod exec;
 mod origin;
@@ -35,7 +37,7 @@ use flowengine_engine::error::BuildError;
 pub enum Error {
     /// Something in the pipeline this engine does not run.
     #[error(
-        "node `{node}` ({plugin}): {what} is not supported on `--engine datafusion`; \
+        "node `{node}` ({plugin}): {what} is not supported on `--engine datafusion` or `ballista`; \
          run this pipeline on the local engine (the default)"
     )]
     Unsupported {

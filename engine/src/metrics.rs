@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize};
 
 /// What a running pipeline has done so far; the executor adds to it as batches move, and a
 /// monitor may read it from another thread meanwhile.
@@ -37,15 +37,17 @@ pub struct ChannelGauge {
 }
 
 /// Counters for one node.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct NodeSummary {
     /// Node name.
     pub name: String,
     /// `source`, `transform` or `sink`.
-    pub role: &'static str,
+    #[serde(deserialize_with = "interned")]
+    pub role: StaticName,
     /// Plugin type.
-    #[serde(rename = "type")]
-    pub type_name: &'static str,
+    #[serde(rename = "type", deserialize_with = "interned")]
+    pub type_name: StaticName,
     /// Rows received (for a source: rows read from its input).
     pub rows_in: u64,
     /// Rows emitted (for a sink: rows written).
@@ -92,12 +94,29 @@ pub struct NodeSummary {
     pub warnings: Vec<String>,
 }
 
+/// A name that lives as long as the process (a role, a plugin type). Spelled as an alias so that
+/// serde reads it through [`interned`] instead of borrowing it from the input, which would tie a
+/// summary's deserialization to `'static` input.
+pub type StaticName = &'static str;
+
+/// A role or plugin type read back from a summary (one that ran on another process): each
+/// distinct name is kept once for the life of the process, as the names a plan holds are.
+fn interned<'de, D: Deserializer<'de>>(d: D) -> Result<&'static str, D::Error> {
+    static NAMES: std::sync::Mutex<BTreeMap<String, &'static str>> =
+        std::sync::Mutex::new(BTreeMap::new());
+    let name = String::deserialize(d)?;
+    let mut names = NAMES.lock().unwrap_or_else(|p| p.into_inner());
+    Ok(*names
+        .entry(name)
+        .or_insert_with_key(|n| Box::leak(n.clone().into_boxed_str())))
+}
+
 fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
 /// Rows one output of a routing transform carried.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PortRows {
     /// `default`, or the port's name.
     pub name: String,
@@ -107,7 +126,7 @@ pub struct PortRows {
 
 /// The rows along one chain of nodes from a source to a sink: `read = written + filtered +
 /// rejected + routed` holds for every one on every successful run.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PathSummary {
     /// `read -> clean -> write`.
     pub path: String,
@@ -118,7 +137,7 @@ pub struct PathSummary {
     /// Rows transforms on the path filtered out.
     pub filtered: u64,
     /// Rows `Distinct` nodes on the path dropped as duplicates.
-    #[serde(skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub duplicates: u64,
     /// Rows nodes on the path rejected.
     pub rejected: u64,
@@ -127,7 +146,7 @@ pub struct PathSummary {
 }
 
 /// How the run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     /// Every source was read and every sink committed.
@@ -137,7 +156,7 @@ pub enum Status {
 }
 
 /// What a run did, for people (stderr) and machines (`--json`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunSummary {
     /// Pipeline name.
     pub pipeline: String,
@@ -372,5 +391,43 @@ mod tests {
         let text = summary.render();
         assert!(text.starts_with("pipeline `p` succeeded\n  setup 1.0 ms, processing 2.00 s; 1,000 rows read (500 rows/s), 1,000 rows written\n"), "{text}");
         assert!(text.contains("  read  source    1,000     1,000"), "{text}");
+    }
+
+    #[test]
+    fn a_summary_reads_back_as_written() {
+        let summary = RunSummary {
+            pipeline: "p".into(),
+            status: Status::Failed,
+            setup_ms: 1.0,
+            processing_ms: 2.5,
+            rows_read: 3,
+            rows_written: 1,
+            rows_filtered: 1,
+            rows_rejected: 1,
+            rows_per_sec: 1200.0,
+            dead_letter: Some("bad.csv".into()),
+            paths: vec![PathSummary {
+                path: "read -> write".into(),
+                read: 3,
+                written: 1,
+                filtered: 1,
+                duplicates: 0,
+                rejected: 1,
+                routed: 0,
+            }],
+            nodes: vec![NodeSummary {
+                name: "read".into(),
+                role: "source",
+                type_name: "SomeSource",
+                rows_in: 3,
+                rows_rejected: 1,
+                rejected_by_type: BTreeMap::from([("TYPE_CONVERSION".into(), 1)]),
+                ..Default::default()
+            }],
+            error: Some("stopped".into()),
+        };
+        let text = serde_json::to_string(&summary).unwrap();
+        let back: RunSummary = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, summary);
     }
 }

@@ -1,0 +1,154 @@
+//! How our plan node crosses the wire: [`Codec`] writes a [`PipelineExec`] as a tag and its
+//! [`Spec`], and reads it back with this process's plugins. The client, the scheduler and every
+//! executor install it ([`codec`]) in front of Ballista's own, which handles the rest of a plan
+//! (its shuffle and stage nodes).
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use ballista_core::serde::BallistaPhysicalExtensionCodec;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::TaskContext;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion_proto::physical_plan::{
+    ComposedPhysicalExtensionCodec, PhysicalExtensionCodec, PhysicalProtoConverterExtension,
+};
+use flowengine_engine::registry::Registry;
+
+use super::spec::Spec;
+use super::task::PipelineExec;
+
+/// What a message of ours starts with: the node and the version of its encoding.
+const TAG: &[u8] = b"flowengine-pipeline/1\n";
+
+/// The codec for FlowEngine's plan nodes.
+#[derive(Debug)]
+pub struct Codec {
+    registry: Arc<Registry>,
+    interrupt: &'static AtomicBool,
+}
+
+impl Codec {
+    /// A codec that rebuilds nodes with `registry`'s plugins; runs they start stop when
+    /// `interrupt` is set.
+    pub fn new(registry: Arc<Registry>, interrupt: &'static AtomicBool) -> Self {
+        Codec {
+            registry,
+            interrupt,
+        }
+    }
+}
+
+/// Ours first, then Ballista's. Ours writes nothing for a node it does not know: the composed
+/// codec hands every codec the same buffer in turn.
+pub fn codec(
+    registry: Arc<Registry>,
+    interrupt: &'static AtomicBool,
+) -> Arc<dyn PhysicalExtensionCodec> {
+    Arc::new(ComposedPhysicalExtensionCodec::new(vec![
+        Arc::new(Codec::new(registry, interrupt)),
+        Arc::new(BallistaPhysicalExtensionCodec::default()),
+    ]))
+}
+
+impl PhysicalExtensionCodec for Codec {
+    fn try_decode(
+        &self,
+        buf: &[u8],
+        inputs: &[Arc<dyn ExecutionPlan>],
+        _cx: &TaskContext,
+        _converter: &dyn PhysicalProtoConverterExtension,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let body = buf.strip_prefix(TAG).ok_or_else(|| {
+            DataFusionError::Internal(
+                "not a FlowEngine plan node (is every process of the cluster the same flowengine?)"
+                    .into(),
+            )
+        })?;
+        if !inputs.is_empty() {
+            return Err(DataFusionError::Internal(
+                "a FlowEngine pipeline node has no inputs".into(),
+            ));
+        }
+        let spec = Spec::decode(body).map_err(|e| {
+            DataFusionError::Internal(format!(
+                "a FlowEngine pipeline node that does not read: {e}"
+            ))
+        })?;
+        Ok(Arc::new(PipelineExec::new(
+            spec,
+            self.registry.clone(),
+            self.interrupt,
+        )))
+    }
+
+    fn try_encode(
+        &self,
+        node: Arc<dyn ExecutionPlan>,
+        buf: &mut Vec<u8>,
+        _converter: &dyn PhysicalProtoConverterExtension,
+    ) -> Result<()> {
+        let Some(pipeline) = node.downcast_ref::<PipelineExec>() else {
+            return Err(DataFusionError::NotImplemented(format!(
+                "{} is not a FlowEngine node",
+                node.name()
+            )));
+        };
+        buf.extend_from_slice(TAG);
+        buf.extend_from_slice(&pipeline.spec().encode());
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::physical_plan::empty::EmptyExec;
+    use datafusion_proto::physical_plan::DefaultPhysicalProtoConverter;
+
+    static NEVER: AtomicBool = AtomicBool::new(false);
+
+    fn spec() -> Spec {
+        Spec {
+            text: "Pipeline:\n  Name: p\n".into(),
+            path: "/data/p.yaml".into(),
+            vars: vec![("Input".into(), "in.csv".into())],
+            now: "2026-12-06T19:30:00+00:00".into(),
+        }
+    }
+
+    #[test]
+    fn a_pipeline_node_crosses_the_composed_codec_whole() {
+        let codec = codec(Arc::new(Registry::new()), &NEVER);
+        let node: Arc<dyn ExecutionPlan> =
+            Arc::new(PipelineExec::new(spec(), Arc::new(Registry::new()), &NEVER));
+        let mut buf = Vec::new();
+        codec
+            .try_encode(node, &mut buf, &DefaultPhysicalProtoConverter {})
+            .unwrap();
+        let back = codec
+            .try_decode(
+                &buf,
+                &[],
+                &TaskContext::default(),
+                &DefaultPhysicalProtoConverter {},
+            )
+            .unwrap();
+        let back = back
+            .downcast_ref::<PipelineExec>()
+            .expect("a pipeline node");
+        assert_eq!(back.spec(), &spec());
+    }
+
+    #[test]
+    fn another_node_leaves_the_buffer_as_it_was() {
+        let ours = Codec::new(Arc::new(Registry::new()), &NEVER);
+        let other: Arc<dyn ExecutionPlan> =
+            Arc::new(EmptyExec::new(Arc::new(arrow_schema::Schema::empty())));
+        let mut buf = Vec::new();
+        assert!(ours
+            .try_encode(other, &mut buf, &DefaultPhysicalProtoConverter {})
+            .is_err());
+        assert!(buf.is_empty());
+    }
+}
