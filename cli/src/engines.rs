@@ -9,26 +9,6 @@ use flowengine_engine::Plan;
 
 use crate::{ClusterCommand, Engine, Failure, RunArgs};
 
-/// The live counters are the local executor's; the other engines report at the end only.
-fn refuse_monitoring(args: &RunArgs) -> Result<(), Failure> {
-    let asked = [
-        (
-            args.progress == crate::monitor::ProgressMode::Always,
-            "--progress always",
-        ),
-        (args.monitor.is_some(), "--monitor"),
-        (args.metrics.is_some(), "--metrics"),
-        (args.metrics_addr.is_some(), "--metrics-addr"),
-    ];
-    match asked.iter().find(|(on, _)| *on) {
-        Some((_, option)) => Err(Failure::Usage(format!(
-            "{option} is not supported with `--engine {}` (it reports at the end only)",
-            args.engine.name()
-        ))),
-        None => Ok(()),
-    }
-}
-
 /// `run --engine datafusion|ballista`.
 pub(crate) fn run(
     args: &RunArgs,
@@ -36,7 +16,6 @@ pub(crate) fn run(
     now: DateTime<Local>,
     started: Instant,
 ) -> Result<(), Failure> {
-    refuse_monitoring(args)?;
     match args.engine {
         Engine::Local => unreachable!("the local engine runs in main.rs"),
         Engine::Datafusion => on::datafusion(args, plan, started),
@@ -61,8 +40,29 @@ mod on {
 
     use crate::{guard, monitor, report_summary, ClusterCommand, Failure, RunArgs, INTERRUPTED};
 
+    /// The live counters are the local executor's; the other engines report at the end only.
+    fn refuse_monitoring(args: &RunArgs) -> Result<(), Failure> {
+        let asked = [
+            (
+                args.progress == monitor::ProgressMode::Always,
+                "--progress always",
+            ),
+            (args.monitor.is_some(), "--monitor"),
+            (args.metrics.is_some(), "--metrics"),
+            (args.metrics_addr.is_some(), "--metrics-addr"),
+        ];
+        match asked.iter().find(|(on, _)| *on) {
+            Some((_, option)) => Err(Failure::Usage(format!(
+                "{option} is not supported with `--engine {}` (it reports at the end only)",
+                args.engine.name()
+            ))),
+            None => Ok(()),
+        }
+    }
+
     /// The plan as a DataFusion plan, under the same guard as a local run.
     pub(super) fn datafusion(args: &RunArgs, plan: Plan, started: Instant) -> Result<(), Failure> {
+        refuse_monitoring(args)?;
         let _ = ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst));
         let guard = guard(&plan);
         let done = AtomicBool::new(false);
@@ -96,6 +96,7 @@ mod on {
         plan: Plan,
         now: DateTime<Local>,
     ) -> Result<(), Failure> {
+        refuse_monitoring(args)?;
         // Refused here, before anything is submitted, as `--engine datafusion` refuses it.
         flowengine_distributed::check(&plan).map_err(|e| Failure::Usage(e.to_string()))?;
         let spec =
@@ -201,12 +202,12 @@ mod on {
         ))
     }
 
-    pub(super) fn datafusion(_: &RunArgs, _: Plan, _: Instant) -> Result<(), Failure> {
-        Err(not_built("`--engine datafusion`"))
+    pub(super) fn datafusion(args: &RunArgs, _: Plan, _: Instant) -> Result<(), Failure> {
+        Err(not_built(&format!("`--engine {}`", args.engine.name())))
     }
 
-    pub(super) fn ballista(_: &RunArgs, _: Plan, _: DateTime<Local>) -> Result<(), Failure> {
-        Err(not_built("`--engine ballista`"))
+    pub(super) fn ballista(args: &RunArgs, _: Plan, _: DateTime<Local>) -> Result<(), Failure> {
+        Err(not_built(&format!("`--engine {}`", args.engine.name())))
     }
 
     pub(super) fn cluster(_: ClusterCommand) -> Result<(), Failure> {

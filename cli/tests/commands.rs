@@ -375,6 +375,29 @@ fn other_engines_say_what_they_need() {
         assert_eq!(out.status.code(), Some(1), "{stderr}");
         assert!(stderr.contains(&expected), "{stderr}");
     }
+    if cfg!(feature = "distributed") {
+        // Nothing listens on port 1: a run error (2), said plainly, with nothing written.
+        let j2 = [
+            "run",
+            "benches/pipelines/J2.yaml",
+            "--var",
+            "Input=examples/customers/data/customers.csv",
+            "--var",
+            "Output=examples/customers/out/j2.csv",
+            "--engine",
+            "ballista",
+            "--scheduler",
+            "127.0.0.1:1",
+        ];
+        let out = flowengine(&j2);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr
+                .contains("cannot reach the Ballista scheduler at 127.0.0.1:1 (Connection refused"),
+            "{stderr}"
+        );
+    }
     let out = flowengine(&["run", example, "--scheduler", "127.0.0.1:1"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");

@@ -33,6 +33,17 @@ pub enum ClusterError {
         /// Why it could not.
         message: String,
     },
+    /// Nothing answers at the scheduler's address.
+    #[error(
+        "cannot reach the Ballista scheduler at {addr} ({message}); is `flowengine cluster \
+         scheduler` running there? Nothing was run"
+    )]
+    Unreachable {
+        /// The address given.
+        addr: String,
+        /// Why the connection failed.
+        message: String,
+    },
     /// The job could not be submitted, or the cluster failed it.
     #[error("the Ballista job failed: {0}; no output was committed by it")]
     Job(String),
@@ -157,7 +168,16 @@ pub fn submit(
     let plan: Arc<dyn ExecutionPlan> = Arc::new(PipelineExec::new(spec, registry, interrupt));
     runtime("the Ballista client")?.block_on(async {
         let url = match cluster {
-            Cluster::Remote(addr) => format!("http://{addr}"),
+            Cluster::Remote(addr) => {
+                let url = format!("http://{addr}");
+                SchedulerGrpcClient::connect(url.clone())
+                    .await
+                    .map_err(|e| ClusterError::Unreachable {
+                        addr: addr.clone(),
+                        message: innermost(&e),
+                    })?;
+                url
+            }
             Cluster::InProcess => start_in_process(&config).await?,
         };
         let job = |e: datafusion::error::DataFusionError| ClusterError::Job(e.to_string());
@@ -198,6 +218,15 @@ async fn start_in_process(config: &SessionConfig) -> Result<String, ClusterError
         .await
         .map_err(start("an in-process executor"))?;
     Ok(url)
+}
+
+/// The most specific cause of `e` ("Connection refused (os error 111)", not "transport error").
+fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
 }
 
 /// The scheduler just started may not listen yet: try for a few seconds.
