@@ -197,6 +197,21 @@ fn local_run(input: &Path, work: &Path) -> (PathBuf, Output) {
     (output, out)
 }
 
+/// `out` succeeded with the local run's counts and wrote the local run's bytes to `output`.
+fn assert_as_local(out: &Output, output: &Path, local: &Output, expected: &Path) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(counts(out), counts(local));
+    assert!(
+        std::fs::read(output).unwrap() == std::fs::read(expected).unwrap(),
+        "{} differs from the local engine's output",
+        output.display()
+    );
+}
+
 #[test]
 fn a_scheduler_and_two_executors_run_j2_as_the_local_engine_does() {
     let work = work_dir("cluster-j2");
@@ -213,17 +228,8 @@ fn a_scheduler_and_two_executors_run_j2_as_the_local_engine_does() {
         format!("127.0.0.1:{port}"),
     ];
     let out = run_j2(&input, &output, &ballista);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(counts(&out), counts(&local));
+    assert_as_local(&out, &output, &local, &expected);
     assert!(counts(&out)[0].1 == ROWS, "{:?}", counts(&out));
-    assert!(
-        std::fs::read(&output).unwrap() == std::fs::read(&expected).unwrap(),
-        "the cluster's output differs from the local engine's"
-    );
 }
 
 /// Of the two outcomes a lost executor may have (the job completes as if nothing happened, or fails
@@ -266,16 +272,7 @@ fn an_executor_killed_mid_job_leaves_the_job_to_another() {
     assert!(!output.exists(), "the job committed before the kill");
     let _second = executor(port, &work);
     let out = client.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(counts(&out), counts(&local));
-    assert!(
-        std::fs::read(&output).unwrap() == std::fs::read(&expected).unwrap(),
-        "the output after the retry differs from the local engine's"
-    );
+    assert_as_local(&out, &output, &local, &expected);
     // What the killed attempt had staged was cleared by the one that committed.
     let left: Vec<_> = std::fs::read_dir(&out_dir)
         .unwrap()

@@ -12,7 +12,9 @@
 //! parses from their canonical text. Every trial also checks the dead-letter
 //! file (one reject per bad row, naming line, column and record) and the run's row accounting.
 //!
-//! A sink joins the matrix by one line in [`SINKS`], a path by one line in [`PATHS`].
+//! A sink joins the matrix by one line in [`SINKS`], a path by one line in [`PATHS`]. In a build
+//! with the `distributed` feature, every trial whose pipeline `--engine datafusion` runs also runs
+//! there and as a Ballista job (`NAME (datafusion)`, `NAME (ballista)`), against the same checks.
 //!
 //! Run one trial with `cargo test --test matrix -- 'matrix/js-inherit/parquet'`.
 
@@ -355,22 +357,46 @@ fn main() {
     let mut trials = Vec::new();
     for path in PATHS {
         for sink in SINKS {
-            let name = format!("matrix/{}/{}", path.name, sink.name);
-            let trial = Trial::test(name, move || run_trial(path, sink));
-            trials.push(trial.with_ignored_flag(sink.pyarrow && !pyarrow));
+            for &engine in engines(path, sink) {
+                let name = match engine {
+                    "local" => format!("matrix/{}/{}", path.name, sink.name),
+                    _ => format!("matrix/{}/{} ({engine})", path.name, sink.name),
+                };
+                let trial = Trial::test(name, move || run_trial(path, sink, engine));
+                trials.push(trial.with_ignored_flag(sink.pyarrow && !pyarrow));
+            }
         }
     }
     libtest_mimic::run(&args, trials).exit();
 }
 
-fn run_trial(path: &PathKind, sink: &SinkKind) -> Result<(), Failed> {
+/// The engines a trial runs on: the local one, and in a `distributed` build the others where they
+/// run its pipeline.
+fn engines(path: &PathKind, sink: &SinkKind) -> &'static [&'static str] {
+    #[cfg(feature = "distributed")]
+    {
+        let cols = columns();
+        let yaml = pipeline(&cols, (path.transform)(&cols), &(sink.plugin)(&cols));
+        let registry = flowengine_plugins::builtin_registry();
+        let opts = flowengine_engine::LoadOptions::default();
+        let plan =
+            flowengine_engine::plan_text(&yaml, Path::new("pipeline.yaml"), &opts, &registry);
+        if plan.is_ok_and(|p| flowengine_distributed::check(&p).is_ok()) {
+            return &["local", "datafusion", "ballista"];
+        }
+    }
+    let _ = (path, sink);
+    &["local"]
+}
+
+fn run_trial(path: &PathKind, sink: &SinkKind, engine: &str) -> Result<(), Failed> {
     let cols = columns();
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let bad_rows = write_input(dir.path(), &cols)?;
     let yaml = pipeline(&cols, (path.transform)(&cols), &(sink.plugin)(&cols));
     std::fs::write(dir.path().join("pipeline.yaml"), &yaml).map_err(|e| e.to_string())?;
 
-    let summary = run(dir.path(), "pipeline.yaml")?;
+    let summary = run(dir.path(), "pipeline.yaml", engine)?;
     let mut problems = Vec::new();
     // The `lookup` path's reference source reads the good rows once more.
     let reference = if yaml.contains(".lookup }") { ROWS } else { 0 };
@@ -497,10 +523,10 @@ fn pipeline(cols: &[Column], transform: Option<String>, sink: &str) -> String {
     out + "  Connections:\n" + &connections.join("\n") + "\n"
 }
 
-/// Runs a pipeline with `--json` and returns its summary.
-fn run(dir: &Path, file: &str) -> Result<serde_json::Value, String> {
+/// Runs a pipeline with `--json` on `engine` and returns its summary.
+fn run(dir: &Path, file: &str, engine: &str) -> Result<serde_json::Value, String> {
     let out = Command::new(env!("CARGO_BIN_EXE_flowengine"))
-        .args(["run", file, "--json"])
+        .args(["run", file, "--json", "--engine", engine])
         .current_dir(dir)
         .stdin(Stdio::null())
         .output()
@@ -777,7 +803,8 @@ fn read_ours(
             )
     );
     std::fs::write(dir.join("readback.yaml"), yaml).map_err(|e| e.to_string())?;
-    run(dir, "readback.yaml").map_err(|e| format!("our {source_type} refused {file}: {e}"))?;
+    run(dir, "readback.yaml", "local")
+        .map_err(|e| format!("our {source_type} refused {file}: {e}"))?;
     read_ipc(&dir.join("back/back.arrow"), false)
 }
 

@@ -28,11 +28,8 @@ pub(crate) fn chain(plan: &Plan) -> Result<Vec<usize>, Error> {
     loop {
         let node = &plan.nodes[at];
         if let NodeKind::Transform(t) = &node.kind {
-            if t.stateful() {
-                return Err(unsupported(
-                    at,
-                    "a transform that holds rows across batches",
-                ));
+            if !t.per_batch() {
+                return Err(unsupported(at, "a transform that works across batches"));
             }
             if node.ports.len() > 1 {
                 return Err(unsupported(at, "named output ports (routes)"));
@@ -111,7 +108,20 @@ Pipeline:
         );
         let message = sorted.unwrap_err();
         assert!(
-            message.contains("node `sorted` (Sort): a transform that holds rows"),
+            message.contains("node `sorted` (Sort): a transform that works across batches"),
+            "{message}"
+        );
+
+        // `Limit` holds no rows, but it ends the input early: not a batch transform either.
+        let limited = chain_of(
+            "    - { Name: first, Type: Limit, Config: { Rows: 10 } }
+    - { Name: write, Type: DelimitedSink, Config: { FilePath: out.csv } }
+  Connections: [{ From: read, To: first }, { From: first, To: write }]
+",
+        );
+        let message = limited.unwrap_err();
+        assert!(
+            message.contains("node `first` (Limit): a transform that works across batches"),
             "{message}"
         );
 

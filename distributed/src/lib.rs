@@ -18,7 +18,7 @@
 //! So the output files, the rejects and the accounting equal the local engine's, byte for byte
 //! (the golden cases that fit run on both: `tests/golden.rs`). What this engine does not run yet is
 //! refused before any file is opened, naming the node ([`Error::Unsupported`]): more than one
-//! source or sink, fan-in and fan-out, routes (named ports), and transforms that hold rows across
+//! source or sink, fan-in and fan-out, routes (named ports), and transforms that work across
 //! batches (`Sort`, `Distinct`, `Aggregate`, `Lookup`, `Limit`, `Sample`).
 
 pub mod ballista;

@@ -111,7 +111,7 @@ pub fn prepare(plan: Plan, interrupt: &'static AtomicBool) -> Result<Prepared, E
                     return Err(Error::Unsupported {
                         node: n.name.clone(),
                         plugin: n.type_name,
-                        what: "a transform that holds rows across batches".into(),
+                        what: "a transform that works across batches".into(),
                     });
                 };
                 let upstream = exec

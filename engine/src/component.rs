@@ -170,6 +170,12 @@ pub trait TransformConfig: Debug + Send + Sync {
     fn stateful(&self) -> bool {
         false
     }
+    /// Whether it builds a [`BuiltTransform::Batches`]: each batch on its own, nothing held and
+    /// nothing to do at the end of the input. An engine that runs only such transforms (the
+    /// DataFusion one) asks this before building anything. `Limit` holds no rows but is not one.
+    fn per_batch(&self) -> bool {
+        !self.stateful()
+    }
     /// Prepare the transform.
     fn build(&self, input: SchemaRef, cx: &BuildCx) -> Result<BuiltTransform, BuildError>;
     /// Named inputs besides the main one, wired as `To: node.port` (a `Lookup`'s reference

@@ -50,6 +50,10 @@ impl TransformConfig for LimitConfig {
         Ok(input.clone())
     }
 
+    fn per_batch(&self) -> bool {
+        false
+    }
+
     fn build(&self, _input: SchemaRef, _cx: &BuildCx) -> Result<BuiltTransform, BuildError> {
         Ok(BuiltTransform::Stateful(Box::new(Limit {
             skip: self.offset,
@@ -160,6 +164,10 @@ impl TransformConfig for SampleConfig {
 
     fn stateful(&self) -> bool {
         matches!(self.draw, Draw::Rows(_))
+    }
+
+    fn per_batch(&self) -> bool {
+        false
     }
 
     fn build(&self, input: SchemaRef, cx: &BuildCx) -> Result<BuiltTransform, BuildError> {
