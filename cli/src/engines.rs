@@ -149,6 +149,7 @@ mod on {
             ClusterCommand::Executor {
                 scheduler,
                 bind,
+                external_host,
                 port,
                 grpc_port,
                 slots,
@@ -163,6 +164,7 @@ mod on {
                     scheduler_host: host,
                     scheduler_port,
                     bind_host: bind,
+                    external_host,
                     port,
                     grpc_port,
                     slots: slots

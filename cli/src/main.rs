@@ -103,9 +103,13 @@ enum ClusterCommand {
         /// The scheduler to register with.
         #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:50050")]
         scheduler: String,
-        /// The address it listens on (and gives the scheduler).
+        /// The address it listens on.
         #[arg(long, value_name = "HOST", default_value = "127.0.0.1")]
         bind: String,
+        /// The address the scheduler and clients reach it at (default: the address the scheduler
+        /// sees it connect from).
+        #[arg(long, value_name = "HOST")]
+        external_host: Option<String>,
         /// Its Arrow Flight port, from which clients read task results.
         #[arg(long, default_value_t = 50051)]
         port: u16,

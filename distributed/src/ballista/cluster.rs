@@ -67,6 +67,9 @@ pub struct ExecutorOptions {
     pub scheduler_port: u16,
     /// The address this executor listens on.
     pub bind_host: String,
+    /// The address the scheduler and clients reach it at; if none, the one the scheduler sees it
+    /// connect from.
+    pub external_host: Option<String>,
     /// Its Arrow Flight port (results and shuffles are read from it).
     pub port: u16,
     /// Its gRPC port.
@@ -139,6 +142,7 @@ pub fn executor(
         scheduler_host: options.scheduler_host,
         scheduler_port: options.scheduler_port,
         bind_host: options.bind_host,
+        external_host: options.external_host,
         port: options.port,
         grpc_port: options.grpc_port,
         vcores: options.slots,
