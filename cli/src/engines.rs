@@ -118,14 +118,17 @@ mod on {
             // A remote job's limits are kept by the executor that runs it.
             let watcher = (cluster == Cluster::InProcess)
                 .then(|| scope.spawn(|| monitor::guard(&guard, &done)));
-            let report = ballista::submit(spec, &cluster, registry, &INTERRUPTED);
+            let tasks = args.tasks.map(|n| n as usize);
+            let report = ballista::submit(spec, &cluster, registry, &INTERRUPTED, tasks);
             done.store(true, Ordering::SeqCst);
             if let Some(w) = watcher {
                 w.thread().unpark();
             }
             report
         });
-        let Report { summary, failure } = report.map_err(|e| Failure::Job(e.to_string()))?;
+        let Report {
+            summary, failure, ..
+        } = report.map_err(|e| Failure::Job(e.to_string()))?;
         if let Some(summary) = &summary {
             report_summary(summary, args.json, args.verbose);
         }

@@ -235,6 +235,11 @@ struct RunArgs {
     /// an executor start inside this process for the run.
     #[arg(long, value_name = "HOST:PORT")]
     scheduler: Option<String>,
+    /// With `--engine ballista`: run the pipeline as up to N tasks, each reading one range of the
+    /// source's file (default: one per 64 MiB of input). A source that cannot be cut (standard
+    /// input, compressed, several files, ...) is read by one task; `--verbose` says why.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    tasks: Option<u32>,
 }
 
 /// `run --engine`.
@@ -441,10 +446,16 @@ fn describe(plan: &Plan) -> String {
 
 fn run(args: RunArgs) -> Result<(), Failure> {
     let started = Instant::now();
-    if args.scheduler.is_some() && args.engine != Engine::Ballista {
-        return Err(Failure::Usage(
-            "--scheduler is for `--engine ballista`".into(),
-        ));
+    if args.engine != Engine::Ballista {
+        let only = [
+            ("--scheduler", args.scheduler.is_some()),
+            ("--tasks", args.tasks.is_some()),
+        ];
+        if let Some((option, _)) = only.iter().find(|(_, given)| *given) {
+            return Err(Failure::Usage(format!(
+                "{option} is for `--engine ballista`"
+            )));
+        }
     }
     let now = chrono::Local::now();
     let plan = plan_at(&args.common, now)?;

@@ -1,6 +1,6 @@
 //! `flowengine cluster` as real processes on 127.0.0.1: a scheduler and two executors run J2 on a
-//! million rows with the local engine's output and counts; and an executor killed in the middle
-//! of a job leaves the job to finish on another executor, with the same output.
+//! million rows, cut into four tasks, with the local engine's output and counts; and an executor
+//! killed in the middle of a job leaves its tasks to another executor, with the same output.
 #![cfg(feature = "distributed")]
 
 use std::io::{BufWriter, Write};
@@ -226,10 +226,15 @@ fn a_scheduler_and_two_executors_run_j2_as_the_local_engine_does() {
         "ballista".into(),
         "--scheduler".into(),
         format!("127.0.0.1:{port}"),
+        "--tasks".into(),
+        "4".into(),
     ];
     let out = run_j2(&input, &output, &ballista);
     assert_as_local(&out, &output, &local, &expected);
     assert!(counts(&out)[0].1 == ROWS, "{:?}", counts(&out));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let notes = summary["nodes"][0]["notes"].to_string();
+    assert!(notes.contains("read by 4 tasks"), "{notes}");
 }
 
 /// Of the two outcomes a lost executor may have (the job completes as if nothing happened, or fails
@@ -248,7 +253,8 @@ fn an_executor_killed_mid_job_leaves_the_job_to_another() {
     std::fs::create_dir_all(&out_dir).unwrap();
     let output = out_dir.join("cluster.csv");
     let client = flowengine()
-        .args(["run", J2, "--json", "--engine", "ballista", "--scheduler"])
+        .args(["run", J2, "--json", "--engine", "ballista", "--tasks", "3"])
+        .arg("--scheduler")
         .arg(format!("127.0.0.1:{port}"))
         .arg("--var")
         .arg(format!("Input={}", input.display()))
@@ -258,9 +264,10 @@ fn an_executor_killed_mid_job_leaves_the_job_to_another() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // The task is running once its sink has staged a file next to the output.
+    // The tasks are running once one of them has staged a part in the parts directory the
+    // client made next to the output.
     let started = Instant::now();
-    while std::fs::read_dir(&out_dir).unwrap().next().is_none() {
+    while !staged_part(&out_dir) {
         assert!(
             started.elapsed() < Duration::from_secs(120),
             "the job never started"
@@ -273,10 +280,18 @@ fn an_executor_killed_mid_job_leaves_the_job_to_another() {
     let _second = executor(port, &work);
     let out = client.wait_with_output().unwrap();
     assert_as_local(&out, &output, &local, &expected);
-    // What the killed attempt had staged was cleared by the one that committed.
+    // The parts, and what the killed attempts had staged, went with the parts directory.
     let left: Vec<_> = std::fs::read_dir(&out_dir)
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(left, ["cluster.csv"]);
+}
+
+/// Whether a task has staged a part in a parts directory in `dir`.
+fn staged_part(dir: &Path) -> bool {
+    let entries = |d: &Path| std::fs::read_dir(d).into_iter().flatten().flatten();
+    entries(dir)
+        .filter(|e| e.path().is_dir())
+        .any(|parts| entries(&parts.path()).next().is_some())
 }

@@ -398,13 +398,13 @@ fn other_engines_say_what_they_need() {
             "{stderr}"
         );
     }
-    let out = flowengine(&["run", example, "--scheduler", "127.0.0.1:1"]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains("--scheduler is for `--engine ballista`"),
-        "{stderr}"
-    );
+    for option in [["--scheduler", "127.0.0.1:1"], ["--tasks", "4"]] {
+        let out = flowengine(&["run", example, option[0], option[1]]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        let refusal = format!("{} is for `--engine ballista`", option[0]);
+        assert!(stderr.contains(&refusal), "{stderr}");
+    }
     assert!(!Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../examples/customers/out")
         .exists());

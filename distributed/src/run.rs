@@ -10,7 +10,7 @@ use arrow_schema::SchemaRef;
 use datafusion::execution::TaskContext;
 use datafusion::physical_plan::{displayable, ExecutionPlan};
 use flowengine_engine::component::{BuildCx, BuiltSink, BuiltTransform, SinkCommon};
-use flowengine_engine::error::{BuildError, RunError};
+use flowengine_engine::error::{BuildError, RowError, RunError};
 use flowengine_engine::metrics::{millis, NodeSummary, PathSummary, RunSummary, Status};
 use flowengine_engine::plan::{NodeKind, Plan};
 use flowengine_engine::RunOutcome;
@@ -44,47 +44,9 @@ impl std::fmt::Debug for Prepared {
 /// the dead-letter file stage theirs), as [`Plan::build`] does for the local engine.
 pub fn prepare(plan: Plan, interrupt: &'static AtomicBool) -> Result<Prepared, Error> {
     let chain = chain::chain(&plan)?;
-    let budget = plan.budget();
-    let threads = plan
-        .settings
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let temp_dir = plan
-        .settings
-        .temp_directory
-        .clone()
-        .unwrap_or_else(std::env::temp_dir);
-    let cx = |node: &str| BuildCx {
-        node: node.to_string(),
-        chunk_size: plan.settings.chunk_size,
-        batch_bytes: budget.batch_bytes,
-        state_bytes: budget.state_bytes,
-        temp_dir: temp_dir.clone(),
-    };
-    let internal = |message: String| BuildError::Invalid {
-        node: plan.name.clone(),
-        message: format!("internal error (a bug in FlowEngine): {message}"),
-    };
-    let dead_letter = match &plan.dead_letter {
-        Some(d) => Some((
-            (d.builder)(&d.path, &cx("dead-letter"))?,
-            d.path.display().to_string(),
-        )),
-        None => None,
-    };
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .thread_name(|i| format!("flowengine-worker-{i}"))
-        .build()
-        .map_err(|e| internal(format!("starting the worker pool: {e}")))?;
-    let run = Arc::new(Run::new(
-        interrupt,
-        plan.settings.timeout,
-        plan.settings.max_errors,
-        dead_letter,
-        budget.window,
-        pool,
-    ));
+    let Setup { run, runtime } = setup(&plan, interrupt)?;
+    let cx = |node: &str| build_cx(&plan, node);
+    let internal = |message: String| internal(&plan, message);
     let mut nodes = Vec::new();
     let mut exec: Option<Arc<dyn ExecutionPlan>> = None;
     let mut sink = None;
@@ -137,12 +99,6 @@ pub fn prepare(plan: Plan, interrupt: &'static AtomicBool) -> Result<Prepared, E
     let (Some(plan_root), Some((sink, sink_schema, sink_node))) = (exec, sink) else {
         return Err(internal("a chain without a source or a sink".into()).into());
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
-        .thread_name("flowengine-datafusion")
-        .enable_all()
-        .build()
-        .map_err(|e| internal(format!("starting the async runtime: {e}")))?;
     Ok(Prepared {
         name: plan.name.clone(),
         plan: plan_root,
@@ -155,6 +111,70 @@ pub fn prepare(plan: Plan, interrupt: &'static AtomicBool) -> Result<Prepared, E
     })
 }
 
+/// What every run on this engine starts with: the dead-letter file staged, the worker pool and
+/// the async runtime.
+pub(crate) struct Setup {
+    pub(crate) run: Arc<Run>,
+    pub(crate) runtime: tokio::runtime::Runtime,
+}
+
+pub(crate) fn setup(plan: &Plan, interrupt: &'static AtomicBool) -> Result<Setup, Error> {
+    let threads = plan
+        .settings
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let dead_letter = match &plan.dead_letter {
+        Some(d) => Some((
+            (d.builder)(&d.path, &build_cx(plan, "dead-letter"))?,
+            d.path.display().to_string(),
+        )),
+        None => None,
+    };
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("flowengine-worker-{i}"))
+        .build()
+        .map_err(|e| internal(plan, format!("starting the worker pool: {e}")))?;
+    let run = Arc::new(Run::new(
+        interrupt,
+        plan.settings.timeout,
+        plan.settings.max_errors,
+        dead_letter,
+        plan.budget().window,
+        pool,
+    ));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .thread_name("flowengine-datafusion")
+        .enable_all()
+        .build()
+        .map_err(|e| internal(plan, format!("starting the async runtime: {e}")))?;
+    Ok(Setup { run, runtime })
+}
+
+/// What building `node` of `plan` gets to know.
+pub(crate) fn build_cx(plan: &Plan, node: &str) -> BuildCx {
+    let budget = plan.budget();
+    BuildCx {
+        node: node.to_string(),
+        chunk_size: plan.settings.chunk_size,
+        batch_bytes: budget.batch_bytes,
+        state_bytes: budget.state_bytes,
+        temp_dir: plan
+            .settings
+            .temp_directory
+            .clone()
+            .unwrap_or_else(std::env::temp_dir),
+    }
+}
+
+pub(crate) fn internal(plan: &Plan, message: String) -> BuildError {
+    BuildError::Invalid {
+        node: plan.name.clone(),
+        message: format!("internal error (a bug in FlowEngine): {message}"),
+    }
+}
+
 impl Prepared {
     /// The DataFusion plan, one operator per line (for `--verbose`).
     pub fn display(&self) -> String {
@@ -163,6 +183,12 @@ impl Prepared {
 
     /// Runs the plan; the summary is always there, partial on failure.
     pub fn run(self) -> RunOutcome {
+        self.run_keeping_first_reject().0
+    }
+
+    /// [`Prepared::run`], and the first row it rejected (for a task of a split run, whose
+    /// rejects `MaxErrors` judges with the other tasks').
+    pub(crate) fn run_keeping_first_reject(self) -> (RunOutcome, Option<RowError>) {
         let started = Instant::now();
         let Prepared {
             name,
@@ -177,11 +203,18 @@ impl Prepared {
         run.start();
         let result = runtime
             .block_on(drive(plan, sink, &sink_schema, &sink_node, &run))
-            .and_then(|(sink, written)| finish(sink, written, &nodes, &run));
+            .and_then(|(sink, written)| finish(sink, written, &summaries(&nodes), &run));
         let result = result.map_err(|e| run.failure().unwrap_or(e));
         drop(runtime);
-        let summary = summarize(&name, &nodes, &run, started, result.as_ref().err());
-        RunOutcome { summary, result }
+        let error = result.as_ref().err().map(ToString::to_string);
+        let summary = summarize(
+            &name,
+            summaries(&nodes),
+            &run.dead_letter_path,
+            started,
+            error,
+        );
+        (RunOutcome { summary, result }, run.first_reject())
     }
 }
 
@@ -189,17 +222,32 @@ impl Prepared {
 /// for an encoding sink; returns the sink and the rows it wrote.
 async fn drive(
     plan: Arc<dyn ExecutionPlan>,
+    sink: BuiltSink,
+    schema: &SchemaRef,
+    node: &Node,
+    run: &Arc<Run>,
+) -> Result<(Box<dyn SinkCommon>, u64), RunError> {
+    let stream = plan
+        .execute(0, Arc::new(TaskContext::default()))
+        .map_err(stopped)?;
+    pour(stream, sink, schema, node, run).await
+}
+
+/// Only a signal when an operator of ours failed: the run reports the error it kept.
+fn stopped(e: datafusion::error::DataFusionError) -> RunError {
+    RunError::Internal(format!("DataFusion: {e}"))
+}
+
+/// Writes `stream`'s batches (rows with their origin columns) into the sink, encoding them on
+/// the worker pool a window at a time for an encoding sink; returns the sink and the rows it
+/// wrote.
+pub(crate) async fn pour(
+    stream: impl futures::Stream<Item = datafusion::error::Result<arrow_array::RecordBatch>>,
     mut sink: BuiltSink,
     schema: &SchemaRef,
     node: &Node,
     run: &Arc<Run>,
 ) -> Result<(Box<dyn SinkCommon>, u64), RunError> {
-    // Only a signal when an operator of ours failed: the run reports the error it kept.
-    let stopped =
-        |e: datafusion::error::DataFusionError| RunError::Internal(format!("DataFusion: {e}"));
-    let stream = plan
-        .execute(0, Arc::new(TaskContext::default()))
-        .map_err(stopped)?;
     let batches = stream.map(|next| {
         next.map_err(stopped).and_then(|record| {
             origin::strip(&record, schema)
@@ -257,10 +305,10 @@ async fn drive(
 }
 
 /// After the last batch: `MaxErrors` on the totals, the accounting check, then the commit.
-fn finish(
+pub(crate) fn finish(
     sink: Box<dyn SinkCommon>,
     written: u64,
-    nodes: &[Arc<Node>],
+    summaries: &[NodeSummary],
     run: &Run,
 ) -> Result<(), RunError> {
     run.check_max_errors()?;
@@ -271,9 +319,8 @@ fn finish(
             None => None,
         }
     };
-    let summaries: Vec<NodeSummary> = nodes.iter().map(|n| n.summary()).collect();
     check_accounting(
-        &summaries,
+        summaries,
         written,
         dead_letter.as_ref().map(|d| (d.0, d.1)),
         run,
@@ -328,14 +375,19 @@ fn check_accounting(
     }
 }
 
-fn summarize(
+fn summaries(nodes: &[Arc<Node>]) -> Vec<NodeSummary> {
+    nodes.iter().map(|n| n.summary()).collect()
+}
+
+/// The summary of a run of `nodes` that started at `started` (and failed with `error`, if it
+/// did).
+pub(crate) fn summarize(
     name: &str,
-    nodes: &[Arc<Node>],
-    run: &Run,
+    nodes: Vec<NodeSummary>,
+    dead_letter: &Option<String>,
     started: Instant,
-    error: Option<&RunError>,
+    error: Option<String>,
 ) -> RunSummary {
-    let nodes: Vec<NodeSummary> = nodes.iter().map(|n| n.summary()).collect();
     let processing = started.elapsed();
     let rows_read = nodes.first().map_or(0, |n| n.rows_in);
     let rows_written = nodes.last().map_or(0, |n| n.rows_out);
@@ -368,9 +420,9 @@ fn summarize(
         rows_filtered,
         rows_rejected,
         rows_per_sec: rows_read as f64 / processing.as_secs_f64().max(1e-9),
-        dead_letter: run.dead_letter_path.clone(),
+        dead_letter: dead_letter.clone(),
         nodes,
         paths: vec![path],
-        error: error.map(|e| e.to_string()),
+        error,
     }
 }

@@ -246,6 +246,21 @@ impl Run {
         self.rows_rejected.load(Ordering::SeqCst)
     }
 
+    /// Rows rejected elsewhere (by the tasks of a split run, `first` the first of them), for
+    /// `MaxErrors` on the totals.
+    pub(crate) fn rejected_elsewhere(&self, rows: u64, first: Option<RowError>) {
+        self.rows_rejected.fetch_add(rows, Ordering::SeqCst);
+        *self.first_reject.lock().unwrap_or_else(|p| p.into_inner()) = first;
+    }
+
+    /// The first row rejected, if any was.
+    pub(crate) fn first_reject(&self) -> Option<RowError> {
+        self.first_reject
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// A node's rejects under its policy: under fail-fast the first is the run's error; under
     /// skip-row they are counted, checked against `MaxErrors` and written to the dead-letter
     /// sink.

@@ -57,6 +57,42 @@ pub trait SourceConfig: Debug + Send + Sync {
     fn read_instead(&self, _file: &std::path::Path) -> Option<Box<dyn SourceConfig>> {
         None
     }
+    /// Cut the input into at most `parts` [`SourceRange`]s, so that separate tasks can read it
+    /// (`--engine ballista`); [`Split::Whole`] when this source can only be read from its start.
+    fn split(&self, parts: usize, cx: &BuildCx) -> Result<Split, BuildError> {
+        let _ = (parts, cx);
+        Ok(Split::Whole("it cannot be read in parts".into()))
+    }
+    /// The same source reading only `range`, one of [`SourceConfig::split`]'s.
+    fn read_range(&self, range: SourceRange) -> Option<Box<dyn SourceConfig>> {
+        let _ = range;
+        None
+    }
+}
+
+/// A run of whole records in a source's input file: the bytes from `start` to `end` (to the end
+/// of the file when `None`). Its first record is on `line` and is the file's `record`-th (the
+/// header and skipped records counted), as a one-thread read of the whole file numbers it, so
+/// its rejects name the same line and record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SourceRange {
+    /// The offset of its first byte in the file.
+    pub start: u64,
+    /// The offset just past its last byte; `None`: the end of the file.
+    pub end: Option<u64>,
+    /// The line its first record starts on.
+    pub line: u64,
+    /// How many records come before its first one.
+    pub record: u64,
+}
+
+/// How a source's input can be read by separate tasks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Split {
+    /// In these ranges, in order: together they hold every record, each once.
+    Ranges(Vec<SourceRange>),
+    /// Only whole, from its start; why, for `--verbose`.
+    Whole(String),
 }
 
 /// A built source, in the mode it reads in. The mode is a type, not a flag, so the executor can

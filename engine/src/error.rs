@@ -292,7 +292,7 @@ impl BuildError {
 }
 
 /// Where in the processing of a row a problem arose.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub enum Stage {
     /// Splitting bytes into records and fields.
@@ -321,7 +321,7 @@ impl Stage {
 }
 
 /// The fixed, documented classification of row problems.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub enum RowErrorKind {
     /// A quoted field that never closes before the end of the input.
@@ -395,7 +395,7 @@ impl RowErrorKind {
 }
 
 /// A column named in a row error.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ColumnRef {
     /// Column name.
     pub name: String,
@@ -405,7 +405,7 @@ pub struct ColumnRef {
 
 /// One bad row, with everything needed to find and fix it: the run's error under `fail-fast`, a
 /// reject record under `skip-row`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RowError {
     /// The node that found it.
     pub node: String,

@@ -36,6 +36,12 @@ impl SourceEncoding {
         }
     }
 
+    /// Whether the bytes reach the decoder as they are in the file (so offsets in one are offsets
+    /// in the other).
+    pub fn reads_as_is(self) -> bool {
+        self.decode.is_none()
+    }
+
     /// What `--verbose` says, when the input is decoded.
     pub fn note(self) -> Option<String> {
         self.decode.map(|e| match e == encoding_rs::UTF_8 {

@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::time::Instant;
 
 use ballista_core::extension::SessionConfigExt;
 use ballista_core::serde::protobuf::scheduler_grpc_client::SchedulerGrpcClient;
@@ -12,6 +13,7 @@ use ballista_executor::executor_process::{start_executor_process, ExecutorProces
 use ballista_scheduler::cluster::BallistaCluster;
 use ballista_scheduler::config::SchedulerConfig;
 use datafusion::execution::SessionStateBuilder;
+use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::SessionConfig;
 use datafusion_proto::protobuf::PhysicalPlanNode;
@@ -19,8 +21,9 @@ use flowengine_engine::registry::Registry;
 use futures::TryStreamExt;
 
 use super::codec::codec;
+use super::parts::{self, Layout};
 use super::spec::Spec;
-use super::task::{read_report, PipelineExec, Report};
+use super::task::{read_reports, PipelineExec, Report};
 
 /// Why a cluster could not run a pipeline (its own failures are in the [`Report`]).
 #[derive(Debug, thiserror::Error)]
@@ -161,15 +164,68 @@ pub fn executor(
     })
 }
 
-/// Runs `spec` as one Ballista job and returns its report.
+/// Runs `spec` on `cluster` as one task, or, when its source can be cut, as up to `tasks` tasks
+/// (by default one per 64 MiB of input) that each read a range of the file, whose parts the client commits once
+/// every task has succeeded (`parts.rs`). The report is the run's, as one run would give it.
 pub fn submit(
     spec: Spec,
     cluster: &Cluster,
     registry: Arc<Registry>,
     interrupt: &'static AtomicBool,
+    tasks: Option<usize>,
 ) -> Result<Report, ClusterError> {
-    let config = session_config(registry.clone(), interrupt);
-    let plan: Arc<dyn ExecutionPlan> = Arc::new(PipelineExec::new(spec, registry, interrupt));
+    let started = Instant::now();
+    let layout = match parts::lay_out(&spec, &registry, tasks, interrupt) {
+        Ok(layout) => layout,
+        Err(report) => return Ok(*report),
+    };
+    let split = match &layout {
+        Layout::Split { parts, .. } => Some(parts.clone()),
+        Layout::Whole(_) => None,
+    };
+    let pipeline = PipelineExec::new(spec, split, registry.clone(), interrupt)
+        .map_err(|e| ClusterError::Job(format!("planning the job: {e}")))?;
+    let pipeline = Arc::new(pipeline);
+    let plan: Arc<dyn ExecutionPlan> = match &layout {
+        // One stage of tasks, then one that gathers their reports.
+        Layout::Split { .. } => Arc::new(CoalescePartitionsExec::new(pipeline)),
+        Layout::Whole(_) => pipeline,
+    };
+    let reports = execute(plan, cluster, registry, interrupt)?;
+    match layout {
+        Layout::Whole(why) => {
+            let mut report = match <[Report; 1]>::try_from(reports) {
+                Ok([report]) => report,
+                Err(reports) => {
+                    let n = reports.len();
+                    return Err(ClusterError::Job(format!(
+                        "the job gave {n} reports, not one"
+                    )));
+                }
+            };
+            let source = report.summary.as_mut().and_then(|s| s.nodes.first_mut());
+            if let (Some(why), Some(source)) = (why, source) {
+                source.notes.insert(0, format!("read by one task: {why}"));
+            }
+            Ok(report)
+        }
+        Layout::Split { staged, parts, dir } => {
+            let report =
+                parts::finish_split(*staged, &parts, reports, started).map_err(ClusterError::Job);
+            drop(dir);
+            report
+        }
+    }
+}
+
+/// Runs `plan` as a job on `cluster`; the reports its tasks sent.
+fn execute(
+    plan: Arc<dyn ExecutionPlan>,
+    cluster: &Cluster,
+    registry: Arc<Registry>,
+    interrupt: &'static AtomicBool,
+) -> Result<Vec<Report>, ClusterError> {
+    let config = session_config(registry, interrupt);
     runtime("the Ballista client")?.block_on(async {
         let url = match cluster {
             Cluster::Remote(addr) => {
@@ -196,7 +252,7 @@ pub fn submit(
         .await
         .map_err(job)?;
         let batches: Vec<_> = stream.try_collect().await.map_err(job)?;
-        read_report(&batches).map_err(ClusterError::Job)
+        read_reports(&batches).map_err(ClusterError::Job)
     })
 }
 

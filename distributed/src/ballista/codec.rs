@@ -15,11 +15,19 @@ use datafusion_proto::physical_plan::{
 };
 use flowengine_engine::registry::Registry;
 
+use super::parts::Parts;
 use super::spec::Spec;
 use super::task::PipelineExec;
 
 /// What a message of ours starts with: the node and the version of its encoding.
-const TAG: &[u8] = b"flowengine-pipeline/1\n";
+const TAG: &[u8] = b"flowengine-pipeline/2\n";
+
+/// A pipeline node on the wire, after the tag (JSON).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Wire {
+    spec: Spec,
+    parts: Option<Parts>,
+}
 
 /// The codec for FlowEngine's plan nodes.
 #[derive(Debug)]
@@ -65,18 +73,25 @@ impl PhysicalExtensionCodec for Codec {
                     .into(),
             )
         })?;
-        if !inputs.is_empty() {
-            return Err(DataFusionError::Internal(
-                "a FlowEngine pipeline node has no inputs".into(),
-            ));
-        }
-        let spec = Spec::decode(body).map_err(|e| {
+        let wire: Wire = serde_json::from_slice(body).map_err(|e| {
             DataFusionError::Internal(format!(
                 "a FlowEngine pipeline node that does not read: {e}"
             ))
         })?;
-        Ok(Arc::new(PipelineExec::new(
-            spec,
+        let tasks = match (&wire.parts, inputs) {
+            (None, []) => None,
+            (Some(_), [tasks]) => Some(tasks.clone()),
+            _ => {
+                return Err(DataFusionError::Internal(format!(
+                    "a FlowEngine pipeline node with {} inputs",
+                    inputs.len()
+                )))
+            }
+        };
+        Ok(Arc::new(PipelineExec::decoded(
+            wire.spec,
+            wire.parts,
+            tasks,
             self.registry.clone(),
             self.interrupt,
         )))
@@ -94,8 +109,13 @@ impl PhysicalExtensionCodec for Codec {
                 node.name()
             )));
         };
+        let wire = Wire {
+            spec: pipeline.spec().clone(),
+            parts: pipeline.parts().cloned(),
+        };
+        let body = serde_json::to_vec(&wire).map_err(|e| DataFusionError::External(Box::new(e)))?;
         buf.extend_from_slice(TAG);
-        buf.extend_from_slice(&pipeline.spec().encode());
+        buf.extend_from_slice(&body);
         Ok(())
     }
 }
@@ -117,27 +137,48 @@ mod tests {
         }
     }
 
+    fn parts() -> Parts {
+        let range = |start, end, line, record| flowengine_engine::component::SourceRange {
+            start,
+            end,
+            line,
+            record,
+        };
+        Parts {
+            dir: "/data/out/.flowengine-parts-1-2".into(),
+            ranges: vec![range(10, Some(500), 2, 1), range(500, None, 40, 39)],
+        }
+    }
+
     #[test]
     fn a_pipeline_node_crosses_the_composed_codec_whole() {
         let codec = codec(Arc::new(Registry::new()), &NEVER);
-        let node: Arc<dyn ExecutionPlan> =
-            Arc::new(PipelineExec::new(spec(), Arc::new(Registry::new()), &NEVER));
-        let mut buf = Vec::new();
-        codec
-            .try_encode(node, &mut buf, &DefaultPhysicalProtoConverter {})
-            .unwrap();
-        let back = codec
-            .try_decode(
-                &buf,
-                &[],
-                &TaskContext::default(),
-                &DefaultPhysicalProtoConverter {},
-            )
-            .unwrap();
-        let back = back
-            .downcast_ref::<PipelineExec>()
-            .expect("a pipeline node");
-        assert_eq!(back.spec(), &spec());
+        for parts in [None, Some(parts())] {
+            let node: Arc<dyn ExecutionPlan> = Arc::new(
+                PipelineExec::new(spec(), parts.clone(), Arc::new(Registry::new()), &NEVER)
+                    .unwrap(),
+            );
+            let inputs: Vec<_> = node.children().into_iter().cloned().collect();
+            let mut buf = Vec::new();
+            codec
+                .try_encode(node, &mut buf, &DefaultPhysicalProtoConverter {})
+                .unwrap();
+            let back = codec
+                .try_decode(
+                    &buf,
+                    &inputs,
+                    &TaskContext::default(),
+                    &DefaultPhysicalProtoConverter {},
+                )
+                .unwrap();
+            let back = back
+                .downcast_ref::<PipelineExec>()
+                .expect("a pipeline node");
+            assert_eq!(back.spec(), &spec());
+            assert_eq!(back.parts(), parts.as_ref());
+            let tasks = parts.as_ref().map_or(1, |p| p.ranges.len());
+            assert_eq!(back.properties().partitioning.partition_count(), tasks);
+        }
     }
 
     #[test]

@@ -6,16 +6,21 @@
 //! plugins and runs it on the DataFusion engine (`crate::run`), so output, rejects and
 //! accounting are those of `--engine datafusion`, and the task sends back the run's [`Report`].
 //!
-//! Today a pipeline is one task: its source is not yet split into byte ranges, so a cluster runs
-//! many pipelines at once, not one pipeline faster. Executors must see the pipeline file, its
-//! inputs and its outputs at the same paths as the client (one machine, or a shared file system).
+//! A pipeline whose source is one plain file runs as several tasks (`parts.rs`): the client cuts
+//! the file into ranges of whole records, each task runs the pipeline on one range and writes its
+//! rows and rejects as parts, and the client pours the parts into the pipeline's own sink and
+//! dead-letter file, in order, and commits them once every task has succeeded. Executors must see
+//! the pipeline file, its inputs and its outputs at the same paths as the client (one machine, or
+//! a shared file system).
 
 mod cluster;
 mod codec;
+mod parts;
 mod spec;
 mod task;
 
 pub use cluster::{executor, scheduler, submit, Cluster, ClusterError, ExecutorOptions};
 pub use codec::{codec, Codec};
+pub use parts::Parts;
 pub use spec::Spec;
 pub use task::{Failure, PipelineExec, Report, Stage};

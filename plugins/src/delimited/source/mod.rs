@@ -5,6 +5,7 @@
 //!
 //! - `input.rs`: the file's bytes (byte-order mark, `SkipRows`, the sequential buffer, the blocks
 //!   ranges are cut from);
+//! - `parts.rs`: the file cut into parts that separate tasks read (`--engine ballista`);
 //! - `reader.rs`: the state machine on the node thread (sequential, ranges, redo) and the order in
 //!   which pieces are handed off and settled;
 //! - `chunk.rs`: cutting a range by counting quotes, and a worker splitting a piece into records;
@@ -15,17 +16,19 @@
 
 mod chunk;
 mod input;
+mod parts;
 mod reader;
 mod typed;
 
 use std::collections::VecDeque;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use arrow_schema::SchemaRef;
 use flowengine_engine::component::{
     BuildCx, BuiltSource, DeferringSource, NodeCx, Pending, RowCondition, Settle, SourceCommon,
-    SourceConfig,
+    SourceConfig, SourceRange, Split,
 };
 use flowengine_engine::error::{BuildError, IoError, RowError, RunError};
 use flowengine_engine::load::config::{ConfigCx, MapReader};
@@ -33,7 +36,7 @@ use flowengine_engine::memory::human_bytes;
 use flowengine_engine::schema::{self, ColumnSpec};
 
 use super::convert::ColumnReader;
-use super::decode::{Checks, Dialect, Ragged, Records};
+use super::decode::{Checks, Decoder, Dialect, Ragged, Records};
 use super::read_dialect;
 use crate::compress;
 use crate::files::{self, InputFile};
@@ -67,6 +70,8 @@ pub struct DelimitedSourceConfig {
     schema: SchemaRef,
     /// What the source emits: the declared columns, then the file-name column if any.
     output: SchemaRef,
+    /// Only these records of the one file (a task's part of a split run).
+    range: Option<SourceRange>,
 }
 
 /// Parse a `DelimitedSource` `Config` map.
@@ -148,6 +153,7 @@ pub fn parse(
         columns,
         schema,
         output,
+        range: None,
     }))
 }
 
@@ -169,15 +175,94 @@ impl SourceConfig for DelimitedSourceConfig {
         config.files = self.files.only(file);
         Some(Box::new(config))
     }
+
+    fn split(&self, parts: usize, cx: &BuildCx) -> Result<Split, BuildError> {
+        if let Some(why) = self.whole_only() {
+            return Ok(Split::Whole(why));
+        }
+        let file = &self.files.files[0];
+        let opened = self.open_rows(file, cx, true)?;
+        if opened.compressed != compress::Compression::None {
+            return Ok(Split::Whole(format!(
+                "the input is {}-compressed",
+                opened.compressed.name()
+            )));
+        }
+        if opened.input.decoder.width().is_none() {
+            return Ok(Split::Whole(
+                "without a header, its width is that of its first record".into(),
+            ));
+        }
+        let io_err = |e| BuildError::from(IoError::new(&cx.node, "read", &file.path, e));
+        let size = std::fs::metadata(&file.path).map_err(io_err)?.len();
+        let first = u64::from(self.has_headers) + opened.skipped;
+        let ranges = parts::cut(opened.input, first, size, parts).map_err(io_err)?;
+        Ok(Split::Ranges(ranges))
+    }
+
+    fn read_range(&self, range: SourceRange) -> Option<Box<dyn SourceConfig>> {
+        let mut config = self.clone();
+        config.range = Some(range);
+        Some(Box::new(config))
+    }
+}
+
+/// The file opened and read up to its first row.
+struct Opened {
+    input: Input,
+    columns: Vec<ColumnReader>,
+    /// Records read past (`SkipRowsAfterHeader`).
+    skipped: u64,
+    compressed: compress::Compression,
 }
 
 impl DelimitedSourceConfig {
-    /// The source of one file: its header read and checked now.
+    /// The source of one file (or of its range): its header read and checked now.
     fn open_file(
         &self,
         file: &InputFile,
         cx: &BuildCx,
     ) -> Result<Box<dyn DeferringSource>, BuildError> {
+        let opened = self.open_rows(file, cx, self.range.is_none())?;
+        let (input, ordinal) = match self.range {
+            None => (opened.input, u64::from(self.has_headers) + opened.skipped),
+            Some(range) => {
+                let width = opened.input.decoder.width();
+                (self.range_input(file, range, width, cx)?, range.record)
+            }
+        };
+        Ok(Box::new(DelimitedSource {
+            shape: Arc::new(SourceSpec {
+                node: cx.node.clone(),
+                label: file.label.clone(),
+                dialect: self.dialect,
+                columns: opened.columns,
+                schema: self.schema.clone(),
+                condition: None,
+            }),
+            path: file.path.clone(),
+            chunk_size: self.chunk_size,
+            batch_bytes: usize::try_from(cx.batch_bytes).unwrap_or(usize::MAX),
+            checks: self.checks,
+            reading: Reading::Sequential(Box::new(input)),
+            sequential_only: self.sequential_only(),
+            unsettled: VecDeque::new(),
+            ordinal,
+            skipped: opened.skipped,
+            max_rows: self.max_rows,
+            remaining: self.max_rows,
+            compressed: opened.compressed,
+            encoding: self.encoding,
+            widths_checked: false,
+            ranges: 0,
+            redos: 0,
+            capped: 0,
+        }))
+    }
+
+    /// The file opened and read up to its first row: byte-order mark, `SkipRows`, the header
+    /// (checked against the schema) and, if `skip`, `SkipRowsAfterHeader`.
+    fn open_rows(&self, file: &InputFile, cx: &BuildCx, skip: bool) -> Result<Opened, BuildError> {
         let io_err =
             |action, source| BuildError::from(IoError::new(&cx.node, action, &file.path, source));
         let invalid = |message: String| BuildError::Invalid {
@@ -206,37 +291,62 @@ impl DelimitedSourceConfig {
         };
         let (columns, width) = self.plan_columns(header.as_ref()).map_err(invalid)?;
         input.decoder.set_width(width);
-        let skipped = self
-            .skip_records(&mut input)
-            .map_err(|e| io_err("read", e))?;
-        Ok(Box::new(DelimitedSource {
-            shape: Arc::new(SourceSpec {
-                node: cx.node.clone(),
-                label: file.label.clone(),
-                dialect: self.dialect,
-                columns,
-                schema: self.schema.clone(),
-                condition: None,
-            }),
-            path: file.path.clone(),
-            chunk_size: self.chunk_size,
-            batch_bytes: usize::try_from(cx.batch_bytes).unwrap_or(usize::MAX),
-            checks: self.checks,
-            reading: Reading::Sequential(Box::new(input)),
-            sequential_only: self.sequential_only(),
-            unsettled: VecDeque::new(),
-            ordinal: u64::from(self.has_headers) + skipped,
+        let skipped = match skip {
+            true => self
+                .skip_records(&mut input)
+                .map_err(|e| io_err("read", e))?,
+            false => 0,
+        };
+        Ok(Opened {
+            input,
+            columns,
             skipped,
-            max_rows: self.max_rows,
-            remaining: self.max_rows,
             compressed: opened.format,
-            encoding: self.encoding,
-            widths_checked: false,
-            ranges: 0,
-            redos: 0,
-            capped: 0,
-        }))
+        })
     }
+
+    /// The bytes of `range` alone, decoded as a one-thread read of the file decodes them there.
+    fn range_input(
+        &self,
+        file: &InputFile,
+        range: SourceRange,
+        width: Option<usize>,
+        cx: &BuildCx,
+    ) -> Result<Input, BuildError> {
+        let io_err =
+            |action, source| BuildError::from(IoError::new(&cx.node, action, &file.path, source));
+        let mut opened = crate::faults::open_input(&file.path).map_err(|e| io_err("open", e))?;
+        opened
+            .seek(SeekFrom::Start(range.start))
+            .map_err(|e| io_err("read", e))?;
+        let bytes = crate::faults::Reads(opened);
+        let reader: Box<dyn Read + Send> = match range.end {
+            Some(end) => Box::new(bytes.take(end.saturating_sub(range.start))),
+            None => Box::new(bytes),
+        };
+        let mut decoder = Decoder::new(self.dialect, self.checks, range.line, range.start);
+        decoder.set_width(width);
+        Ok(Input::resume(reader, Vec::new(), false, decoder))
+    }
+
+    /// Why this source can only be read whole, from its start, if it can.
+    fn whole_only(&self) -> Option<String> {
+        let files = &self.files.files;
+        Some(if files.len() != 1 {
+            format!("it reads {} files", files.len())
+        } else if files[0].path.as_os_str() == "-" {
+            "it reads standard input".into()
+        } else if !self.parallel {
+            "`Parallel: false`".into()
+        } else if self.max_rows.is_some() {
+            "`MaxRows` counts records from the start of the file".into()
+        } else if !self.encoding.reads_as_is() {
+            "its bytes are decoded as they are read (`Encoding`, `InvalidBytes`)".into()
+        } else {
+            return None;
+        })
+    }
+
     /// Why records cannot be split in parallel ranges, if they cannot.
     fn sequential_only(&self) -> Option<&'static str> {
         let d = self.dialect;
