@@ -14,7 +14,8 @@
 //!
 //! A sink joins the matrix by one line in [`SINKS`], a path by one line in [`PATHS`]. In a build
 //! with the `distributed` feature, every trial whose pipeline `--engine datafusion` runs also runs
-//! there and as a Ballista job (`NAME (datafusion)`, `NAME (ballista)`), against the same checks.
+//! there and as a Ballista job in three tasks (`NAME (datafusion)`, `NAME (ballista)`), against the
+//! same checks.
 //!
 //! Run one trial with `cargo test --test matrix -- 'matrix/js-inherit/parquet'`.
 
@@ -525,8 +526,14 @@ fn pipeline(cols: &[Column], transform: Option<String>, sink: &str) -> String {
 
 /// Runs a pipeline with `--json` on `engine` and returns its summary.
 fn run(dir: &Path, file: &str, engine: &str) -> Result<serde_json::Value, String> {
+    // A Ballista job in three tasks, each reading a range of the input, where it can be cut.
+    let tasks: &[&str] = match engine {
+        "ballista" => &["--tasks", "3"],
+        _ => &[],
+    };
     let out = Command::new(env!("CARGO_BIN_EXE_flowengine"))
         .args(["run", file, "--json", "--engine", engine])
+        .args(tasks)
         .current_dir(dir)
         .stdin(Stdio::null())
         .output()

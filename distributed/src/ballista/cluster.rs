@@ -209,9 +209,14 @@ pub fn submit(
             }
             Ok(report)
         }
-        Layout::Split { staged, parts, dir } => {
-            let report =
-                parts::finish_split(*staged, &parts, reports, started).map_err(ClusterError::Job);
+        Layout::Split {
+            staged,
+            parts,
+            dir,
+            cut,
+        } => {
+            let report = parts::finish_split(*staged, &parts, reports, started, cut)
+                .map_err(ClusterError::Job);
             drop(dir);
             report
         }

@@ -30,11 +30,10 @@ use flowengine_engine::component::{
 use flowengine_engine::error::{BuildError, IoError, RowError, RunError};
 use flowengine_engine::metrics::NodeSummary;
 use flowengine_engine::plan::{NodeKind, Plan};
+use flowengine_engine::registry::Registry;
 use flowengine_engine::reject::{reject_schema, MaxErrors};
 use flowengine_engine::{Batch, RunOutcome};
 use serde::{Deserialize, Serialize};
-
-use flowengine_engine::registry::Registry;
 
 use super::spec::Spec;
 use super::task::{Failure, Report, Stage};
@@ -75,11 +74,13 @@ pub(crate) enum Layout {
         parts: Parts,
         /// Removed, with every part in it, when the run is over.
         dir: PartsDir,
+        /// How long cutting the file took.
+        cut: std::time::Duration,
     },
 }
 
 /// The input a task reads when the number of tasks is not given.
-pub const PART_BYTES: u64 = 64 << 20;
+const PART_BYTES: u64 = 64 << 20;
 
 /// Tasks at most when the number is not given.
 const MAX_TASKS: u64 = 256;
@@ -100,17 +101,7 @@ pub(crate) fn lay_out(
         .map_err(|e| Box::new(Report::failed(Stage::Config, e.to_string())))?;
     let given = want;
     let want = want.unwrap_or_else(|| {
-        let bytes: u64 = plan
-            .nodes
-            .iter()
-            .filter_map(|n| match &n.kind {
-                NodeKind::Source(s) => Some(s.files_read()),
-                _ => None,
-            })
-            .flatten()
-            .filter_map(|f| std::fs::metadata(f).ok())
-            .map(|m| m.len())
-            .sum();
+        let bytes = flowengine_engine::plan::space::input_bytes(&plan);
         bytes.div_ceil(PART_BYTES).clamp(1, MAX_TASKS) as usize
     });
     if given.is_none() && want < 2 {
@@ -122,6 +113,7 @@ pub(crate) fn lay_out(
         Error::Build(e) => Box::new(Report::failed(Stage::Build, e.to_string())),
         e => Box::new(Report::failed(Stage::Config, e.to_string())),
     };
+    let cutting = Instant::now();
     let ranges = match split(&plan, want).map_err(failed)? {
         Split::Ranges(ranges) => ranges,
         Split::Whole(why) => return Ok(Layout::Whole(Some(why))),
@@ -135,6 +127,7 @@ pub(crate) fn lay_out(
         },
         staged: Box::new(staged),
         dir,
+        cut: cutting.elapsed(),
     })
 }
 
@@ -145,6 +138,7 @@ pub(crate) fn finish_split(
     parts: &Parts,
     reports: Vec<Report>,
     started: Instant,
+    cut: std::time::Duration,
 ) -> Result<Report, String> {
     let n = parts.ranges.len();
     let mut by_task: Vec<Option<Report>> = vec![None; n];
@@ -152,7 +146,7 @@ pub(crate) fn finish_split(
         match report.part {
             Some(k) if k < n && by_task[k].is_none() => by_task[k] = Some(report),
             Some(k) if k < n => return Err(format!("task {k} of {n} sent two reports")),
-            _ => return Err(format!("a report of no task of this job's {n}")),
+            _ => return Err(format!("a report that names none of the job's {n} tasks")),
         }
     }
     let reports = by_task
@@ -185,9 +179,10 @@ pub(crate) fn finish_split(
     summary.processing_ms = flowengine_engine::metrics::millis(processing);
     summary.rows_per_sec = summary.rows_read as f64 / processing.as_secs_f64().max(1e-9);
     if let Some(source) = summary.nodes.first_mut() {
-        source
-            .notes
-            .insert(0, format!("read by {n} tasks, one range of the file each"));
+        source.notes.insert(
+            0,
+            format!("read by {n} tasks, one range of the file each (cut in {cut:.1?})"),
+        );
     }
     Ok(Report {
         summary: Some(summary),
