@@ -1,8 +1,9 @@
-//! [`PipelineExec`]: a whole pipeline as one Ballista task. The executor that runs it plans the
-//! pipeline from its [`Spec`] and runs it there on the DataFusion engine (`crate::run`), so the
-//! task reads, transforms, checks the accounting and commits exactly as `--engine datafusion`
-//! would on that machine. Its one output row is the [`Report`]: the run's summary and, if it
-//! failed, why.
+//! [`PipelineExec`]: a whole pipeline as one Ballista task, or as one task per range of its
+//! source's file (`parts.rs`). The executor that runs a task plans the pipeline from its [`Spec`]
+//! and runs it there on the DataFusion engine (`crate::run`), so the task reads, transforms and
+//! checks the accounting exactly as `--engine datafusion` would on that machine, and commits its
+//! output (a task of a split run: its parts). Its one output row is the [`Report`]: the run's
+//! summary and, if it failed, why.
 //!
 //! A pipeline that fails on its data still makes a task that succeeds, with the failure in its
 //! report: Ballista retries failed tasks, which is right for a lost executor and wrong for a bad
