@@ -1,6 +1,7 @@
 //! `flowengine cluster` as real processes on 127.0.0.1: a scheduler and two executors run J2 on a
 //! million rows, cut into four tasks, with the local engine's output and counts; and an executor
-//! killed in the middle of a job leaves its tasks to another executor, with the same output.
+//! killed in the middle of a job leaves its tasks to another executor, with the same output; and
+//! Ctrl-C on the client stops the tasks on the executors, committing nothing.
 #![cfg(feature = "distributed")]
 
 use std::io::{BufWriter, Write};
@@ -294,4 +295,55 @@ fn staged_part(dir: &Path) -> bool {
     entries(dir)
         .filter(|e| e.path().is_dir())
         .any(|parts| entries(&parts.path()).next().is_some())
+}
+
+/// Ctrl-C on the client of a remote cluster reaches the tasks, which stop before the end of their
+/// ranges; the run fails as an interrupted local run does, and nothing is committed or left.
+#[test]
+fn ctrl_c_on_the_client_stops_the_tasks_on_the_cluster() {
+    let work = work_dir("cluster-cancel");
+    let input = input();
+    let port = free_port();
+    let _scheduler = scheduler(port, 180);
+    let _executor = executor(port, &work);
+    let out_dir = work.join("out");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let output = out_dir.join("cluster.csv");
+    let client = flowengine()
+        .args(["run", J2, "--json", "--engine", "ballista", "--tasks", "3"])
+        .arg("--scheduler")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--var")
+        .arg(format!("Input={}", input.display()))
+        .arg("--var")
+        .arg(format!("Output={}", output.display()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while !staged_part(&out_dir) {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the job never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let interrupted = Command::new("kill")
+        .args(["-INT", &client.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupted.success());
+    let out = client.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("interrupted; no output was changed"),
+        "{stderr}"
+    );
+    let read = counts(&out)[0].1;
+    assert!(read < ROWS, "the tasks read all {read} rows");
+    assert!(!output.exists(), "an interrupted run committed its output");
+    let left: Vec<_> = std::fs::read_dir(&out_dir).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
 }

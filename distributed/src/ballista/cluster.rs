@@ -191,7 +191,19 @@ pub fn submit(
         Layout::Split { .. } => Arc::new(CoalescePartitionsExec::new(pipeline)),
         Layout::Whole(_) => pipeline,
     };
-    let reports = execute(plan, cluster, registry, interrupt)?;
+    let reports = match &layout {
+        // Ctrl-C reaches the tasks of a split run through its parts directory.
+        Layout::Split { parts: split, .. } => {
+            let done = AtomicBool::new(false);
+            std::thread::scope(|scope| {
+                scope.spawn(|| parts::Cancel::ask(split, interrupt, &done));
+                let reports = execute(plan, cluster, registry, interrupt);
+                done.store(true, std::sync::atomic::Ordering::SeqCst);
+                reports
+            })?
+        }
+        Layout::Whole(_) => execute(plan, cluster, registry, interrupt)?,
+    };
     match layout {
         Layout::Whole(why) => {
             let mut report = match <[Report; 1]>::try_from(reports) {

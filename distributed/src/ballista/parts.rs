@@ -16,7 +16,7 @@
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use arrow_array::RecordBatch;
@@ -52,6 +52,11 @@ pub struct Parts {
 }
 
 impl Parts {
+    /// The file whose presence asks the tasks to stop (Ctrl-C on the client).
+    fn cancel_marker(&self) -> PathBuf {
+        self.dir.join("cancel")
+    }
+
     /// Where task `k` writes the rows for the sink.
     fn rows(&self, k: usize) -> PathBuf {
         self.dir.join(format!("rows-{k:05}.arrows"))
@@ -193,6 +198,63 @@ pub(crate) fn finish_split(
         part: None,
         first_reject: None,
     })
+}
+
+/// Ctrl-C on the client of a split run, carried to its tasks through the parts directory they
+/// share: the client writes a marker there ([`Cancel::ask`]), and each task watches for it
+/// ([`Cancel::watch`]) and stops as a local run stops on Ctrl-C, committing nothing. (Ballista's
+/// own `cancel_job` needs the job's id, which its client keeps to itself.)
+pub(crate) struct Cancel {
+    /// The task's own interrupt flag: the executor's, or the marker seen.
+    flag: &'static AtomicBool,
+    done: std::sync::Arc<AtomicBool>,
+}
+
+/// How often a task looks for the marker, and the client for Ctrl-C.
+const CANCEL_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
+impl Cancel {
+    /// Watches, until dropped, for the marker of `parts` and for `executor`'s own interrupt.
+    pub(crate) fn watch(parts: &Parts, executor: &'static AtomicBool) -> Cancel {
+        // A run takes a flag that lives as long as the process (its operators hold it); one
+        // byte per task is the price.
+        let flag: &'static AtomicBool = Box::leak(Box::new(AtomicBool::new(false)));
+        let done = std::sync::Arc::new(AtomicBool::new(false));
+        let (marker, finished) = (parts.cancel_marker(), done.clone());
+        std::thread::spawn(move || {
+            while !finished.load(Ordering::SeqCst) {
+                if executor.load(Ordering::SeqCst) || marker.exists() {
+                    flag.store(true, Ordering::SeqCst);
+                    return;
+                }
+                std::thread::sleep(CANCEL_POLL);
+            }
+        });
+        Cancel { flag, done }
+    }
+
+    /// The flag the task's run stops on.
+    pub(crate) fn flag(&self) -> &'static AtomicBool {
+        self.flag
+    }
+
+    /// Until `done`, writes the marker of `parts` as soon as `interrupt` is set (on the client,
+    /// while its job runs).
+    pub(crate) fn ask(parts: &Parts, interrupt: &AtomicBool, done: &AtomicBool) {
+        while !done.load(Ordering::SeqCst) {
+            if interrupt.load(Ordering::SeqCst) {
+                let _ = File::create(parts.cancel_marker());
+                return;
+            }
+            std::thread::sleep(CANCEL_POLL);
+        }
+    }
+}
+
+impl Drop for Cancel {
+    fn drop(&mut self) {
+        self.done.store(true, Ordering::SeqCst);
+    }
 }
 
 /// `plan`'s source cut into at most `want` ranges, if the pipeline can run as that many tasks;

@@ -353,11 +353,14 @@ fn run_here(
         Ok(plan) => plan,
         Err(e) => return Report::failed(Stage::Config, e.to_string()),
     };
+    let mut watch = None;
     if let Some((parts, k)) = part {
         if let Err(e) = super::parts::for_part(&mut plan, parts, k) {
             return Report::failed(Stage::Build, e.to_string());
         }
+        watch = Some(super::parts::Cancel::watch(parts, interrupt));
     }
+    let interrupt = watch.as_ref().map_or(interrupt, |w| w.flag());
     let prepared = match crate::prepare(plan, interrupt) {
         Ok(p) => p,
         Err(Error::Build(e)) => return Report::failed(Stage::Build, e.to_string()),
