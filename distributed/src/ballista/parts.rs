@@ -17,13 +17,13 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use arrow_array::RecordBatch;
 use arrow_ipc::reader::StreamReader;
 use arrow_ipc::writer::StreamWriter;
-use arrow_schema::SchemaRef;
-use datafusion::error::DataFusionError;
+use arrow_schema::{ArrowError, SchemaRef};
 use flowengine_engine::component::{
     BuildCx, BuiltSink, Sink, SinkCommon, SinkConfig, SourceRange, Split,
 };
@@ -38,7 +38,7 @@ use serde::{Deserialize, Serialize};
 use super::spec::Spec;
 use super::task::{Failure, Report, Stage};
 use crate::run::{build_cx, finish, internal, pour, setup, summarize, Setup};
-use crate::state::Node;
+use crate::state::{Node, Run};
 use crate::{chain, origin, Error};
 
 /// How a split run is laid out: one range of the source's file per task, and where the tasks
@@ -207,7 +207,7 @@ pub(crate) fn finish_split(
 pub(crate) struct Cancel {
     /// The task's own interrupt flag: the executor's, or the marker seen.
     flag: &'static AtomicBool,
-    done: std::sync::Arc<AtomicBool>,
+    done: Arc<AtomicBool>,
 }
 
 /// How often a task looks for the marker, and the client for Ctrl-C.
@@ -219,7 +219,7 @@ impl Cancel {
         // A run takes a flag that lives as long as the process (its operators hold it); one
         // byte per task is the price.
         let flag: &'static AtomicBool = Box::leak(Box::new(AtomicBool::new(false)));
-        let done = std::sync::Arc::new(AtomicBool::new(false));
+        let done = Arc::new(AtomicBool::new(false));
         let (marker, finished) = (parts.cancel_marker(), done.clone());
         std::thread::spawn(move || {
             while !finished.load(Ordering::SeqCst) {
@@ -464,7 +464,13 @@ fn commit(
     run.rejected_elsewhere(tasks.iter().map(|s| s.rows_rejected).sum(), first_reject);
     let rows = (0..parts.ranges.len()).map(|k| parts.rows(k)).collect();
     let result = runtime
-        .block_on(pour(read_parts(rows), sink, &schema, &node, &run))
+        .block_on(pour(
+            read_parts(rows, run.clone(), node.name.clone()),
+            sink,
+            &schema,
+            &node,
+            &run,
+        ))
         .and_then(|(sink, written)| {
             pour_rejects(parts, &run)?;
             tasks.pop();
@@ -478,28 +484,33 @@ fn commit(
     RunOutcome { summary, result }
 }
 
-/// The batches of the parts at `paths`, in order.
+/// The batches of the parts at `paths`, in order; a part that cannot be read fails `run` with an
+/// I/O error of `node`'s naming it.
 fn read_parts(
     paths: Vec<PathBuf>,
+    run: Arc<Run>,
+    node: String,
 ) -> impl futures::Stream<Item = datafusion::error::Result<RecordBatch>> {
-    let batches = paths.into_iter().flat_map(|path| {
-        let failed = |e: String| -> Box<dyn Iterator<Item = _> + Send> {
-            Box::new(std::iter::once(Err(DataFusionError::Execution(format!(
-                "reading the part {}: {e}",
-                path.display()
-            )))))
+    let batches = paths.into_iter().flat_map(move |path| {
+        let (run, node) = (run.clone(), node.clone());
+        let opened = File::open(&path)
+            .map_err(ArrowError::from)
+            .and_then(|f| StreamReader::try_new(BufReader::new(f), None));
+        let unreadable = move |e: ArrowError| {
+            let e = std::io::Error::other(e);
+            run.fail(IoError::new(&node, "read the part", &path, e).into())
         };
-        match File::open(&path).map(|f| StreamReader::try_new(BufReader::new(f), None)) {
-            Ok(Ok(reader)) => Box::new(reader.map(|b| b.map_err(DataFusionError::from))),
-            Ok(Err(e)) => failed(e.to_string()),
-            Err(e) => failed(e.to_string()),
-        }
+        let batches: Box<dyn Iterator<Item = _> + Send> = match opened {
+            Ok(reader) => Box::new(reader.map(move |b| b.map_err(&unreadable))),
+            Err(e) => Box::new(std::iter::once(Err(unreadable(e)))),
+        };
+        batches
     });
     futures::stream::iter(batches)
 }
 
 /// The rejects parts, in order, into the run's dead-letter file.
-fn pour_rejects(parts: &Parts, run: &crate::state::Run) -> Result<(), RunError> {
+fn pour_rejects(parts: &Parts, run: &Run) -> Result<(), RunError> {
     let schema = reject_schema();
     let mut dead_letter = run.dead_letter.lock().unwrap_or_else(|p| p.into_inner());
     let Some((sink, written)) = dead_letter.as_mut() else {
@@ -660,6 +671,52 @@ mod tests {
         (rows, rejects)
     }
 
+    /// The test pipeline, reading `in.csv` in `dir` into `out.csv`, rejects to `rejects.csv`.
+    fn plan_in(dir: &Path) -> Plan {
+        let yaml = "Pipeline:\n  Name: p\n  Settings: {ChunkSize: 16, DeadLetter: rejects.csv}\n  Plugins:\n    - Name: read\n      Type: DelimitedSource\n      Config:\n        FilePath: in.csv\n        SkipRowsAfterHeader: 1\n        ErrorHandling: skip-row\n        OutputSchema:\n          Columns:\n            - {Name: name, Type: string}\n            - {Name: n, Type: int64}\n    - Name: write\n      Type: DelimitedSink\n      Config: {FilePath: out.csv}\n  Connections:\n    - {From: read, To: write}\n";
+        let registry = flowengine_plugins::builtin_registry();
+        flowengine_engine::plan::plan_text(
+            yaml,
+            &dir.join("p.yaml"),
+            &LoadOptions::default(),
+            &registry,
+        )
+        .unwrap()
+    }
+
+    static NEVER: AtomicBool = AtomicBool::new(false);
+
+    #[test]
+    fn a_part_that_cannot_be_read_fails_the_run_naming_it() {
+        let dir = std::env::temp_dir().join(format!("flowengine-commit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("in.csv"), "name,n\r\nskipped,0\na,1\n").unwrap();
+        let plan = plan_in(&dir);
+        let staged = stage(&plan, &NEVER).unwrap();
+        let range = SourceRange {
+            start: 0,
+            end: None,
+            line: 1,
+            record: 0,
+        };
+        let parts = Parts {
+            dir: dir.join("no-parts-here"),
+            ranges: vec![range, range],
+        };
+        let tasks = plan.nodes.iter().map(|n| NodeSummary {
+            name: n.name.clone(),
+            role: n.kind.role(),
+            type_name: n.type_name,
+            ..NodeSummary::default()
+        });
+        let outcome = commit(staged, &parts, tasks.collect(), None);
+        let error = outcome.result.unwrap_err().to_string();
+        assert!(error.contains("read the part"), "{error}");
+        assert!(error.contains("rows-00000.arrows"), "{error}");
+        assert!(!dir.join("out.csv").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn the_ranges_of_a_file_read_as_the_whole_file_reads() {
         let dir = std::env::temp_dir().join(format!("flowengine-parts-{}", std::process::id()));
@@ -674,15 +731,7 @@ mod tests {
             }
         }
         std::fs::write(dir.join("in.csv"), csv).unwrap();
-        let yaml = "Pipeline:\n  Name: p\n  Settings: {ChunkSize: 16, DeadLetter: rejects.csv}\n  Plugins:\n    - Name: read\n      Type: DelimitedSource\n      Config:\n        FilePath: in.csv\n        SkipRowsAfterHeader: 1\n        ErrorHandling: skip-row\n        OutputSchema:\n          Columns:\n            - {Name: name, Type: string}\n            - {Name: n, Type: int64}\n    - Name: write\n      Type: DelimitedSink\n      Config: {FilePath: out.csv}\n  Connections:\n    - {From: read, To: write}\n";
-        let registry = flowengine_plugins::builtin_registry();
-        let plan = flowengine_engine::plan::plan_text(
-            yaml,
-            &dir.join("p.yaml"),
-            &LoadOptions::default(),
-            &registry,
-        )
-        .unwrap();
+        let plan = plan_in(&dir);
         let NodeKind::Source(source) = &plan.nodes[0].kind else {
             panic!("the first node is the source");
         };
