@@ -253,28 +253,7 @@ fn an_executor_killed_mid_job_leaves_the_job_to_another() {
     let out_dir = work.join("out");
     std::fs::create_dir_all(&out_dir).unwrap();
     let output = out_dir.join("cluster.csv");
-    let client = flowengine()
-        .args(["run", J2, "--json", "--engine", "ballista", "--tasks", "3"])
-        .arg("--scheduler")
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--var")
-        .arg(format!("Input={}", input.display()))
-        .arg("--var")
-        .arg(format!("Output={}", output.display()))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // The tasks are running once one of them has staged a part in the parts directory the
-    // client made next to the output.
-    let started = Instant::now();
-    while !staged_part(&out_dir) {
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "the job never started"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let client = start_job(port, &input, &output);
     first.0.kill().unwrap();
     let _ = first.0.wait();
     assert!(!output.exists(), "the job committed before the kill");
@@ -287,6 +266,32 @@ fn an_executor_killed_mid_job_leaves_the_job_to_another() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(left, ["cluster.csv"]);
+}
+
+/// J2 on `input` in three tasks on the cluster at `port`, once its tasks are running: one of them
+/// has staged a part in the parts directory the client made next to `output`.
+fn start_job(port: u16, input: &Path, output: &Path) -> Child {
+    let client = flowengine()
+        .args(["run", J2, "--json", "--engine", "ballista", "--tasks", "3"])
+        .arg("--scheduler")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--var")
+        .arg(format!("Input={}", input.display()))
+        .arg("--var")
+        .arg(format!("Output={}", output.display()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while !staged_part(output.parent().unwrap()) {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the job never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    client
 }
 
 /// Whether a task has staged a part in a parts directory in `dir`.
@@ -309,26 +314,7 @@ fn ctrl_c_on_the_client_stops_the_tasks_on_the_cluster() {
     let out_dir = work.join("out");
     std::fs::create_dir_all(&out_dir).unwrap();
     let output = out_dir.join("cluster.csv");
-    let client = flowengine()
-        .args(["run", J2, "--json", "--engine", "ballista", "--tasks", "3"])
-        .arg("--scheduler")
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--var")
-        .arg(format!("Input={}", input.display()))
-        .arg("--var")
-        .arg(format!("Output={}", output.display()))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while !staged_part(&out_dir) {
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "the job never started"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let client = start_job(port, &input, &output);
     let interrupted = Command::new("kill")
         .args(["-INT", &client.id().to_string()])
         .status()

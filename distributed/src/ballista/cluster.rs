@@ -165,8 +165,9 @@ pub fn executor(
 }
 
 /// Runs `spec` on `cluster` as one task, or, when its source can be cut, as up to `tasks` tasks
-/// (by default one per 64 MiB of input) that each read a range of the file, whose parts the client commits once
-/// every task has succeeded (`parts.rs`). The report is the run's, as one run would give it.
+/// (by default one per 64 MiB of input) that each read a range of the file, whose parts the
+/// client commits once every task has succeeded (`parts.rs`). The report is the run's, as one
+/// run would give it.
 pub fn submit(
     spec: Spec,
     cluster: &Cluster,
