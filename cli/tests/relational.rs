@@ -1,7 +1,8 @@
 //! The relational transforms as a user runs them, where a golden case cannot reach:
 //! - a `Sort` killed outright while it spills leaves its spill directory, and the next sort in the
 //!   same place removes it (and says so);
-//! - a `Distinct` or `Aggregate` past its memory spills by key and stays exact;
+//! - a `Distinct` or `Aggregate` past its memory spills by key and stays exact, and so do they
+//!   and a `Sort` on `--engine datafusion` and `ballista` (a `distributed` build);
 //! - random small tables through `Sort`, `Distinct`, `Aggregate` and `Lookup` agree row for row
 //!   with DuckDB
 //!   (`scripts/differential-relational`; skipped with a message where DuckDB is not installed).
@@ -59,20 +60,17 @@ fn write_case(dir: &Path) {
     spill_case(dir, &csv, "Type: Sort, Config: { By: [key, id] }");
 }
 
-/// Run the spill case in `dir`, which must spill by key, finish, and leave no spill directory;
-/// what it wrote.
-fn run_spilling_by_key(dir: &Path) -> String {
+/// Run the spill case in `dir` on `engine`, which must spill (saying `spilled`), finish, and
+/// leave no spill directory; what it wrote.
+fn run_spilling(dir: &Path, engine: &str, spilled: &str) -> String {
     let out = flowengine()
-        .args(["run", "--verbose", "pipeline.yaml"])
+        .args(["run", "--verbose", "pipeline.yaml", "--engine", engine])
         .current_dir(dir)
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    assert!(
-        stderr.contains("spilled by key"),
-        "it never spilled:\n{stderr}"
-    );
+    assert!(stderr.contains(spilled), "it never spilled:\n{stderr}");
     assert!(spill_dirs(dir).is_empty(), "the spill directory stayed");
     std::fs::read_to_string(dir.join("out.csv")).unwrap()
 }
@@ -157,7 +155,7 @@ fn a_sort_killed_mid_spill_is_cleaned_up_by_the_next() {
 
 /// A `Distinct` whose state outgrows its share spills its rows by key and still keeps exactly
 /// the first (or last) row of each, in input order.
-fn distinct_spills_and_stays_exact(keep: &str) {
+fn distinct_spills_and_stays_exact(keep: &str, engine: &str) {
     let dir = tempfile::tempdir().unwrap();
     let mut csv = String::from("id,key\n");
     let mut kept = std::collections::HashMap::new();
@@ -175,7 +173,7 @@ fn distinct_spills_and_stays_exact(keep: &str) {
     expected.sort_unstable();
     let step = format!("Type: Distinct, Config: {{ On: [key], Keep: {keep} }}");
     spill_case(dir.path(), &csv, &step);
-    let written = run_spilling_by_key(dir.path());
+    let written = run_spilling(dir.path(), engine, "spilled by key");
     let ids: Vec<u64> = written
         .lines()
         .skip(1)
@@ -187,17 +185,17 @@ fn distinct_spills_and_stays_exact(keep: &str) {
 
 #[test]
 fn a_distinct_keeping_first_past_its_memory_spills_and_stays_exact() {
-    distinct_spills_and_stays_exact("first");
+    distinct_spills_and_stays_exact("first", "local");
 }
 
 #[test]
 fn a_distinct_keeping_last_past_its_memory_spills_and_stays_exact() {
-    distinct_spills_and_stays_exact("last");
+    distinct_spills_and_stays_exact("last", "local");
 }
 
 /// An `Aggregate` whose groups outgrow its share spills the rows of later groups by key and
 /// still gives every group once, with exact figures, in key order or first-appearance order.
-fn aggregate_spills_and_stays_exact(order: &str) {
+fn aggregate_spills_and_stays_exact(order: &str, engine: &str) {
     let dir = tempfile::tempdir().unwrap();
     let mut csv = String::from("id,key\n");
     // key -> (first id, rows, sum of ids, even ids)
@@ -229,7 +227,7 @@ fn aggregate_spills_and_stays_exact(order: &str) {
          rows: \"count(*)\", total: \"sum(id)\", even: \"count(DISTINCT id) FILTER (WHERE id % 2 = 0)\" }} }}"
     );
     spill_case(dir.path(), &csv, &step);
-    let written = run_spilling_by_key(dir.path());
+    let written = run_spilling(dir.path(), engine, "spilled by key");
     let got: Vec<&str> = written.lines().skip(1).collect();
     assert_eq!(got.len(), expected.len());
     assert!(got == expected, "groups differ from the expected ones");
@@ -237,12 +235,34 @@ fn aggregate_spills_and_stays_exact(order: &str) {
 
 #[test]
 fn an_aggregate_in_key_order_past_its_memory_spills_and_stays_exact() {
-    aggregate_spills_and_stays_exact("keys");
+    aggregate_spills_and_stays_exact("keys", "local");
 }
 
 #[test]
 fn an_aggregate_in_input_order_past_its_memory_spills_and_stays_exact() {
-    aggregate_spills_and_stays_exact("input");
+    aggregate_spills_and_stays_exact("input", "local");
+}
+
+/// The other engines drive the same stateful transforms, under the same share of the memory
+/// limit: they spill as the local engine does and give the same rows.
+#[cfg(feature = "distributed")]
+#[test]
+fn the_other_engines_spill_as_the_local_engine_does() {
+    for engine in ["datafusion", "ballista"] {
+        distinct_spills_and_stays_exact("last", engine);
+        aggregate_spills_and_stays_exact("input", engine);
+        let dir = tempfile::tempdir().unwrap();
+        write_case(dir.path());
+        let sorted = run_spilling(dir.path(), engine, "runs spilled");
+        let keys: Vec<&str> = (sorted.lines().skip(1))
+            .map(|l| l.split(',').nth(1).unwrap())
+            .collect();
+        assert_eq!(keys.len(), 300_000, "{engine}");
+        assert!(
+            keys.windows(2).all(|w| w[0] <= w[1]),
+            "not sorted on {engine}"
+        );
+    }
 }
 
 #[test]

@@ -6,6 +6,7 @@
 
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -22,16 +23,17 @@ use datafusion::physical_plan::stream::{
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
 };
-use flowengine_engine::component::{BuiltSource, Settle, Transform};
+use flowengine_engine::component::{BuiltSource, Routed, Settle, Transform};
 use flowengine_engine::error::{RowError, RunError};
 use flowengine_engine::Batch;
+use futures::stream::BoxStream;
 use futures::StreamExt;
 use rayon::prelude::*;
 
 use crate::origin;
 use crate::state::{Node, Run};
 
-fn properties(schema: &SchemaRef) -> Arc<PlanProperties> {
+pub(crate) fn properties(schema: &SchemaRef) -> Arc<PlanProperties> {
     Arc::new(PlanProperties::new(
         EquivalenceProperties::new(schema.clone()),
         Partitioning::UnknownPartitioning(1),
@@ -44,6 +46,8 @@ fn properties(schema: &SchemaRef) -> Arc<PlanProperties> {
 /// finished on the worker pool a window at a time, settled and emitted in order.
 pub(crate) struct SourceExec {
     source: Mutex<Option<BuiltSource>>,
+    /// Its index in the plan (to tell whether every node downstream has the rows it needs).
+    index: usize,
     node: Arc<Node>,
     run: Arc<Run>,
     schema: SchemaRef,
@@ -53,13 +57,14 @@ pub(crate) struct SourceExec {
 impl SourceExec {
     pub(crate) fn new(
         source: BuiltSource,
-        node: Arc<Node>,
+        (index, node): (usize, Arc<Node>),
         run: Arc<Run>,
         data: &SchemaRef,
     ) -> Self {
         let schema = origin::schema(data);
         SourceExec {
             source: Mutex::new(Some(source)),
+            index,
             node,
             run,
             properties: properties(&schema),
@@ -134,6 +139,7 @@ impl ExecutionPlan for SourceExec {
         let mut builder = RecordBatchReceiverStreamBuilder::new(self.schema.clone(), 2);
         let tx = builder.tx();
         let (node, run, schema) = (self.node.clone(), self.run.clone(), self.schema.clone());
+        let index = self.index;
         builder.spawn_blocking(move || {
             let emit = |batch: Batch| -> bool {
                 match origin::carry(&batch, &schema) {
@@ -146,7 +152,7 @@ impl ExecutionPlan for SourceExec {
                     }
                 }
             };
-            read(source, &node, &run, emit).map_err(|e| run.fail(e))
+            read(source, (index, &node), &run, emit).map_err(|e| run.fail(e))
         });
         Ok(builder.build())
     }
@@ -155,10 +161,24 @@ impl ExecutionPlan for SourceExec {
 /// Reads `source` to its end (or until `emit` says stop), applying the node's error policy.
 fn read(
     source: BuiltSource,
-    node: &Node,
+    (index, node): (usize, &Node),
     run: &Run,
     mut emit: impl FnMut(Batch) -> bool,
 ) -> std::result::Result<(), RunError> {
+    // Every node downstream has the rows it needs (a `Limit`): the rest of the input is not read.
+    let enough = || {
+        let stop = run.downstream_satisfied(index);
+        if stop {
+            let rows = node.summary().rows_in;
+            node.notes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(format!(
+                "stopped reading after {rows} rows: every node downstream had the rows it needs"
+            ));
+        }
+        stop
+    };
     let mut deliver =
         |batch: Batch, mut rejects: Vec<RowError>| -> std::result::Result<bool, RunError> {
             run.read(batch.rows_counted() + rejects.len() as u64);
@@ -173,6 +193,9 @@ fn read(
     match source {
         BuiltSource::Batches(mut s) => loop {
             run.check()?;
+            if enough() {
+                return Ok(());
+            }
             let mut rejects = Vec::new();
             let started = Instant::now();
             let batch = s.next_batch(&mut rejects)?;
@@ -194,6 +217,9 @@ fn read(
         },
         BuiltSource::Deferred(mut s) => loop {
             run.check()?;
+            if enough() {
+                return Ok(());
+            }
             let started = Instant::now();
             let mut pieces = Vec::with_capacity(run.window);
             while pieces.len() < run.window {
@@ -234,11 +260,14 @@ fn read(
     }
 }
 
-/// A built batch transform over one input: each batch through [`Transform::apply`] on the
-/// run's worker pool, up to the run's window at once for a parallel transform (a sequential one
-/// on a thread of its own), its rejects settled and its batches emitted in input order.
+/// A built batch transform over its inputs (several for fan-in, merged in arrival order): each
+/// batch through [`Transform::apply_routed`] on the run's worker pool, up to the run's window at
+/// once for a parallel transform (a sequential one on a thread of its own), its rejects settled
+/// and its results emitted in input order. A result is one batch per output, the default first
+/// ([`TransformExec::execute_ports`]); a transform with named ports is read through a
+/// [`Fork`](crate::fork::Fork), one without as a plain one-output operator.
 pub(crate) struct TransformExec {
-    input: Arc<dyn ExecutionPlan>,
+    inputs: Inputs,
     transform: Arc<dyn Transform>,
     parallel: bool,
     node: Arc<Node>,
@@ -248,10 +277,13 @@ pub(crate) struct TransformExec {
     properties: Arc<PlanProperties>,
 }
 
+/// What one transform's outputs give, per input batch: a batch per output, the default first.
+pub(crate) type PortsStream = BoxStream<'static, Result<Vec<RecordBatch>>>;
+
 impl TransformExec {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
-        input: Arc<dyn ExecutionPlan>,
+        inputs: Inputs,
         transform: Arc<dyn Transform>,
         parallel: bool,
         node: Arc<Node>,
@@ -261,7 +293,7 @@ impl TransformExec {
     ) -> Self {
         let schema = origin::schema(output_data);
         TransformExec {
-            input,
+            inputs,
             transform,
             parallel,
             node,
@@ -270,6 +302,37 @@ impl TransformExec {
             properties: properties(&schema),
             schema,
         }
+    }
+
+    /// The node's results, one batch per output for each batch in.
+    pub(crate) fn execute_ports(&self, cx: Arc<TaskContext>) -> Result<PortsStream> {
+        let input = self.inputs.execute(&self.input_data, cx)?;
+        let work = Work {
+            transform: self.transform.clone(),
+            node: self.node.clone(),
+            run: self.run.clone(),
+            input_data: self.input_data.clone(),
+            schema: self.schema.clone(),
+        };
+        if !self.parallel {
+            return Ok(work.on_one_thread(input));
+        }
+        let window = self.run.window;
+        let each = work.clone();
+        let applied = input
+            .map(move |next| {
+                let work = each.clone();
+                async move {
+                    let record = next?;
+                    let run = work.run.clone();
+                    run.on_pool(move || work.apply_on_pool(&record))
+                        .await
+                        .map_err(|e| run.fail(e))
+                }
+            })
+            .buffered(window)
+            .map(move |applied| applied.and_then(|(out, rejects)| work.settle(out, rejects)));
+        Ok(applied.boxed())
     }
 }
 
@@ -301,7 +364,7 @@ impl ExecutionPlan for TransformExec {
     }
 
     fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        vec![&self.input]
+        self.inputs.plans()
     }
 
     fn apply_expressions(
@@ -312,60 +375,106 @@ impl ExecutionPlan for TransformExec {
     }
 
     fn maintains_input_order(&self) -> Vec<bool> {
-        vec![true]
+        vec![true; self.inputs.len()]
     }
 
     fn with_new_children(
         self: Arc<Self>,
-        mut children: Vec<Arc<dyn ExecutionPlan>>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        match (children.pop(), children.is_empty()) {
-            (Some(input), true) => Ok(Arc::new(TransformExec {
-                input,
-                transform: self.transform.clone(),
-                parallel: self.parallel,
-                node: self.node.clone(),
-                run: self.run.clone(),
-                input_data: self.input_data.clone(),
-                schema: self.schema.clone(),
-                properties: self.properties.clone(),
-            })),
-            _ => Err(DataFusionError::Internal(
-                "a transform has one input".into(),
-            )),
-        }
-    }
-
-    fn execute(&self, partition: usize, cx: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
-        let input = self.input.execute(partition, cx)?;
-        let work = Work {
+        Ok(Arc::new(TransformExec {
+            inputs: self.inputs.with_plans(children)?,
             transform: self.transform.clone(),
+            parallel: self.parallel,
             node: self.node.clone(),
             run: self.run.clone(),
             input_data: self.input_data.clone(),
             schema: self.schema.clone(),
-        };
-        if !self.parallel {
-            return Ok(work.on_one_thread(input));
+            properties: self.properties.clone(),
+        }))
+    }
+
+    fn execute(&self, partition: usize, cx: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
+        if partition != 0 || self.node.has_ports() {
+            return Err(DataFusionError::Internal(format!(
+                "`{}` is read through a fork (it routes rows), on partition 0",
+                self.node.name
+            )));
         }
-        let window = self.run.window;
-        let each = work.clone();
-        let applied = input
-            .map(move |next| {
-                let work = each.clone();
-                async move {
-                    let record = next?;
-                    let run = work.run.clone();
-                    run.on_pool(move || work.apply_on_pool(&record))
-                        .await
-                        .map_err(|e| run.fail(e))
-                }
+        let default = self.execute_ports(cx)?.map(|ports| {
+            ports.and_then(|mut p| {
+                (!p.is_empty())
+                    .then(|| p.swap_remove(0))
+                    .ok_or_else(|| DataFusionError::Internal("a result without outputs".into()))
             })
-            .buffered(window)
-            .map(move |applied| applied.and_then(|(out, rejects)| work.settle(out, rejects)));
+        });
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             self.schema.clone(),
-            applied,
+            default,
+        )))
+    }
+}
+
+/// The connections into one node's main input, each with the rows received on it (for the
+/// accounting check), merged in arrival order when there are several (fan-in), as the local
+/// engine merges them.
+#[derive(Clone)]
+pub(crate) struct Inputs {
+    plans: Vec<Arc<dyn ExecutionPlan>>,
+    received: Vec<Arc<AtomicU64>>,
+}
+
+impl Inputs {
+    pub(crate) fn new(connections: Vec<(Arc<dyn ExecutionPlan>, Arc<AtomicU64>)>) -> Self {
+        let (plans, received) = connections.into_iter().unzip();
+        Inputs { plans, received }
+    }
+
+    pub(crate) fn plans(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        self.plans.iter().collect()
+    }
+
+    fn len(&self) -> usize {
+        self.plans.len()
+    }
+
+    fn with_plans(&self, plans: Vec<Arc<dyn ExecutionPlan>>) -> Result<Inputs> {
+        if plans.len() != self.plans.len() {
+            return Err(DataFusionError::Internal(format!(
+                "{} inputs given for {} connections",
+                plans.len(),
+                self.plans.len()
+            )));
+        }
+        Ok(Inputs {
+            plans,
+            received: self.received.clone(),
+        })
+    }
+
+    /// Every connection's stream, counted, as one stream of rows of `data` (and their origin).
+    pub(crate) fn execute(
+        &self,
+        data: &SchemaRef,
+        cx: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        let mut streams = Vec::with_capacity(self.plans.len());
+        for (plan, received) in self.plans.iter().zip(&self.received) {
+            let received = received.clone();
+            let counted = plan.execute(0, cx.clone())?.inspect(move |next| {
+                if let Ok(record) = next {
+                    received.fetch_add(record.num_rows() as u64, Ordering::Relaxed);
+                }
+            });
+            streams.push(counted.boxed());
+        }
+        let merged = match streams.len() {
+            1 => streams.pop().expect("one stream"),
+            _ => futures::stream::select_all(streams).boxed(),
+        };
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            origin::schema(data),
+            merged,
         )))
     }
 }
@@ -384,10 +493,10 @@ impl Work {
     /// A sequential transform (`Parallel: false`) keeps state in its thread (a script's globals
     /// live in the thread's engine), so every batch goes through it on one blocking thread, in
     /// order, as on the local engine's node thread.
-    fn on_one_thread(self, mut input: SendableRecordBatchStream) -> SendableRecordBatchStream {
-        let mut builder = RecordBatchReceiverStreamBuilder::new(self.schema.clone(), 2);
-        let tx = builder.tx();
-        builder.spawn_blocking(move || {
+    fn on_one_thread(self, mut input: SendableRecordBatchStream) -> PortsStream {
+        let (tx, rx) = tokio::sync::mpsc::channel(2);
+        // It stops at its next batch once nothing reads its results (`blocking_send` fails).
+        tokio::task::spawn_blocking(move || {
             let runtime = tokio::runtime::Handle::current();
             while let Some(next) = runtime.block_on(input.next()) {
                 let out = next
@@ -398,50 +507,63 @@ impl Work {
                     break;
                 }
             }
-            Ok(())
         });
-        builder.build()
+        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|n| (n, rx)) })
+            .boxed()
     }
 
     /// One batch through the transform, on whichever thread; its rejects are settled in order
     /// afterwards ([`Work::settle`]).
-    fn apply(&self, record: &RecordBatch) -> Result<(Batch, Vec<RowError>)> {
+    fn apply(&self, record: &RecordBatch) -> Result<(Routed, Vec<RowError>)> {
         self.apply_on_pool(record).map_err(|e| self.run.fail(e))
     }
 
     fn apply_on_pool(
         &self,
         record: &RecordBatch,
-    ) -> std::result::Result<(Batch, Vec<RowError>), RunError> {
-        let applied = || -> std::result::Result<_, RunError> {
-            self.run.check()?;
-            let batch = origin::strip(record, &self.input_data)
-                .map_err(|e| RunError::Internal(format!("a batch lost its origin: {e}")))?;
-            self.node.received(batch.rows_counted());
-            let mut rejects = Vec::new();
-            let started = Instant::now();
-            let out = catch_unwind(AssertUnwindSafe(|| {
-                self.transform.apply(batch, &mut rejects)
-            }))
-            .unwrap_or_else(|_| {
-                Err(RunError::Internal(format!(
-                    "transform `{}` panicked",
-                    self.node.name
-                )))
-            })?;
-            self.node.busy(started);
-            Ok((out, rejects))
+    ) -> std::result::Result<(Routed, Vec<RowError>), RunError> {
+        self.run.check()?;
+        let batch = origin::strip(record, &self.input_data)
+            .map_err(|e| RunError::Internal(format!("a batch lost its origin: {e}")))?;
+        let rows = batch.num_rows();
+        self.node.received(batch.rows_counted());
+        let mut rejects = Vec::new();
+        let started = Instant::now();
+        let out = catch_unwind(AssertUnwindSafe(|| {
+            self.transform.apply_routed(batch, &mut rejects)
+        }))
+        .unwrap_or_else(|_| {
+            Err(RunError::Internal(format!(
+                "transform `{}` panicked",
+                self.node.name
+            )))
+        })?;
+        self.node.busy(started);
+        let filtered = rows
+            .checked_sub(out.emitted)
+            .and_then(|left| left.checked_sub(rejects.len()));
+        let Some(filtered) = filtered else {
+            return Err(RunError::Internal(format!(
+                "node `{}` emitted {} rows and rejected {} from a batch of {rows}",
+                self.node.name,
+                out.emitted,
+                rejects.len()
+            )));
         };
-        applied()
+        self.node.left_out(filtered as u64, 0, 0);
+        Ok((out, rejects))
     }
 
-    /// A batch's rejects under the node's policy, in input order, then the batch on (even with no
-    /// row left: the next node counts it, as on the local engine).
-    fn settle(&self, out: Batch, mut rejects: Vec<RowError>) -> Result<RecordBatch> {
+    /// A batch's rejects under the node's policy, in input order, then its outputs on (even
+    /// with no row left: the next node counts it, as on the local engine).
+    fn settle(&self, out: Routed, mut rejects: Vec<RowError>) -> Result<Vec<RecordBatch>> {
         let mut settled = || -> std::result::Result<_, RunError> {
             self.run.take_rejects(&self.node, &mut rejects)?;
-            self.node.sent(&out);
-            origin::carry(&out, &self.schema)
+            self.node.sent_routed(&out);
+            std::iter::once(&out.main)
+                .chain(&out.ports)
+                .map(|batch| origin::carry(batch, &self.schema))
+                .collect::<std::result::Result<Vec<_>, _>>()
                 .map_err(|e| RunError::Internal(format!("carrying a batch's origin: {e}")))
         };
         settled().map_err(|e| self.run.fail(e))

@@ -5,28 +5,32 @@
 //! (`exec.rs`): a source is a leaf operator whose pieces are decoded on the worker pool and
 //! settled in order, exactly as on the local engine, and a batch transform (`Filter`, `Compute`,
 //! `Select`, `Cast`, `JavaScriptTransform`, ...) is an operator that applies the transform to each
-//! batch on the run's worker pool, in parallel up to the run's window, in input order. Our kernels run rather than
+//! batch on the run's worker pool, in parallel up to the run's window, in input order. A node read
+//! by several consumers (fan-out), or a transform that routes rows to named ports, is read through
+//! a fork (`fork.rs`); a node with several inputs (fan-in) merges them in arrival order, as the
+//! local engine does. Our kernels run rather than
 //! DataFusion's expressions because the semantics differ where users feel it: every bad value is a
 //! reject naming its file, line, column and value, a JavaScript row keeps its lines, and types,
 //! formats and rounding are FlowEngine's. Rows carry their origin (file and line) across operators
-//! as two trailing columns (`origin.rs`). The sink pulls the plan's one output stream, encodes on
-//! the worker pool a window at a time, and writes in order; then the run ends as the local
+//! as two trailing columns (`origin.rs`). Every sink pulls its inputs at the same time, encodes
+//! on the worker pool a window at a time, and writes in order; then the run ends as the local
 //! engine's does (`run.rs`): `MaxErrors` on the totals, the accounting check (rows in = out +
 //! filtered + rejected per node, nothing lost between nodes, the dead-letter file holds every
 //! reject), and the commit of the sink and then the dead-letter file.
 //!
 //! So the output files, the rejects and the accounting equal the local engine's, byte for byte
 //! (the golden cases that fit run on both: `tests/golden.rs`). What this engine does not run yet is
-//! refused before any file is opened, naming the node ([`Error::Unsupported`]): more than one
-//! source or sink, fan-in and fan-out, routes (named ports), and transforms that work across
-//! batches (`Sort`, `Distinct`, `Aggregate`, `Lookup`, `Limit`, `Sample`).
+//! refused before any file is opened, naming the node ([`Error::Unsupported`]): transforms that
+//! work across batches (`Sort`, `Distinct`, `Aggregate`, `Lookup`, `Limit`, `Sample`).
 
 pub mod ballista;
-mod chain;
 mod exec;
+mod fork;
+mod graph;
 mod origin;
 mod run;
 mod state;
+mod stateful;
 
 pub use run::{prepare, Prepared};
 
@@ -55,5 +59,5 @@ pub enum Error {
 
 /// Whether this engine can run `plan` (what [`prepare`] checks first, without opening a file).
 pub fn check(plan: &flowengine_engine::plan::Plan) -> Result<(), Error> {
-    chain::chain(plan).map(|_| ())
+    graph::order(plan).map(|_| ())
 }

@@ -1,8 +1,9 @@
-//! Building the chain's nodes, running them as one DataFusion plan, and the end of a run as the
-//! local engine ends it: the accounting check, then the commit of the sink and the dead-letter
-//! file, in that order, only if everything succeeded.
+//! Building a plan's nodes as DataFusion operators, running them (every sink pulls its inputs at
+//! once, so that branches move together), and the end of a run as the local engine ends it: the
+//! accounting check, then the commit of the sinks and the dead-letter file, in that order, only
+//! if everything succeeded.
 
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -11,25 +12,36 @@ use datafusion::execution::TaskContext;
 use datafusion::physical_plan::{displayable, ExecutionPlan};
 use flowengine_engine::component::{BuildCx, BuiltSink, BuiltTransform, SinkCommon};
 use flowengine_engine::error::{BuildError, RowError, RunError};
-use flowengine_engine::metrics::{millis, NodeSummary, PathSummary, RunSummary, Status};
-use flowengine_engine::plan::{NodeKind, Plan};
+use flowengine_engine::exec::accounting;
+use flowengine_engine::metrics::{millis, NodeSummary, RunSummary, Status};
+use flowengine_engine::plan::{Edge, NodeKind, Plan};
 use flowengine_engine::RunOutcome;
 use futures::StreamExt;
 
-use crate::exec::{SourceExec, TransformExec};
+use crate::exec::{Inputs, SourceExec, TransformExec};
+use crate::fork::{Fork, Upstream};
 use crate::state::{Node, Run};
-use crate::{chain, origin, Error};
+use crate::stateful::{Ports, StatefulExec};
+use crate::{graph, origin, Error};
 
-/// A plan built for DataFusion: its operators, its sink and what they share.
+/// A plan built for DataFusion: its operators, its sinks and what they share.
 pub struct Prepared {
     name: String,
-    plan: Arc<dyn ExecutionPlan>,
-    sink: BuiltSink,
-    sink_schema: SchemaRef,
-    sink_node: Arc<Node>,
+    edges: Vec<Edge>,
+    /// Rows received on each connection, by its consumer.
+    received: Vec<Arc<AtomicU64>>,
+    sinks: Vec<SinkRun>,
     nodes: Vec<Arc<Node>>,
     run: Arc<Run>,
     runtime: tokio::runtime::Runtime,
+}
+
+/// A sink, built, and the operators it pulls its rows from.
+struct SinkRun {
+    inputs: Inputs,
+    sink: BuiltSink,
+    schema: SchemaRef,
+    node: Arc<Node>,
 }
 
 impl std::fmt::Debug for Prepared {
@@ -40,75 +52,150 @@ impl std::fmt::Debug for Prepared {
     }
 }
 
-/// Checks that this engine can run `plan` and builds it (sources open their inputs, the sink and
-/// the dead-letter file stage theirs), as [`Plan::build`] does for the local engine.
+/// Checks that this engine can run `plan` and builds it (sources open their inputs, the sinks
+/// and the dead-letter file stage theirs), as [`Plan::build`] does for the local engine.
 pub fn prepare(plan: Plan, interrupt: &'static AtomicBool) -> Result<Prepared, Error> {
-    let chain = chain::chain(&plan)?;
+    let order = graph::order(&plan)?;
     let Setup { run, runtime } = setup(&plan, interrupt)?;
-    let cx = |node: &str| build_cx(&plan, node);
-    let internal = |message: String| internal(&plan, message);
-    let mut nodes = Vec::new();
-    let mut exec: Option<Arc<dyn ExecutionPlan>> = None;
-    let mut sink = None;
-    for &i in &chain {
+    let nodes: Vec<Arc<Node>> = plan.nodes.iter().map(|n| Arc::new(Node::of(n))).collect();
+    let received: Vec<Arc<AtomicU64>> = plan.edges.iter().map(|_| Arc::default()).collect();
+    // What the consumer of each connection reads, once its producer is built.
+    let mut feeds: Vec<Option<Arc<dyn ExecutionPlan>>> = vec![None; plan.edges.len()];
+    let mut sinks = Vec::new();
+    for i in order {
         let n = &plan.nodes[i];
-        let node = Arc::new(Node::new(&n.name, n.type_name, n.kind.role(), n.policy));
+        let node = nodes[i].clone();
+        let cx = build_cx(&plan, &n.name);
         let schema = |s: &Option<SchemaRef>| {
             s.clone()
-                .ok_or_else(|| internal(format!("`{}` has no schema", n.name)))
+                .ok_or_else(|| internal(&plan, format!("`{}` has no schema", n.name)))
         };
-        match &n.kind {
+        // The connections into input port `port` (0 the main one).
+        let mut inputs = |port: usize| -> Result<Inputs, BuildError> {
+            let into = n.inputs.iter().filter(|&&e| plan.edges[e].to_port == port);
+            let connections = into.map(|&e| {
+                let feed = feeds[e].take().ok_or_else(|| {
+                    internal(&plan, format!("`{}` built before its input", n.name))
+                })?;
+                Ok((feed, received[e].clone()))
+            });
+            Ok(Inputs::new(connections.collect::<Result<_, BuildError>>()?))
+        };
+        let upstream = match &n.kind {
             NodeKind::Source(s) => {
-                let built = s.build(&cx(&n.name))?;
-                exec = Some(Arc::new(SourceExec::new(
+                let built = s.build(&cx)?;
+                let data = schema(&n.output_schema)?;
+                Upstream::Plain(Arc::new(SourceExec::new(
                     built,
-                    node.clone(),
+                    (i, node),
                     run.clone(),
-                    &schema(&n.output_schema)?,
-                )));
+                    &data,
+                )))
             }
             NodeKind::Transform(t) => {
                 let input = schema(&n.input_schema)?;
-                let BuiltTransform::Batches(built) = t.build(input.clone(), &cx(&n.name))? else {
-                    return Err(Error::Unsupported {
-                        node: n.name.clone(),
-                        plugin: n.type_name,
-                        what: "a transform that works across batches".into(),
-                    });
+                let output = schema(&n.output_schema)?;
+                let built = if n.input_ports.is_empty() {
+                    t.build(input.clone(), &cx)?
+                } else {
+                    t.build_with(input.clone(), &n.side_schemas, &cx)?
                 };
-                let upstream = exec
-                    .take()
-                    .ok_or_else(|| internal("a transform before its source".into()))?;
-                exec = Some(Arc::new(TransformExec::new(
-                    upstream,
-                    Arc::from(built),
-                    t.parallel(),
-                    node.clone(),
-                    run.clone(),
-                    input,
-                    &schema(&n.output_schema)?,
-                )));
+                match built {
+                    BuiltTransform::Batches(built) => {
+                        let exec = Arc::new(TransformExec::new(
+                            inputs(0)?,
+                            Arc::from(built),
+                            t.parallel(),
+                            node,
+                            run.clone(),
+                            input,
+                            &output,
+                        ));
+                        if n.ports.is_empty() {
+                            Upstream::Plain(exec)
+                        } else {
+                            Upstream::Routed(exec)
+                        }
+                    }
+                    BuiltTransform::Stateful(built) => {
+                        let mut sides = Vec::with_capacity(n.side_schemas.len());
+                        for (k, data) in n.side_schemas.iter().enumerate() {
+                            sides.push((inputs(k + 1)?, data.clone()));
+                        }
+                        let ports = Ports {
+                            main: inputs(0)?,
+                            sides,
+                        };
+                        Upstream::Plain(Arc::new(StatefulExec::new(
+                            ports,
+                            built,
+                            (i, node),
+                            run.clone(),
+                            input,
+                            &output,
+                        )))
+                    }
+                }
             }
             NodeKind::Sink(s) => {
                 let input = schema(&n.input_schema)?;
-                sink = Some((s.build(input.clone(), &cx(&n.name))?, input, node.clone()));
+                sinks.push((
+                    i,
+                    SinkRun {
+                        inputs: inputs(0)?,
+                        sink: s.build(input.clone(), &cx)?,
+                        schema: input,
+                        node,
+                    },
+                ));
+                continue;
             }
-        }
-        nodes.push(node);
+        };
+        connect(&plan, i, upstream, &mut feeds)?;
     }
-    let (Some(plan_root), Some((sink, sink_schema, sink_node))) = (exec, sink) else {
-        return Err(internal("a chain without a source or a sink".into()).into());
-    };
+    // Committed in declaration order, as the local engine commits them.
+    sinks.sort_by_key(|(i, _)| *i);
     Ok(Prepared {
         name: plan.name.clone(),
-        plan: plan_root,
-        sink,
-        sink_schema,
-        sink_node,
+        edges: plan.edges.clone(),
+        received,
+        sinks: sinks.into_iter().map(|(_, s)| s).collect(),
         nodes,
         run,
         runtime,
     })
+}
+
+/// Hands node `i`'s output to the consumers of its connections: the operator itself to a lone
+/// consumer, a fork's branch to each of several (or to each consumer of a routing transform).
+fn connect(
+    plan: &Plan,
+    i: usize,
+    upstream: Upstream,
+    feeds: &mut [Option<Arc<dyn ExecutionPlan>>],
+) -> Result<(), BuildError> {
+    let outputs = &plan.nodes[i].outputs;
+    if let (Upstream::Plain(plan), [edge]) = (&upstream, outputs.as_slice()) {
+        feeds[*edge] = Some(plan.clone());
+        return Ok(());
+    }
+    let mut branches = Vec::with_capacity(outputs.len());
+    for &e in outputs {
+        let edge = &plan.edges[e];
+        let to = &plan.nodes[edge.to];
+        let data = match edge.to_port {
+            0 => to.input_schema.clone(),
+            k => to.side_schemas.get(k - 1).cloned(),
+        };
+        let data = data
+            .ok_or_else(|| internal(plan, format!("`{}` has no schema for its input", to.name)))?;
+        branches.push((edge.port, origin::schema(&data)));
+    }
+    let forked = Fork::branches(upstream, &plan.nodes[i].name, branches);
+    for (&e, branch) in outputs.iter().zip(forked) {
+        feeds[e] = Some(branch);
+    }
+    Ok(())
 }
 
 /// What every run on this engine starts with: the dead-letter file staged, the worker pool and
@@ -135,14 +222,7 @@ pub(crate) fn setup(plan: &Plan, interrupt: &'static AtomicBool) -> Result<Setup
         .thread_name(|i| format!("flowengine-worker-{i}"))
         .build()
         .map_err(|e| internal(plan, format!("starting the worker pool: {e}")))?;
-    let run = Arc::new(Run::new(
-        interrupt,
-        plan.settings.timeout,
-        plan.settings.max_errors,
-        dead_letter,
-        plan.budget().window,
-        pool,
-    ));
+    let run = Arc::new(Run::new(plan, interrupt, dead_letter, pool));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
         .thread_name("flowengine-datafusion")
@@ -176,9 +256,19 @@ pub(crate) fn internal(plan: &Plan, message: String) -> BuildError {
 }
 
 impl Prepared {
-    /// The DataFusion plan, one operator per line (for `--verbose`).
+    /// The DataFusion plan, one operator per line, under each sink it feeds (for `--verbose`).
     pub fn display(&self) -> String {
-        displayable(self.plan.as_ref()).indent(true).to_string()
+        let mut text = String::new();
+        for sink in &self.sinks {
+            text.push_str(&format!("FlowEngineSink: node={}\n", sink.node.name));
+            for input in sink.inputs.plans() {
+                let tree = displayable(input.as_ref()).indent(true).to_string();
+                for line in tree.lines() {
+                    text.push_str(&format!("  {line}\n"));
+                }
+            }
+        }
+        text
     }
 
     /// Runs the plan; the summary is always there, partial on failure.
@@ -192,24 +282,30 @@ impl Prepared {
         let started = Instant::now();
         let Prepared {
             name,
-            plan,
-            sink,
-            sink_schema,
-            sink_node,
+            edges,
+            received,
+            sinks,
             nodes,
             run,
             runtime,
         } = self;
         run.start();
-        let result = runtime
-            .block_on(drive(plan, sink, &sink_schema, &sink_node, &run))
-            .and_then(|(sink, written)| finish(sink, written, &summaries(&nodes), &run));
+        let result = runtime.block_on(drive(sinks, &run)).and_then(|written| {
+            let summaries = summaries(&nodes);
+            let edge_rows = edges
+                .iter()
+                .zip(&received)
+                .map(|(e, r)| (nodes[e.from].port_rows(e.port), r.load(Ordering::SeqCst)))
+                .collect();
+            finish(written, &summaries, &edges, edge_rows, &run)
+        });
         let result = result.map_err(|e| run.failure().unwrap_or(e));
         drop(runtime);
         let error = result.as_ref().err().map(ToString::to_string);
         let summary = summarize(
             &name,
             summaries(&nodes),
+            &edges,
             &run.dead_letter_path,
             started,
             error,
@@ -218,19 +314,22 @@ impl Prepared {
     }
 }
 
-/// Pulls the plan's batches into the sink, encoding them on the worker pool a window at a time
-/// for an encoding sink; returns the sink and the rows it wrote.
+/// Every sink pulls its inputs into its output at the same time (one waiting on a fork would
+/// otherwise hold up its siblings); returns each sink, in declaration order, and the rows it
+/// wrote.
 async fn drive(
-    plan: Arc<dyn ExecutionPlan>,
-    sink: BuiltSink,
-    schema: &SchemaRef,
-    node: &Node,
+    sinks: Vec<SinkRun>,
     run: &Arc<Run>,
-) -> Result<(Box<dyn SinkCommon>, u64), RunError> {
-    let stream = plan
-        .execute(0, Arc::new(TaskContext::default()))
-        .map_err(stopped)?;
-    pour(stream, sink, schema, node, run).await
+) -> Result<Vec<(Box<dyn SinkCommon>, u64)>, RunError> {
+    let cx = Arc::new(TaskContext::default());
+    let pours = sinks.into_iter().map(|s| {
+        let cx = cx.clone();
+        async move {
+            let stream = s.inputs.execute(&s.schema, cx).map_err(stopped)?;
+            pour(stream, s.sink, &s.schema, &s.node, run).await
+        }
+    });
+    futures::future::try_join_all(pours).await
 }
 
 /// Only a signal when an operator of ours failed: the run reports the error it kept.
@@ -304,108 +403,70 @@ pub(crate) async fn pour(
     Ok((sink, written))
 }
 
-/// After the last batch: `MaxErrors` on the totals, the accounting check, then the commit.
+/// After the last batch: `MaxErrors` on the totals, the accounting check (with `edge_rows`,
+/// the rows sent and received on each connection), then the commit of the sinks, in
+/// declaration order, and of the dead-letter file.
 pub(crate) fn finish(
-    sink: Box<dyn SinkCommon>,
-    written: u64,
+    sinks: Vec<(Box<dyn SinkCommon>, u64)>,
     summaries: &[NodeSummary],
+    edges: &[Edge],
+    edge_rows: Vec<(u64, u64)>,
     run: &Run,
 ) -> Result<(), RunError> {
     run.check_max_errors()?;
     let dead_letter = {
         let mut dl = run.dead_letter.lock().unwrap_or_else(|p| p.into_inner());
         match dl.take() {
-            Some((mut sink, written)) => Some((sink.finish()?, written, sink)),
+            Some((mut sink, sent)) => {
+                let written = sink.finish()?;
+                if written != sent {
+                    return Err(RunError::Internal(format!(
+                        "accounting: {sent} rows sent to the dead-letter file, {written} written"
+                    )));
+                }
+                Some((written, sink))
+            }
             None => None,
         }
     };
-    check_accounting(
-        summaries,
-        written,
-        dead_letter.as_ref().map(|d| (d.0, d.1)),
-        run,
-    )?;
-    sink.commit()?;
-    if let Some((_, _, dl)) = dead_letter {
+    let totals = accounting::Totals {
+        edges: edge_rows,
+        written: sinks.iter().map(|(_, w)| *w).sum(),
+        rejected: run.rows_rejected(),
+        dead_letter_written: dead_letter.as_ref().map_or(0, |d| d.0),
+    };
+    let paths = accounting::path_summaries(summaries, edges);
+    accounting::check(summaries, edges, &totals, &paths)?;
+    for (sink, _) in sinks {
+        sink.commit()?;
+    }
+    if let Some((_, dl)) = dead_letter {
         dl.commit()?;
     }
     Ok(())
-}
-
-/// Rows in = out + filtered + rejected for every node, what one node sends the next receives,
-/// the sink wrote what it received, and the dead-letter file holds every reject.
-fn check_accounting(
-    nodes: &[NodeSummary],
-    written: u64,
-    dead_letter: Option<(u64, u64)>,
-    run: &Run,
-) -> Result<(), RunError> {
-    let bug = |m: String| Err(RunError::Internal(format!("accounting: {m}")));
-    for n in nodes {
-        if n.rows_in != n.rows_out + n.rows_filtered + n.rows_rejected {
-            return bug(format!(
-                "node `{}`: {} rows in but {} out + {} filtered + {} rejected",
-                n.name, n.rows_in, n.rows_out, n.rows_filtered, n.rows_rejected
-            ));
-        }
-    }
-    for pair in nodes.windows(2) {
-        if pair[0].rows_out != pair[1].rows_in {
-            return bug(format!(
-                "{} -> {} lost rows: {} sent, {} received",
-                pair[0].name, pair[1].name, pair[0].rows_out, pair[1].rows_in
-            ));
-        }
-    }
-    if let Some(sink) = nodes.last().filter(|s| s.rows_out != written) {
-        return bug(format!(
-            "sink `{}` received {} rows but wrote {written}",
-            sink.name, sink.rows_out
-        ));
-    }
-    let rejected: u64 = nodes.iter().map(|n| n.rows_rejected).sum();
-    match dead_letter {
-        Some((file, sent)) if file != sent || sent != rejected => bug(format!(
-            "{rejected} rows rejected, {sent} sent to the dead-letter file, {file} written"
-        )),
-        None if rejected > 0 || run.rows_rejected() > 0 => bug(format!(
-            "{rejected} rows rejected without a dead-letter file"
-        )),
-        _ => Ok(()),
-    }
 }
 
 fn summaries(nodes: &[Arc<Node>]) -> Vec<NodeSummary> {
     nodes.iter().map(|n| n.summary()).collect()
 }
 
-/// The summary of a run of `nodes` that started at `started` (and failed with `error`, if it
-/// did).
+/// The summary of a run of `nodes` (connected by `edges`) that started at `started` (and failed
+/// with `error`, if it did).
 pub(crate) fn summarize(
     name: &str,
     nodes: Vec<NodeSummary>,
+    edges: &[Edge],
     dead_letter: &Option<String>,
     started: Instant,
     error: Option<String>,
 ) -> RunSummary {
     let processing = started.elapsed();
-    let rows_read = nodes.first().map_or(0, |n| n.rows_in);
-    let rows_written = nodes.last().map_or(0, |n| n.rows_out);
+    let of_role = |role: &'static str| nodes.iter().filter(move |n| n.role == role);
+    let rows_read = of_role("source").map(|n| n.rows_in).sum();
+    let rows_written = of_role("sink").map(|n| n.rows_out).sum();
     let rows_filtered = nodes.iter().map(|n| n.rows_filtered).sum();
     let rows_rejected = nodes.iter().map(|n| n.rows_rejected).sum();
-    let path = PathSummary {
-        path: nodes
-            .iter()
-            .map(|n| n.name.as_str())
-            .collect::<Vec<_>>()
-            .join(" -> "),
-        read: rows_read,
-        written: rows_written,
-        filtered: rows_filtered,
-        duplicates: 0,
-        rejected: rows_rejected,
-        routed: 0,
-    };
+    let paths = accounting::path_summaries(&nodes, edges);
     RunSummary {
         pipeline: name.to_string(),
         status: if error.is_some() {
@@ -422,7 +483,7 @@ pub(crate) fn summarize(
         rows_per_sec: rows_read as f64 / processing.as_secs_f64().max(1e-9),
         dead_letter: dead_letter.clone(),
         nodes,
-        paths: vec![path],
+        paths,
         error,
     }
 }

@@ -1,6 +1,6 @@
 //! What a run on DataFusion shares between its operators: each node's counters ([`Node`]) and the
 //! run's own state ([`Run`]): the error policy, the dead-letter sink, the first failure, Ctrl-C.
-//! The same rules as the local engine's executor (`engine/src/exec/`), kept for one chain.
+//! The same rules as the local engine's executor (`engine/src/exec/`).
 
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -9,9 +9,10 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use datafusion::error::DataFusionError;
-use flowengine_engine::component::Sink;
+use flowengine_engine::component::{Routed, Sink};
 use flowengine_engine::error::{RowError, RunError};
-use flowengine_engine::metrics::NodeSummary;
+use flowengine_engine::metrics::{NodeSummary, PortRows};
+use flowengine_engine::plan::{Edge, NodeKind, Plan, PlanNode};
 use flowengine_engine::reject::{self, ErrorPolicy, MaxErrors};
 use flowengine_engine::Batch;
 
@@ -29,23 +30,41 @@ pub(crate) struct Node {
     batches_out: AtomicU64,
     bytes_out: AtomicU64,
     busy_ns: AtomicU64,
+    /// Rows sent on each output, the default first, for a node with named ports.
+    ports: Vec<(String, AtomicU64)>,
+    rows_filtered: AtomicU64,
+    rows_duplicate: AtomicU64,
+    rows_aggregated: AtomicU64,
+    rows_reference: AtomicU64,
+    aggregates: AtomicBool,
+    /// What the plugin said about how it ran.
+    pub(crate) notes: Mutex<Vec<String>>,
     rejected_by_type: Mutex<BTreeMap<String, u64>>,
     /// What a sink had to write another way, or cleaned up (`SinkCommon::warnings`).
     pub(crate) warnings: Mutex<Vec<String>>,
 }
 
 impl Node {
-    pub(crate) fn new(
-        name: &str,
-        type_name: &'static str,
-        role: &'static str,
-        policy: ErrorPolicy,
-    ) -> Self {
+    /// The counters of `node`, all zero.
+    pub(crate) fn of(node: &PlanNode) -> Self {
+        let ports = if node.ports.is_empty() {
+            Vec::new()
+        } else {
+            let names = std::iter::once("default").chain(node.ports.iter().map(String::as_str));
+            names.map(|p| (p.to_string(), AtomicU64::new(0))).collect()
+        };
         Node {
-            name: name.to_string(),
-            type_name,
-            role,
-            policy,
+            name: node.name.clone(),
+            type_name: node.type_name,
+            role: node.kind.role(),
+            policy: node.policy,
+            ports,
+            rows_filtered: AtomicU64::new(0),
+            rows_duplicate: AtomicU64::new(0),
+            rows_aggregated: AtomicU64::new(0),
+            rows_reference: AtomicU64::new(0),
+            aggregates: AtomicBool::new(false),
+            notes: Mutex::new(Vec::new()),
             rows_in: AtomicU64::new(0),
             rows_out: AtomicU64::new(0),
             rows_rejected: AtomicU64::new(0),
@@ -63,6 +82,24 @@ impl Node {
         self.batches_in.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Rows received on a named input port (a `Lookup`'s reference rows).
+    pub(crate) fn received_reference(&self, rows: u64) {
+        self.rows_reference.fetch_add(rows, Ordering::Relaxed);
+    }
+
+    /// Rows a transform left out on purpose, as duplicates, or folded into groups.
+    pub(crate) fn left_out(&self, filtered: u64, duplicates: u64, aggregated: u64) {
+        self.rows_filtered.fetch_add(filtered, Ordering::Relaxed);
+        self.rows_duplicate.fetch_add(duplicates, Ordering::Relaxed);
+        self.rows_aggregated
+            .fetch_add(aggregated, Ordering::Relaxed);
+    }
+
+    /// Its output rows are groups of its input rows (`Aggregate`).
+    pub(crate) fn set_aggregates(&self, aggregates: bool) {
+        self.aggregates.store(aggregates, Ordering::Relaxed);
+    }
+
     /// Rows a source read but made no batch of (all rejected at the end of its input).
     pub(crate) fn read_without_batch(&self, rows: u64) {
         self.rows_in.fetch_add(rows, Ordering::Relaxed);
@@ -76,32 +113,55 @@ impl Node {
         self.bytes_out.fetch_add(bytes, Ordering::Relaxed);
     }
 
+    /// A routing transform's result sent on, counted as the local engine counts it: a row sent
+    /// to several outputs once in `rows_out`, and on each output in its port's rows.
+    pub(crate) fn sent_routed(&self, routed: &Routed) {
+        self.rows_out
+            .fetch_add(routed.emitted as u64, Ordering::Relaxed);
+        self.batches_out.fetch_add(1, Ordering::Relaxed);
+        let outputs = std::iter::once(&routed.main).chain(&routed.ports);
+        for (k, batch) in outputs.enumerate() {
+            let bytes = batch.data.get_array_memory_size() as u64;
+            self.bytes_out.fetch_add(bytes, Ordering::Relaxed);
+            if let Some((_, rows)) = self.ports.get(k) {
+                rows.fetch_add(batch.rows_counted(), Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Whether it routes rows to named ports.
+    pub(crate) fn has_ports(&self) -> bool {
+        !self.ports.is_empty()
+    }
+
+    /// Rows sent on output `port` (0 the default): what each of its connections must receive.
+    pub(crate) fn port_rows(&self, port: usize) -> u64 {
+        match self.ports.get(port) {
+            Some((_, rows)) => rows.load(Ordering::SeqCst),
+            None => self.rows_out.load(Ordering::SeqCst),
+        }
+    }
+
     pub(crate) fn busy(&self, since: Instant) {
         let ns = u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX);
         self.busy_ns.fetch_add(ns, Ordering::Relaxed);
     }
 
-    /// The counters as the local engine reports them; filtered is what is neither out nor
-    /// rejected.
+    /// The counters as the local engine reports them.
     pub(crate) fn summary(&self) -> NodeSummary {
         let load = |a: &AtomicU64| a.load(Ordering::SeqCst);
-        let (rows_in, rows_out, rows_rejected) = (
-            load(&self.rows_in),
-            load(&self.rows_out),
-            load(&self.rows_rejected),
-        );
         NodeSummary {
             name: self.name.clone(),
             role: self.role,
             type_name: self.type_name,
-            rows_in,
-            rows_out,
-            rows_filtered: if self.role == "transform" {
-                rows_in.saturating_sub(rows_out + rows_rejected)
-            } else {
-                0
-            },
-            rows_rejected,
+            rows_in: load(&self.rows_in),
+            rows_out: load(&self.rows_out),
+            rows_filtered: load(&self.rows_filtered),
+            rows_duplicate: load(&self.rows_duplicate),
+            rows_aggregated: load(&self.rows_aggregated),
+            rows_reference: load(&self.rows_reference),
+            aggregates: self.aggregates.load(Ordering::SeqCst),
+            rows_rejected: load(&self.rows_rejected),
             rejected_by_type: self
                 .rejected_by_type
                 .lock()
@@ -116,7 +176,13 @@ impl Node {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .clone(),
-            ..NodeSummary::default()
+            ports: (self.ports.iter())
+                .map(|(name, rows)| PortRows {
+                    name: name.clone(),
+                    rows: load(rows),
+                })
+                .collect(),
+            notes: self.notes.lock().unwrap_or_else(|p| p.into_inner()).clone(),
         }
     }
 }
@@ -140,15 +206,18 @@ pub(crate) struct Run {
     pub(crate) window: usize,
     /// The worker pool for source pieces.
     pub(crate) pool: rayon::ThreadPool,
+    /// Which nodes need no more rows (a `Limit` that has them), and the graph to tell whether
+    /// a source may stop reading.
+    satisfied: Vec<AtomicBool>,
+    outputs: Vec<(Vec<usize>, bool)>,
+    edges: Vec<Edge>,
 }
 
 impl Run {
     pub(crate) fn new(
+        plan: &Plan,
         interrupt: &'static AtomicBool,
-        timeout: Option<Duration>,
-        max_errors: MaxErrors,
         dead_letter: Option<(Box<dyn Sink>, String)>,
-        window: usize,
         pool: rayon::ThreadPool,
     ) -> Self {
         let (sink, path) = match dead_letter {
@@ -157,18 +226,26 @@ impl Run {
         };
         Run {
             interrupt,
-            timeout,
+            timeout: plan.settings.timeout,
             deadline: OnceLock::new(),
             failure: Mutex::new(None),
             failed: AtomicBool::new(false),
             rows_read: AtomicU64::new(0),
             rows_rejected: AtomicU64::new(0),
             first_reject: Mutex::new(None),
-            max_errors,
+            max_errors: plan.settings.max_errors,
             dead_letter: Mutex::new(sink),
             dead_letter_path: path,
-            window,
+            window: plan.budget().window,
             pool,
+            satisfied: plan.nodes.iter().map(|_| AtomicBool::new(false)).collect(),
+            outputs: (plan.nodes.iter())
+                .map(|n| {
+                    let transform = matches!(n.kind, NodeKind::Transform(_));
+                    (n.outputs.clone(), transform)
+                })
+                .collect(),
+            edges: plan.edges.clone(),
         }
     }
 
@@ -187,6 +264,27 @@ impl Run {
         });
         rx.await
             .unwrap_or_else(|_| Err(RunError::Internal("work on the pool was dropped".into())))
+    }
+
+    /// Node `node` needs no more rows.
+    pub(crate) fn satisfy(&self, node: usize) {
+        if let Some(flag) = self.satisfied.get(node) {
+            flag.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// True when every path out of `node` reaches a node that needs no more rows before any
+    /// node that would still use them (the local engine's rule).
+    pub(crate) fn downstream_satisfied(&self, node: usize) -> bool {
+        let Some((outs, _)) = self.outputs.get(node) else {
+            return false;
+        };
+        !outs.is_empty()
+            && outs.iter().all(|&e| {
+                let to = self.edges[e].to;
+                self.satisfied[to].load(Ordering::SeqCst)
+                    || (self.outputs[to].1 && self.downstream_satisfied(to))
+            })
     }
 
     /// Starts the clock of `Settings.Timeout`.

@@ -29,7 +29,7 @@ use flowengine_engine::component::{
 };
 use flowengine_engine::error::{BuildError, IoError, RowError, RunError};
 use flowengine_engine::metrics::NodeSummary;
-use flowengine_engine::plan::{NodeKind, Plan};
+use flowengine_engine::plan::{Edge, NodeKind, Plan};
 use flowengine_engine::registry::Registry;
 use flowengine_engine::reject::{reject_schema, MaxErrors};
 use flowengine_engine::{Batch, RunOutcome};
@@ -39,7 +39,7 @@ use super::spec::Spec;
 use super::task::{Failure, Report, Stage};
 use crate::run::{build_cx, finish, internal, pour, setup, summarize, Setup};
 use crate::state::{Node, Run};
-use crate::{chain, origin, Error};
+use crate::{graph, origin, Error};
 
 /// How a split run is laid out: one range of the source's file per task, and where the tasks
 /// write their parts.
@@ -168,7 +168,14 @@ pub(crate) fn finish_split(
         let summary = (failure.stage == Stage::Run).then(|| {
             let message = Some(failure.message.clone());
             let dead_letter = &staged.setup.run.dead_letter_path;
-            summarize(&staged.name, total, dead_letter, started, message)
+            summarize(
+                &staged.name,
+                total,
+                &staged.edges,
+                dead_letter,
+                started,
+                message,
+            )
         });
         return Ok(Report {
             summary,
@@ -183,7 +190,7 @@ pub(crate) fn finish_split(
     let processing = started.elapsed();
     summary.processing_ms = flowengine_engine::metrics::millis(processing);
     summary.rows_per_sec = summary.rows_read as f64 / processing.as_secs_f64().max(1e-9);
-    if let Some(source) = summary.nodes.first_mut() {
+    if let Some(source) = summary.nodes.iter_mut().find(|n| n.role == "source") {
         source.notes.insert(
             0,
             format!("read by {n} tasks, one range of the file each (cut in {cut:.1?})"),
@@ -260,7 +267,11 @@ impl Drop for Cancel {
 /// `plan`'s source cut into at most `want` ranges, if the pipeline can run as that many tasks;
 /// otherwise why not.
 pub(crate) fn split(plan: &Plan, want: usize) -> Result<Split, Error> {
-    let chain = chain::chain(plan)?;
+    graph::order(plan)?;
+    let chain = match graph::chain(plan) {
+        Ok(chain) => chain,
+        Err(why) => return Ok(Split::Whole(why)),
+    };
     if want < 2 {
         return Ok(Split::Whole("one part was asked for".into()));
     }
@@ -350,7 +361,7 @@ impl Drop for PartsDir {
 /// `plan` as task `k` of a split run runs it: its source reads range `k`, its sink and its
 /// dead-letter file write the task's parts, and `MaxErrors` waits for the totals.
 pub(crate) fn for_part(plan: &mut Plan, parts: &Parts, k: usize) -> Result<(), Error> {
-    let chain = chain::chain(plan)?;
+    let chain = graph::chain(plan).map_err(|why| internal(plan, format!("a split run: {why}")))?;
     let range = *parts
         .ranges
         .get(k)
@@ -418,24 +429,30 @@ pub(crate) fn add_up<'a>(tasks: impl IntoIterator<Item = &'a [NodeSummary]>) -> 
 /// a local run stages them before rows move), for the parts to be poured into.
 pub(crate) struct Staged {
     name: String,
+    edges: Vec<Edge>,
     setup: Setup,
     sink: BuiltSink,
+    /// The sink's node, and its index in the plan.
     node: Node,
+    index: usize,
     schema: SchemaRef,
 }
 
 /// Stages `plan`'s sink and dead-letter file.
 pub(crate) fn stage(plan: &Plan, interrupt: &'static AtomicBool) -> Result<Staged, Error> {
-    let chain = chain::chain(plan)?;
-    let n = &plan.nodes[chain[chain.len() - 1]];
+    let chain = graph::chain(plan).map_err(|why| internal(plan, format!("a split run: {why}")))?;
+    let index = chain[chain.len() - 1];
+    let n = &plan.nodes[index];
     let (NodeKind::Sink(config), Some(schema)) = (&n.kind, &n.input_schema) else {
         return Err(internal(plan, "a chain that does not end in a sink".into()).into());
     };
     let setup = setup(plan, interrupt)?;
     Ok(Staged {
         name: plan.name.clone(),
+        edges: plan.edges.clone(),
         sink: config.build(schema.clone(), &build_cx(plan, &n.name))?,
-        node: Node::new(&n.name, n.type_name, n.kind.role(), n.policy),
+        node: Node::of(n),
+        index,
         schema: schema.clone(),
         setup,
     })
@@ -453,14 +470,17 @@ fn commit(
 ) -> RunOutcome {
     let Staged {
         name,
+        edges,
         setup: Setup { run, runtime },
         sink,
         node,
+        index,
         schema,
     } = staged;
     let started = Instant::now();
     run.start();
-    run.read(tasks.first().map_or(0, |s| s.rows_in));
+    let sources = tasks.iter().filter(|s| s.role == "source");
+    run.read(sources.map(|s| s.rows_in).sum());
     run.rejected_elsewhere(tasks.iter().map(|s| s.rows_rejected).sum(), first_reject);
     let rows = (0..parts.ranges.len()).map(|k| parts.rows(k)).collect();
     let result = runtime
@@ -471,16 +491,24 @@ fn commit(
             &node,
             &run,
         ))
-        .and_then(|(sink, written)| {
+        .and_then(|(written_to, written)| {
             pour_rejects(parts, &run)?;
-            tasks.pop();
-            tasks.push(node.summary());
-            finish(sink, written, &tasks, &run)
+            let reported = tasks.len();
+            let Some(sink) = tasks.get_mut(index).filter(|_| edges.len() < reported) else {
+                let message = format!("the tasks reported {reported} nodes of a chain");
+                return Err(RunError::Internal(message));
+            };
+            *sink = node.summary();
+            // One chain: each connection carried what its producer sent and its consumer got.
+            let edge_rows = (edges.iter())
+                .map(|e| (tasks[e.from].rows_out, tasks[e.to].rows_in))
+                .collect();
+            finish(vec![(written_to, written)], &tasks, &edges, edge_rows, &run)
         });
     let result = result.map_err(|e| run.failure().unwrap_or(e));
     drop(runtime);
     let error = result.as_ref().err().map(ToString::to_string);
-    let summary = summarize(&name, tasks, &run.dead_letter_path, started, error);
+    let summary = summarize(&name, tasks, &edges, &run.dead_letter_path, started, error);
     RunOutcome { summary, result }
 }
 

@@ -88,7 +88,7 @@
 //!   the accounting check. Without a skip-row node there is no sink, and the thread only drains the channel,
 //!   failing the run as a bug if anything arrives. Panics are caught, as in node threads.
 //! - **Commit order.** After all threads (nodes and dead-letter) join, the run fails if an error was recorded,
-//!   if `MaxErrors` is exceeded on the totals, or if `check_accounting` finds a mismatch. Otherwise it commits
+//!   if `MaxErrors` is exceeded on the totals, or if `accounting::check` finds a mismatch. Otherwise it commits
 //!   the sinks in declaration order, then the dead-letter file. It stops at the first failed commit, so the
 //!   rejects file is never committed without the outputs that go with it.
 //!
@@ -131,12 +131,11 @@ use crate::component::{
     BuildCx, BuiltSink, BuiltSource, BuiltTransform, RowCondition, Sink, SinkCommon,
 };
 use crate::error::{BuildError, RowError, RunError};
-use crate::metrics::{
-    millis, ChannelGauge, NodeSummary, PathSummary, Progress, RunSummary, Status,
-};
+use crate::metrics::{millis, ChannelGauge, NodeSummary, Progress, RunSummary, Status};
 use crate::plan::{Edge, NodeKind, Plan};
 use crate::reject::{ErrorPolicy, MaxErrors};
 
+pub mod accounting;
 mod worker;
 
 enum Runtime {
@@ -564,20 +563,24 @@ impl Pipeline {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take();
-        let paths = path_summaries(&nodes, &self.edges);
+        let paths = accounting::path_summaries(&nodes, &self.edges);
         let mut result = match first_error {
             Some(e) => Err(e),
             None if shared.max_errors.exceeded(rows_rejected, rows_read, true) => {
                 Err(shared.too_many_rejects())
             }
-            None => check_accounting(
-                &nodes,
-                &self.edges,
-                &shared,
-                &sinks,
-                dead_letter.as_ref(),
-                &paths,
-            ),
+            None => {
+                let load = |a: &AtomicU64| a.load(Ordering::SeqCst);
+                let totals = accounting::Totals {
+                    edges: (shared.edge_sent.iter().map(load))
+                        .zip(shared.edge_received.iter().map(load))
+                        .collect(),
+                    written: sinks.iter().map(|(_, w)| *w).sum(),
+                    rejected: rows_rejected,
+                    dead_letter_written: dead_letter.as_ref().map_or(0, |(_, w)| *w),
+                };
+                accounting::check(&nodes, &self.edges, &totals, &paths)
+            }
         };
         // A Ctrl-C that came after the nodes' last check still means: change nothing.
         if result.is_ok() && interrupt.load(Ordering::SeqCst) {
@@ -619,126 +622,6 @@ impl Pipeline {
         };
         RunOutcome { summary, result }
     }
-}
-
-/// For each sink fed by a single chain of nodes back to one source, the rows along that chain.
-fn path_summaries(nodes: &[NodeSummary], edges: &[Edge]) -> Vec<PathSummary> {
-    let mut paths = Vec::new();
-    for (sink, n) in nodes.iter().enumerate().filter(|(_, n)| n.role == "sink") {
-        let mut names = vec![n.name.clone()];
-        let (mut filtered, mut duplicates, mut rejected, mut routed) = (0, 0, 0, 0);
-        let mut current = sink;
-        loop {
-            // Along the main inputs: a `Lookup`'s reference rows are not on the path.
-            let into: Vec<&Edge> = edges
-                .iter()
-                .filter(|e| e.to == current && e.to_port == 0)
-                .collect();
-            let [edge] = into.as_slice() else { break };
-            current = edge.from;
-            let up = &nodes[current];
-            let port = up.ports.get(edge.port);
-            names.push(match port {
-                Some(p) if edge.port > 0 => format!("{}.{}", up.name, p.name),
-                _ => up.name.clone(),
-            });
-            // Before an aggregate, rows are input rows, after it groups: the path starts at the
-            // aggregate, with its groups as the rows read.
-            if !up.aggregates {
-                filtered += up.rows_filtered;
-                duplicates += up.rows_duplicate;
-                rejected += up.rows_rejected;
-                // Rows a routing transform sent only to its other outputs left this path.
-                routed += port.map_or(0, |p| up.rows_out - p.rows);
-            }
-            if up.role == "source" || up.aggregates {
-                names.reverse();
-                paths.push(PathSummary {
-                    path: names.join(" -> "),
-                    read: if up.aggregates {
-                        up.rows_out
-                    } else {
-                        up.rows_in
-                    },
-                    written: n.rows_out,
-                    filtered,
-                    duplicates,
-                    rejected,
-                    routed,
-                });
-                break;
-            }
-        }
-    }
-    paths
-}
-
-/// Every row that entered a node left it, was filtered, or was rejected; every row sent on a
-/// connection arrived; every row handed to a sink was written; every reject was written; along
-/// every simple path, read = written + filtered + rejected.
-fn check_accounting(
-    nodes: &[NodeSummary],
-    edges: &[Edge],
-    shared: &Shared<'_>,
-    sinks: &[(Box<dyn SinkCommon>, u64)],
-    dead_letter: Option<&(Box<dyn SinkCommon>, u64)>,
-    paths: &[PathSummary],
-) -> Result<(), RunError> {
-    let bug = |msg: String| Err(RunError::Internal(msg));
-    for (i, edge) in edges.iter().enumerate() {
-        let sent = shared.edge_sent[i].load(Ordering::SeqCst);
-        let received = shared.edge_received[i].load(Ordering::SeqCst);
-        if sent != received {
-            let (from, to) = (&nodes[edge.from].name, &nodes[edge.to].name);
-            return bug(format!(
-                "connection {from} -> {to} lost rows: {sent} sent, {received} received"
-            ));
-        }
-    }
-    for n in nodes {
-        if n.aggregates {
-            if n.rows_in != n.rows_aggregated + n.rows_filtered + n.rows_rejected {
-                return bug(format!(
-                    "node `{}`: {} rows in but {} aggregated + {} filtered + {} rejected",
-                    n.name, n.rows_in, n.rows_aggregated, n.rows_filtered, n.rows_rejected
-                ));
-            }
-            continue;
-        }
-        if n.rows_in != n.rows_out + n.rows_filtered + n.rows_duplicate + n.rows_rejected {
-            return bug(format!(
-                "node `{}`: {} rows in but {} out + {} filtered + {} duplicates + {} rejected",
-                n.name, n.rows_in, n.rows_out, n.rows_filtered, n.rows_duplicate, n.rows_rejected
-            ));
-        }
-    }
-    let delivered: u64 = nodes
-        .iter()
-        .filter(|n| n.role == "sink")
-        .map(|n| n.rows_in)
-        .sum();
-    let written: u64 = sinks.iter().map(|(_, w)| *w).sum();
-    if delivered != written {
-        return bug(format!(
-            "sinks received {delivered} rows but report {written} written"
-        ));
-    }
-    let rejected = shared.progress.rows_rejected.load(Ordering::SeqCst);
-    let dead_written = dead_letter.map_or(0, |(_, w)| *w);
-    if rejected != dead_written {
-        return bug(format!(
-            "{rejected} rows rejected but {dead_written} written to the dead-letter file"
-        ));
-    }
-    for p in paths {
-        if p.read != p.written + p.filtered + p.duplicates + p.rejected + p.routed {
-            return bug(format!(
-                "path {}: read {} but written {} + filtered {} + duplicates {} + rejected {} + routed elsewhere {}",
-                p.path, p.read, p.written, p.filtered, p.duplicates, p.rejected, p.routed
-            ));
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
