@@ -1,7 +1,8 @@
 //! `flowengine cluster` as real processes on 127.0.0.1: a scheduler and two executors run J2 on a
 //! million rows, cut into four tasks, with the local engine's output and counts; and an executor
 //! killed in the middle of a job leaves its tasks to another executor, with the same output; and
-//! Ctrl-C on the client stops the tasks on the executors, committing nothing.
+//! Ctrl-C on the client stops the tasks on the executors, of a split run or a one-task job,
+//! committing nothing.
 #![cfg(feature = "distributed")]
 
 use std::io::{BufWriter, Write};
@@ -253,7 +254,7 @@ fn an_executor_killed_mid_job_leaves_the_job_to_another() {
     let out_dir = work.join("out");
     std::fs::create_dir_all(&out_dir).unwrap();
     let output = out_dir.join("cluster.csv");
-    let client = start_job(port, &input, &output);
+    let client = start_job(port, &input, &output, "3");
     first.0.kill().unwrap();
     let _ = first.0.wait();
     assert!(!output.exists(), "the job committed before the kill");
@@ -268,11 +269,14 @@ fn an_executor_killed_mid_job_leaves_the_job_to_another() {
     assert_eq!(left, ["cluster.csv"]);
 }
 
-/// J2 on `input` in three tasks on the cluster at `port`, once its tasks are running: one of them
-/// has staged a part in the parts directory the client made next to `output`.
-fn start_job(port: u16, input: &Path, output: &Path) -> Child {
+/// J2 on `input` in `tasks` tasks on the cluster at `port`, once they are running: one of them has
+/// staged a part in the parts directory the client made next to `output` (or, for one task, its
+/// sink has staged the output).
+fn start_job(port: u16, input: &Path, output: &Path, tasks: &str) -> Child {
     let client = flowengine()
-        .args(["run", J2, "--json", "--engine", "ballista", "--tasks", "3"])
+        .args([
+            "run", J2, "--json", "--engine", "ballista", "--tasks", tasks,
+        ])
         .arg("--scheduler")
         .arg(format!("127.0.0.1:{port}"))
         .arg("--var")
@@ -284,7 +288,7 @@ fn start_job(port: u16, input: &Path, output: &Path) -> Child {
         .spawn()
         .unwrap();
     let started = Instant::now();
-    while !staged_part(output.parent().unwrap()) {
+    while !staged(output.parent().unwrap(), tasks == "1") {
         assert!(
             started.elapsed() < Duration::from_secs(120),
             "the job never started"
@@ -294,16 +298,19 @@ fn start_job(port: u16, input: &Path, output: &Path) -> Child {
     client
 }
 
-/// Whether a task has staged a part in a parts directory in `dir`.
-fn staged_part(dir: &Path) -> bool {
+/// Whether a task has staged a part in a parts directory in `dir` (or, for `one` task, its sink
+/// has staged its output there: the client of a split run stages the sink itself).
+fn staged(dir: &Path, one: bool) -> bool {
     let entries = |d: &Path| std::fs::read_dir(d).into_iter().flatten().flatten();
-    entries(dir)
-        .filter(|e| e.path().is_dir())
-        .any(|parts| entries(&parts.path()).next().is_some())
+    entries(dir).any(|e| match e.path().is_dir() {
+        true => !one && entries(&e.path()).next().is_some(),
+        false => one && e.file_name().to_string_lossy().ends_with(".tmp"),
+    })
 }
 
 /// Ctrl-C on the client of a remote cluster reaches the tasks, which stop before the end of their
-/// ranges; the run fails as an interrupted local run does, and nothing is committed or left.
+/// input: a split run's through its parts directory, a one-task job's through a control directory
+/// of its own. The run fails as an interrupted local run does, and nothing is committed or left.
 #[test]
 fn ctrl_c_on_the_client_stops_the_tasks_on_the_cluster() {
     let work = work_dir("cluster-cancel");
@@ -311,25 +318,27 @@ fn ctrl_c_on_the_client_stops_the_tasks_on_the_cluster() {
     let port = free_port();
     let _scheduler = scheduler(port, 180);
     let _executor = executor(port, &work);
-    let out_dir = work.join("out");
-    std::fs::create_dir_all(&out_dir).unwrap();
-    let output = out_dir.join("cluster.csv");
-    let client = start_job(port, &input, &output);
-    let interrupted = Command::new("kill")
-        .args(["-INT", &client.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(interrupted.success());
-    let out = client.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(
-        stderr.contains("interrupted; no output was changed"),
-        "{stderr}"
-    );
-    let read = counts(&out)[0].1;
-    assert!(read < ROWS, "the tasks read all {read} rows");
-    assert!(!output.exists(), "an interrupted run committed its output");
-    let left: Vec<_> = std::fs::read_dir(&out_dir).unwrap().collect();
-    assert!(left.is_empty(), "{left:?}");
+    for tasks in ["3", "1"] {
+        let out_dir = work.join(format!("out-{tasks}"));
+        std::fs::create_dir_all(&out_dir).unwrap();
+        let output = out_dir.join("cluster.csv");
+        let client = start_job(port, &input, &output, tasks);
+        let interrupted = Command::new("kill")
+            .args(["-INT", &client.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(interrupted.success());
+        let out = client.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{tasks} tasks: {stderr}");
+        assert!(
+            stderr.contains("interrupted; no output was changed"),
+            "{tasks} tasks: {stderr}"
+        );
+        let read = counts(&out)[0].1;
+        assert!(read < ROWS, "{tasks} tasks read all {read} rows");
+        assert!(!output.exists(), "an interrupted run committed its output");
+        let left: Vec<_> = std::fs::read_dir(&out_dir).unwrap().collect();
+        assert!(left.is_empty(), "{tasks} tasks left {left:?}");
+    }
 }

@@ -3,6 +3,7 @@
 //! a [`Spec`] on a cluster, or on one started inside this process for the run.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
@@ -20,6 +21,7 @@ use datafusion_proto::protobuf::PhysicalPlanNode;
 use flowengine_engine::registry::Registry;
 use futures::TryStreamExt;
 
+use super::cancel::Cancel;
 use super::codec::codec;
 use super::parts::{self, Layout};
 use super::spec::Spec;
@@ -176,37 +178,40 @@ pub fn submit(
     tasks: Option<usize>,
 ) -> Result<Report, ClusterError> {
     let started = Instant::now();
-    let layout = match parts::lay_out(&spec, &registry, tasks, interrupt) {
+    let remote = matches!(cluster, Cluster::Remote(_));
+    let layout = match parts::lay_out(&spec, &registry, (tasks, remote), interrupt) {
         Ok(layout) => layout,
         Err(report) => return Ok(*report),
     };
-    let split = match &layout {
-        Layout::Split { parts, .. } => Some(parts.clone()),
-        Layout::Whole(_) => None,
+    let (split, control) = match &layout {
+        Layout::Split { parts, dir, .. } => (Some(parts.clone()), Some(dir.path())),
+        Layout::Whole { control, .. } => (None, control.as_ref().map(|c| c.path())),
     };
-    let pipeline = PipelineExec::new(spec, split, registry.clone(), interrupt)
+    let control = control.map(Path::to_path_buf);
+    let pipeline = PipelineExec::new(spec, (split, control.clone()), registry.clone(), interrupt)
         .map_err(|e| ClusterError::Job(format!("planning the job: {e}")))?;
     let pipeline = Arc::new(pipeline);
     let plan: Arc<dyn ExecutionPlan> = match &layout {
         // One stage of tasks, then one that gathers their reports.
         Layout::Split { .. } => Arc::new(CoalescePartitionsExec::new(pipeline)),
-        Layout::Whole(_) => pipeline,
+        Layout::Whole { .. } => pipeline,
     };
-    let reports = match &layout {
-        // Ctrl-C reaches the tasks of a split run through its parts directory.
-        Layout::Split { parts: split, .. } => {
+    let reports = match &control {
+        // Ctrl-C reaches tasks elsewhere through the directory they watch.
+        Some(dir) => {
             let done = AtomicBool::new(false);
             std::thread::scope(|scope| {
-                scope.spawn(|| parts::Cancel::ask(split, interrupt, &done));
+                scope.spawn(|| Cancel::ask(dir, interrupt, &done));
                 let reports = execute(plan, cluster, registry, interrupt);
                 done.store(true, std::sync::atomic::Ordering::SeqCst);
                 reports
             })?
         }
-        Layout::Whole(_) => execute(plan, cluster, registry, interrupt)?,
+        None => execute(plan, cluster, registry, interrupt)?,
     };
     match layout {
-        Layout::Whole(why) => {
+        Layout::Whole { why, control } => {
+            drop(control);
             let mut report = match <[Report; 1]>::try_from(reports) {
                 Ok([report]) => report,
                 Err(reports) => {
@@ -216,7 +221,8 @@ pub fn submit(
                     )));
                 }
             };
-            let source = report.summary.as_mut().and_then(|s| s.nodes.first_mut());
+            let source = (report.summary.as_mut())
+                .and_then(|s| s.nodes.iter_mut().find(|n| n.role == "source"));
             if let (Some(why), Some(source)) = (why, source) {
                 source.notes.insert(0, format!("read by one task: {why}"));
             }

@@ -3,6 +3,7 @@
 //! executor install it ([`codec`]) in front of Ballista's own, which handles the rest of a plan
 //! (its shuffle and stage nodes).
 
+use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
@@ -20,13 +21,15 @@ use super::spec::Spec;
 use super::task::PipelineExec;
 
 /// What a message of ours starts with: the node and the version of its encoding.
-const TAG: &[u8] = b"flowengine-pipeline/2\n";
+const TAG: &[u8] = b"flowengine-pipeline/3\n";
 
 /// A pipeline node on the wire, after the tag (JSON).
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Wire {
     spec: Spec,
     parts: Option<Parts>,
+    /// Where the client's Ctrl-C appears.
+    control: Option<PathBuf>,
 }
 
 /// The codec for FlowEngine's plan nodes.
@@ -89,8 +92,7 @@ impl PhysicalExtensionCodec for Codec {
             }
         };
         Ok(Arc::new(PipelineExec::decoded(
-            wire.spec,
-            wire.parts,
+            (wire.spec, wire.parts, wire.control),
             tasks,
             self.registry.clone(),
             self.interrupt,
@@ -112,6 +114,7 @@ impl PhysicalExtensionCodec for Codec {
         let wire = Wire {
             spec: pipeline.spec().clone(),
             parts: pipeline.parts().cloned(),
+            control: pipeline.control().map(Into::into),
         };
         let body = serde_json::to_vec(&wire).map_err(|e| DataFusionError::External(Box::new(e)))?;
         buf.extend_from_slice(TAG);
@@ -153,10 +156,20 @@ mod tests {
     #[test]
     fn a_pipeline_node_crosses_the_composed_codec_whole() {
         let codec = codec(Arc::new(Registry::new()), &NEVER);
-        for parts in [None, Some(parts())] {
+        let control = || {
+            Some(std::path::PathBuf::from(
+                "/data/out/.out.csv.job-a1b2c3.tmp",
+            ))
+        };
+        for (parts, control) in [(None, None), (None, control()), (Some(parts()), None)] {
             let node: Arc<dyn ExecutionPlan> = Arc::new(
-                PipelineExec::new(spec(), parts.clone(), Arc::new(Registry::new()), &NEVER)
-                    .unwrap(),
+                PipelineExec::new(
+                    spec(),
+                    (parts.clone(), control.clone()),
+                    Arc::new(Registry::new()),
+                    &NEVER,
+                )
+                .unwrap(),
             );
             let inputs: Vec<_> = node.children().into_iter().cloned().collect();
             let mut buf = Vec::new();
@@ -176,6 +189,7 @@ mod tests {
                 .expect("a pipeline node");
             assert_eq!(back.spec(), &spec());
             assert_eq!(back.parts(), parts.as_ref());
+            assert_eq!(back.control(), control.as_deref());
             let tasks = parts.as_ref().map_or(1, |p| p.ranges.len());
             assert_eq!(back.properties().partitioning.partition_count(), tasks);
         }

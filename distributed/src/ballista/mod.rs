@@ -9,10 +9,12 @@
 //! A pipeline whose source is one plain file runs as several tasks (`parts.rs`): the client cuts
 //! the file into ranges of whole records, each task runs the pipeline on one range and writes its
 //! rows and rejects as parts, and the client pours the parts into the pipeline's own sink and
-//! dead-letter file, in order, and commits them once every task has succeeded. Executors must see
+//! dead-letter file, in order, and commits them once every task has succeeded. Ctrl-C on the client
+//! reaches the tasks on a remote cluster through a directory they share (`cancel.rs`). Executors must see
 //! the pipeline file, its inputs and its outputs at the same paths as the client (one machine, or
 //! a shared file system).
 
+mod cancel;
 mod cluster;
 mod codec;
 mod parts;

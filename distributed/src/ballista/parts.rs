@@ -16,7 +16,7 @@
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -35,6 +35,7 @@ use flowengine_engine::reject::{reject_schema, MaxErrors};
 use flowengine_engine::{Batch, RunOutcome};
 use serde::{Deserialize, Serialize};
 
+use super::cancel::JobDir;
 use super::spec::Spec;
 use super::task::{Failure, Report, Stage};
 use crate::run::{build_cx, finish, internal, pour, setup, summarize, Setup};
@@ -53,10 +54,6 @@ pub struct Parts {
 
 impl Parts {
     /// The file whose presence asks the tasks to stop (Ctrl-C on the client).
-    fn cancel_marker(&self) -> PathBuf {
-        self.dir.join("cancel")
-    }
-
     /// Where task `k` writes the rows for the sink.
     fn rows(&self, k: usize) -> PathBuf {
         self.dir.join(format!("rows-{k:05}.arrows"))
@@ -70,15 +67,19 @@ impl Parts {
 
 /// How a job runs a pipeline.
 pub(crate) enum Layout {
-    /// As one task (why not more, when more were asked for).
-    Whole(Option<String>),
+    /// As one task: why not more, when more were asked for, and for a remote cluster the
+    /// directory its task watches for the client's Ctrl-C.
+    Whole {
+        why: Option<String>,
+        control: Option<JobDir>,
+    },
     /// As one task per part.
     Split {
         /// Where the parts go when every task has succeeded.
         staged: Box<Staged>,
         parts: Parts,
         /// Removed, with every part in it, when the run is over.
-        dir: PartsDir,
+        dir: JobDir,
         /// How long cutting the file took.
         cut: std::time::Duration,
     },
@@ -91,40 +92,54 @@ const PART_BYTES: u64 = 64 << 20;
 const MAX_TASKS: u64 = 256;
 
 /// How to run `spec` as a job of at most `want` tasks (by default one per [`PART_BYTES`] of
-/// input); a report of the failure when the client cannot tell.
+/// input), on a `remote` cluster or not; a report of the failure when the client cannot tell.
 pub(crate) fn lay_out(
     spec: &Spec,
     registry: &Registry,
-    want: Option<usize>,
+    (want, remote): (Option<usize>, bool),
     interrupt: &'static AtomicBool,
 ) -> Result<Layout, Box<Report>> {
-    if want == Some(1) {
-        return Ok(Layout::Whole(None));
+    if want == Some(1) && !remote {
+        return Ok(Layout::Whole {
+            why: None,
+            control: None,
+        });
     }
     let plan = spec
         .plan(registry)
         .map_err(|e| Box::new(Report::failed(Stage::Config, e.to_string())))?;
+    let failed = |e: Error| match e {
+        Error::Build(e) => Box::new(Report::failed(Stage::Build, e.to_string())),
+        e => Box::new(Report::failed(Stage::Config, e.to_string())),
+    };
+    // A task in this process stops on this process's Ctrl-C; one elsewhere watches a directory.
+    let whole = |why: Option<String>| {
+        let control = match remote {
+            true => Some(JobDir::create(&plan, JobDir::CONTROL).map_err(failed)?),
+            false => None,
+        };
+        Ok(Layout::Whole { why, control })
+    };
+    if want == Some(1) {
+        return whole(None);
+    }
     let given = want;
     let want = want.unwrap_or_else(|| {
         let bytes = flowengine_engine::plan::space::input_bytes(&plan);
         bytes.div_ceil(PART_BYTES).clamp(1, MAX_TASKS) as usize
     });
     if given.is_none() && want < 2 {
-        return Ok(Layout::Whole(Some(
+        return whole(Some(
             "the input is under 64 MiB (`--tasks N` cuts it into N)".into(),
-        )));
+        ));
     }
-    let failed = |e: Error| match e {
-        Error::Build(e) => Box::new(Report::failed(Stage::Build, e.to_string())),
-        e => Box::new(Report::failed(Stage::Config, e.to_string())),
-    };
     let cutting = Instant::now();
     let ranges = match split(&plan, want).map_err(failed)? {
         Split::Ranges(ranges) => ranges,
-        Split::Whole(why) => return Ok(Layout::Whole(Some(why))),
+        Split::Whole(why) => return whole(Some(why)),
     };
     let staged = stage(&plan, interrupt).map_err(failed)?;
-    let dir = PartsDir::create(&plan).map_err(failed)?;
+    let dir = JobDir::create(&plan, JobDir::PARTS).map_err(failed)?;
     Ok(Layout::Split {
         parts: Parts {
             dir: dir.path().to_path_buf(),
@@ -207,63 +222,6 @@ pub(crate) fn finish_split(
     })
 }
 
-/// Ctrl-C on the client of a split run, carried to its tasks through the parts directory they
-/// share: the client writes a marker there ([`Cancel::ask`]), and each task watches for it
-/// ([`Cancel::watch`]) and stops as a local run stops on Ctrl-C, committing nothing. (Ballista's
-/// own `cancel_job` needs the job's id, which its client keeps to itself.)
-pub(crate) struct Cancel {
-    /// The task's own interrupt flag: the executor's, or the marker seen.
-    flag: &'static AtomicBool,
-    done: Arc<AtomicBool>,
-}
-
-/// How often a task looks for the marker, and the client for Ctrl-C.
-const CANCEL_POLL: std::time::Duration = std::time::Duration::from_millis(100);
-
-impl Cancel {
-    /// Watches, until dropped, for the marker of `parts` and for `executor`'s own interrupt.
-    pub(crate) fn watch(parts: &Parts, executor: &'static AtomicBool) -> Cancel {
-        // A run takes a flag that lives as long as the process (its operators hold it); one
-        // byte per task is the price.
-        let flag: &'static AtomicBool = Box::leak(Box::new(AtomicBool::new(false)));
-        let done = Arc::new(AtomicBool::new(false));
-        let (marker, finished) = (parts.cancel_marker(), done.clone());
-        std::thread::spawn(move || {
-            while !finished.load(Ordering::SeqCst) {
-                if executor.load(Ordering::SeqCst) || marker.exists() {
-                    flag.store(true, Ordering::SeqCst);
-                    return;
-                }
-                std::thread::sleep(CANCEL_POLL);
-            }
-        });
-        Cancel { flag, done }
-    }
-
-    /// The flag the task's run stops on.
-    pub(crate) fn flag(&self) -> &'static AtomicBool {
-        self.flag
-    }
-
-    /// Until `done`, writes the marker of `parts` as soon as `interrupt` is set (on the client,
-    /// while its job runs).
-    pub(crate) fn ask(parts: &Parts, interrupt: &AtomicBool, done: &AtomicBool) {
-        while !done.load(Ordering::SeqCst) {
-            if interrupt.load(Ordering::SeqCst) {
-                let _ = File::create(parts.cancel_marker());
-                return;
-            }
-            std::thread::sleep(CANCEL_POLL);
-        }
-    }
-}
-
-impl Drop for Cancel {
-    fn drop(&mut self) {
-        self.done.store(true, Ordering::SeqCst);
-    }
-}
-
 /// `plan`'s source cut into at most `want` ranges, if the pipeline can run as that many tasks;
 /// otherwise why not.
 pub(crate) fn split(plan: &Plan, want: usize) -> Result<Split, Error> {
@@ -298,64 +256,6 @@ pub(crate) fn split(plan: &Plan, want: usize) -> Result<Split, Error> {
         };
     }
     Err(internal(plan, "a chain without a source".into()).into())
-}
-
-/// A directory for the parts of one run, next to the sink's output (or in the temporary
-/// directory, for a sink without a file); removed with everything in it when dropped.
-///
-/// It is named as the sink's staging files are (`.NAME.XXXXXX.tmp`), so that what a killed
-/// client leaves is removed as theirs is: by the next run that writes the output, or by the
-/// memory guard of the run itself.
-pub(crate) struct PartsDir(PathBuf);
-
-impl PartsDir {
-    /// Creates it.
-    pub(crate) fn create(plan: &Plan) -> Result<PartsDir, Error> {
-        let output = plan
-            .nodes
-            .iter()
-            .filter_map(|n| match &n.kind {
-                NodeKind::Sink(s) => s.files_written().into_iter().next(),
-                _ => None,
-            })
-            .next();
-        let unique = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos())
-            ^ u128::from(std::process::id()) << 64;
-        let letters: String = (0..6)
-            .map(|i| {
-                let digit = (unique >> (i * 6)) % 36;
-                char::from_digit(digit as u32, 36).unwrap_or('0')
-            })
-            .collect();
-        let beside = output.as_deref().and_then(|f| {
-            let dir = f.parent()?;
-            // Not a directory it would create for the sink, which may not be allowed to.
-            let name = f.file_name()?.to_string_lossy();
-            dir.is_dir().then_some((dir, name))
-        });
-        let dir = match beside {
-            Some((dir, name)) => dir.join(format!(".{name}.{letters}.tmp")),
-            None => build_cx(plan, "parts")
-                .temp_dir
-                .join(format!(".flowengine-parts.{letters}.tmp")),
-        };
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| BuildError::from(IoError::new(&plan.name, "create", &dir, e)))?;
-        Ok(PartsDir(dir))
-    }
-
-    /// Where it is.
-    pub(crate) fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for PartsDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// `plan` as task `k` of a split run runs it: its source reads range `k`, its sink and its

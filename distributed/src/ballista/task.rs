@@ -11,6 +11,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
@@ -33,6 +34,7 @@ use flowengine_engine::RunSummary;
 use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
+use super::cancel::Cancel;
 use super::parts::Parts;
 use super::spec::Spec;
 use crate::Error;
@@ -102,6 +104,8 @@ const TASK: &str = "flowengine_task";
 pub struct PipelineExec {
     spec: Arc<Spec>,
     parts: Option<Arc<Parts>>,
+    /// Where the client's Ctrl-C appears, for a job on a remote cluster.
+    control: Option<PathBuf>,
     /// The task numbers, for a split run.
     tasks: Option<Arc<dyn ExecutionPlan>>,
     registry: Arc<Registry>,
@@ -110,11 +114,12 @@ pub struct PipelineExec {
 }
 
 impl PipelineExec {
-    /// The plan node for `spec`, as one task or, with `parts`, as one task per part; nothing
-    /// is opened until a task executes it.
+    /// The plan node for `spec`, as one task or, with `parts`, as one task per part; its tasks
+    /// stop when the marker of Ctrl-C appears in `control` (a split run's is its parts
+    /// directory). Nothing is opened until a task executes it.
     pub fn new(
         spec: Spec,
-        parts: Option<Parts>,
+        (parts, control): (Option<Parts>, Option<PathBuf>),
         registry: Arc<Registry>,
         interrupt: &'static AtomicBool,
     ) -> Result<Self> {
@@ -123,8 +128,7 @@ impl PipelineExec {
             None => None,
         };
         Ok(Self::over(
-            Arc::new(spec),
-            parts.map(Arc::new),
+            (Arc::new(spec), parts.map(Arc::new), control),
             tasks,
             registry,
             interrupt,
@@ -133,15 +137,13 @@ impl PipelineExec {
 
     /// The plan node read back from the wire, with its input as Ballista gives it.
     pub(crate) fn decoded(
-        spec: Spec,
-        parts: Option<Parts>,
+        (spec, parts, control): (Spec, Option<Parts>, Option<PathBuf>),
         tasks: Option<Arc<dyn ExecutionPlan>>,
         registry: Arc<Registry>,
         interrupt: &'static AtomicBool,
     ) -> Self {
         Self::over(
-            Arc::new(spec),
-            parts.map(Arc::new),
+            (Arc::new(spec), parts.map(Arc::new), control),
             tasks,
             registry,
             interrupt,
@@ -149,8 +151,7 @@ impl PipelineExec {
     }
 
     fn over(
-        spec: Arc<Spec>,
-        parts: Option<Arc<Parts>>,
+        (spec, parts, control): (Arc<Spec>, Option<Arc<Parts>>, Option<PathBuf>),
         tasks: Option<Arc<dyn ExecutionPlan>>,
         registry: Arc<Registry>,
         interrupt: &'static AtomicBool,
@@ -162,6 +163,7 @@ impl PipelineExec {
         PipelineExec {
             spec,
             parts,
+            control,
             tasks,
             registry,
             interrupt,
@@ -184,15 +186,21 @@ impl PipelineExec {
         self.parts.as_deref()
     }
 
+    /// Where its tasks look for the client's Ctrl-C, if anywhere.
+    pub fn control(&self) -> Option<&Path> {
+        self.control.as_deref()
+    }
+
     fn schema_ref(&self) -> SchemaRef {
         self.properties.eq_properties.schema().clone()
     }
 
     /// Runs `part` (`None`: the whole pipeline) on a thread of its own; its report as a row.
     fn run_task(&self, part: Option<usize>) -> impl Future<Output = Result<RecordBatch>> {
-        let (spec, parts, registry, interrupt) = (
+        let (spec, parts, control, registry, interrupt) = (
             self.spec.clone(),
             self.parts.clone(),
+            self.control.clone(),
             self.registry.clone(),
             self.interrupt,
         );
@@ -204,6 +212,9 @@ impl PipelineExec {
             .name("flowengine-task".into())
             .spawn(move || {
                 let split = parts.as_deref().zip(part);
+                // The executor's own interrupt, or the client's Ctrl-C.
+                let watch = control.map(|dir| Cancel::watch(&dir, interrupt));
+                let interrupt = watch.as_ref().map_or(interrupt, Cancel::flag);
                 let mut report = run_here(&spec, split, &registry, interrupt);
                 report.part = part;
                 let _ = tx.send(report);
@@ -294,8 +305,7 @@ impl ExecutionPlan for PipelineExec {
         match (self.tasks.is_some(), children.pop(), children.is_empty()) {
             (false, None, _) => Ok(self),
             (true, Some(tasks), true) => Ok(Arc::new(Self::over(
-                self.spec.clone(),
-                self.parts.clone(),
+                (self.spec.clone(), self.parts.clone(), self.control.clone()),
                 Some(tasks),
                 self.registry.clone(),
                 self.interrupt,
@@ -332,8 +342,7 @@ impl ExecutionPlan for PipelineExec {
 impl PipelineExec {
     fn clone_node(&self) -> PipelineExec {
         Self::over(
-            self.spec.clone(),
-            self.parts.clone(),
+            (self.spec.clone(), self.parts.clone(), self.control.clone()),
             self.tasks.clone(),
             self.registry.clone(),
             self.interrupt,
@@ -353,14 +362,11 @@ fn run_here(
         Ok(plan) => plan,
         Err(e) => return Report::failed(Stage::Config, e.to_string()),
     };
-    let mut watch = None;
     if let Some((parts, k)) = part {
         if let Err(e) = super::parts::for_part(&mut plan, parts, k) {
             return Report::failed(Stage::Build, e.to_string());
         }
-        watch = Some(super::parts::Cancel::watch(parts, interrupt));
     }
-    let interrupt = watch.as_ref().map_or(interrupt, |w| w.flag());
     let prepared = match crate::prepare(plan, interrupt) {
         Ok(p) => p,
         Err(Error::Build(e)) => return Report::failed(Stage::Build, e.to_string()),
