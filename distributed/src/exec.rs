@@ -479,6 +479,78 @@ impl Inputs {
     }
 }
 
+/// A node's connections as one operator (for a sink, whose `DataSinkExec` takes one input).
+pub(crate) struct InputsExec {
+    inputs: Inputs,
+    data: SchemaRef,
+    properties: Arc<PlanProperties>,
+}
+
+impl InputsExec {
+    pub(crate) fn new(inputs: Inputs, data: SchemaRef) -> Self {
+        InputsExec {
+            inputs,
+            properties: properties(&origin::schema(&data)),
+            data,
+        }
+    }
+}
+
+impl fmt::Debug for InputsExec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InputsExec")
+            .field("inputs", &self.inputs.len())
+            .finish()
+    }
+}
+
+impl DisplayAs for InputsExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "FlowEngineInputs: connections={}", self.inputs.len())
+    }
+}
+
+impl ExecutionPlan for InputsExec {
+    fn name(&self) -> &str {
+        "FlowEngineInputs"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        self.inputs.plans()
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        Ok(Arc::new(InputsExec {
+            inputs: self.inputs.with_plans(children)?,
+            data: self.data.clone(),
+            properties: self.properties.clone(),
+        }))
+    }
+
+    fn execute(&self, partition: usize, cx: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
+        if partition != 0 {
+            return Err(DataFusionError::Internal(format!(
+                "connections read on partition {partition}"
+            )));
+        }
+        self.inputs.execute(&self.data, cx)
+    }
+}
+
 /// What applying a transform to a batch needs.
 #[derive(Clone)]
 struct Work {

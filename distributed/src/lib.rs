@@ -12,8 +12,9 @@
 //! DataFusion's expressions because the semantics differ where users feel it: every bad value is a
 //! reject naming its file, line, column and value, a JavaScript row keeps its lines, and types,
 //! formats and rounding are FlowEngine's. Rows carry their origin (file and line) across operators
-//! as two trailing columns (`origin.rs`). Every sink pulls its inputs at the same time, encodes
-//! on the worker pool a window at a time, and writes in order; then the run ends as the local
+//! as two trailing columns (`origin.rs`). Every sink is a DataFusion `DataSink` (`sink.rs`);
+//! they all pull their inputs at the same time, encode on the worker pool a window at a time,
+//! and write in order; then the run ends as the local
 //! engine's does (`run.rs`): `MaxErrors` on the totals, the accounting check (rows in = out +
 //! filtered + rejected per node, nothing lost between nodes, the dead-letter file holds every
 //! reject), and the commit of the sink and then the dead-letter file.
@@ -29,6 +30,7 @@ mod fork;
 mod graph;
 mod origin;
 mod run;
+mod sink;
 mod state;
 mod stateful;
 

@@ -8,18 +8,20 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use arrow_schema::SchemaRef;
+use datafusion::datasource::sink::DataSinkExec;
 use datafusion::execution::TaskContext;
 use datafusion::physical_plan::{displayable, ExecutionPlan};
-use flowengine_engine::component::{BuildCx, BuiltSink, BuiltTransform, SinkCommon};
+use flowengine_engine::component::{BuildCx, BuiltTransform, SinkCommon};
 use flowengine_engine::error::{BuildError, RowError, RunError};
 use flowengine_engine::exec::accounting;
 use flowengine_engine::metrics::{millis, NodeSummary, RunSummary, Status};
 use flowengine_engine::plan::{Edge, NodeKind, Plan};
 use flowengine_engine::RunOutcome;
-use futures::StreamExt;
+use futures::TryStreamExt;
 
-use crate::exec::{Inputs, SourceExec, TransformExec};
+use crate::exec::{Inputs, InputsExec, SourceExec, TransformExec};
 use crate::fork::{Fork, Upstream};
+use crate::sink::Sink;
 use crate::state::{Node, Run};
 use crate::stateful::{Ports, StatefulExec};
 use crate::{graph, origin, Error};
@@ -30,18 +32,11 @@ pub struct Prepared {
     edges: Vec<Edge>,
     /// Rows received on each connection, by its consumer.
     received: Vec<Arc<AtomicU64>>,
-    sinks: Vec<SinkRun>,
+    /// Each sink's plan (a `DataSinkExec` over its inputs) and the sink, in declaration order.
+    sinks: Vec<(Arc<dyn ExecutionPlan>, Arc<Sink>)>,
     nodes: Vec<Arc<Node>>,
     run: Arc<Run>,
     runtime: tokio::runtime::Runtime,
-}
-
-/// A sink, built, and the operators it pulls its rows from.
-struct SinkRun {
-    inputs: Inputs,
-    sink: BuiltSink,
-    schema: SchemaRef,
-    node: Arc<Node>,
 }
 
 impl std::fmt::Debug for Prepared {
@@ -139,15 +134,12 @@ pub fn prepare(plan: Plan, interrupt: &'static AtomicBool) -> Result<Prepared, E
             }
             NodeKind::Sink(s) => {
                 let input = schema(&n.input_schema)?;
-                sinks.push((
-                    i,
-                    SinkRun {
-                        inputs: inputs(0)?,
-                        sink: s.build(input.clone(), &cx)?,
-                        schema: input,
-                        node,
-                    },
-                ));
+                let built = s.build(input.clone(), &cx)?;
+                let sink = Arc::new(Sink::new(built, input.clone(), node, run.clone()));
+                let inputs = Arc::new(InputsExec::new(inputs(0)?, input));
+                let plan: Arc<dyn ExecutionPlan> =
+                    Arc::new(DataSinkExec::new(inputs, sink.clone(), None));
+                sinks.push((i, (plan, sink)));
                 continue;
             }
         };
@@ -256,19 +248,13 @@ pub(crate) fn internal(plan: &Plan, message: String) -> BuildError {
 }
 
 impl Prepared {
-    /// The DataFusion plan, one operator per line, under each sink it feeds (for `--verbose`).
+    /// The DataFusion plan, one operator per line, a tree per sink (for `--verbose`).
     pub fn display(&self) -> String {
-        let mut text = String::new();
-        for sink in &self.sinks {
-            text.push_str(&format!("FlowEngineSink: node={}\n", sink.node.name));
-            for input in sink.inputs.plans() {
-                let tree = displayable(input.as_ref()).indent(true).to_string();
-                for line in tree.lines() {
-                    text.push_str(&format!("  {line}\n"));
-                }
-            }
-        }
-        text
+        let trees = self
+            .sinks
+            .iter()
+            .map(|(plan, _)| displayable(plan.as_ref()).indent(true).to_string());
+        trees.collect::<Vec<_>>().join("")
     }
 
     /// Runs the plan; the summary is always there, partial on failure.
@@ -290,7 +276,7 @@ impl Prepared {
             runtime,
         } = self;
         run.start();
-        let result = runtime.block_on(drive(sinks, &run)).and_then(|written| {
+        let result = runtime.block_on(drive(sinks)).and_then(|written| {
             let summaries = summaries(&nodes);
             let edge_rows = edges
                 .iter()
@@ -315,92 +301,30 @@ impl Prepared {
 }
 
 /// Every sink pulls its inputs into its output at the same time (one waiting on a fork would
-/// otherwise hold up its siblings); returns each sink, in declaration order, and the rows it
-/// wrote.
+/// otherwise hold up its siblings); returns each sink, in declaration order, staged, and the rows
+/// it wrote.
 async fn drive(
-    sinks: Vec<SinkRun>,
-    run: &Arc<Run>,
+    sinks: Vec<(Arc<dyn ExecutionPlan>, Arc<Sink>)>,
 ) -> Result<Vec<(Box<dyn SinkCommon>, u64)>, RunError> {
     let cx = Arc::new(TaskContext::default());
-    let pours = sinks.into_iter().map(|s| {
+    let writes = sinks.iter().map(|(plan, _)| {
         let cx = cx.clone();
         async move {
-            let stream = s.inputs.execute(&s.schema, cx).map_err(stopped)?;
-            pour(stream, s.sink, &s.schema, &s.node, run).await
+            let counts = plan.execute(0, cx).map_err(stopped)?;
+            counts.try_collect::<Vec<_>>().await.map_err(stopped)
         }
     });
-    futures::future::try_join_all(pours).await
+    futures::future::try_join_all(writes).await?;
+    let written = sinks.iter().map(|(_, sink)| {
+        let ended = || RunError::Internal("a sink ended without writing".into());
+        sink.written().ok_or_else(ended)
+    });
+    written.collect()
 }
 
 /// Only a signal when an operator of ours failed: the run reports the error it kept.
-fn stopped(e: datafusion::error::DataFusionError) -> RunError {
+pub(crate) fn stopped(e: datafusion::error::DataFusionError) -> RunError {
     RunError::Internal(format!("DataFusion: {e}"))
-}
-
-/// Writes `stream`'s batches (rows with their origin columns) into the sink, encoding them on
-/// the worker pool a window at a time for an encoding sink; returns the sink and the rows it
-/// wrote.
-pub(crate) async fn pour(
-    stream: impl futures::Stream<Item = datafusion::error::Result<arrow_array::RecordBatch>>,
-    mut sink: BuiltSink,
-    schema: &SchemaRef,
-    node: &Node,
-    run: &Arc<Run>,
-) -> Result<(Box<dyn SinkCommon>, u64), RunError> {
-    let batches = stream.map(|next| {
-        next.map_err(stopped).and_then(|record| {
-            origin::strip(&record, schema)
-                .map_err(|e| RunError::Internal(format!("a batch lost its origin: {e}")))
-        })
-    });
-    match &mut sink {
-        BuiltSink::Rows(s) => {
-            let mut batches = std::pin::pin!(batches);
-            while let Some(batch) = batches.next().await {
-                let batch = batch?;
-                run.check()?;
-                node.received(batch.rows_counted());
-                let started = Instant::now();
-                run.pool.install(|| s.write(&batch))?;
-                node.busy(started);
-                node.sent(&batch);
-            }
-        }
-        BuiltSink::Encoded { sink: s, encoder } => {
-            let encoded = batches
-                .map(|batch| {
-                    let encoder = encoder.clone();
-                    async move {
-                        let batch = batch?;
-                        run.on_pool(move || {
-                            let mut bytes = Vec::new();
-                            encoder
-                                .encode(&batch.data, &mut bytes)
-                                .map(|()| (batch, bytes))
-                        })
-                        .await
-                    }
-                })
-                .buffered(run.window);
-            let mut encoded = std::pin::pin!(encoded);
-            while let Some(next) = encoded.next().await {
-                let (batch, bytes) = next?;
-                run.check()?;
-                node.received(batch.rows_counted());
-                let started = Instant::now();
-                s.write_encoded(batch.rows_counted(), &bytes)?;
-                node.busy(started);
-                node.sent(&batch);
-            }
-        }
-    }
-    let mut sink: Box<dyn SinkCommon> = match sink {
-        BuiltSink::Rows(s) => s,
-        BuiltSink::Encoded { sink, .. } => sink,
-    };
-    let written = run.pool.install(|| sink.finish())?;
-    *node.warnings.lock().unwrap_or_else(|p| p.into_inner()) = sink.warnings();
-    Ok((sink, written))
 }
 
 /// After the last batch: `MaxErrors` on the totals, the accounting check (with `edge_rows`,

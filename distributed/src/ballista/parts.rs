@@ -38,7 +38,8 @@ use serde::{Deserialize, Serialize};
 use super::cancel::JobDir;
 use super::spec::Spec;
 use super::task::{Failure, Report, Stage};
-use crate::run::{build_cx, finish, internal, pour, setup, summarize, Setup};
+use crate::run::{build_cx, finish, internal, setup, summarize, Setup};
+use crate::sink::pour;
 use crate::state::{Node, Run};
 use crate::{graph, origin, Error};
 
