@@ -152,15 +152,34 @@ impl ExecutionPlan for SourceExec {
                     }
                 }
             };
-            read(source, (index, &node), &run, emit).map_err(|e| run.fail(e))
+            run.guarded(&node.name, || read(source, (index, &node), &run, emit))
         });
         Ok(builder.build())
     }
 }
 
-/// Reads `source` to its end (or until `emit` says stop), applying the node's error policy.
+/// Reads `source` to its end (or until `emit` says stop), applying the node's error policy;
+/// then keeps what the source said about how it read.
 fn read(
-    source: BuiltSource,
+    mut source: BuiltSource,
+    (index, node): (usize, &Node),
+    run: &Run,
+    emit: impl FnMut(Batch) -> bool,
+) -> std::result::Result<(), RunError> {
+    let result = read_all(&mut source, (index, node), run, emit);
+    let notes = match &source {
+        BuiltSource::Batches(s) => s.notes(),
+        BuiltSource::Deferred(s) => s.notes(),
+    };
+    node.notes
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .splice(0..0, notes);
+    result
+}
+
+fn read_all(
+    source: &mut BuiltSource,
     (index, node): (usize, &Node),
     run: &Run,
     mut emit: impl FnMut(Batch) -> bool,
@@ -191,7 +210,7 @@ fn read(
             Ok(emit(batch))
         };
     match source {
-        BuiltSource::Batches(mut s) => loop {
+        BuiltSource::Batches(s) => loop {
             run.check()?;
             if enough() {
                 return Ok(());
@@ -215,7 +234,7 @@ fn read(
                 }
             }
         },
-        BuiltSource::Deferred(mut s) => loop {
+        BuiltSource::Deferred(s) => loop {
             run.check()?;
             if enough() {
                 return Ok(());
@@ -318,7 +337,7 @@ impl TransformExec {
             return Ok(work.on_one_thread(input));
         }
         let window = self.run.window;
-        let each = work.clone();
+        let (each, each_settle) = (work.clone(), work.clone());
         let applied = input
             .map(move |next| {
                 let work = each.clone();
@@ -331,8 +350,13 @@ impl TransformExec {
                 }
             })
             .buffered(window)
-            .map(move |applied| applied.and_then(|(out, rejects)| work.settle(out, rejects)));
-        Ok(applied.boxed())
+            .map(move |applied| {
+                applied.and_then(|(out, rejects)| each_settle.settle(out, rejects))
+            });
+        // Once its input has ended: what the transform said about how it ran.
+        let notes =
+            futures::stream::once(async move { work.keep_notes() }).filter_map(|()| async { None });
+        Ok(applied.chain(notes).boxed())
     }
 }
 
@@ -569,19 +593,37 @@ impl Work {
         let (tx, rx) = tokio::sync::mpsc::channel(2);
         // It stops at its next batch once nothing reads its results (`blocking_send` fails).
         tokio::task::spawn_blocking(move || {
-            let runtime = tokio::runtime::Handle::current();
-            while let Some(next) = runtime.block_on(input.next()) {
-                let out = next
-                    .and_then(|record| self.apply(&record))
-                    .and_then(|(out, rejects)| self.settle(out, rejects));
-                let failed = out.is_err();
-                if tx.blocking_send(out).is_err() || failed {
-                    break;
+            let run = self.run.clone();
+            let guarded = run.guarded(&self.node.name, || {
+                let runtime = tokio::runtime::Handle::current();
+                while let Some(next) = runtime.block_on(input.next()) {
+                    let out = next
+                        .and_then(|record| self.apply(&record))
+                        .and_then(|(out, rejects)| self.settle(out, rejects));
+                    let failed = out.is_err();
+                    if tx.blocking_send(out).is_err() || failed {
+                        break;
+                    }
                 }
+                self.keep_notes();
+                Ok(())
+            });
+            if let Err(e) = guarded {
+                let _ = tx.blocking_send(Err(e));
             }
         });
         futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|n| (n, rx)) })
             .boxed()
+    }
+
+    /// What the transform said about how it ran, into the node's notes.
+    fn keep_notes(&self) {
+        let notes = self.transform.notes();
+        self.node
+            .notes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(notes);
     }
 
     /// One batch through the transform, on whichever thread; its rejects are settled in order

@@ -63,15 +63,17 @@ pub(crate) struct Fork {
 
 impl Fork {
     /// One branch per entry of `branches`: the output it reads and the schema of its batches
-    /// (with their origin columns).
+    /// (with their origin columns); up to `capacity` batches wait for each
+    /// (`Settings.ChannelCapacity`, as on a connection of the local engine).
     pub(crate) fn branches(
         upstream: Upstream,
         node: &str,
         branches: Vec<(usize, SchemaRef)>,
+        capacity: usize,
     ) -> Vec<Arc<dyn ExecutionPlan>> {
         let (senders, receivers): (Vec<_>, Vec<_>) = branches
             .iter()
-            .map(|_| -> Channel { mpsc::channel(2) })
+            .map(|_| -> Channel { mpsc::channel(capacity.max(1)) })
             .unzip();
         let fork = Arc::new(Fork {
             upstream,

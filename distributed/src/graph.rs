@@ -7,8 +7,8 @@ use flowengine_engine::plan::{NodeKind, Plan};
 
 use crate::Error;
 
-/// The nodes in an order where every node comes after its producers (the planner has refused
-/// cycles), or what this engine does not run.
+/// The nodes in an order where every node comes after its producers (the planner's), or what
+/// this engine does not run.
 pub(crate) fn order(plan: &Plan) -> Result<Vec<usize>, Error> {
     let unsupported = |i: usize, what: &str| Error::Unsupported {
         node: plan.nodes[i].name.clone(),
@@ -31,26 +31,17 @@ pub(crate) fn order(plan: &Plan) -> Result<Vec<usize>, Error> {
             return Err(unsupported(i, "a node whose output goes nowhere"));
         }
     }
-    let mut waiting: Vec<usize> = plan.nodes.iter().map(|n| n.inputs.len()).collect();
-    let mut ready: Vec<usize> = (0..plan.nodes.len()).filter(|&i| waiting[i] == 0).collect();
-    let mut order = Vec::with_capacity(plan.nodes.len());
-    while let Some(i) = ready.pop() {
-        order.push(i);
-        for e in &plan.nodes[i].outputs {
-            let to = plan.edges[*e].to;
-            waiting[to] -= 1;
-            if waiting[to] == 0 {
-                ready.push(to);
-            }
-        }
+    // The planner's order, so that nodes are built (inputs opened, outputs staged) in the order
+    // the local engine builds them, and the first error is the same.
+    if plan.order.len() != plan.nodes.len() {
+        let message = format!(
+            "a plan of {} nodes ordered as {:?}",
+            plan.nodes.len(),
+            plan.order
+        );
+        return Err(crate::run::internal(plan, message).into());
     }
-    if order.len() != plan.nodes.len() {
-        let stuck = (0..plan.nodes.len())
-            .find(|i| !order.contains(i))
-            .unwrap_or(0);
-        return Err(unsupported(stuck, "a cycle"));
-    }
-    Ok(order)
+    Ok(plan.order.clone())
 }
 
 /// The node indexes from the source to the sink, if `plan` is one source, transforms one after

@@ -17,12 +17,12 @@
 //! and write in order; then the run ends as the local
 //! engine's does (`run.rs`): `MaxErrors` on the totals, the accounting check (rows in = out +
 //! filtered + rejected per node, nothing lost between nodes, the dead-letter file holds every
-//! reject), and the commit of the sink and then the dead-letter file.
+//! reject), and the commit of the sinks and then the dead-letter file.
 //!
 //! So the output files, the rejects and the accounting equal the local engine's, byte for byte
-//! (the golden cases that fit run on both: `tests/golden.rs`). What this engine does not run yet is
-//! refused before any file is opened, naming the node ([`Error::Unsupported`]): transforms that
-//! work across batches (`Sort`, `Distinct`, `Aggregate`, `Lookup`, `Limit`, `Sample`).
+//! (every golden case that is a run runs on both: `cli/tests/golden.rs`). A plan this engine
+//! cannot run (one the planner would have refused) is refused before any file is opened, naming
+//! the node ([`Error::Unsupported`]).
 
 pub mod ballista;
 mod exec;

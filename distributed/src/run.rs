@@ -183,7 +183,8 @@ fn connect(
             .ok_or_else(|| internal(plan, format!("`{}` has no schema for its input", to.name)))?;
         branches.push((edge.port, origin::schema(&data)));
     }
-    let forked = Fork::branches(upstream, &plan.nodes[i].name, branches);
+    let capacity = plan.settings.channel_capacity;
+    let forked = Fork::branches(upstream, &plan.nodes[i].name, branches, capacity);
     for (&e, branch) in outputs.iter().zip(forked) {
         feeds[e] = Some(branch);
     }
@@ -337,6 +338,9 @@ pub(crate) fn finish(
     edge_rows: Vec<(u64, u64)>,
     run: &Run,
 ) -> Result<(), RunError> {
+    // A failure or a Ctrl-C that came after the operators' last check still means: change
+    // nothing.
+    run.check_not_stopped()?;
     run.check_max_errors()?;
     let dead_letter = {
         let mut dl = run.dead_letter.lock().unwrap_or_else(|p| p.into_inner());

@@ -156,6 +156,8 @@ pub(crate) async fn pour(
         BuiltSink::Rows(s) => s,
         BuiltSink::Encoded { sink, .. } => sink,
     };
+    // Its input may have ended because the run failed: then it must not report success.
+    run.check()?;
     let written = run.pool.install(|| sink.finish())?;
     *node.warnings.lock().unwrap_or_else(|p| p.into_inner()) = sink.warnings();
     Ok((sink, written))

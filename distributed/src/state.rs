@@ -314,6 +314,30 @@ impl Run {
             .take()
     }
 
+    /// Runs `work` (a node's whole part of the run, on a thread of its own); a panic in it is
+    /// the run's failure, as on the local engine, not a stream that ends early.
+    pub(crate) fn guarded(
+        &self,
+        node: &str,
+        work: impl FnOnce() -> Result<(), RunError>,
+    ) -> Result<(), DataFusionError> {
+        catch_unwind(AssertUnwindSafe(work))
+            .unwrap_or_else(|_| Err(RunError::Internal(format!("node `{node}` panicked"))))
+            .map_err(|e| self.fail(e))
+    }
+
+    /// `Err` if the run failed or was interrupted (the last check before the commit; a run
+    /// that ran past its `Timeout` only at its very end still commits, as on the local engine).
+    pub(crate) fn check_not_stopped(&self) -> Result<(), RunError> {
+        if self.interrupt.load(Ordering::SeqCst) {
+            return Err(RunError::Cancelled);
+        }
+        if self.failed.load(Ordering::SeqCst) {
+            return Err(RunError::Internal("the run failed".into()));
+        }
+        Ok(())
+    }
+
     /// `Err` once the run is failing or was interrupted.
     pub(crate) fn check(&self) -> Result<(), RunError> {
         if self.interrupt.load(Ordering::SeqCst) {
@@ -437,5 +461,39 @@ impl Run {
             cap: self.max_errors.to_string(),
             first: first.map(Box::new),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use flowengine_engine::load::file::LoadOptions;
+    use flowengine_engine::plan::plan_text;
+
+    use super::*;
+
+    #[test]
+    fn a_panic_in_a_node_fails_the_run_and_stops_the_commit() {
+        let yaml = "
+Pipeline:
+  Name: t
+  Plugins:
+    - { Name: read, Type: DelimitedSource, Config: { FilePath: in.csv, OutputSchema: { Columns: [{ Name: id, Type: int64 }] } } }
+    - { Name: write, Type: DelimitedSink, Config: { FilePath: out.csv } }
+  Connections: [{ From: read, To: write }]
+";
+        let registry = flowengine_plugins::builtin_registry();
+        let opts = LoadOptions::default();
+        let plan = plan_text(yaml, Path::new("/tmp/t.yaml"), &opts, &registry).unwrap();
+        static NEVER: AtomicBool = AtomicBool::new(false);
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build();
+        let run = Run::new(&plan, &NEVER, None, pool.unwrap());
+        assert!(run.check_not_stopped().is_ok());
+        let guarded = run.guarded("read", || panic!("a deliberate panic"));
+        assert!(guarded.is_err());
+        assert!(run.check_not_stopped().is_err(), "the run goes on");
+        let failure = run.failure().expect("the run's failure").to_string();
+        assert!(failure.contains("node `read` panicked"), "{failure}");
     }
 }

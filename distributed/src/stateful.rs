@@ -22,7 +22,7 @@ use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, Pla
 use flowengine_engine::component::{Output, StatefulTransform, Transform};
 use flowengine_engine::error::{RowError, RunError};
 use flowengine_engine::Batch;
-use futures::StreamExt;
+use futures::{FutureExt, Stream, StreamExt};
 use rayon::prelude::*;
 use tokio::sync::mpsc::Sender;
 
@@ -158,9 +158,7 @@ impl ExecutionPlan for StatefulExec {
         };
         builder.spawn_blocking(move || {
             let run = driver.run.clone();
-            driver
-                .drive(transform, main, sides)
-                .map_err(|e| run.fail(e))
+            run.guarded(&driver.node.name, || driver.drive(transform, main, sides))
         });
         Ok(builder.build())
     }
@@ -187,6 +185,23 @@ impl Driver {
         sides: Vec<(SendableRecordBatchStream, SchemaRef)>,
     ) -> std::result::Result<(), RunError> {
         self.node.set_aggregates(t.aggregates());
+        let result = self.drive_ports(t.as_mut(), main, sides);
+        // Kept on failure too (what it spilled before the run stopped), as on the local engine.
+        self.node
+            .notes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(t.notes());
+        result
+    }
+
+    /// Its input ports to their end, then its main input, in the mode it asks for.
+    fn drive_ports(
+        &self,
+        t: &mut dyn StatefulTransform,
+        main: SendableRecordBatchStream,
+        sides: Vec<(SendableRecordBatchStream, SchemaRef)>,
+    ) -> std::result::Result<(), RunError> {
         for (port, (mut side, data)) in sides.into_iter().enumerate() {
             while let Some(batch) = self.next(&mut side, &data)? {
                 self.node.received_reference(batch.rows_counted());
@@ -194,24 +209,38 @@ impl Driver {
             }
         }
         match self.on_pool(|| t.batches())? {
-            Some(batches) => self.drive_batches(&*batches, main)?,
-            None => self.drive_stateful(t.as_mut(), main)?,
+            Some(batches) => self.drive_batches(&*batches, main),
+            None => self.drive_stateful(t, main),
         }
-        self.node
-            .notes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend(t.notes());
-        Ok(())
     }
 
     /// The next batch of `input`, without its origin columns; `None` at its end.
     fn next(
         &self,
-        input: &mut SendableRecordBatchStream,
+        input: &mut (impl Stream<Item = Result<RecordBatch>> + Unpin),
         data: &SchemaRef,
     ) -> std::result::Result<Option<Batch>, RunError> {
         let next = tokio::runtime::Handle::current().block_on(input.next());
+        self.batch_of(next, data)
+    }
+
+    /// The next batch of `input` if one is already waiting (`Ok(None)` if not, or at its end).
+    fn waiting(
+        &self,
+        input: &mut (impl Stream<Item = Result<RecordBatch>> + Unpin),
+        data: &SchemaRef,
+    ) -> std::result::Result<Option<Batch>, RunError> {
+        match input.next().now_or_never() {
+            Some(next) => self.batch_of(next, data),
+            None => Ok(None),
+        }
+    }
+
+    fn batch_of(
+        &self,
+        next: Option<Result<RecordBatch>>,
+        data: &SchemaRef,
+    ) -> std::result::Result<Option<Batch>, RunError> {
         self.run.check()?;
         let Some(record) = next else {
             return Ok(None);
@@ -271,18 +300,19 @@ impl Driver {
     fn drive_batches(
         &self,
         t: &dyn Transform,
-        mut main: SendableRecordBatchStream,
+        main: SendableRecordBatchStream,
     ) -> std::result::Result<(), RunError> {
-        loop {
-            let mut window = Vec::with_capacity(self.run.window);
+        // Looked at again after its end when a window stops there.
+        let mut main = main.fuse();
+        // The first batch of a window waited for, then those already waiting behind it, as the
+        // local engine takes a window (a slow input is not held back to fill one).
+        while let Some(first) = self.next(&mut main, &self.input_data)? {
+            let mut window = vec![first];
             while window.len() < self.run.window {
-                match self.next(&mut main, &self.input_data)? {
+                match self.waiting(&mut main, &self.input_data)? {
                     Some(batch) => window.push(batch),
                     None => break,
                 }
-            }
-            if window.is_empty() {
-                return Ok(());
             }
             for batch in &window {
                 self.node.received(batch.rows_counted());
@@ -314,6 +344,7 @@ impl Driver {
                 }
             }
         }
+        Ok(())
     }
 
     /// What one call handed on: its counts, its rejects under the node's policy, then its

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Local};
-use flowengine_engine::error::ConfigErrors;
+use flowengine_engine::error::{ConfigError, ConfigErrorKind, ConfigErrors};
 use flowengine_engine::load::LoadOptions;
 use flowengine_engine::plan::{plan_text, Plan};
 use flowengine_engine::registry::Registry;
@@ -40,11 +40,18 @@ impl Spec {
         })
     }
 
-    /// Plans the pipeline as the client did.
+    /// Plans the pipeline as the client did (at the client's time, so that `RunDate` names the
+    /// same files: a time that does not read is an error, not this process's clock).
     pub fn plan(&self, registry: &Registry) -> Result<Plan, ConfigErrors> {
         let now = DateTime::parse_from_rfc3339(&self.now)
             .map(|t| t.with_timezone(&Local))
-            .unwrap_or_else(|_| Local::now());
+            .map_err(|e| {
+                let kind = ConfigErrorKind::InvalidValue {
+                    expected: format!("the client's start time (RFC 3339): {e}"),
+                    found: format!("`{}`", self.now),
+                };
+                ConfigErrors(vec![ConfigError::new(kind, "the job's spec", None)])
+            })?;
         let opts = LoadOptions {
             vars: self.vars.clone(),
             now,
@@ -67,5 +74,17 @@ mod tests {
         };
         let json = serde_json::to_string(&spec).unwrap();
         assert_eq!(serde_json::from_str::<Spec>(&json).unwrap(), spec);
+    }
+
+    #[test]
+    fn a_start_time_that_does_not_read_is_an_error() {
+        let spec = Spec {
+            text: "Pipeline:\n  Name: p\n".into(),
+            path: "/data/p.yaml".into(),
+            vars: Vec::new(),
+            now: "yesterday".into(),
+        };
+        let message = spec.plan(&Registry::new()).unwrap_err().to_string();
+        assert!(message.contains("found `yesterday`"), "{message}");
     }
 }
