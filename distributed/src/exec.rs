@@ -203,7 +203,9 @@ fn read_all(
             run.read(batch.rows_counted() + rejects.len() as u64);
             node.received(batch.rows_counted() + rejects.len() as u64);
             run.take_rejects(node, &mut rejects)?;
-            if batch.num_rows() == 0 {
+            // A batch whose every row was left out for the next node's condition still goes
+            // on: that node counts those rows as its own.
+            if batch.rows_counted() == 0 {
                 return Ok(true);
             }
             node.sent(&batch);
@@ -487,7 +489,8 @@ impl Inputs {
             let received = received.clone();
             let counted = plan.execute(0, cx.clone())?.inspect(move |next| {
                 if let Ok(record) = next {
-                    received.fetch_add(record.num_rows() as u64, Ordering::Relaxed);
+                    let rows = record.num_rows() as u64 + origin::prefiltered(record);
+                    received.fetch_add(rows, Ordering::Relaxed);
                 }
             });
             streams.push(counted.boxed());
@@ -637,10 +640,12 @@ impl Work {
         record: &RecordBatch,
     ) -> std::result::Result<(Routed, Vec<RowError>), RunError> {
         self.run.check()?;
-        let batch = origin::strip(record, &self.input_data)
+        let mut batch = origin::strip(record, &self.input_data)
             .map_err(|e| RunError::Internal(format!("a batch lost its origin: {e}")))?;
         let rows = batch.num_rows();
         self.node.received(batch.rows_counted());
+        // Rows its source left out for this node's condition are its filtered rows, once.
+        let prefiltered = std::mem::take(&mut batch.prefiltered);
         let mut rejects = Vec::new();
         let started = Instant::now();
         let out = catch_unwind(AssertUnwindSafe(|| {
@@ -664,7 +669,7 @@ impl Work {
                 rejects.len()
             )));
         };
-        self.node.left_out(filtered as u64, 0, 0);
+        self.node.left_out(filtered as u64 + prefiltered, 0, 0);
         Ok((out, rejects))
     }
 

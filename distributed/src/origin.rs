@@ -14,6 +14,9 @@ use flowengine_engine::Batch;
 const LINE: &str = "__flowengine_line";
 /// The batch's input file, one dictionary value for all its rows.
 const FILE: &str = "__flowengine_file";
+/// Rows the source left out for the node it feeds ([`Batch::prefiltered`]), in the batch's
+/// schema metadata: a count of the batch, not of its rows.
+const PREFILTERED: &str = "flowengine.prefiltered";
 
 /// `data` with the two origin columns after its own.
 pub(crate) fn schema(data: &SchemaRef) -> SchemaRef {
@@ -37,7 +40,24 @@ pub(crate) fn carry(batch: &Batch, schema: &SchemaRef) -> Result<RecordBatch, Ar
     let values = StringArray::from_iter_values(batch.origin.file.iter().map(|f| f.as_ref()));
     columns.push(Arc::new(DictionaryArray::try_new(keys, Arc::new(values))?));
     let options = RecordBatchOptions::new().with_row_count(Some(rows));
-    RecordBatch::try_new_with_options(schema.clone(), columns, &options)
+    let schema = match batch.prefiltered {
+        0 => schema.clone(),
+        n => {
+            let mut metadata = schema.metadata().clone();
+            metadata.insert(PREFILTERED.into(), n.to_string());
+            Arc::new(schema.as_ref().clone().with_metadata(metadata))
+        }
+    };
+    RecordBatch::try_new_with_options(schema, columns, &options)
+}
+
+/// The rows [`carry`] said `record`'s source left out.
+pub(crate) fn prefiltered(record: &RecordBatch) -> u64 {
+    let metadata = record.schema_ref().metadata();
+    metadata
+        .get(PREFILTERED)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
 }
 
 /// The batch [`carry`] made, with its rows as `data` (the schema without the origin columns).
@@ -64,7 +84,9 @@ pub(crate) fn strip(record: &RecordBatch, data: &SchemaRef) -> Result<Batch, Arr
         record.columns()[..n - 2].to_vec(),
         &options,
     )?;
-    Ok(Batch::new(rows, file, lines))
+    let mut batch = Batch::new(rows, file, lines);
+    batch.prefiltered = prefiltered(record);
+    Ok(batch)
 }
 
 #[cfg(test)]
@@ -78,9 +100,11 @@ mod tests {
         let rows = RecordBatch::try_new(data.clone(), vec![Arc::new(Int64Array::from(vec![7, 8]))])
             .unwrap();
         for file in [Some(Arc::from("in.csv")), None] {
-            let batch = Batch::new(rows.clone(), file.clone(), UInt64Array::from(vec![2, 5]));
+            let mut batch = Batch::new(rows.clone(), file.clone(), UInt64Array::from(vec![2, 5]));
+            batch.prefiltered = 3;
             let carried = carry(&batch, &schema(&data)).unwrap();
             let back = strip(&carried, &data).unwrap();
+            assert_eq!(back.prefiltered, 3);
             assert_eq!(back.data, rows);
             assert_eq!(back.origin.file, file);
             assert_eq!(back.origin.lines.values(), &[2, 5]);

@@ -78,7 +78,12 @@ pub fn prepare(plan: Plan, interrupt: &'static AtomicBool) -> Result<Prepared, E
         };
         let upstream = match &n.kind {
             NodeKind::Source(s) => {
-                let built = s.build(&cx)?;
+                let mut built = s.build(&cx)?;
+                // As on the local engine: the rows the node it feeds would leave out are not
+                // built (a `Filter`'s condition, the keys a `Distinct` has seen).
+                if let Some(condition) = flowengine_engine::exec::source_condition(&plan, i) {
+                    built.push_condition(condition);
+                }
                 let data = schema(&n.output_schema)?;
                 Upstream::Plain(Arc::new(SourceExec::new(
                     built,

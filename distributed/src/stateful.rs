@@ -268,8 +268,8 @@ impl Driver {
         mut main: SendableRecordBatchStream,
     ) -> std::result::Result<(), RunError> {
         let mut satisfied = false;
-        while let Some(batch) = self.next(&mut main, &self.input_data)? {
-            self.node.received(batch.rows_counted());
+        while let Some(mut batch) = self.next(&mut main, &self.input_data)? {
+            self.count_in(&mut batch, t.prefiltered_are_duplicates());
             if satisfied {
                 // Rows already on the way when it had enough: drained so that no producer waits.
                 self.node.left_out(batch.num_rows() as u64, 0, 0);
@@ -295,6 +295,17 @@ impl Driver {
         }
     }
 
+    /// A batch of the main input counted in. The rows its source left out for this node's
+    /// condition are this node's filtered rows (or `duplicates`, for a `Distinct`), counted once.
+    fn count_in(&self, batch: &mut Batch, duplicates: bool) {
+        self.node.received(batch.rows_counted());
+        let prefiltered = std::mem::take(&mut batch.prefiltered);
+        match duplicates {
+            true => self.node.left_out(0, prefiltered, 0),
+            false => self.node.left_out(prefiltered, 0, 0),
+        }
+    }
+
     /// The batch transform a stateful one handed back, over its main input: a window of batches
     /// at a time on the pool, emitted in order.
     fn drive_batches(
@@ -314,8 +325,8 @@ impl Driver {
                     None => break,
                 }
             }
-            for batch in &window {
-                self.node.received(batch.rows_counted());
+            for batch in &mut window {
+                self.count_in(batch, false);
             }
             let results = self.on_pool(|| {
                 Ok(window

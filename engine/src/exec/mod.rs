@@ -346,7 +346,21 @@ fn condition_fed_by(
         return None;
     };
     let edge = edges.get(*edge)?;
-    let next = nodes.get(edge.to)?.as_ref()?;
+    condition_of(nodes.get(edge.to)?.as_ref()?, edge)
+}
+
+/// [`condition_fed_by`] for an engine that builds `plan`'s nodes itself: the condition node
+/// `source` may apply as it reads, if any.
+pub fn source_condition(plan: &Plan, source: usize) -> Option<Arc<dyn RowCondition>> {
+    let [edge] = plan.nodes.get(source)?.outputs.as_slice() else {
+        return None;
+    };
+    let edge = plan.edges.get(*edge)?;
+    condition_of(plan.nodes.get(edge.to)?, edge)
+}
+
+/// The condition of `next`, fed by `edge` alone.
+fn condition_of(next: &crate::plan::PlanNode, edge: &Edge) -> Option<Arc<dyn RowCondition>> {
     match (&next.kind, next.inputs.len(), &next.input_schema) {
         (NodeKind::Transform(t), 1, Some(input)) if edge.port == 0 => t.condition(input),
         _ => None,
